@@ -51,6 +51,6 @@ func Example() {
 	// Output:
 	// good
 	// revoked
-	// OCSP error: try again later
+	// ocsp: error from server: try later
 	// 3 requests
 }
