@@ -2,7 +2,4 @@ module github.com/staplerkit/ocsp
 
 go 1.26.0
 
-require (
-	golang.org/x/crypto v0.59.0 // indirect
-	golang.org/x/sync v0.25.0 // indirect
-)
+require golang.org/x/crypto v0.59.0
