@@ -1,0 +1,70 @@
+package cache
+
+import "time"
+
+// Status is a certificate's status in an OCSP response.
+type Status uint8
+
+const (
+	// Good: the responder vouches for the certificate.
+	Good Status = iota
+	// Revoked: the certificate was revoked.
+	Revoked
+	// Unknown: the responder does not know the certificate.
+	Unknown
+)
+
+// String returns the status as the documented status object spells it.
+func (s Status) String() string {
+	switch s {
+	case Good:
+		return "GOOD"
+	case Revoked:
+		return "REVOKED"
+	}
+	return "UNKNOWN"
+}
+
+// Entry is one verified OCSP response for one certificate: the raw bytes
+// that are stapled, and the parsed fields the scheduler and the status need.
+// An Entry is never changed once made; share it freely.
+type Entry struct {
+	// Raw is the DER response, exactly as the responder sent it.
+	Raw []byte
+	// ResponderURL is where the response came from.
+	ResponderURL string
+	Status       Status
+	// RevocationReason is the RFC 5280 reason code (revoked only).
+	RevocationReason int
+	ProducedAt       time.Time
+	ThisUpdate       time.Time
+	NextUpdate       time.Time
+	// RevokedAt is when the certificate was revoked (revoked only).
+	RevokedAt time.Time
+	// FetchedAt is when the response arrived.
+	FetchedAt time.Time
+	// Expires is when the entry stops being usable: the earliest of
+	// FetchedAt + cache_ttl, NextUpdate, and any cap the verifier found (the
+	// leaf's NotAfter, a delegated responder certificate's NotAfter).
+	Expires time.Time
+}
+
+// Usable reports whether the entry may still be stapled at now.
+func (e *Entry) Usable(now time.Time) bool {
+	return e != nil && now.Before(e.Expires)
+}
+
+// Expiry returns the earliest of fetched + ttl, nextUpdate and the non-zero
+// caps: when an entry fetched at fetched stops being usable.
+func Expiry(fetched time.Time, ttl time.Duration, nextUpdate time.Time, caps ...time.Time) time.Time {
+	exp := fetched.Add(ttl)
+	if nextUpdate.Before(exp) {
+		exp = nextUpdate
+	}
+	for _, c := range caps {
+		if !c.IsZero() && c.Before(exp) {
+			exp = c
+		}
+	}
+	return exp
+}

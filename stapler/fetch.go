@@ -1,0 +1,163 @@
+package stapler
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// MaxResponseBytes caps the body read from a responder. A real response is a
+// few hundred bytes to a few KiB (more with an embedded delegate chain);
+// 64 KiB leaves ample room and bounds what a hostile responder can make the
+// server hold.
+const MaxResponseBytes = 64 << 10
+
+// maxGETURL is the longest URL sent as an RFC 5019 GET; longer requests are
+// POSTed (RFC 9919 2.1.1).
+const maxGETURL = 255
+
+// maxRedirects bounds redirects followed from a responder.
+const maxRedirects = 3
+
+// Fetch failures; errors.Is matches them through the wrapping.
+var (
+	// ErrHTTPStatus: the responder answered with an HTTP status other than 200.
+	ErrHTTPStatus = errors.New("responder answered a non-200 HTTP status")
+	// ErrContentType: the body is not labelled application/ocsp-response.
+	ErrContentType = errors.New("responder answered a content type other than application/ocsp-response")
+	// ErrResponseTooLarge: the body is larger than MaxResponseBytes.
+	ErrResponseTooLarge = errors.New("OCSP response larger than the cap")
+	// ErrNoResponderURL: the certificate has no http or https OCSP URL and
+	// no override is set.
+	ErrNoResponderURL = errors.New("no OCSP responder URL")
+	// ErrNoIssuer: the issuer certificate could not be found.
+	ErrNoIssuer = errors.New("issuer certificate not found")
+	// ErrRedirect: the responder redirected to a non-HTTP URL or too often.
+	ErrRedirect = errors.New("bad redirect from responder")
+)
+
+// newHTTPClient is the client used when the application gives none: its own
+// transport (so Close can drop its idle connections) and redirects only to
+// http and https, at most maxRedirects.
+func newHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", ErrRedirect, maxRedirects)
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("%w: to scheme %q", ErrRedirect, req.URL.Scheme)
+	}
+	return nil
+}
+
+// responderURL returns the first http or https OCSP URL of the leaf.
+func responderURL(leaf *x509.Certificate) string {
+	for _, u := range leaf.OCSPServer {
+		if p, err := url.Parse(u); err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != "" {
+			return u
+		}
+	}
+	return ""
+}
+
+// fetchResponse asks the responder at base about leaf: GET when the URL fits
+// in 255 bytes, POST otherwise. Only a 200 labelled
+// application/ocsp-response of at most MaxResponseBytes is returned. ctx
+// bounds the whole exchange.
+func fetchResponse(ctx context.Context, client *http.Client, base string, leaf, issuer *x509.Certificate) ([]byte, string, error) {
+	der, err := ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
+	if err != nil {
+		return nil, "", fmt.Errorf("build request: %w", err)
+	}
+	getURL := strings.TrimSuffix(base, "/") + "/" + url.QueryEscape(base64.StdEncoding.EncodeToString(der))
+	var req *http.Request
+	method := http.MethodGet
+	if len(getURL) <= maxGETURL {
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, getURL, nil)
+	} else {
+		method = http.MethodPost
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base, bytes.NewReader(der))
+		if req != nil {
+			req.Header.Set("Content-Type", "application/ocsp-request")
+		}
+	}
+	if err != nil {
+		return nil, method, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/ocsp-response")
+	body, err := doCapped(client, req, "application/ocsp-response")
+	return body, method, err
+}
+
+// doCapped sends req and returns the body of a 200 answer, refusing other
+// statuses, other content types (when contentType is set) and bodies over
+// MaxResponseBytes.
+func doCapped(client *http.Client, req *http.Request, contentType string) ([]byte, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil, fmt.Errorf("%w: %s", ErrHTTPStatus, resp.Status)
+	}
+	if contentType != "" {
+		got, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if got != contentType {
+			return nil, fmt.Errorf("%w: %q", ErrContentType, resp.Header.Get("Content-Type"))
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if len(body) > MaxResponseBytes {
+		return nil, fmt.Errorf("%w of %d bytes", ErrResponseTooLarge, MaxResponseBytes)
+	}
+	return body, nil
+}
+
+// fetchIssuer downloads the leaf's issuer from its AIA caIssuers URLs (DER
+// or PEM) and returns the first that signed the leaf.
+func fetchIssuer(ctx context.Context, client *http.Client, leaf *x509.Certificate) (*x509.Certificate, error) {
+	for _, u := range leaf.IssuingCertificateURL {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			continue
+		}
+		body, err := doCapped(client, req, "")
+		if err != nil {
+			continue
+		}
+		if block, _ := pem.Decode(body); block != nil {
+			body = block.Bytes
+		}
+		cert, err := x509.ParseCertificate(body)
+		if err == nil && leaf.CheckSignatureFrom(cert) == nil {
+			return cert, nil
+		}
+	}
+	return nil, ErrNoIssuer
+}

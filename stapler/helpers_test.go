@@ -1,0 +1,269 @@
+package stapler
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// fakeClock is a Clock that moves only when told to.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c      *fakeClock
+	ch     chan time.Time
+	at     time.Time
+	active bool
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Now().Truncate(time.Second)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) Timer {
+	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
+	c.mu.Lock()
+	c.timers = append(c.timers, t)
+	c.mu.Unlock()
+	t.Reset(d)
+	return t
+}
+
+// Advance moves the clock and fires the timers that came due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.fireLocked()
+}
+
+func (c *fakeClock) fireLocked() {
+	for _, t := range c.timers {
+		if t.active && !t.at.After(c.now) {
+			t.active = false
+			select {
+			case t.ch <- c.now:
+			default:
+			}
+		}
+	}
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+func (t *fakeTimer) Reset(d time.Duration) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	select {
+	case <-t.ch:
+	default:
+	}
+	t.at, t.active = t.c.now.Add(d), true
+	t.c.fireLocked()
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = false
+	return was
+}
+
+// env is a CA, a live responder, a leaf it knows, and a Stapler on a fake
+// clock, with a TLS server on loopback serving the wrapped config.
+type env struct {
+	t      *testing.T
+	clock  *fakeClock
+	ca     *responder.CA
+	srv    *responder.Server
+	r      *responder.Responder
+	leaf   *responder.Leaf
+	s      *Stapler
+	events chan StatusChange
+	addr   string
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newEnv(t *testing.T, cfg config.OCSP, opts ...Option) *env {
+	t.Helper()
+	e := &env{t: t, clock: newFakeClock(), events: make(chan StatusChange, 100)}
+	var err error
+	if e.ca, err = responder.NewCA(responder.CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.r = responder.New(e.ca)
+	e.r.SetClock(e.clock.Now)
+	e.srv = responder.NewServer(e.r)
+	t.Cleanup(e.srv.Close)
+	if e.leaf, err = e.srv.Issue(responder.LeafOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(2 * time.Second), WithStatusHook(func(c StatusChange) {
+		select {
+		case e.events <- c:
+		default:
+		}
+	})}, opts...)
+	if e.s, err = New(cfg, opts...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.s.Close() })
+	return e
+}
+
+// serve runs a TLS server with cfg on loopback until the test ends.
+func (e *env) serve(cfg *tls.Config) string {
+	e.t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	e.t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if err := conn.(*tls.Conn).Handshake(); err == nil {
+					io.Copy(io.Discard, conn)
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// wrapAndServe wraps a config serving certs and serves it.
+func (e *env) wrapAndServe(certs ...tls.Certificate) string {
+	e.t.Helper()
+	return e.serve(e.s.Wrap(&tls.Config{Certificates: certs}))
+}
+
+// handshake connects to addr and returns the staple the server sent.
+func (e *env) handshake(addr string, mod ...func(*tls.Config)) ([]byte, *tls.ConnectionState, error) {
+	e.t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	for _, f := range mod {
+		f(cfg)
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	st := conn.ConnectionState()
+	return st.OCSPResponse, &st, nil
+}
+
+// mustStaple does a handshake and checks that the staple verifies for leaf
+// with the wanted status.
+func (e *env) mustGetStaple(addr string, leaf *responder.Leaf, want int) *ocsp.Response {
+	e.t.Helper()
+	staple, _, err := e.handshake(addr)
+	if err != nil {
+		e.t.Fatalf("handshake: %v", err)
+	}
+	if staple == nil {
+		e.t.Fatal("no staple")
+	}
+	resp, err := ocsp.ParseResponseForCert(staple, leaf.Cert, e.ca.Cert)
+	if err != nil {
+		e.t.Fatalf("staple does not verify: %v", err)
+	}
+	if resp.Status != want {
+		e.t.Fatalf("staple status %d, want %d", resp.Status, want)
+	}
+	return resp
+}
+
+func (e *env) mustGetNoStaple(addr string) {
+	e.t.Helper()
+	staple, _, err := e.handshake(addr)
+	if err != nil {
+		e.t.Fatalf("handshake: %v", err)
+	}
+	if staple != nil {
+		e.t.Fatal("stapled, want none")
+	}
+}
+
+// eventually polls cond in real time: background work runs on real
+// goroutines even when the clock is fake.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (e *env) status(leaf *responder.Leaf) CertificateStatus {
+	e.t.Helper()
+	st, err := e.s.StatusOf(CertificateID(leaf.Cert.Raw))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// waitStapled waits until the leaf's staple is in place.
+func (e *env) waitStapled(leaf *responder.Leaf) {
+	e.t.Helper()
+	eventually(e.t, "a staple", func() bool { return e.status(leaf).Stapled })
+}
+
+// waitQueries waits until the Stapler has recorded n queries for leaf.
+func (e *env) waitQueries(leaf *responder.Leaf, n int) CertificateStatus {
+	e.t.Helper()
+	var st CertificateStatus
+	eventually(e.t, "queries to be recorded", func() bool {
+		st = e.status(leaf)
+		return st.Queries >= n
+	})
+	return st
+}
+
+var on = config.OCSP{OCSPFunctionality: true}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+var _ = context.Background

@@ -1,0 +1,143 @@
+package stapler
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/staplerkit/ocsp/config"
+)
+
+// Option configures a Stapler.
+type Option func(*options)
+
+type options struct {
+	logger          *slog.Logger
+	client          *http.Client
+	clock           Clock
+	issuers         []*x509.Certificate
+	responderURL    string
+	hook            func(StatusChange)
+	policy          Policy
+	defaultStapling config.Stapling
+	coldWait        time.Duration
+	workers         int
+	skew            time.Duration
+	dropOnFailure   bool
+}
+
+func defaultOptions() options {
+	return options{
+		logger:          slog.Default(),
+		clock:           systemClock{},
+		defaultStapling: config.Stapling{Enabled: true, CacheTTL: DefaultDiscoveredCacheTTL},
+		workers:         16,
+		skew:            5 * time.Minute,
+	}
+}
+
+// WithLogger sets the logger (slog.Default() by default). The Stapler logs
+// failures, status changes and certificates it cannot staple, once each.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithHTTPClient sets the client that talks to responders. By default the
+// Stapler uses its own transport and follows at most 3 redirects, to http and
+// https only; a client given here keeps its own redirect policy. Either way
+// response_timeout bounds each exchange through its context.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) { o.client = c }
+}
+
+// WithClock sets the clock (the system clock by default), so tests can run
+// refreshes, retries and expiry on an injected clock.
+func WithClock(c Clock) Option {
+	return func(o *options) {
+		if c != nil {
+			o.clock = c
+		}
+	}
+}
+
+// WithIssuer supplies issuer certificates for leaves whose chain does not
+// include the issuer. Without it, the issuer comes from the chain, else from
+// the leaf's AIA caIssuers URL (and is checked to have signed the leaf).
+func WithIssuer(issuers ...*x509.Certificate) Option {
+	return func(o *options) { o.issuers = append(o.issuers, issuers...) }
+}
+
+// WithResponderURL makes every certificate be queried at url instead of
+// its AIA OCSP URL (like nginx's ssl_stapling_responder). It is the
+// responder_url that Get reports.
+func WithResponderURL(url string) Option {
+	return func(o *options) { o.responderURL = url }
+}
+
+// WithStatusHook calls f whenever a certificate's state changes (for example
+// good -> revoked, or to failed when the recovery tries are used up). f runs
+// on the goroutine that saw the change, so it should return quickly.
+func WithStatusHook(f func(StatusChange)) Option {
+	return func(o *options) { o.hook = f }
+}
+
+// WithPolicy sets the policy for every certificate (Lenient by default).
+// SetPolicy overrides it per certificate, and a leaf with the RFC 7633
+// must-staple extension is always MustStaple.
+func WithPolicy(p Policy) Option {
+	return func(o *options) { o.policy = p }
+}
+
+// DefaultDiscoveredCacheTTL is the cache_ttl, in seconds, of certificates
+// the Stapler finds on its own: a week, so that in practice a response's
+// own nextUpdate bounds how long it is served. A short cache_ttl drops a good
+// staple as soon as one refresh fails (Apache mod_ssl's best-known flaw).
+const DefaultDiscoveredCacheTTL = 7 * 24 * 3600
+
+// WithDefaultStapling sets the per-certificate settings of certificates the
+// Stapler finds on its own. The default is {enabled: true, skip_verify:
+// false, cache_ttl: DefaultDiscoveredCacheTTL}: wrapping a config means
+// wanting it stapled. (The documented object's own defaults are enabled
+// false and cache_ttl 3600; SetStapling takes an object as it is.)
+func WithDefaultStapling(s config.Stapling) Option {
+	return func(o *options) { o.defaultStapling = s.WithDefaults() }
+}
+
+// WithColdWait bounds how long a handshake for a certificate that has no
+// staple yet waits for the first fetch before it goes on without one. The
+// default is a quarter of response_timeout.
+func WithColdWait(d time.Duration) Option {
+	return func(o *options) { o.coldWait = d }
+}
+
+// WithWorkers bounds how many fetches run at once (16 by default).
+func WithWorkers(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.workers = n
+		}
+	}
+}
+
+// WithClockSkew sets how far a response's thisUpdate may be ahead of the
+// local clock (5 minutes by default, as nginx and HAProxy allow).
+func WithClockSkew(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.skew = d
+		}
+	}
+}
+
+// WithDropOnFailure drops a certificate's staple as soon as its recovery
+// tries are used up, matching the documented "the cached status is
+// invalidated" to the letter. By default the last good response is served
+// until its own expiry, which is correct by RFC 6960 and better for clients.
+func WithDropOnFailure() Option {
+	return func(o *options) { o.dropOnFailure = true }
+}

@@ -1,0 +1,145 @@
+package stapler
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// scheduler keeps one timer heap for every managed certificate: one
+// goroutine and one timer, however many certificates. Due certificates go to
+// a fixed pool of workers, which bounds how many fetches run at once.
+type scheduler struct {
+	clock Clock
+	work  chan *managed
+	wake  chan struct{}
+
+	mu    sync.Mutex
+	queue timerHeap
+}
+
+func newScheduler(clock Clock) *scheduler {
+	return &scheduler{clock: clock, work: make(chan *managed), wake: make(chan struct{}, 1)}
+}
+
+// schedule sets when m is next due, replacing any earlier plan.
+func (s *scheduler) schedule(m *managed, at time.Time) {
+	s.mu.Lock()
+	m.due = at
+	if m.index >= 0 {
+		heap.Fix(&s.queue, m.index)
+	} else {
+		heap.Push(&s.queue, m)
+	}
+	first := s.queue[0] == m
+	s.mu.Unlock()
+	if first {
+		s.poke()
+	}
+}
+
+// scheduleEarlier moves m's next run to at if that is sooner than planned.
+func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
+	s.mu.Lock()
+	later := m.index < 0 || at.Before(m.due)
+	s.mu.Unlock()
+	if later {
+		s.schedule(m, at)
+	}
+}
+
+// unschedule removes m from the heap.
+func (s *scheduler) unschedule(m *managed) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.index >= 0 {
+		heap.Remove(&s.queue, m.index)
+	}
+}
+
+// dueAt reports when m is next due (zero when not scheduled).
+func (s *scheduler) dueAt(m *managed) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.index < 0 {
+		return time.Time{}
+	}
+	return m.due
+}
+
+func (s *scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run hands due certificates to the workers until ctx ends.
+func (s *scheduler) run(ctx context.Context) {
+	const idle = time.Hour
+	timer := s.clock.NewTimer(idle)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now := s.clock.Now()
+		var next *managed
+		wait := idle
+		if len(s.queue) > 0 {
+			if d := s.queue[0].due.Sub(now); d <= 0 {
+				next = heap.Pop(&s.queue).(*managed)
+			} else if d < wait {
+				wait = d
+			}
+		}
+		s.mu.Unlock()
+		if next != nil {
+			select {
+			case s.work <- next:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C():
+		case <-s.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// jitter returns d shortened by up to a tenth, at random, so that
+// certificates loaded together do not refresh in the same second.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - rand.N(d/10+1)
+}
+
+// timerHeap orders managed certificates by due time.
+type timerHeap []*managed
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *timerHeap) Push(x any) {
+	m := x.(*managed)
+	m.index = len(*h)
+	*h = append(*h, m)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	m.index = -1
+	return m
+}

@@ -1,0 +1,648 @@
+package stapler
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"math/big"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+func TestFirstHandshakeIsStapled(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	// No wait: the first handshake waits for the eager fetch (bounded).
+	resp := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	if resp.Certificate != nil {
+		t.Fatal("CA-signed response should embed no certificate")
+	}
+	if n := e.r.RequestCount(); n != 1 {
+		t.Fatalf("%d responder requests, want 1", n)
+	}
+	if reqs := e.r.Requests(); reqs[0].Method != "GET" {
+		t.Fatalf("method %s, want GET for a short URL", reqs[0].Method)
+	}
+	st := e.status(e.leaf)
+	if st.CertStatus != config.CertGood || st.State != StateGood || !st.Stapled || st.ResponderURL != e.srv.URL {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestDelegatedResponderStapleVerifies(t *testing.T) {
+	e := newEnv(t, on)
+	d, err := e.ca.NewDelegate(responder.DelegateOptions{KeyType: responder.RSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.UseDelegate(d)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	if resp := e.mustGetStaple(addr, e.leaf, ocsp.Good); resp.Certificate == nil {
+		t.Fatal("delegate not embedded")
+	}
+}
+
+func TestDualRSAAndECDSACertificatesEachGetTheirOwnStaple(t *testing.T) {
+	e := newEnv(t, on)
+	rsaLeaf, err := e.srv.Issue(responder.LeafOptions{KeyType: responder.RSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.wrapAndServe(e.leaf.Certificate, rsaLeaf.Certificate)
+	for _, tc := range []struct {
+		leaf   *responder.Leaf
+		suites []uint16
+	}{
+		{e.leaf, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}},
+		{rsaLeaf, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}},
+	} {
+		staple, st, err := e.handshake(addr, func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.CipherSuites = tc.suites
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.PeerCertificates[0].Equal(tc.leaf.Cert) {
+			t.Fatal("server picked the other certificate")
+		}
+		if _, err := ocsp.ParseResponseForCert(staple, tc.leaf.Cert, e.ca.Cert); err != nil {
+			t.Fatalf("%v staple: %v", tc.leaf.Cert.PublicKeyAlgorithm, err)
+		}
+	}
+}
+
+func TestRefreshHappensBeforeExpiry(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600})
+	e.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: time.Hour})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	first := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	st := e.waitQueries(e.leaf, 1)
+	if next := st.NextRefresh.Sub(e.clock.Now()); next > 600*time.Second || next < 540*time.Second {
+		t.Fatalf("next refresh in %v, want query_frequency (600s) less up to 10%% jitter", next)
+	}
+	e.clock.Advance(600 * time.Second)
+	e.waitQueries(e.leaf, 2)
+	second := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	if !second.ThisUpdate.After(first.ThisUpdate) {
+		t.Fatal("staple was not replaced by the refreshed one")
+	}
+}
+
+func TestRefreshAtHalfTheValidityWhenThatIsSooner(t *testing.T) {
+	e := newEnv(t, on) // query_frequency 3600
+	e.r.SetWindow(responder.Window{Lifetime: 20 * time.Minute})
+	e.wrapAndServe(e.leaf.Certificate)
+	st := e.waitQueries(e.leaf, 1)
+	if next := st.NextRefresh.Sub(e.clock.Now()); next > 10*time.Minute || next < 9*time.Minute {
+		t.Fatalf("next refresh in %v, want half of a 20 minute validity", next)
+	}
+}
+
+func TestResponderDownKeepsLastGoodStapleUntilNextUpdate(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
+	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	good := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.waitQueries(e.leaf, 1)
+	e.srv.Close()
+
+	queries := 1
+	for e.clock.Now().Before(good.NextUpdate.Add(-time.Minute)) {
+		e.clock.Advance(10 * time.Minute)
+		queries++
+		e.waitQueries(e.leaf, queries)
+		if e.clock.Now().Before(good.NextUpdate) {
+			if got := e.mustGetStaple(addr, e.leaf, ocsp.Good); !got.ThisUpdate.Equal(good.ThisUpdate) {
+				t.Fatal("staple changed while the responder was down")
+			}
+		}
+	}
+	e.clock.Advance(good.NextUpdate.Sub(e.clock.Now()))
+	e.mustGetNoStaple(addr)
+	st := e.status(e.leaf)
+	if st.Stapled || st.LastError == "" || st.Tries == 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestFailedQueryRetriesThenFails(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, RecoveryFrequency: 60, RecoveryMaxTries: 3})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.waitQueries(e.leaf, 1)
+	<-e.events // none -> good
+	e.r.SetFault(responder.Fault{Kind: responder.FaultTryLater})
+	e.clock.Advance(time.Hour)
+	st := e.waitQueries(e.leaf, 2)
+	if st.Tries != 1 || !strings.Contains(st.LastError, "tryLater") {
+		t.Fatalf("after first failure: %+v", st)
+	}
+	if d := st.NextRefresh.Sub(e.clock.Now()); d > time.Minute || d < 54*time.Second {
+		t.Fatalf("retry in %v, want recovery_frequency", d)
+	}
+	for i := 0; i < 3; i++ {
+		e.clock.Advance(time.Minute)
+		st = e.waitQueries(e.leaf, 3+i)
+	}
+	if st.State != StateFailed || st.Tries != 0 {
+		t.Fatalf("after the tries: %+v", st)
+	}
+	ev := <-e.events
+	if ev.From != StateGood || ev.To != StateFailed {
+		t.Fatalf("hook saw %s -> %s", ev.From, ev.To)
+	}
+	// Lenient default: the last good response is still served.
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	if d := st.NextRefresh.Sub(e.clock.Now()); d < 54*time.Minute {
+		t.Fatalf("after failing, next query in %v, want the regular schedule", d)
+	}
+	// Recovery is immediate once the responder is healthy.
+	e.r.SetFault(responder.Fault{})
+	e.clock.Advance(time.Hour)
+	st = e.waitQueries(e.leaf, 6)
+	if st.State != StateGood || st.LastError != "" {
+		t.Fatalf("after recovery: %+v", st)
+	}
+}
+
+func TestDropOnFailureDropsTheStaple(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 1}, WithDropOnFailure())
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.waitQueries(e.leaf, 1)
+	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
+	e.clock.Advance(time.Hour)
+	e.waitQueries(e.leaf, 2)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.clock.Advance(time.Minute)
+	e.waitQueries(e.leaf, 3)
+	e.mustGetNoStaple(addr)
+}
+
+// TestEachFaultKeepsTheGoodStaple runs every fault the responder can inject
+// against a certificate that already has a good staple.
+func TestEachFaultKeepsTheGoodStaple(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 1, RecoveryMaxTries: 100})
+	e.r.SetWindow(responder.Window{Lifetime: 7 * 24 * time.Hour})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	good := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	queries := e.waitQueries(e.leaf, 1).Queries
+	want := map[responder.FaultKind]string{
+		responder.FaultHang:               "context deadline exceeded",
+		responder.FaultHTTP500:            "500 Internal Server Error",
+		responder.FaultHTTP503HTML:        "503 Service Unavailable",
+		responder.FaultWrongContentType:   "text/html",
+		responder.FaultTruncatedBody:      "malformed",
+		responder.FaultGarbageBody:        "malformed",
+		responder.FaultHugeBody:           "larger than the cap",
+		responder.FaultEndlessBody:        "larger than the cap",
+		responder.FaultRedirectLoop:       "redirects",
+		responder.FaultRedirectScheme:     `scheme "ftp"`,
+		responder.FaultMalformedRequest:   "malformedRequest",
+		responder.FaultInternalError:      "internalError",
+		responder.FaultTryLater:           "tryLater",
+		responder.FaultSigRequired:        "sigRequired",
+		responder.FaultUnauthorized:       "unauthorized",
+		responder.FaultUnauthorizedSigner: "not issued by the certificate's issuer",
+		responder.FaultDelegateWithoutEKU: "lacks the id-kp-OCSPSigning",
+		responder.FaultExpiredDelegate:    "is valid only from",
+		responder.FaultWrongSerial:        "another certificate",
+		responder.FaultWrongIssuerHash:    "issuer name or key hash does not",
+		responder.FaultThisUpdateInFuture: "not yet valid",
+		responder.FaultNextUpdateInPast:   "expired",
+		responder.FaultNoNextUpdate:       "no nextUpdate",
+	}
+	for _, kind := range responder.AllFaults() {
+		t.Run(kind.String(), func(t *testing.T) {
+			e := *e
+			e.t = t
+			msg, ok := want[kind]
+			if !ok {
+				t.Fatalf("no expectation for fault %v", kind)
+			}
+			e.r.SetFault(responder.Fault{Kind: kind})
+			e.clock.Advance(2 * time.Hour)
+			queries++
+			st := e.waitQueries(e.leaf, queries)
+			if !strings.Contains(st.LastError, msg) {
+				t.Fatalf("last error %q does not name the fault (%q)", st.LastError, msg)
+			}
+			if got := e.mustGetStaple(addr, e.leaf, ocsp.Good); !got.ThisUpdate.Equal(good.ThisUpdate) {
+				t.Fatal("the good staple was replaced")
+			}
+			if !st.Stapled || st.CertStatus != config.CertGood {
+				t.Fatalf("status %+v", st)
+			}
+		})
+	}
+	e.r.SetFault(responder.Fault{})
+}
+
+func TestRevokedReplacesGoodAtOnce(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.waitQueries(e.leaf, 1)
+	<-e.events
+	revokedAt := e.clock.Now().Add(-time.Minute)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(revokedAt, ocsp.KeyCompromise))
+	st, err := e.s.Test(context.Background(), CertificateID(e.leaf.Cert.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CertStatus != config.CertRevoked || !st.RevocationTime.Equal(revokedAt) {
+		t.Fatalf("test returned %+v", st)
+	}
+	ev := <-e.events
+	if ev.From != StateGood || ev.To != StateRevoked {
+		t.Fatalf("hook saw %s -> %s", ev.From, ev.To)
+	}
+	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
+}
+
+func TestUnknownIsNotStapled(t *testing.T) {
+	e := newEnv(t, on)
+	stranger, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{e.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.wrapAndServe(stranger.Certificate)
+	e.mustGetNoStaple(addr)
+	st := e.status(stranger)
+	if st.CertStatus != config.CertUnknown || st.State != StateUnknown || st.Stapled || !strings.Contains(st.LastError, "does not know") {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestSkipVerifyAcceptsUnauthorizedSignerButNotAnotherCertificate(t *testing.T) {
+	e := newEnv(t, on, WithDefaultStapling(config.Stapling{Enabled: true, SkipVerify: true}))
+	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	staple, _, err := e.handshake(addr)
+	if err != nil || staple == nil {
+		t.Fatalf("no staple with skip_verify: %v", err)
+	}
+	e.waitQueries(e.leaf, 1)
+	for i, kind := range []responder.FaultKind{responder.FaultWrongSerial, responder.FaultWrongIssuerHash, responder.FaultNextUpdateInPast, responder.FaultTryLater} {
+		e.r.SetFault(responder.Fault{Kind: kind})
+		e.clock.Advance(2 * time.Hour)
+		st := e.waitQueries(e.leaf, 2+i)
+		if st.LastError == "" {
+			t.Fatalf("%v accepted with skip_verify", kind)
+		}
+	}
+	// Without skip_verify the unauthorized signer is refused.
+	id := CertificateID(e.leaf.Cert.Raw)
+	if err := e.s.SetStapling(id, config.Stapling{Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
+	if _, err := e.s.Test(context.Background(), id); !errors.Is(err, ErrUnauthorizedSigner) || !errors.Is(err, config.ErrInvalidOCSPResponse) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestCacheTTLBelow60IsRejected(t *testing.T) {
+	e := newEnv(t, on)
+	e.wrapAndServe(e.leaf.Certificate)
+	id := CertificateID(e.leaf.Cert.Raw)
+	before, _ := e.s.Stapling(id)
+	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, CacheTTL: 59}); !errors.Is(err, config.ErrInvalidSchema) {
+		t.Fatalf("got %v", err)
+	}
+	if after, _ := e.s.Stapling(id); after != before {
+		t.Fatalf("settings changed to %+v", after)
+	}
+}
+
+func TestCacheTTLCapsTheStaple(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 100}, WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 120}))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	st := e.waitQueries(e.leaf, 1)
+	if got := st.StapleExpires.Sub(e.clock.Now()); got != 120*time.Second {
+		t.Fatalf("staple expires in %v, want cache_ttl", got)
+	}
+	e.srv.Close()
+	e.clock.Advance(121 * time.Second)
+	e.mustGetNoStaple(addr)
+}
+
+func TestUpdateIsAtomicUnderConcurrentHandshakes(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var handshakes atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := e.handshake(addr); err != nil {
+					t.Error(err)
+					return
+				}
+				handshakes.Add(1)
+			}
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		before := e.s.Get()
+		bad := config.OCSPUpdate{QueryFrequency: ptr(120 + i), RecoveryMaxTries: ptr(1000)}
+		got, err := e.s.Update(bad)
+		if !errors.Is(err, config.ErrInvalidSchema) || got != before || e.s.Get() != before {
+			t.Fatalf("rejected update changed the config: %+v -> %+v (%v)", before, got, err)
+		}
+		got, err = e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(120 + i), ResponseTimeout: ptr(1 + i%5)})
+		if err != nil || got.QueryFrequency != 120+i || got.ResponseTimeout != 1+i%5 || e.s.Get() != got {
+			t.Fatalf("accepted update: %+v %v", got, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if handshakes.Load() == 0 {
+		t.Fatal("no handshakes ran")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestUpdateTakesEffectAtOnce(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: false})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetNoStaple(addr)
+	if e.r.RequestCount() != 0 {
+		t.Fatal("fetched while off")
+	}
+	got, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(true)})
+	if err != nil || !got.OCSPFunctionality || got.ResponderURL != e.srv.URL {
+		t.Fatalf("%+v %v", got, err)
+	}
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	st := e.waitQueries(e.leaf, 1)
+	if d := st.NextRefresh.Sub(e.clock.Now()); d < 50*time.Minute {
+		t.Fatalf("next refresh in %v", d)
+	}
+	// A shorter query_frequency moves the refresh earlier.
+	if _, err := e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(300)}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.status(e.leaf).NextRefresh.Sub(e.clock.Now()); d > 300*time.Second {
+		t.Fatalf("next refresh in %v after query_frequency 300", d)
+	}
+	e.clock.Advance(300 * time.Second)
+	e.waitQueries(e.leaf, 2)
+	// Off: no staple and no fetching.
+	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGetNoStaple(addr)
+	n := e.r.RequestCount()
+	e.clock.Advance(2 * time.Hour)
+	time.Sleep(50 * time.Millisecond)
+	if e.r.RequestCount() != n {
+		t.Fatal("fetched while off")
+	}
+	if st := e.status(e.leaf); st.State != StateDisabled {
+		t.Fatalf("state %s", st.State)
+	}
+}
+
+func TestNoResponderURL(t *testing.T) {
+	e := newEnv(t, config.OCSP{})
+	noAIA, err := e.ca.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.wrapAndServe(noAIA.Certificate)
+	_, err = e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(true)})
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Code != config.CodeNoResponderURL || ce.HTTPStatus() != 400 {
+		t.Fatalf("got %v", err)
+	}
+	if e.s.Get().OCSPFunctionality {
+		t.Fatal("rejected update turned OCSP on")
+	}
+	if _, err := e.s.Test(context.Background(), ""); !errors.Is(err, config.ErrNoResponderURL) {
+		t.Fatalf("test: %v", err)
+	}
+	if _, err := e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(100)}); err != nil {
+		t.Fatalf("unrelated update refused: %v", err)
+	}
+	e.mustGetNoStaple(addr)
+	if st := e.status(noAIA); st.State != StateNotApplicable {
+		t.Fatalf("state %s", st.State)
+	}
+}
+
+func TestResponderURLOverride(t *testing.T) {
+	e := newEnv(t, on)
+	noAIA, _ := e.ca.Issue(responder.LeafOptions{})
+	e.r.SetStatus(noAIA.Cert.SerialNumber, responder.Good())
+	e.s.Close()
+	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithResponderURL(e.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e.s = s
+	addr := e.wrapAndServe(noAIA.Certificate)
+	e.mustGetStaple(addr, noAIA, ocsp.Good)
+	if s.Get().ResponderURL != e.srv.URL {
+		t.Fatalf("Get reports %q", s.Get().ResponderURL)
+	}
+	if _, err := New(config.OCSP{ResponderURL: "http://x"}); !errors.Is(err, config.ErrInvalidSchema) {
+		t.Fatalf("New accepted responder_url: %v", err)
+	}
+}
+
+func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
+	e := newEnv(t, on)
+	// The responder is slow, so every caller arrives while the fetch is in flight.
+	e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 200 * time.Millisecond})
+	var user atomic.Pointer[tls.Certificate]
+	user.Store(&e.leaf.Certificate)
+	cfg := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return user.Load(), nil }})
+
+	const n = 10000
+	var wg sync.WaitGroup
+	var stapled atomic.Int64
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "localhost"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if c.OCSPStaple != nil {
+				stapled.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got := e.r.RequestCount(); got != 1 {
+		t.Fatalf("%d responder requests for %d cold handshakes, want 1", got, n)
+	}
+	if stapled.Load() != n {
+		t.Fatalf("%d of %d handshakes stapled", stapled.Load(), n)
+	}
+	// And through real handshakes on loopback.
+	addr := e.serve(cfg)
+	var hs sync.WaitGroup
+	for range 50 {
+		hs.Add(1)
+		go func() {
+			defer hs.Done()
+			staple, _, err := e.handshake(addr)
+			if err != nil || staple == nil {
+				t.Errorf("handshake: staple %v, err %v", staple != nil, err)
+			}
+		}()
+	}
+	hs.Wait()
+	if got := e.r.RequestCount(); got != 1 {
+		t.Fatalf("%d responder requests, want 1", got)
+	}
+}
+
+func TestColdHandshakeWaitIsBounded(t *testing.T) {
+	e := newEnv(t, on, WithColdWait(100*time.Millisecond))
+	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetNoStaple(addr) // after at most the cold wait
+}
+
+func TestMustStaplePolicies(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 100}, WithColdWait(100*time.Millisecond))
+	ms, err := e.srv.Issue(responder.LeafOptions{MustStaple: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
+	addr := e.wrapAndServe(ms.Certificate)
+	if _, _, err := e.handshake(addr); err == nil {
+		t.Fatal("must-staple certificate served without a staple")
+	}
+	if st := e.status(ms); st.Policy != "must-staple" {
+		t.Fatalf("policy %s", st.Policy)
+	}
+	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{})
+	if _, err := e.s.Test(context.Background(), CertificateID(ms.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGetStaple(addr, ms, ocsp.Good)
+	// Past the staple's expiry with the responder down: refused again.
+	e.srv.Close()
+	e.clock.Advance(25 * time.Hour)
+	if _, _, err := e.handshake(addr); err == nil {
+		t.Fatal("must-staple certificate served with an expired staple")
+	}
+}
+
+func TestStrictPolicyRefusesRevoked(t *testing.T) {
+	e := newEnv(t, on, WithPolicy(Strict))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.Superseded))
+	id := CertificateID(e.leaf.Cert.Raw)
+	if _, err := e.s.Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.handshake(addr); err == nil {
+		t.Fatal("strict served a revoked certificate")
+	}
+	// A per-certificate override back to lenient staples the revoked response.
+	if err := e.s.SetPolicy(id, Lenient); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
+}
+
+func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
+	e := newEnv(t, on)
+	other, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"other.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &tls.Config{Certificates: []tls.Certificate{other.Certificate}}
+	user := &tls.Config{
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if h.ServerName == "localhost" {
+				return &e.leaf.Certificate, nil
+			}
+			return nil, nil
+		},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if h.ServerName == "other.test" {
+				return inner, nil
+			}
+			return nil, nil
+		},
+	}
+	addr := e.serve(e.s.Wrap(user))
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	staple, st, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "other.test" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.PeerCertificates[0].Equal(other.Cert) {
+		t.Fatal("wrong certificate")
+	}
+	if _, err := ocsp.ParseResponseForCert(staple, other.Cert, e.ca.Cert); err != nil {
+		t.Fatalf("GetConfigForClient certificate not stapled: %v", err)
+	}
+	if e.leaf.Certificate.OCSPStaple != nil || other.Certificate.OCSPStaple != nil || inner.Certificates[0].OCSPStaple != nil {
+		t.Fatal("the application's certificates were modified")
+	}
+	if len(e.s.Status()) != 2 {
+		t.Fatalf("%d managed certificates", len(e.s.Status()))
+	}
+}
+
+func TestCloseLeaksNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
+	e.clock.Advance(2 * time.Hour) // a fetch hangs in flight while we close
+	eventually(t, "the hanging request", func() bool { return e.r.RequestCount() >= 2 })
+	e.s.Close()
+	e.srv.Close()
+	http := e.s.client
+	http.CloseIdleConnections()
+	// Ending the test's own servers is the cleanup's job; count only what
+	// the Stapler started: its scheduler, workers and HTTP connections.
+	eventually(t, "goroutines to end", func() bool {
+		return runtime.NumGoroutine() <= before+6 // the TLS test server's accept loop and conns
+	})
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	if strings.Contains(string(buf[:n]), "stapler.(*scheduler).run") || strings.Contains(string(buf[:n]), "stapler.New.func") {
+		t.Fatalf("stapler goroutines still running:\n%s", buf[:n])
+	}
+}
+
+var _ = big.NewInt

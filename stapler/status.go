@@ -1,0 +1,174 @@
+package stapler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/config"
+)
+
+// State is a certificate's stapling state, as Status reports it. There is
+// always an explicit state: "none" is never mistaken for good.
+type State string
+
+const (
+	// StateNone: no response yet.
+	StateNone State = "none"
+	// StateGood: the latest response says good.
+	StateGood State = "good"
+	// StateRevoked: the latest response says revoked.
+	StateRevoked State = "revoked"
+	// StateUnknown: the latest response says the responder does not know
+	// the certificate (never stapled).
+	StateUnknown State = "unknown"
+	// StateFailed: the latest query and all its recovery tries failed.
+	StateFailed State = "failed"
+	// StateDisabled: OCSP is off, globally or for this certificate.
+	StateDisabled State = "disabled"
+	// StateNotApplicable: the certificate has no responder URL, or does not parse.
+	StateNotApplicable State = "not_applicable"
+)
+
+// CertificateStatus is the documented status object of one certificate
+// (its fields first, as documented) plus what an operator needs to see.
+type CertificateStatus struct {
+	config.Status
+	// ID is the hex SHA-256 of the leaf DER.
+	ID string `json:"id"`
+	// Subject and Serial (hex) name the certificate.
+	Subject string `json:"subject"`
+	Serial  string `json:"serial"`
+	// SNIs are the leaf's DNS names.
+	SNIs  []string `json:"snis"`
+	State State    `json:"state"`
+	// Stapled says a response is being stapled now; StapleExpires is when
+	// that stops unless it is refreshed.
+	Stapled       bool            `json:"stapled"`
+	StapleExpires config.HTTPDate `json:"staple_expires,omitzero"`
+	LastAttempt   config.HTTPDate `json:"last_attempt,omitzero"`
+	LastSuccess   config.HTTPDate `json:"last_success,omitzero"`
+	NextRefresh   config.HTTPDate `json:"next_refresh,omitzero"`
+	// LastError is why the latest query failed; empty after a success.
+	LastError string `json:"last_error,omitempty"`
+	// Queries counts the queries answered or failed so far.
+	Queries int `json:"queries"`
+	// Tries counts the failed queries of the current recovery.
+	Tries    int             `json:"tries"`
+	Policy   string          `json:"policy"`
+	Stapling config.Stapling `json:"ocsp_stapling"`
+}
+
+// StatusChange is what the status hook receives.
+type StatusChange struct {
+	ID       string
+	From, To State
+	Status   CertificateStatus
+}
+
+// Status returns the status of every managed certificate, in the order the
+// Stapler found them.
+func (s *Stapler) Status() []CertificateStatus {
+	list := s.managedList()
+	out := make([]CertificateStatus, 0, len(list))
+	for _, m := range list {
+		out = append(out, s.statusOf(m))
+	}
+	return out
+}
+
+// StatusOf returns the status of one certificate; an empty id means the
+// only managed certificate.
+func (s *Stapler) StatusOf(id string) (CertificateStatus, error) {
+	m, err := s.lookup(id)
+	if err != nil {
+		return CertificateStatus{}, err
+	}
+	return s.statusOf(m), nil
+}
+
+func (s *Stapler) statusOf(m *managed) CertificateStatus {
+	st := m.settings.Load()
+	cs := CertificateStatus{
+		ID:       m.id,
+		Policy:   m.policy(s.opts.policy).String(),
+		Stapling: st.stapling,
+	}
+	cs.ResponderURL = s.urlFor(m)
+	if m.leaf != nil {
+		cs.Subject = m.leaf.Subject.String()
+		cs.Serial = fmt.Sprintf("%x", m.leaf.SerialNumber)
+		cs.SNIs = m.leaf.DNSNames
+	}
+	now := s.clock.Now()
+	m.mu.Lock()
+	cs.State = m.stateLocked()
+	if m.latest != nil {
+		fillStatus(&cs.Status, m.latest)
+	}
+	if m.entry != nil && m.entry.Usable(now) {
+		cs.Stapled = true
+		cs.StapleExpires = config.Date(m.entry.Expires)
+	}
+	cs.LastAttempt = config.Date(m.lastAttempt)
+	cs.LastSuccess = config.Date(m.lastSuccess)
+	if m.lastErr != nil {
+		cs.LastError = m.lastErr.Error()
+	}
+	cs.Tries = m.tries
+	cs.Queries = m.queries
+	m.mu.Unlock()
+	cs.NextRefresh = config.Date(s.sched.dueAt(m))
+	switch {
+	case m.leaf == nil || cs.ResponderURL == "":
+		cs.State = StateNotApplicable
+	case !s.cfg.Load().OCSPFunctionality || !st.stapling.Enabled:
+		cs.State, cs.Stapled, cs.NextRefresh = StateDisabled, false, config.HTTPDate{}
+	}
+	return cs
+}
+
+func fillStatus(st *config.Status, e *cache.Entry) {
+	st.ResponderURL = e.ResponderURL
+	st.CertStatus = e.Status.String()
+	st.ProducedAt = config.Date(e.ProducedAt)
+	st.ThisUpdate = config.Date(e.ThisUpdate)
+	st.NextUpdate = config.Date(e.NextUpdate)
+	if e.Status == cache.Revoked {
+		st.RevocationTime = config.Date(e.RevokedAt)
+	}
+}
+
+// Test queries the responder for one certificate now (an empty id means the
+// only one) and returns the status it answered, as POST /v1/ocsp/test does.
+// When OCSP is on, the answer is also cached and stapled as a scheduled
+// refresh would. Errors are *config.Error values: no_responder_url when
+// the certificate has no responder, invalid_ocsp_response (wrapping the
+// cause) when the query failed; ErrUnknownCertificate for an unknown id.
+func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error) {
+	m, err := s.lookup(id)
+	if err != nil {
+		return CertificateStatus{}, err
+	}
+	if m.leaf == nil || s.urlFor(m) == "" {
+		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.id)}
+	}
+	if s.closed.Load() {
+		return s.statusOf(m), ErrClosed
+	}
+	e, err := s.query(ctx, m)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return s.statusOf(m), err
+		}
+		return s.statusOf(m), &config.Error{Code: config.CodeInvalidOCSPResponse, Status: 500, Message: err.Error(), Err: err}
+	}
+	if s.cfg.Load().OCSPFunctionality {
+		s.record(m, e, nil)
+	}
+	cs := s.statusOf(m)
+	cs.Status = config.Status{}
+	fillStatus(&cs.Status, e)
+	return cs, nil
+}
