@@ -95,7 +95,7 @@ func (t *fakeTimer) Stop() bool {
 // env is a CA, a live responder, a leaf it knows, and a Stapler on a fake
 // clock, with a TLS server on loopback serving the wrapped config.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	clock  *fakeClock
 	ca     *responder.CA
 	srv    *responder.Server
@@ -108,7 +108,7 @@ type env struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newEnv(t *testing.T, cfg config.OCSP, opts ...Option) *env {
+func newEnv(t testing.TB, cfg config.OCSP, opts ...Option) *env {
 	t.Helper()
 	e := &env{t: t, clock: newFakeClock(), events: make(chan StatusChange, 100)}
 	var err error
@@ -225,7 +225,7 @@ func (e *env) mustGetNoStaple(addr string) {
 
 // eventually polls cond in real time: background work runs on real
 // goroutines even when the clock is fake.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

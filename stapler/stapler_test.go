@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"math/big"
 	"runtime"
 	"strings"
 	"sync"
@@ -363,7 +362,8 @@ func TestUpdateIsAtomicUnderConcurrentHandshakes(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 50 || handshakes.Load() < 20; i++ {
+		i := i % 1000
 		before := e.s.Get()
 		bad := config.OCSPUpdate{QueryFrequency: ptr(120 + i), RecoveryMaxTries: ptr(1000)}
 		got, err := e.s.Update(bad)
@@ -645,4 +645,15 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	}
 }
 
-var _ = big.NewInt
+
+func TestCacheHitAllocatesNothing(t *testing.T) {
+	e := newEnv(t, on)
+	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
+	if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
+		t.Fatalf("not stapled: %v", err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per cache hit, want 0", n)
+	}
+}
