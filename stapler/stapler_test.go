@@ -645,7 +645,6 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	}
 }
 
-
 func TestCacheHitAllocatesNothing(t *testing.T) {
 	e := newEnv(t, on)
 	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
