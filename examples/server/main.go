@@ -1,0 +1,165 @@
+// Command server is an HTTPS server that staples OCSP responses for your own
+// certificates.
+//
+//	go run ./examples/server -addr :8443 -cert chain.pem -key key.pem
+//
+// -cert and -key are repeatable and pair up in order, so one name can be
+// served with both an RSA and an ECDSA certificate, each stapled with its
+// own response. Each -cert file holds the leaf first, then its issuer
+// (otherwise give -issuer). The server logs with slog, prints its listening
+// address, and shuts down cleanly on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/stapler"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses args, serves until ctx ends, and then shuts down. It prints
+// "listening on ADDR" to stdout once the listener is up.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var certs, keys listFlag
+	addr := fs.String("addr", "127.0.0.1:8443", "address to listen on")
+	fs.Var(&certs, "cert", "PEM certificate chain, leaf first (repeatable, pairs with -key)")
+	fs.Var(&keys, "key", "PEM private key (repeatable, pairs with -cert)")
+	issuerFile := fs.String("issuer", "", "PEM issuer certificate, when the chains do not include it")
+	responderURL := fs.String("responder-url", "", "query this responder instead of the certificates' AIA OCSP URL")
+	cacheTTL := fs.Int("cache-ttl", stapler.DefaultDiscoveredCacheTTL, "seconds a response may be served (>= 60; capped by its nextUpdate)")
+	queryFrequency := fs.Int("query-frequency", config.DefaultQueryFrequency, "seconds between regular queries (60-86400)")
+	responseTimeout := fs.Int("response-timeout", config.DefaultResponseTimeout, "seconds to wait for the responder (1-60)")
+	recoveryFrequency := fs.Int("recovery-frequency", config.DefaultRecoveryFrequency, "seconds between retries after a failure (60-86400)")
+	recoveryMaxTries := fs.Int("recovery-max-tries", config.DefaultRecoveryMaxTries, "retries before a query counts as failed (1-100)")
+	skipVerify := fs.Bool("skip-verify", false, "do not check the responses' signatures (never recommended)")
+	policyName := fs.String("policy", "lenient", "lenient, strict or must-staple")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(certs) == 0 || len(certs) != len(keys) {
+		return errors.New("give one -key for each -cert, and at least one of each")
+	}
+	policy, err := stapler.ParsePolicy(*policyName)
+	if err != nil {
+		return err
+	}
+	stapling := config.Stapling{Enabled: true, SkipVerify: *skipVerify, CacheTTL: *cacheTTL}
+	if err := stapling.Validate(); err != nil {
+		return err
+	}
+	var chains []tls.Certificate
+	for i := range certs {
+		c, err := tls.LoadX509KeyPair(certs[i], keys[i])
+		if err != nil {
+			return fmt.Errorf("load %s and %s: %w", certs[i], keys[i], err)
+		}
+		chains = append(chains, c)
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	opts := []stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy), stapler.WithDefaultStapling(stapling)}
+	if *responderURL != "" {
+		opts = append(opts, stapler.WithResponderURL(*responderURL))
+	}
+	if *issuerFile != "" {
+		issuer, err := loadCertificate(*issuerFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, stapler.WithIssuer(issuer))
+	}
+	s, err := stapler.New(config.OCSP{
+		OCSPFunctionality: true,
+		QueryFrequency:    *queryFrequency,
+		ResponseTimeout:   *responseTimeout,
+		RecoveryFrequency: *recoveryFrequency,
+		RecoveryMaxTries:  *recoveryMaxTries,
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		TLSConfig:         s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
+		}),
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func loadCertificate(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func tlsVersion(st *tls.ConnectionState) string {
+	if st == nil {
+		return "plain HTTP"
+	}
+	return tls.VersionName(st.Version)
+}
