@@ -1,0 +1,47 @@
+// Package stapler staples fresh, fully verified OCSP responses into the TLS
+// handshakes of any Go server.
+//
+// Adopting it takes three lines:
+//
+//	s, err := stapler.New(config.OCSP{OCSPFunctionality: true})
+//	defer s.Close()
+//	server.TLSConfig = s.Wrap(tlsConfig)
+//
+// A tour:
+//
+//   - Wrap clones a *tls.Config so that every certificate it serves is
+//     stapled, however the config picks certificates (Certificates,
+//     GetCertificate, GetConfigForClient; GetClientCertificate for mTLS
+//     clients). Certificates are never modified: handshakes get stapled
+//     copies, swapped atomically. A cache hit takes no lock and allocates
+//     nothing.
+//   - Fetching: the leaf's AIA OCSP URL (or WithResponderURL), GET when the
+//     URL fits in 255 bytes and POST otherwise, bounded by response_timeout,
+//     only 200 with Content-Type application/ocsp-response, at most
+//     MaxResponseBytes. Concurrent handshakes, refreshes and Test calls for
+//     one certificate share one request.
+//   - Verification goes beyond golang.org/x/crypto/ocsp: the full CertID
+//     (hash algorithm, issuer name and key hashes, serial), an authorized
+//     signer (the issuer, or a delegate it issued with id-kp-OCSPSigning that
+//     is valid now; every embedded certificate is tried), thisUpdate within
+//     the clock skew, a nextUpdate that has not passed, no unknown critical
+//     extension. skip_verify skips the signer checks only.
+//   - Caching and refresh: a staple is served until the earliest of
+//     fetched + cache_ttl, nextUpdate, the leaf's NotAfter and a delegate's
+//     NotAfter, and never after. One scheduler (a timer heap) refreshes every
+//     certificate at the earliest of query_frequency, cache_ttl and half the
+//     response's validity, with jitter, on a bounded pool of workers.
+//   - Failures never replace a good staple: the last good one is served until
+//     it expires while the query is retried every recovery_frequency, up to
+//     recovery_max_tries times; then the certificate is in the failed state
+//     (WithDropOnFailure drops the staple at that point) and the regular
+//     schedule resumes. A revoked answer replaces a good one at once; an
+//     unknown one is never stapled.
+//   - Policies: Lenient (the default), Strict and MustStaple decide what a
+//     handshake does without a good staple; must-staple leaves are always
+//     MustStaple.
+//   - Get and Update mirror GET and PUT /v1/ocsp, Status and StatusOf GET
+//     /v1/ocsp/status, Test POST /v1/ocsp/test; Stapling and SetStapling the
+//     per-certificate ocsp_stapling object. WithStatusHook reports state
+//     changes such as good -> revoked as they happen.
+package stapler

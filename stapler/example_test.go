@@ -1,0 +1,90 @@
+package stapler_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
+)
+
+func quiet() stapler.Option {
+	return stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// Wrap a server's tls.Config; the first handshake is already stapled.
+func ExampleStapler_Wrap() {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	leaf, _ := ocspServer.Issue(responder.LeafOptions{})
+
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, quiet())
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+	serverConfig := s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+
+	ln, _ := tls.Listen("tcp", "127.0.0.1:0", serverConfig)
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	fmt.Println("stapled:", len(conn.ConnectionState().OCSPResponse) > 0)
+	// Output: stapled: true
+}
+
+// Update changes the cluster configuration atomically; a rejected update
+// changes nothing.
+func ExampleStapler_Update() {
+	s, _ := stapler.New(config.OCSP{}, quiet())
+	defer s.Close()
+
+	qf := 600
+	cfg, err := s.Update(config.OCSPUpdate{QueryFrequency: &qf})
+	fmt.Println(cfg.QueryFrequency, err)
+
+	tooMany := 500
+	cfg, err = s.Update(config.OCSPUpdate{RecoveryMaxTries: &tooMany})
+	fmt.Println(cfg.RecoveryMaxTries, err)
+	// Output:
+	// 600 <nil>
+	// 5 invalid_schema: recovery_max_tries: must be an integer from 1 to 100, got 500
+}
+
+// Test asks the responder now, as POST /v1/ocsp/test does.
+func ExampleStapler_Test() {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	leaf, _ := ocspServer.Issue(responder.LeafOptions{})
+
+	s, _ := stapler.New(config.OCSP{OCSPFunctionality: true}, quiet())
+	defer s.Close()
+	id, _ := s.Add(&leaf.Certificate)
+	st, err := s.Test(context.Background(), id)
+	fmt.Println(st.CertStatus, st.ResponderURL == ocspServer.URL, err)
+	// Output: GOOD true <nil>
+}
+
