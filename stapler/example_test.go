@@ -87,4 +87,3 @@ func ExampleStapler_Test() {
 	fmt.Println(st.CertStatus, st.ResponderURL == ocspServer.URL, err)
 	// Output: GOOD true <nil>
 }
-
