@@ -87,3 +87,41 @@ func ExampleStapler_Test() {
 	fmt.Println(st.CertStatus, st.ResponderURL == ocspServer.URL, err)
 	// Output: GOOD true <nil>
 }
+
+// A Go client that checks the server's staple: a revoked certificate is
+// refused, and so is a must-staple one that comes without a staple.
+func ExampleVerifier() {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	leaf, _ := ocspServer.Issue(responder.LeafOptions{})
+
+	s, _ := stapler.New(config.OCSP{OCSPFunctionality: true}, quiet())
+	defer s.Close()
+	ln, _ := tls.Listen("tcp", "127.0.0.1:0", s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}}))
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	verifier := stapler.NewVerifier()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+		RootCAs:          roots,
+		ServerName:       "localhost",
+		VerifyConnection: verifier.VerifyConnection,
+	})
+	if err == nil {
+		conn.Close()
+	}
+	fmt.Println("connected:", err == nil)
+	// Output: connected: true
+}

@@ -1,0 +1,189 @@
+package stapler
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// dialVerified connects with a Verifier as the client's VerifyConnection.
+func (e *env) dialVerified(addr string, v *Verifier) error {
+	e.t.Helper()
+	_, _, err := e.handshake(addr, func(c *tls.Config) { c.VerifyConnection = v.VerifyConnection })
+	return err
+}
+
+func TestVerifierEndToEnd(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	v := NewVerifier(VerifierClock(e.clock))
+	if err := e.dialVerified(addr, v); err != nil {
+		t.Fatalf("good certificate refused: %v", err)
+	}
+	// The responder flips to revoked: refused within one refresh.
+	revokedAt := e.clock.Now().Add(-time.Minute)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(revokedAt, ocsp.KeyCompromise))
+	if err := e.dialVerified(addr, v); err != nil {
+		t.Fatalf("refused before the refresh: %v", err)
+	}
+	e.clock.Advance(300 * time.Second)
+	e.waitQueries(e.leaf, 2)
+	err := e.dialVerified(addr, v)
+	var re *RevokedError
+	if !errors.As(err, &re) || re.Serial.Cmp(e.leaf.Cert.SerialNumber) != 0 || !re.RevokedAt.Equal(revokedAt) || re.Reason != ocsp.KeyCompromise {
+		t.Fatalf("got %v, want a RevokedError naming the certificate", err)
+	}
+}
+
+func TestVerifierRefusesMustStapleWithoutStaple(t *testing.T) {
+	e := newEnv(t, on, WithColdWait(50*time.Millisecond))
+	ms, err := e.srv.Issue(responder.LeafOptions{MustStaple: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Close() // down from the start
+	// A plain server that staples nothing, so the client's verifier decides.
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{ms.Certificate}})
+	var se *StapleError
+	if err := e.dialVerified(addr, NewVerifier()); !errors.As(err, &se) || !se.MustStaple || !errors.Is(err, ErrNoStaple) {
+		t.Fatalf("got %v", err)
+	}
+	// And through a Stapler: the server itself refuses.
+	if err := e.dialVerified(e.wrapAndServe(ms.Certificate), NewVerifier()); err == nil {
+		t.Fatal("must-staple certificate accepted without a staple")
+	}
+	// A certificate without must-staple and no staple: soft fail by default,
+	// refused under HardFail.
+	plain := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	if err := e.dialVerified(plain, NewVerifier()); err != nil {
+		t.Fatalf("soft fail refused: %v", err)
+	}
+	if err := e.dialVerified(plain, NewVerifier(HardFail())); !errors.Is(err, ErrNoStaple) {
+		t.Fatalf("hard fail: %v", err)
+	}
+}
+
+func TestVerifierRefusesAStapleForAnotherCertificate(t *testing.T) {
+	e := newEnv(t, on)
+	other, _ := e.srv.Issue(responder.LeafOptions{})
+	// A server that staples other's (valid) response on e.leaf.
+	c := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{other.Certificate}})
+	otherStapled, err := c.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil || otherStapled.OCSPStaple == nil {
+		t.Fatal("no staple for the other certificate")
+	}
+	wrong := e.leaf.Certificate
+	wrong.OCSPStaple = otherStapled.OCSPStaple
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{wrong}})
+	for _, v := range []*Verifier{NewVerifier(), NewVerifier(HardFail())} {
+		var se *StapleError
+		if err := e.dialVerified(addr, v); !errors.Is(err, ErrWrongCertificate) || !errors.As(err, &se) {
+			t.Fatalf("got %v", err)
+		}
+	}
+}
+
+func TestVerifierTreatsAnExpiredStapleAsMissing(t *testing.T) {
+	e := newEnv(t, on)
+	own, err := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}}).GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil || own.OCSPStaple == nil {
+		t.Fatal("no staple")
+	}
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{*own}}) // a static staple, never refreshed
+	e.clock.Advance(25 * time.Hour)
+	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock))); err != nil {
+		t.Fatalf("soft fail refused an expired staple: %v", err)
+	}
+	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrExpired) {
+		t.Fatalf("hard fail: %v", err)
+	}
+}
+
+func TestVerifierFetchesWhenNoStapleCame(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	v := NewVerifier(FetchWhenMissing(2*time.Second), HardFail(), VerifierClock(e.clock))
+	for range 3 {
+		if err := e.dialVerified(addr, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.r.RequestCount(); n != 1 {
+		t.Fatalf("%d requests for 3 connections, want 1 (cached)", n)
+	}
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.Unspecified))
+	e.clock.Advance(25 * time.Hour) // past the cached answer's nextUpdate
+	var re *RevokedError
+	if err := e.dialVerified(addr, v); !errors.As(err, &re) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestVerifierWithoutVerifiedChains(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	skip := func(v *Verifier) func(*tls.Config) {
+		return func(c *tls.Config) { c.InsecureSkipVerify = true; c.VerifyConnection = v.VerifyConnection }
+	}
+	if _, _, err := e.handshake(addr, skip(NewVerifier())); err != nil {
+		t.Fatalf("soft fail without chains: %v", err)
+	}
+	if _, _, err := e.handshake(addr, skip(NewVerifier(HardFail()))); !errors.Is(err, ErrNoVerifiedChain) {
+		t.Fatalf("hard fail without chains: %v", err)
+	}
+}
+
+func TestMutualTLSServerVerifiesTheClientStaple(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300})
+	client, _ := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})
+	serverLeaf, _ := e.srv.Issue(responder.LeafOptions{})
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	verdicts := make(chan error, 10)
+	v := NewVerifier(HardFail(), VerifierClock(e.clock))
+	addr := e.serve(&tls.Config{
+		Certificates: []tls.Certificate{serverLeaf.Certificate},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+		MinVersion:   tls.VersionTLS13,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			err := v.VerifyConnection(cs)
+			verdicts <- err
+			return err
+		},
+	})
+	clientConfig := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{client.Certificate}, RootCAs: roots, ServerName: "localhost"})
+	e.waitStapled(client)
+	connect := func() error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientConfig)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.Write([]byte("x"))
+		select {
+		case err := <-verdicts:
+			return err
+		case <-time.After(5 * time.Second):
+			return errors.New("server never verified")
+		}
+	}
+	if err := connect(); err != nil {
+		t.Fatalf("server refused a good client staple: %v", err)
+	}
+	e.r.SetStatus(client.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
+	e.clock.Advance(300 * time.Second)
+	e.waitQueries(client, 2)
+	var re *RevokedError
+	if err := connect(); !errors.As(err, &re) {
+		t.Fatalf("server accepted a revoked client: %v", err)
+	}
+}
