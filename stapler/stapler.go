@@ -66,9 +66,10 @@ type Stapler struct {
 	// path reads it without a lock.
 	certs atomic.Pointer[map[string]*managed]
 
-	mu    sync.Mutex // serializes Update and registration
-	byID  map[string]*managed
-	order []*managed
+	mu         sync.Mutex // serializes Update and registration
+	settingsMu sync.Mutex // serializes changes to per-certificate settings
+	byID       map[string]*managed
+	order      []*managed
 
 	sched  *scheduler
 	flight singleflight.Group
@@ -505,6 +506,23 @@ func (s *Stapler) Stapling(id string) (config.Stapling, error) {
 	return m.settings.Load().stapling, nil
 }
 
+// UpdateStapling applies a PUT or PATCH body to a certificate's
+// ocsp_stapling object atomically (see config.StaplingUpdate) and returns
+// the result; a rejected update changes nothing.
+func (s *Stapler) UpdateStapling(id string, u config.StaplingUpdate) (config.Stapling, error) {
+	m, err := s.lookup(id)
+	if err != nil {
+		return config.Stapling{}, err
+	}
+	s.settingsMu.Lock()
+	defer s.settingsMu.Unlock()
+	next, err := u.Apply(m.settings.Load().stapling)
+	if err != nil {
+		return m.settings.Load().stapling, err
+	}
+	return next, s.setStaplingLocked(m, next)
+}
+
 // SetStapling replaces a certificate's ocsp_stapling object. An invalid
 // object (cache_ttl below 60) is an invalid_schema *config.Error and changes
 // nothing. Enabling stapling, changing skip_verify or shortening cache_ttl
@@ -518,6 +536,16 @@ func (s *Stapler) SetStapling(id string, st config.Stapling) error {
 	if err != nil {
 		return err
 	}
+	s.settingsMu.Lock()
+	defer s.settingsMu.Unlock()
+	return s.setStaplingLocked(m, st)
+}
+
+func (s *Stapler) setStaplingLocked(m *managed, st config.Stapling) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	st = st.WithDefaults()
 	old := m.settings.Load()
 	next := *old
 	next.stapling = st
@@ -536,6 +564,8 @@ func (s *Stapler) SetPolicy(id string, p Policy) error {
 	if err != nil {
 		return err
 	}
+	s.settingsMu.Lock()
+	defer s.settingsMu.Unlock()
 	next := *m.settings.Load()
 	next.policy, next.policySet = p, true
 	m.settings.Store(&next)
