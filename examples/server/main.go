@@ -8,6 +8,10 @@
 // own response. Each -cert file holds the leaf first, then its issuer
 // (otherwise give -issuer). The server logs with slog, prints its listening
 // address, and shuts down cleanly on SIGINT or SIGTERM.
+//
+// With -admin-addr (and -admin-key, or $STAPLER_ADMIN_KEY) it also serves the
+// admin API: GET/PUT /v1/ocsp, GET /v1/ocsp/status, POST /v1/ocsp/test, and
+// GET/PUT/PATCH /v1/certificates/{id}.
 package main
 
 import (
@@ -64,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	recoveryMaxTries := fs.Int("recovery-max-tries", config.DefaultRecoveryMaxTries, "retries before a query counts as failed (1-100)")
 	skipVerify := fs.Bool("skip-verify", false, "do not check the responses' signatures (never recommended)")
 	policyName := fs.String("policy", "lenient", "lenient, strict or must-staple")
+	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
+	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,6 +129,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
 		}),
 	}
+	if *adminAddr != "" {
+		key := *adminKey
+		if key == "" {
+			key = os.Getenv(adminKeyEnv)
+		}
+		if key == "" {
+			ln.Close()
+			return fmt.Errorf("-admin-addr needs -admin-key or $%s", adminKeyEnv)
+		}
+		adminLn, err := listenAdmin(*adminAddr, s, key, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer adminLn.Close()
+		fmt.Fprintf(stdout, "admin API on http://%s\n", adminLn.Addr())
+	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
 
@@ -143,6 +166,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// adminKeyEnv is the environment variable that may hold the admin API key,
+// so that it need not appear in the process list.
+const adminKeyEnv = "STAPLER_ADMIN_KEY"
+
+// listenAdmin serves the Stapler's admin API on addr; an address with no
+// host listens on loopback only.
+func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logger) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-addr: %w", err)
+	}
+	if host == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	h, err := s.Handler(stapler.WithAPIKey(key))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go srv.Serve(ln)
+	return ln, nil
 }
 
 func loadCertificate(path string) (*x509.Certificate, error) {

@@ -45,12 +45,7 @@ func TestServerStaplesDualCertificatesAndShutsDown(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, pr)
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	addr, _ := readAddrs(t, pr)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -74,6 +69,27 @@ func TestServerStaplesDualCertificatesAndShutsDown(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("server did not shut down")
+	}
+}
+
+// readAddrs reads the server's stdout up to its "listening on" line and
+// returns the TLS address and the admin URL (empty when off).
+func readAddrs(t *testing.T, r io.Reader) (addr, admin string) {
+	t.Helper()
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("server output ended: %v", err)
+		}
+		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, "admin API on "); ok {
+			admin = rest
+		}
+		if rest, ok := strings.CutPrefix(line, "listening on "); ok {
+			go io.Copy(io.Discard, br)
+			return rest, admin
+		}
 	}
 }
 

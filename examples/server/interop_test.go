@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The interoperability tests use Debian's openssl as every peer that is not
+// ours: the CA (openssl req and openssl ca), the OCSP responder (openssl
+// ocsp -index), and the TLS client (openssl s_client -status).
+
+func needOpenSSL(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("openssl is required in CI: .ci/run installs it")
+		}
+		t.Skip("openssl not installed; interoperability not tested")
+	}
+	return path
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type opensslCA struct {
+	t       *testing.T
+	openssl string
+	dir     string
+}
+
+func (c *opensslCA) run(args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(c.openssl, args...)
+	cmd.Dir = c.dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (c *opensslCA) write(name, content string) string {
+	c.t.Helper()
+	p := filepath.Join(c.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// newOpenSSLCA makes a CA with openssl, its database, and three leaves for
+// good.test, revoked.test and unknown.test whose AIA points at
+// 127.0.0.1:ocspPort. unknown.test is signed outside the database.
+func newOpenSSLCA(t *testing.T, openssl string, ocspPort int) *opensslCA {
+	c := &opensslCA{t: t, openssl: openssl, dir: t.TempDir()}
+	os.Mkdir(filepath.Join(c.dir, "newcerts"), 0o700)
+	c.write("index.txt", "")
+	c.write("serial", "1000\n")
+	c.write("ca.cnf", fmt.Sprintf(`[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = .
+database = ./index.txt
+new_certs_dir = ./newcerts
+serial = ./serial
+default_md = sha256
+default_days = 30
+policy = policy_any
+unique_subject = no
+copy_extensions = copy
+x509_extensions = leaf_ext
+[ policy_any ]
+commonName = supplied
+[ leaf_ext ]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+authorityInfoAccess = OCSP;URI:http://127.0.0.1:%d
+`, ocspPort))
+	c.run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+		"-subj", "/CN=openssl interop CA", "-days", "30",
+		"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+	for _, name := range []string{"good", "revoked", "unknown"} {
+		c.run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", name+".key", "-out", name+".csr",
+			"-subj", "/CN="+name+".test", "-addext", "subjectAltName=DNS:"+name+".test")
+		if name == "unknown" {
+			c.run("x509", "-req", "-in", name+".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "0x7777", "-days", "30",
+				"-copy_extensions", "copy", "-extfile", "ca.cnf", "-extensions", "leaf_ext", "-out", name+".pem")
+		} else {
+			c.run("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", name+".csr", "-out", name+".pem", "-notext")
+		}
+		leaf, _ := os.ReadFile(filepath.Join(c.dir, name+".pem"))
+		ca, _ := os.ReadFile(filepath.Join(c.dir, "ca.pem"))
+		c.write(name+"-chain.pem", string(leaf)+string(ca))
+	}
+	c.run("ca", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-revoke", "revoked.pem", "-crl_reason", "keyCompromise")
+	return c
+}
+
+// startResponder runs openssl ocsp as the responder on port.
+func (c *opensslCA) startResponder(port int) *exec.Cmd {
+	c.t.Helper()
+	cmd := exec.Command(c.openssl, "ocsp", "-index", "index.txt", "-port", fmt.Sprint(port),
+		"-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "60", "-ignore_err")
+	cmd.Dir = c.dir
+	// Readiness is read from its log: a probe connection that sends nothing
+	// would stall openssl's single-threaded responder.
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
+	ready := make(chan struct{})
+	go func() {
+		scanner := bufio.NewScanner(pr)
+		for scanner.Scan() {
+			if strings.Contains(scanner.Text(), "waiting for OCSP client connections") {
+				close(ready)
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("openssl ocsp did not start")
+	}
+	return cmd
+}
+
+func (c *opensslCA) sClient(addr, name, version string) string {
+	c.t.Helper()
+	cmd := exec.Command(c.openssl, "s_client", "-status", "-connect", addr, "-servername", name, version, "-CAfile", filepath.Join(c.dir, "ca.pem"))
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("s_client %s %s: %v\n%s", name, version, err, out)
+	}
+	return string(out)
+}
+
+func adminGet(t *testing.T, method, url, key string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("X-API-KEY", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func TestInteropWithOpenSSL(t *testing.T) {
+	openssl := needOpenSSL(t)
+	port := freePort(t)
+	ca := newOpenSSLCA(t, openssl, port)
+	responder := ca.startResponder(port)
+
+	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", ":0", "-admin-key", "k", "-response-timeout", "5"}
+	for _, name := range []string{"good", "revoked", "unknown"} {
+		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
+	addr, admin := readAddrs(t, pr)
+	if !strings.HasPrefix(admin, "http://127.0.0.1:") {
+		t.Fatalf("admin API at %q, want loopback", admin)
+	}
+
+	// Every certificate has been queried once the statuses say so.
+	var statuses []map[string]any
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := adminGet(t, "GET", admin+"/v1/ocsp/status", "k")
+		statuses = nil
+		json.Unmarshal(body, &statuses)
+		queried := 0
+		for _, st := range statuses {
+			if st["queries"].(float64) > 0 {
+				queried++
+			}
+		}
+		if code == 200 && queried == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not all queried: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	byName := map[string]map[string]any{}
+	for _, st := range statuses {
+		byName[st["snis"].([]any)[0].(string)] = st
+	}
+	for name, want := range map[string]string{"good.test": "GOOD", "revoked.test": "REVOKED", "unknown.test": "UNKNOWN"} {
+		if got := byName[name]["cert_status"]; got != want {
+			t.Errorf("%s: cert_status %v, want %s (%v)", name, got, want, byName[name]["last_error"])
+		}
+	}
+
+	for _, version := range []string{"-tls1_2", "-tls1_3"} {
+		for name, want := range map[string]string{"good.test": "Cert Status: good", "revoked.test": "Cert Status: revoked"} {
+			out := ca.sClient(addr, name, version)
+			if !strings.Contains(out, "OCSP Response Status: successful (0x0)") || !strings.Contains(out, want) {
+				t.Fatalf("s_client %s %s:\n%s", name, version, out)
+			}
+		}
+		if out := ca.sClient(addr, "unknown.test", version); !strings.Contains(out, "OCSP response: no response sent") {
+			t.Fatalf("unknown certificate stapled (%s):\n%s", version, out)
+		}
+	}
+
+	// The responder stops: a test query fails, and the good staple is still served.
+	responder.Process.Kill()
+	responder.Wait()
+	goodID := byName["good.test"]["id"].(string)
+	if code, body := adminGet(t, "POST", admin+"/v1/ocsp/test?id="+goodID, "k"); code != 500 || !strings.Contains(string(body), "invalid_ocsp_response") {
+		t.Fatalf("test with the responder down: %d %s", code, body)
+	}
+	for _, version := range []string{"-tls1_2", "-tls1_3"} {
+		if out := ca.sClient(addr, "good.test", version); !strings.Contains(out, "Cert Status: good") {
+			t.Fatalf("good staple lost with the responder down (%s):\n%s", version, out)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
