@@ -267,3 +267,19 @@ var on = config.OCSP{OCSPFunctionality: true}
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 var _ = context.Background
+
+func tlsConfigFor(l *responder.Leaf) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{l.Certificate}}
+}
+
+func helloFor() *tls.ClientHelloInfo { return &tls.ClientHelloInfo{ServerName: "localhost"} }
+
+// mustFetchRaw asks e's responder for leaf's response directly.
+func mustFetchRaw(t testing.TB, e *env, l *responder.Leaf) []byte {
+	t.Helper()
+	raw, _, err := fetchResponse(context.Background(), newHTTPClient(), e.srv.URL, l.Cert, e.ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}

@@ -61,6 +61,7 @@ type managed struct {
 	lastErr     error
 	lastAttempt time.Time
 	lastSuccess time.Time
+	restored    bool // the store was read for this certificate
 	queries     int  // queries recorded, successful or not
 	tries       int  // failed attempts in the current recovery
 	failed      bool // recovery tries used up since the last success

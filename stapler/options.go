@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 )
 
@@ -25,6 +26,9 @@ type options struct {
 	workers         int
 	skew            time.Duration
 	dropOnFailure   bool
+	store           cache.Store
+	ratePerSecond   float64
+	rateBurst       int
 }
 
 func defaultOptions() options {
@@ -34,6 +38,8 @@ func defaultOptions() options {
 		defaultStapling: config.Stapling{Enabled: true, CacheTTL: DefaultDiscoveredCacheTTL},
 		workers:         16,
 		skew:            5 * time.Minute,
+		ratePerSecond:   DefaultRateLimit,
+		rateBurst:       DefaultRateLimit,
 	}
 }
 
@@ -140,4 +146,25 @@ func WithClockSkew(d time.Duration) Option {
 // until its own expiry, which is correct by RFC 6960 and better for clients.
 func WithDropOnFailure() Option {
 	return func(o *options) { o.dropOnFailure = true }
+}
+
+// WithStore keeps responses in store across restarts (see cache.DirStore).
+// On start each certificate's stored response is verified again, as if just
+// fetched, and stapled at once when valid, with no responder request; a
+// corrupt, truncated or foreign value is logged and replaced by a fresh
+// fetch. New responses are written on a goroutine of their own, so a slow or
+// failing store never delays a staple.
+func WithStore(store cache.Store) Option {
+	return func(o *options) { o.store = store }
+}
+
+// DefaultRateLimit is the default cap on responder requests per second
+// (and the burst allowed at once), so that starting with many certificates
+// does not flood a responder. Responses restored from a store are free.
+const DefaultRateLimit = 100
+
+// WithRateLimit caps responder requests at perSecond, with bursts of up to
+// burst at once; perSecond <= 0 removes the cap.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(o *options) { o.ratePerSecond, o.rateBurst = perSecond, burst }
 }

@@ -3,6 +3,7 @@ package stapler
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -16,6 +17,9 @@ func (s *Stapler) refresh(m *managed) {
 	cfg := s.cfg.Load()
 	if !cfg.OCSPFunctionality || !m.settings.Load().stapling.Enabled || m.leaf == nil || s.urlFor(m) == "" {
 		m.disarm()
+		return
+	}
+	if s.persist != nil && s.restore(m) {
 		return
 	}
 	e, err := s.query(s.ctx, m)
@@ -42,66 +46,135 @@ func (s *Stapler) query(ctx context.Context, m *managed) (*cache.Entry, error) {
 }
 
 func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
-	cfg := s.cfg.Load()
-	st := m.settings.Load().stapling
 	url := s.urlFor(m)
-	fail := func(err error) (*cache.Entry, error) {
-		return nil, &FetchError{ID: m.id, Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
-	}
 	if url == "" {
-		return fail(ErrNoResponderURL)
+		return nil, m.fetchError(url, ErrNoResponderURL)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, cfg.Timeout())
+	if err := s.limit.wait(s.ctx); err != nil {
+		return nil, m.fetchError(url, err)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Load().Timeout())
 	defer cancel()
-	m.mu.Lock()
-	issuer := m.issuer
-	m.mu.Unlock()
-	if issuer == nil {
-		var err error
-		if issuer, err = fetchIssuer(ctx, s.client, m.leaf); err != nil {
-			return fail(err)
-		}
-		m.mu.Lock()
-		m.issuer = issuer
-		m.mu.Unlock()
+	issuer, err := s.issuerFor(ctx, m)
+	if err != nil {
+		return nil, m.fetchError(url, err)
 	}
 	raw, _, err := fetchResponse(ctx, s.client, url, m.leaf, issuer)
 	if err != nil {
-		return fail(err)
+		return nil, m.fetchError(url, err)
 	}
 	now := s.clock.Now()
+	e, err := s.verifyFor(m, issuer, raw, now, now)
+	if err != nil {
+		return nil, m.fetchError(url, err)
+	}
+	e.ResponderURL = url
+	return e, nil
+}
+
+// issuerFor returns m's issuer, downloading it from the leaf's AIA
+// caIssuers URL the first time when neither the chain nor WithIssuer had it.
+func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate, error) {
+	m.mu.Lock()
+	issuer := m.issuer
+	m.mu.Unlock()
+	if issuer != nil {
+		return issuer, nil
+	}
+	issuer, err := fetchIssuer(ctx, s.client, m.leaf)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.issuer = issuer
+	m.mu.Unlock()
+	return issuer, nil
+}
+
+// verifyFor verifies raw, fetched at fetched, as m's response at now, with
+// m's settings, and sets how long it may be served.
+func (s *Stapler) verifyFor(m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
+	st := m.settings.Load().stapling
 	e, err := verifyResponse(raw, m.leaf, issuer, now, verifyOptions{skipSignature: st.SkipVerify, skew: s.opts.skew})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	e.Raw = bytes.Clone(raw) // exactly its size, not the read buffer's
-	e.ResponderURL = url
-	e.FetchedAt = now
-	e.Expires = cache.Expiry(now, st.CacheDuration(), e.NextUpdate, e.Expires)
+	e.FetchedAt = fetched
+	e.Expires = cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate, e.Expires)
 	return e, nil
+}
+
+// restore staples m's persisted response when it still verifies and is
+// usable, so that a restart makes no responder request. It reports whether
+// it did. A missing, corrupt or foreign value is logged and left to be
+// replaced by a fresh fetch; it never stops the server.
+func (s *Stapler) restore(m *managed) bool {
+	m.mu.Lock()
+	done := m.restored
+	m.restored = true
+	m.mu.Unlock()
+	if done {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	value, err := s.persist.store.Get(ctx, m.id)
+	if err != nil {
+		if !errors.Is(err, cache.ErrCacheMiss) {
+			s.log.Warn("ocsp: reading the stored response failed", "id", m.id, "err", err)
+		}
+		return false
+	}
+	raw, fetched, err := cache.DecodeRecord(value)
+	if err == nil {
+		var issuer *x509.Certificate
+		if issuer, err = s.issuerFor(ctx, m); err == nil {
+			var e *cache.Entry
+			now := s.clock.Now()
+			if e, err = s.verifyFor(m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
+				e.ResponderURL = s.urlFor(m)
+				s.apply(m, e, nil, false)
+				return true
+			}
+		}
+	}
+	s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.id, "err", err)
+	return false
 }
 
 // record applies the outcome of a query to m: a new staple and the next
 // regular refresh, or a retry after recovery_frequency and, when the tries
 // are used up, the failed state.
 func (s *Stapler) record(m *managed, e *cache.Entry, err error) {
+	s.apply(m, e, err, true)
+}
+
+// apply installs an outcome; queried says it came from the responder (and
+// so counts as a query, and is persisted) rather than from the store.
+func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
 
 	m.mu.Lock()
-	m.lastAttempt = now
-	m.queries++
+	if queried {
+		m.lastAttempt = now
+		m.queries++
+	}
 	var next time.Time
 	if err == nil && e.Status != cache.Unknown {
 		m.entry, m.latest = e, e
-		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, now
+		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, e.FetchedAt
 		m.publishLocked()
 		next = nextRefresh(e, cfg, st, now)
+		if queried && s.persist != nil {
+			s.persist.put(m.id, cache.EncodeRecord(e.Raw, e.FetchedAt))
+		}
 	} else {
 		if err == nil {
 			m.latest = e
-			err = &FetchError{ID: m.id, Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: e.ResponderURL, Err: ErrUnknownStatus}
+			err = m.fetchError(e.ResponderURL, ErrUnknownStatus)
 		}
 		m.lastErr = err
 		m.tries++
@@ -153,4 +226,9 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 	floor = max(floor, time.Second)
 	d := max(next.Sub(now), floor)
 	return now.Add(max(jitter(d), floor))
+}
+
+// fetchError names m and the responder in err.
+func (m *managed) fetchError(url string, err error) error {
+	return &FetchError{ID: m.id, Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
 }

@@ -63,8 +63,10 @@ type Stapler struct {
 	byID       map[string]*managed
 	order      []*managed
 
-	sched  *scheduler
-	flight singleflight.Group
+	sched   *scheduler
+	flight  singleflight.Group
+	persist *persister // nil without a store
+	limit   *limiter   // nil without a rate limit
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,7 +101,16 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	empty := map[string]*managed{}
 	s.certs.Store(&empty)
 	s.sched = newScheduler(s.clock)
+	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if o.store != nil {
+		s.persist = newPersister(o.store, s.log)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.persist.run(s.ctx)
+		}()
+	}
 	s.wg.Add(1 + o.workers)
 	go func() {
 		defer s.wg.Done()

@@ -1,0 +1,132 @@
+package stapler
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// restart replaces e's Stapler with a new one using opts.
+func (e *env) restart(opts ...Option) {
+	e.t.Helper()
+	e.s.Close()
+	s, err := New(on, append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(2 * time.Second)}, opts...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { s.Close() })
+	e.s = s
+}
+
+func TestRestartStaplesFromTheStoreWithoutARequest(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	first := e.status(e.leaf)
+	e.restart(WithStore(store)) // Close flushes the write
+	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP503HTML})
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	resp := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	if n := e.r.RequestCount(); n != 1 {
+		t.Fatalf("%d responder requests across the restart, want 1", n)
+	}
+	st := e.status(e.leaf)
+	if !resp.ThisUpdate.Equal(first.ThisUpdate.Time) || st.Queries != 0 || !st.LastSuccess.Equal(first.LastSuccess.Time) {
+		t.Fatalf("restored status %+v", st)
+	}
+	if d := st.NextRefresh.Sub(e.clock.Now()); d < 50*time.Minute {
+		t.Fatalf("restored certificate refreshes in %v, want its regular schedule", d)
+	}
+}
+
+func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
+	e := newEnv(t, on)
+	id := CertificateID(e.leaf.Cert.Raw)
+	other, _ := e.srv.Issue(responder.LeafOptions{})
+	otherStaple, err := e.s.Wrap(tlsConfigFor(other)).GetCertificate(helloFor())
+	if err != nil || otherStaple.OCSPStaple == nil {
+		t.Fatal("no staple for the other certificate")
+	}
+	e.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
+	expired := mustFetchRaw(t, e, e.leaf)
+	e.r.SetWindow(responder.DefaultWindow)
+	good := mustFetchRaw(t, e, e.leaf)
+	for _, tc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"garbage", []byte("not a record")},
+		{"truncated", cache.EncodeRecord(good, e.clock.Now())[:40]},
+		{"another certificate's response", cache.EncodeRecord(otherStaple.OCSPStaple, e.clock.Now())},
+		{"an expired response", cache.EncodeRecord(expired, e.clock.Now().Add(-3*time.Hour))},
+		{"a response fetched too long ago for cache_ttl", cache.EncodeRecord(good, e.clock.Now().Add(-8*24*time.Hour))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := cache.DirStore(t.TempDir())
+			if err := store.Put(context.Background(), id, tc.value); err != nil {
+				t.Fatal(err)
+			}
+			e := *e
+			e.t = t
+			e.restart(WithStore(store))
+			before := e.r.RequestCount()
+			addr := e.wrapAndServe(e.leaf.Certificate)
+			e.mustGetStaple(addr, e.leaf, ocsp.Good)
+			if e.r.RequestCount() != before+1 {
+				t.Fatal("no fresh fetch")
+			}
+			e.s.Close() // flush
+			value, err := store.Get(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _, err := cache.DecodeRecord(value)
+			if err != nil {
+				t.Fatalf("store not repaired: %v", err)
+			}
+			if _, err := ocsp.ParseResponseForCert(raw, e.leaf.Cert, e.ca.Cert); err != nil {
+				t.Fatalf("stored value is not the fresh response: %v", err)
+			}
+		})
+	}
+}
+
+// brokenStore fails every write, or blocks until the write's deadline.
+type brokenStore struct {
+	block bool
+	puts  atomic.Int64
+}
+
+func (b *brokenStore) Get(context.Context, string) ([]byte, error) { return nil, cache.ErrCacheMiss }
+func (b *brokenStore) Delete(context.Context, string) error        { return nil }
+func (b *brokenStore) Put(ctx context.Context, _ string, _ []byte) error {
+	b.puts.Add(1)
+	if b.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errors.New("disk on fire")
+}
+
+func TestAFailingOrSlowStoreNeverDelaysAStaple(t *testing.T) {
+	for _, store := range []*brokenStore{{}, {block: true}} {
+		e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300}, WithStore(store))
+		addr := e.wrapAndServe(e.leaf.Certificate)
+		e.mustGetStaple(addr, e.leaf, ocsp.Good)
+		eventually(t, "a store write", func() bool { return store.puts.Load() >= 1 })
+		// While the store is stuck, refreshes still go through.
+		e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
+		e.clock.Advance(300 * time.Second)
+		e.waitQueries(e.leaf, 2)
+		e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
+	}
+}
