@@ -1,6 +1,9 @@
 package stapler
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Clock is the source of time for refresh schedules, response validity and
 // staple expiry. The default is the system clock; tests inject their own to
@@ -31,3 +34,27 @@ type systemTimer struct{ t *time.Timer }
 func (t systemTimer) C() <-chan time.Time   { return t.t.C }
 func (t systemTimer) Reset(d time.Duration) { t.t.Reset(d) }
 func (t systemTimer) Stop() bool            { return t.t.Stop() }
+
+// The coarse clock: with the system clock, a Stapler keeps the time in an
+// atomic, updated every coarseTick, for the handshake path.
+const (
+	coarseTick = 100 * time.Millisecond
+	// coarseMargin is how early a staple is withdrawn: ten ticks, so that
+	// even a ticker delayed by a loaded machine never lets a staple be served
+	// past its expiry.
+	coarseMargin = time.Second
+)
+
+// runCoarseClock updates now every coarseTick until done is closed.
+func runCoarseClock(now *atomic.Int64, done <-chan struct{}) {
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	for {
+		select {
+		case tick := <-t.C:
+			now.Store(tick.UnixNano())
+		case <-done:
+			return
+		}
+	}
+}

@@ -33,7 +33,7 @@ type view struct {
 	orig    *tls.Certificate // the certificate the copies were made from
 	stapled *tls.Certificate // orig with the staple; nil when there is none
 	bare    *tls.Certificate // orig without any staple
-	expires time.Time
+	expires int64            // Unix nanoseconds when the staple stops being usable
 	revoked bool
 }
 
@@ -41,6 +41,7 @@ type view struct {
 // touches only the atomics; the rest is guarded by mu.
 type managed struct {
 	id         string
+	der        []byte            // the leaf DER, shared with the application's certificate
 	leaf       *x509.Certificate // nil when the leaf does not parse
 	url        string            // AIA OCSP URL, may be empty
 	mustStaple bool
@@ -53,19 +54,20 @@ type managed struct {
 	// handshake can wait for it.
 	pending atomic.Pointer[chan struct{}]
 
-	mu          sync.Mutex
-	issuer      *x509.Certificate
-	orig        *tls.Certificate
-	entry       *cache.Entry // the response stapled (good or revoked)
-	latest      *cache.Entry // the latest verified answer (may be unknown)
-	lastErr     error
-	lastAttempt time.Time
-	lastSuccess time.Time
-	restored    bool // the store was read for this certificate
-	queries     int  // queries recorded, successful or not
-	tries       int  // failed attempts in the current recovery
-	failed      bool // recovery tries used up since the last success
-	state       State
+	mu            sync.Mutex
+	issuer        *x509.Certificate
+	issuerChecked bool // issuer is known to have signed the leaf
+	orig          *tls.Certificate
+	entry         *cache.Entry // the response stapled (good or revoked)
+	latest        *cache.Entry // the latest verified answer (may be unknown)
+	lastErr       error
+	lastAttempt   time.Time
+	lastSuccess   time.Time
+	restored      bool // the store was read for this certificate
+	queries       int  // queries recorded, successful or not
+	tries         int  // failed attempts in the current recovery
+	failed        bool // recovery tries used up since the last success
+	state         State
 
 	// Owned by the scheduler, under its lock.
 	due   time.Time
@@ -97,7 +99,7 @@ func (m *managed) publishLocked() {
 		stapled := *m.orig
 		stapled.OCSPStaple = m.entry.Raw
 		v.stapled = &stapled
-		v.expires = m.entry.Expires
+		v.expires = m.entry.Expires.UnixNano()
 		v.revoked = m.entry.Status == cache.Revoked
 	}
 	m.view.Store(v)

@@ -76,17 +76,28 @@ func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
 // caIssuers URL the first time when neither the chain nor WithIssuer had it.
 func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate, error) {
 	m.mu.Lock()
-	issuer := m.issuer
+	issuer, checked := m.issuer, m.issuerChecked
 	m.mu.Unlock()
-	if issuer != nil {
+	if issuer != nil && checked {
 		return issuer, nil
 	}
-	issuer, err := fetchIssuer(ctx, s.client, m.leaf)
-	if err != nil {
-		return nil, err
+	if issuer == nil || m.leaf.CheckSignatureFrom(issuer) != nil {
+		issuer = nil
+		for _, candidate := range s.opts.issuers {
+			if m.leaf.CheckSignatureFrom(candidate) == nil {
+				issuer = candidate
+				break
+			}
+		}
+	}
+	if issuer == nil {
+		var err error
+		if issuer, err = fetchIssuer(ctx, s.client, m.leaf); err != nil {
+			return nil, err
+		}
 	}
 	m.mu.Lock()
-	m.issuer = issuer
+	m.issuer, m.issuerChecked = issuer, true
 	m.mu.Unlock()
 	return issuer, nil
 }

@@ -29,16 +29,16 @@ func (s *Stapler) Add(c *tls.Certificate) (string, error) {
 // add returns the state of c's leaf, registering it on first sight.
 func (s *Stapler) add(c *tls.Certificate) *managed {
 	der := c.Certificate[0]
-	if m := (*s.certs.Load())[string(der)]; m != nil {
+	if m := s.index.get(der); m != nil {
 		return m
 	}
+	id := CertificateID(der)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := *s.certs.Load()
-	if m := old[string(der)]; m != nil {
+	if m := s.byID[id]; m != nil {
 		return m
 	}
-	m := &managed{id: CertificateID(der), orig: c, index: -1}
+	m := &managed{id: id, der: der, orig: c, index: -1}
 	m.settings.Store(&settings{stapling: s.opts.defaultStapling})
 	leaf := c.Leaf
 	if leaf == nil || !bytes.Equal(leaf.Raw, der) {
@@ -55,12 +55,7 @@ func (s *Stapler) add(c *tls.Certificate) *managed {
 		m.issuer = s.chainIssuer(c, leaf)
 	}
 	m.publishLocked()
-	next := make(map[string]*managed, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[string(der)] = m
-	s.certs.Store(&next)
+	s.index.put(der, m)
 	s.byID[m.id] = m
 	s.order = append(s.order, m)
 	if m.leaf == nil {
@@ -77,16 +72,25 @@ func (s *Stapler) add(c *tls.Certificate) *managed {
 	return m
 }
 
-// chainIssuer finds the leaf's issuer in its chain or the WithIssuer
-// certificates: the first that signed it.
+// chainIssuer picks the leaf's likely issuer, by name, from its chain or the
+// WithIssuer certificates; issuerFor checks the signature later, off the
+// registration path. Parsed issuers are shared: thousands of leaves of one
+// CA hold one *x509.Certificate. Callers hold s.mu.
 func (s *Stapler) chainIssuer(c *tls.Certificate, leaf *x509.Certificate) *x509.Certificate {
 	if len(c.Certificate) > 1 {
-		if issuer, err := x509.ParseCertificate(c.Certificate[1]); err == nil && leaf.CheckSignatureFrom(issuer) == nil {
+		issuer := s.issuers[string(c.Certificate[1])]
+		if issuer == nil {
+			var err error
+			if issuer, err = x509.ParseCertificate(c.Certificate[1]); err == nil {
+				s.issuers[string(c.Certificate[1])] = issuer
+			}
+		}
+		if issuer != nil && bytes.Equal(issuer.RawSubject, leaf.RawIssuer) {
 			return issuer
 		}
 	}
 	for _, issuer := range s.opts.issuers {
-		if leaf.CheckSignatureFrom(issuer) == nil {
+		if bytes.Equal(issuer.RawSubject, leaf.RawIssuer) {
 			return issuer
 		}
 	}

@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,13 +55,13 @@ type Stapler struct {
 	log    *slog.Logger
 
 	cfg atomic.Pointer[config.OCSP]
-	// certs maps leaf DER to its state, copy-on-write so that the handshake
-	// path reads it without a lock.
-	certs atomic.Pointer[map[string]*managed]
+	// index finds a leaf's state on the handshake path without a lock.
+	index *certIndex
 
 	mu         sync.Mutex // serializes Update and registration
 	settingsMu sync.Mutex // serializes changes to per-certificate settings
 	byID       map[string]*managed
+	issuers    map[string]*x509.Certificate // parsed issuers by DER, shared
 	order      []*managed
 
 	sched   *scheduler
@@ -72,6 +73,9 @@ type Stapler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	// coarse is the coarse clock (Unix nanoseconds) when the clock is the
+	// system clock; nil with an injected clock.
+	coarse *atomic.Int64
 
 	wrapped      sync.Map // application *tls.Config -> wrapped clone
 	wrappedCount atomic.Int64
@@ -98,8 +102,8 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		s.client = newHTTPClient()
 	}
 	s.cfg.Store(&cfg)
-	empty := map[string]*managed{}
-	s.certs.Store(&empty)
+	s.index = newCertIndex()
+	s.issuers = map[string]*x509.Certificate{}
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -109,6 +113,15 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		go func() {
 			defer s.wg.Done()
 			s.persist.run(s.ctx)
+		}()
+	}
+	if _, system := s.clock.(systemClock); system {
+		s.coarse = new(atomic.Int64)
+		s.coarse.Store(time.Now().UnixNano())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			runCoarseClock(s.coarse, s.ctx.Done())
 		}()
 	}
 	s.wg.Add(1 + o.workers)

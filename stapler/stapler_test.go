@@ -656,3 +656,39 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per cache hit, want 0", n)
 	}
 }
+
+func TestCoarseClockWithdrawsTheStapleBeforeItExpires(t *testing.T) {
+	s, err := New(on, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.coarse == nil {
+		t.Fatal("the system clock should use the coarse clock")
+	}
+	expires := time.Now().Add(time.Hour)
+	v := &view{expires: expires.UnixNano()}
+	for _, tc := range []struct {
+		now  time.Time
+		want bool
+	}{
+		{expires.Add(-2 * time.Second), true},
+		{expires.Add(-coarseMargin), false},
+		{expires.Add(-time.Millisecond), false},
+		{expires, false},
+	} {
+		s.coarse.Store(tc.now.UnixNano())
+		if got := s.usable(v); got != tc.want {
+			t.Errorf("%v before expiry: usable %v, want %v", expires.Sub(tc.now), got, tc.want)
+		}
+	}
+	// After Close the coarse clock stops, so the real clock decides.
+	s.Close()
+	s.coarse.Store(0)
+	if !s.usable(v) {
+		t.Fatal("after Close a valid staple is withdrawn")
+	}
+	if s.usable(&view{expires: time.Now().Add(-time.Second).UnixNano()}) {
+		t.Fatal("after Close an expired staple is served")
+	}
+}

@@ -28,9 +28,12 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 	}
 	c := cfg.Clone()
 	certs := slices.Clone(cfg.Certificates)
+	// The state of each listed certificate, found once here so that the
+	// handshake path goes straight from the chosen index to its staple.
+	managedAt := make([]*managed, len(certs))
 	for i := range certs {
 		if len(certs[i].Certificate) > 0 {
-			s.add(&certs[i])
+			managedAt[i] = s.add(&certs[i])
 		}
 	}
 	c.Certificates = certs
@@ -60,7 +63,11 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 		if len(certs) == 0 {
 			return nil, nil // crypto/tls reports that no certificate is configured
 		}
-		return s.serve(hello.Context(), selectCertificate(certs, byName, hello))
+		i, cert := selectCertificate(certs, byName, hello)
+		if i >= 0 && managedAt[i] != nil {
+			return s.serveManaged(hello.Context(), managedAt[i], cert)
+		}
+		return s.serve(hello.Context(), cert)
 	}
 	if userGetConfig := cfg.GetConfigForClient; userGetConfig != nil {
 		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -83,6 +90,9 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 			}
 			for i := range certs {
 				if cri.SupportsCertificate(&certs[i]) == nil {
+					if managedAt[i] != nil {
+						return s.serveManaged(cri.Context(), managedAt[i], &certs[i])
+					}
 					return s.serve(cri.Context(), &certs[i])
 				}
 			}
@@ -113,30 +123,35 @@ func (s *Stapler) wrapInner(inner *tls.Config) *tls.Config {
 
 // selectCertificate picks from certs as crypto/tls does when a config has no
 // GetCertificate: the only one, else by NameToCertificate, else the first
-// the client supports, else the first.
-func selectCertificate(certs []tls.Certificate, byName map[string]*tls.Certificate, hello *tls.ClientHelloInfo) *tls.Certificate {
+// the client supports, else the first. It returns the index in certs, or
+// -1 for a NameToCertificate entry outside the list.
+func selectCertificate(certs []tls.Certificate, byName map[string]*tls.Certificate, hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
 	if len(certs) == 1 {
-		return &certs[0]
+		return 0, &certs[0]
 	}
 	if byName != nil {
 		name := strings.ToLower(hello.ServerName)
-		if cert, ok := byName[name]; ok {
-			return cert
-		}
-		if len(name) > 0 {
+		cert, ok := byName[name]
+		if !ok && len(name) > 0 {
 			labels := strings.Split(name, ".")
 			labels[0] = "*"
-			if cert, ok := byName[strings.Join(labels, ".")]; ok {
-				return cert
+			cert, ok = byName[strings.Join(labels, ".")]
+		}
+		if ok {
+			for i := range certs {
+				if cert == &certs[i] {
+					return i, cert
+				}
 			}
+			return -1, cert
 		}
 	}
 	for i := range certs {
 		if hello.SupportsCertificate(&certs[i]) == nil {
-			return &certs[i]
+			return i, &certs[i]
 		}
 	}
-	return &certs[0]
+	return 0, &certs[0]
 }
 
 // serve is the handshake path: it returns c with its staple. On a cache hit
@@ -145,11 +160,16 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	if c == nil || len(c.Certificate) == 0 || !s.cfg.Load().OCSPFunctionality {
 		return c, nil
 	}
-	m := (*s.certs.Load())[string(c.Certificate[0])]
+	m := s.index.get(c.Certificate[0])
 	if m == nil {
 		m = s.add(c)
 	}
-	if m.leaf == nil || !m.settings.Load().stapling.Enabled {
+	return s.serveManaged(ctx, m, c)
+}
+
+// serveManaged is serve once c's state m is known.
+func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate) (*tls.Certificate, error) {
+	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		return c, nil
 	}
 	v := m.view.Load()
@@ -157,8 +177,7 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 		v = m.rebase(c)
 	}
 	policy := m.policy(s.opts.policy)
-	now := s.clock.Now()
-	if v.stapled != nil && now.Before(v.expires) {
+	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			return nil, m.refusal(ErrRevoked)
 		}
@@ -179,7 +198,7 @@ func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, policy Policy) 
 	if v.orig != c {
 		v = m.rebase(c)
 	}
-	if v.stapled != nil && s.clock.Now().Before(v.expires) {
+	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			return nil, m.refusal(ErrRevoked)
 		}
@@ -224,4 +243,15 @@ func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
 	case <-t.C:
 	case <-done:
 	}
+}
+
+// usable reports whether v's staple may still be served. With the system
+// clock it reads the coarse clock (an atomic load, where time.Now costs tens
+// of nanoseconds) and withdraws a staple coarseMargin early, so that it is
+// never served past its expiry; with an injected clock it is exact.
+func (s *Stapler) usable(v *view) bool {
+	if s.coarse != nil && !s.closed.Load() {
+		return s.coarse.Load()+int64(coarseMargin) < v.expires
+	}
+	return s.clock.Now().UnixNano() < v.expires
 }
