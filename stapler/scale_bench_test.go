@@ -1,0 +1,360 @@
+package stapler
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// mintLeaves issues n leaf certificates from ca quickly: they share one key
+// (only the signature differs), which is all a stapler cares about.
+func mintLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string) []tls.Certificate {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certs := make([]tls.Certificate, n)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				tmpl := &x509.Certificate{
+					SerialNumber: big.NewInt(int64(1000 + i)),
+					Subject:      pkix.Name{CommonName: "leaf"},
+					DNSNames:     []string{"leaf.test"},
+					NotBefore:    time.Now().Add(-time.Hour),
+					NotAfter:     time.Now().Add(90 * 24 * time.Hour),
+					KeyUsage:     x509.KeyUsageDigitalSignature,
+					ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+					OCSPServer:   []string{ocspURL},
+				}
+				der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+				if err != nil {
+					panic(err)
+				}
+				leaf, _ := x509.ParseCertificate(der)
+				certs[i] = tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+			}
+		}()
+	}
+	wg.Wait()
+	return certs
+}
+
+// memStore is an in-memory cache.Store.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memStore) Get(_ context.Context, k string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[k]; ok {
+		return v, nil
+	}
+	return nil, cache.ErrCacheMiss
+}
+
+func (s *memStore) Put(_ context.Context, k string, v []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+
+func (s *memStore) Delete(_ context.Context, k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+// signedStore holds a good response for each of certs, signed by ca.
+func signedStore(tb testing.TB, ca *responder.CA, certs []tls.Certificate) *memStore {
+	store := &memStore{m: make(map[string][]byte, len(certs))}
+	now := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(certs); i += workers {
+				der, err := ocsp.CreateResponse(ca.Cert, ca.Cert, ocsp.Response{
+					Status: ocsp.Good, SerialNumber: certs[i].Leaf.SerialNumber,
+					ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+				}, ca.Key)
+				if err != nil {
+					panic(err)
+				}
+				mu.Lock()
+				store.m[CertificateID(certs[i].Certificate[0])] = cache.EncodeRecord(der, now)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return store
+}
+
+// countStapled returns a hook that counts certificates reaching good, and a
+// channel closed when n have.
+func countStapled(n int) (Option, <-chan struct{}) {
+	var count atomic.Int64
+	done := make(chan struct{})
+	return WithStatusHook(func(c StatusChange) {
+		if c.To == StateGood && count.Add(1) == int64(n) {
+			close(done)
+		}
+	}), done
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkScale100k loads 100,000 certificates from a store: heap bytes
+// per managed certificate (staple included) against a pre-stapled map,
+// start-up time, and responder requests (must be 0).
+func BenchmarkScale100k(b *testing.B) {
+	const n = 100_000
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	r := responder.New(ca)
+	srv := responder.NewServer(r)
+	defer srv.Close()
+	certs := mintLeaves(b, ca, n, srv.URL)
+	store := signedStore(b, ca, certs)
+	for b.Loop() {
+		before := heapInUse()
+		hook, done := countStapled(n)
+		start := time.Now()
+		s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithStore(store), hook)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := s.Wrap(&tls.Config{Certificates: certs})
+		<-done
+		startup := time.Since(start)
+		after := heapInUse()
+		b.ReportMetric(float64(after-before)/n, "B/cert")
+		b.ReportMetric(startup.Seconds(), "s-startup")
+		b.ReportMetric(float64(r.RequestCount()), "requests")
+		runtime.KeepAlive(cfg)
+		s.Close()
+
+		// The baseline: a map from name to a pre-stapled copy of each
+		// certificate, staple kept at its exact size.
+		before = heapInUse()
+		baseline := make(map[string]*tls.Certificate, n)
+		for i := range certs {
+			value, _ := store.Get(context.Background(), CertificateID(certs[i].Certificate[0]))
+			raw, _, _ := cache.DecodeRecord(value)
+			c := certs[i]
+			c.OCSPStaple = slices.Clone(raw)
+			baseline[certs[i].Leaf.SerialNumber.String()] = &c
+		}
+		after = heapInUse()
+		b.ReportMetric(float64(after-before)/n, "B/cert-baseline")
+		runtime.KeepAlive(baseline)
+	}
+}
+
+// BenchmarkColdLoad10k starts with 10,000 certificates and an empty store
+// against a loopback responder, rate limit off: time from New to every
+// certificate stapled.
+func BenchmarkColdLoad10k(b *testing.B) {
+	const n = 10_000
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	r := responder.New(ca)
+	srv := responder.NewServer(r)
+	defer srv.Close()
+	certs := mintLeaves(b, ca, n, srv.URL)
+	for i := range certs {
+		r.SetStatus(certs[i].Leaf.SerialNumber, responder.Good())
+	}
+	for b.Loop() {
+		r.ResetRequests()
+		hook, done := countStapled(n)
+		start := time.Now()
+		s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithRateLimit(0, 0), WithStore(&memStore{m: map[string][]byte{}}), hook)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Wrap(&tls.Config{Certificates: certs})
+		<-done
+		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-stapled")
+		b.ReportMetric(float64(r.RequestCount())/n, "requests/cert")
+		s.Close()
+	}
+}
+
+// BenchmarkColdHerd runs 200 concurrent first handshakes (real TLS on
+// loopback) for one certificate whose responder takes 50 ms: responder
+// requests (must be 1) and handshake latency percentiles.
+func BenchmarkColdHerd(b *testing.B) {
+	const n = 200
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	r := responder.New(ca)
+	srv := responder.NewServer(r)
+	defer srv.Close()
+	r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 50 * time.Millisecond})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	for b.Loop() {
+		b.StopTimer()
+		leaf, _ := srv.Issue(responder.LeafOptions{})
+		r.ResetRequests()
+		s, _ := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithColdWait(2*time.Second))
+		var user atomic.Pointer[tls.Certificate]
+		user.Store(&leaf.Certificate)
+		cfg := s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return user.Load(), nil }})
+		ln, _ := tls.Listen("tcp", "127.0.0.1:0", cfg)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+			}
+		}()
+		b.StartTimer()
+		latencies := make([]time.Duration, n)
+		var stapled atomic.Int64
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost"})
+				if err != nil {
+					return
+				}
+				latencies[i] = time.Since(start)
+				if conn.ConnectionState().OCSPResponse != nil {
+					stapled.Add(1)
+				}
+				conn.Close()
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		slices.Sort(latencies)
+		b.ReportMetric(float64(r.RequestCount()), "requests")
+		b.ReportMetric(float64(stapled.Load())/n, "stapled-fraction")
+		b.ReportMetric(float64(latencies[n/2].Milliseconds()), "ms-p50")
+		b.ReportMetric(float64(latencies[n*99/100].Milliseconds()), "ms-p99")
+		ln.Close()
+		s.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkHandshakeTLS13 runs full TLS 1.3 handshakes over net.Pipe
+// through Wrap and through a config whose certificate has a static
+// OCSPStaple: allocations must be equal.
+func BenchmarkHandshakeTLS13(b *testing.B) {
+	leaf, wrapped := benchStapler(b)
+	stapled, _ := wrapped.GetCertificate(helloFor())
+	static := &tls.Config{Certificates: []tls.Certificate{*stapled}}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf.Cert)
+	client := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, ServerName: "localhost"}
+	handshake := func(b *testing.B, server *tls.Config) {
+		c, s := net.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- tls.Server(s, server).Handshake() }()
+		cc := tls.Client(c, client)
+		if err := cc.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		if cc.ConnectionState().OCSPResponse == nil {
+			b.Fatal("no staple")
+		}
+		c.Close()
+		s.Close()
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+	}{{"wrap", wrapped}, {"static-staple", static}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				handshake(b, tc.cfg)
+			}
+		})
+	}
+}
+
+// BenchmarkVerify is the cost of verifying one response, paid on refresh
+// only, never per handshake.
+func BenchmarkVerify(b *testing.B) {
+	for _, kt := range []responder.KeyType{responder.ECDSA, responder.RSA} {
+		b.Run(kt.String(), func(b *testing.B) {
+			ca, _ := responder.NewCA(responder.CAOptions{KeyType: kt})
+			leaf, _ := ca.Issue(responder.LeafOptions{})
+			now := time.Now()
+			raw, _ := ocsp.CreateResponse(ca.Cert, ca.Cert, ocsp.Response{Status: ocsp.Good, SerialNumber: leaf.Cert.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(time.Hour)}, ca.Key)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := verifyResponse(raw, leaf.Cert, ca.Cert, now, verifyOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSchedulerDispatch is the scheduler's own cost per refresh:
+// scheduling a due certificate and handing it to a worker.
+func BenchmarkSchedulerDispatch(b *testing.B) {
+	sched := newScheduler(systemClock{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sched.run(ctx)
+	items := make([]*managed, 1024)
+	for i := range items {
+		items[i] = &managed{index: -1}
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		sched.schedule(items[i%len(items)], now)
+		<-sched.work
+		i++
+	}
+}
