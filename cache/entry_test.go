@@ -23,11 +23,21 @@ func TestExpiryIsTheEarliestBound(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	e := &Entry{Expires: t0}
+	e := &Entry{Expires: At(t0)}
 	if !e.Usable(t0.Add(-time.Nanosecond)) || e.Usable(t0) || (*Entry)(nil).Usable(t0) {
 		t.Fatal("Usable wrong at the boundary")
 	}
 	if Good.String() != "GOOD" || Revoked.String() != "REVOKED" || Unknown.String() != "UNKNOWN" {
 		t.Fatal("status names")
+	}
+}
+
+func TestInstantRoundTrips(t *testing.T) {
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	if got := At(t0).Time(); !got.Equal(t0) {
+		t.Fatalf("got %v", got)
+	}
+	if !At(time.Time{}).IsZero() || !Instant(0).Time().IsZero() {
+		t.Fatal("zero does not round-trip")
 	}
 }

@@ -11,8 +11,7 @@ const indexShards = 64
 
 // certIndex maps leaf DER to its managed state for the handshake path:
 // lock-free reads of copy-on-write shards, keyed by a 64-bit hash so that no
-// copy of the DER is kept. It is a cache over Stapler.byID: a hash collision
-// (vanishingly rare) only sends a handshake down the slow, locked path.
+// copy of the DER is kept. Leaves whose hashes collide are chained.
 type certIndex struct {
 	seed   maphash.Seed
 	shards [indexShards]atomic.Pointer[map[uint64]*managed]
@@ -29,28 +28,37 @@ func (ix *certIndex) get(der []byte) *managed {
 	if shard == nil {
 		return nil
 	}
-	m := (*shard)[h]
-	if m == nil || !sameBytes(m.der, der) {
-		return nil
+	for m := (*shard)[h]; m != nil; m = m.sameHash {
+		if sameBytes(m.der, der) {
+			return m
+		}
 	}
-	return m
+	return nil
 }
 
-// put adds m under der. Callers serialize puts.
-func (ix *certIndex) put(der []byte, m *managed) {
-	h := maphash.Bytes(ix.seed, der)
-	slot := &ix.shards[h%indexShards]
-	var next map[uint64]*managed
-	if old := slot.Load(); old != nil {
-		next = make(map[uint64]*managed, len(*old)+1)
-		for k, v := range *old {
-			next[k] = v
-		}
-	} else {
-		next = map[uint64]*managed{}
+// putAll adds ms, copying each shard they touch once. Callers serialize
+// puts, and never put a leaf that is already there.
+func (ix *certIndex) putAll(ms []*managed) {
+	byShard := map[uint64][]*managed{}
+	for _, m := range ms {
+		m.hash = maphash.Bytes(ix.seed, m.der)
+		byShard[m.hash%indexShards] = append(byShard[m.hash%indexShards], m)
 	}
-	next[h] = m
-	slot.Store(&next)
+	for shard, add := range byShard {
+		slot := &ix.shards[shard]
+		next := map[uint64]*managed{}
+		if old := slot.Load(); old != nil {
+			next = make(map[uint64]*managed, len(*old)+len(add))
+			for k, v := range *old {
+				next[k] = v
+			}
+		}
+		for _, m := range add {
+			m.sameHash = next[m.hash]
+			next[m.hash] = m
+		}
+		slot.Store(&next)
+	}
 }
 
 // sameBytes is bytes.Equal with a shortcut for two views of one array, the

@@ -33,7 +33,7 @@ func (s *Stapler) refresh(m *managed) {
 // query fetches and verifies m's response, sharing one request among all
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) (*cache.Entry, error) {
-	ch := s.flight.DoChan(m.id, func() (any, error) {
+	ch := s.flight.DoChan(m.ID(), func() (any, error) {
 		return s.fetchAndVerify(m)
 	})
 	select {
@@ -111,8 +111,8 @@ func (s *Stapler) verifyFor(m *managed, issuer *x509.Certificate, raw []byte, fe
 		return nil, err
 	}
 	e.Raw = bytes.Clone(raw) // exactly its size, not the read buffer's
-	e.FetchedAt = fetched
-	e.Expires = cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate, e.Expires)
+	e.FetchedAt = cache.At(fetched)
+	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 	return e, nil
 }
 
@@ -130,10 +130,10 @@ func (s *Stapler) restore(m *managed) bool {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
-	value, err := s.persist.store.Get(ctx, m.id)
+	value, err := s.persist.store.Get(ctx, m.ID())
 	if err != nil {
 		if !errors.Is(err, cache.ErrCacheMiss) {
-			s.log.Warn("ocsp: reading the stored response failed", "id", m.id, "err", err)
+			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
 		}
 		return false
 	}
@@ -150,7 +150,7 @@ func (s *Stapler) restore(m *managed) bool {
 			}
 		}
 	}
-	s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.id, "err", err)
+	s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
 	return false
 }
 
@@ -170,7 +170,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 
 	m.mu.Lock()
 	if queried {
-		m.lastAttempt = now
+		m.lastAttempt = cache.At(now)
 		m.queries++
 	}
 	var next time.Time
@@ -180,7 +180,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 		m.publishLocked()
 		next = nextRefresh(e, cfg, st, now)
 		if queried && s.persist != nil {
-			s.persist.put(m.id, cache.EncodeRecord(e.Raw, e.FetchedAt))
+			s.persist.put(m.ID(), cache.EncodeRecord(e.Raw, e.FetchedAt.Time()))
 		}
 	} else {
 		if err == nil {
@@ -189,7 +189,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 		}
 		m.lastErr = err
 		m.tries++
-		if m.tries > cfg.MaxTries() {
+		if int(m.tries) > cfg.MaxTries() {
 			m.failed, m.tries = true, 0
 			if s.opts.dropOnFailure && m.entry != nil {
 				m.entry = nil
@@ -207,12 +207,12 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 	s.sched.schedule(m, next)
 	m.disarm()
 	if err != nil {
-		s.log.Warn("ocsp: query failed", "id", m.id, "err", err, "retry_at", next)
+		s.log.Warn("ocsp: query failed", "id", m.ID(), "err", err, "retry_at", next)
 	}
 	if from != to {
-		s.log.Info("ocsp: certificate status changed", "id", m.id, "subject", m.leaf.Subject.String(), "from", from, "to", to)
+		s.log.Info("ocsp: certificate status changed", "id", m.ID(), "subject", m.leaf.Subject.String(), "from", from.State(), "to", to.State())
 		if s.opts.hook != nil {
-			s.opts.hook(StatusChange{ID: m.id, From: from, To: to, Status: s.statusOf(m)})
+			s.opts.hook(StatusChange{ID: m.ID(), From: from.State(), To: to.State(), Status: s.statusOf(m)})
 		}
 	}
 }
@@ -225,15 +225,16 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 // recovery_frequency, whichever is less, so that a failed refresh is retried
 // while the staple is still served.
 func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.Time) time.Time {
-	next := e.FetchedAt.Add(cfg.QueryInterval())
+	fetched, thisUpdate, nextUpdate := e.FetchedAt.Time(), e.ThisUpdate.Time(), e.NextUpdate.Time()
+	next := fetched.Add(cfg.QueryInterval())
 	ttl := st.CacheDuration()
-	if t := e.FetchedAt.Add(ttl - min(ttl/4, cfg.RecoveryInterval())); t.Before(next) {
+	if t := fetched.Add(ttl - min(ttl/4, cfg.RecoveryInterval())); t.Before(next) {
 		next = t
 	}
-	if t := e.ThisUpdate.Add(e.NextUpdate.Sub(e.ThisUpdate) / 2); t.Before(next) {
+	if t := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2); t.Before(next) {
 		next = t
 	}
-	floor := min(time.Minute, e.Expires.Sub(now)/2)
+	floor := min(time.Minute, e.Expires.Time().Sub(now)/2)
 	floor = max(floor, time.Second)
 	d := max(next.Sub(now), floor)
 	return now.Add(max(jitter(d), floor))
@@ -241,5 +242,5 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 
 // fetchError names m and the responder in err.
 func (m *managed) fetchError(url string, err error) error {
-	return &FetchError{ID: m.id, Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
+	return &FetchError{ID: m.ID(), Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
 }

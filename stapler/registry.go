@@ -2,9 +2,11 @@ package stapler
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -21,30 +23,73 @@ func (s *Stapler) Add(c *tls.Certificate) (string, error) {
 	}
 	m := s.add(c)
 	if m.leaf == nil {
-		return m.id, fmt.Errorf("stapler: certificate %s does not parse", m.id)
+		return m.ID(), fmt.Errorf("stapler: certificate %s does not parse", m.ID())
 	}
-	return m.id, nil
+	return m.ID(), nil
 }
 
 // add returns the state of c's leaf, registering it on first sight.
 func (s *Stapler) add(c *tls.Certificate) *managed {
-	der := c.Certificate[0]
-	if m := s.index.get(der); m != nil {
+	if m := s.index.get(c.Certificate[0]); m != nil {
 		return m
 	}
-	id := CertificateID(der)
+	return s.addAll([]*tls.Certificate{c})[0]
+}
+
+// addAll registers certificates in one batch (one pass over the index, not
+// one per certificate) and returns the state of each, in order.
+func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
+	out := make([]*managed, len(certs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m := s.byID[id]; m != nil {
-		return m
+	var fresh []*managed
+	batch := map[[32]byte]*managed{} // by ID: the same leaf twice in one batch
+	for i, c := range certs {
+		der := c.Certificate[0]
+		if m := s.index.get(der); m != nil {
+			out[i] = m
+			continue
+		}
+		key := sha256.Sum256(der)
+		if m := batch[key]; m != nil {
+			out[i] = m
+			continue
+		}
+		out[i] = s.newManaged(c, key)
+		batch[key] = out[i]
+		fresh = append(fresh, out[i])
 	}
-	m := &managed{id: id, der: der, orig: c, index: -1}
-	m.settings.Store(&settings{stapling: s.opts.defaultStapling})
+	s.index.putAll(fresh)
+	s.order = append(s.order, fresh...)
+	now := s.clock.Now()
+	on := s.cfg.Load().OCSPFunctionality
+	for _, m := range fresh {
+		if m.leaf == nil {
+			continue
+		}
+		if s.urlFor(m) == "" {
+			s.log.Info("ocsp: certificate has no OCSP responder URL; not stapled", "id", m.ID(), "subject", m.leaf.Subject.String())
+			continue
+		}
+		if on && m.settings.Load().stapling.Enabled {
+			m.arm()
+			s.sched.schedule(m, now)
+		}
+	}
+	return out
+}
+
+// newManaged makes the state of a certificate seen for the first time.
+// Callers hold s.mu.
+func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
+	der := c.Certificate[0]
+	m := &managed{key: key, der: der, orig: c, index: -1}
+	m.settings.Store(s.defaultSettings)
 	leaf := c.Leaf
-	if leaf == nil || !bytes.Equal(leaf.Raw, der) {
+	if leaf == nil || !sameBytes(leaf.Raw, der) {
 		var err error
 		if leaf, err = x509.ParseCertificate(der); err != nil {
-			s.log.Warn("ocsp: certificate does not parse; serving it without a staple", "id", m.id, "err", err)
+			s.log.Warn("ocsp: certificate does not parse; serving it without a staple", "id", m.ID(), "err", err)
 			leaf = nil
 		}
 	}
@@ -52,31 +97,21 @@ func (s *Stapler) add(c *tls.Certificate) *managed {
 		m.leaf = leaf
 		m.url = responderURL(leaf)
 		m.mustStaple = hasMustStaple(leaf)
-		m.issuer = s.chainIssuer(c, leaf)
+		m.issuer, m.issuerChecked = s.chainIssuer(c, leaf)
 	}
 	m.publishLocked()
-	s.index.put(der, m)
-	s.byID[m.id] = m
-	s.order = append(s.order, m)
-	if m.leaf == nil {
-		return m
-	}
-	if s.urlFor(m) == "" {
-		s.log.Info("ocsp: certificate has no OCSP responder URL; not stapled", "id", m.id, "subject", leaf.Subject.String())
-		return m
-	}
-	if s.cfg.Load().OCSPFunctionality && m.settings.Load().stapling.Enabled {
-		m.arm()
-		s.sched.schedule(m, s.clock.Now())
-	}
 	return m
 }
 
-// chainIssuer picks the leaf's likely issuer, by name, from its chain or the
-// WithIssuer certificates; issuerFor checks the signature later, off the
-// registration path. Parsed issuers are shared: thousands of leaves of one
-// CA hold one *x509.Certificate. Callers hold s.mu.
-func (s *Stapler) chainIssuer(c *tls.Certificate, leaf *x509.Certificate) *x509.Certificate {
+// chainIssuer picks the leaf's issuer from its chain or the WithIssuer
+// certificates by name, and reports whether the match is already certain:
+// when the leaf's authority key ID is the issuer's subject key ID. Otherwise
+// issuerFor checks the signature later, off the registration path (a
+// signature check per certificate would cost seconds at 100,000). Parsed
+// issuers are shared: the leaves of one CA hold one *x509.Certificate.
+// Callers hold s.mu.
+func (s *Stapler) chainIssuer(c *tls.Certificate, leaf *x509.Certificate) (*x509.Certificate, bool) {
+	candidates := s.opts.issuers
 	if len(c.Certificate) > 1 {
 		issuer := s.issuers[string(c.Certificate[1])]
 		if issuer == nil {
@@ -85,16 +120,17 @@ func (s *Stapler) chainIssuer(c *tls.Certificate, leaf *x509.Certificate) *x509.
 				s.issuers[string(c.Certificate[1])] = issuer
 			}
 		}
-		if issuer != nil && bytes.Equal(issuer.RawSubject, leaf.RawIssuer) {
-			return issuer
+		if issuer != nil {
+			candidates = append([]*x509.Certificate{issuer}, candidates...)
 		}
 	}
-	for _, issuer := range s.opts.issuers {
+	for _, issuer := range candidates {
 		if bytes.Equal(issuer.RawSubject, leaf.RawIssuer) {
-			return issuer
+			keyMatch := len(leaf.AuthorityKeyId) > 0 && bytes.Equal(leaf.AuthorityKeyId, issuer.SubjectKeyId)
+			return issuer, keyMatch
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func hasMustStaple(leaf *x509.Certificate) bool {
@@ -124,15 +160,22 @@ func (s *Stapler) urlFor(m *managed) string {
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID
-// means the only one.
+// means the only one. It scans: lookups by ID serve the admin API, and a
+// map by ID would cost every certificate its memory.
 func (s *Stapler) lookup(id string) (*managed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == "" && len(s.order) == 1 {
 		return s.order[0], nil
 	}
-	if m, ok := s.byID[id]; ok {
-		return m, nil
+	var key [32]byte
+	if n, err := hex.Decode(key[:], []byte(id)); err != nil || n != len(key) || len(id) != 2*len(key) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
+	}
+	for _, m := range s.order {
+		if m.key == key {
+			return m, nil
+		}
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
 }

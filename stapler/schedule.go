@@ -27,7 +27,7 @@ func newScheduler(clock Clock) *scheduler {
 // schedule sets when m is next due, replacing any earlier plan.
 func (s *scheduler) schedule(m *managed, at time.Time) {
 	s.mu.Lock()
-	m.due = at
+	m.due = at.UnixNano()
 	if m.index >= 0 {
 		heap.Fix(&s.queue, m.index)
 	} else {
@@ -43,7 +43,7 @@ func (s *scheduler) schedule(m *managed, at time.Time) {
 // scheduleEarlier moves m's next run to at if that is sooner than planned.
 func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
 	s.mu.Lock()
-	later := m.index < 0 || at.Before(m.due)
+	later := m.index < 0 || at.UnixNano() < m.due
 	s.mu.Unlock()
 	if later {
 		s.schedule(m, at)
@@ -66,7 +66,7 @@ func (s *scheduler) dueAt(m *managed) time.Time {
 	if m.index < 0 {
 		return time.Time{}
 	}
-	return m.due
+	return time.Unix(0, m.due)
 }
 
 func (s *scheduler) poke() {
@@ -87,7 +87,7 @@ func (s *scheduler) run(ctx context.Context) {
 		var next *managed
 		wait := idle
 		if len(s.queue) > 0 {
-			if d := s.queue[0].due.Sub(now); d <= 0 {
+			if d := time.Duration(s.queue[0].due - now.UnixNano()); d <= 0 {
 				next = heap.Pop(&s.queue).(*managed)
 			} else if d < wait {
 				wait = d
@@ -125,7 +125,7 @@ func jitter(d time.Duration) time.Duration {
 type timerHeap []*managed
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h timerHeap) Less(i, j int) bool { return h[i].due < h[j].due }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j

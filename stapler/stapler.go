@@ -58,11 +58,12 @@ type Stapler struct {
 	// index finds a leaf's state on the handshake path without a lock.
 	index *certIndex
 
-	mu         sync.Mutex // serializes Update and registration
-	settingsMu sync.Mutex // serializes changes to per-certificate settings
-	byID       map[string]*managed
+	mu         sync.Mutex                   // serializes Update and registration
+	settingsMu sync.Mutex                   // serializes changes to per-certificate settings
 	issuers    map[string]*x509.Certificate // parsed issuers by DER, shared
-	order      []*managed
+	// defaultSettings is shared by every certificate until its settings change.
+	defaultSettings *settings
+	order           []*managed
 
 	sched   *scheduler
 	flight  singleflight.Group
@@ -97,11 +98,12 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger, byID: map[string]*managed{}}
+	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger}
 	if s.client == nil {
 		s.client = newHTTPClient()
 	}
 	s.cfg.Store(&cfg)
+	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
 	s.sched = newScheduler(s.clock)
@@ -192,7 +194,7 @@ func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 	if err == nil && u.OCSPFunctionality != nil && *u.OCSPFunctionality && s.opts.responderURL == "" {
 		for _, m := range s.order {
 			if m.url == "" && m.leaf != nil && m.settings.Load().stapling.Enabled {
-				err = &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %q (id %s) has no OCSP responder URL", m.leaf.Subject.String(), m.id)}
+				err = &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %q (id %s) has no OCSP responder URL", m.leaf.Subject.String(), m.ID())}
 				break
 			}
 		}
@@ -233,7 +235,7 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	at := now
 	switch {
 	case m.tries > 0:
-		at = m.lastAttempt.Add(cfg.RecoveryInterval())
+		at = m.lastAttempt.Time().Add(cfg.RecoveryInterval())
 	case m.entry != nil:
 		at = nextRefresh(m.entry, cfg, m.settings.Load().stapling, now)
 	}

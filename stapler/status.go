@@ -91,7 +91,7 @@ func (s *Stapler) StatusOf(id string) (CertificateStatus, error) {
 func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	st := m.settings.Load()
 	cs := CertificateStatus{
-		ID:       m.id,
+		ID:       m.ID(),
 		Policy:   m.policy(s.opts.policy).String(),
 		Stapling: st.stapling,
 	}
@@ -103,21 +103,21 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	}
 	now := s.clock.Now()
 	m.mu.Lock()
-	cs.State = m.stateLocked()
+	cs.State = m.stateLocked().State()
 	if m.latest != nil {
 		fillStatus(&cs.Status, m.latest)
 	}
 	if m.entry != nil && m.entry.Usable(now) {
 		cs.Stapled = true
-		cs.StapleExpires = config.Date(m.entry.Expires)
+		cs.StapleExpires = config.Date(m.entry.Expires.Time())
 	}
-	cs.LastAttempt = config.Date(m.lastAttempt)
-	cs.LastSuccess = config.Date(m.lastSuccess)
+	cs.LastAttempt = config.Date(m.lastAttempt.Time())
+	cs.LastSuccess = config.Date(m.lastSuccess.Time())
 	if m.lastErr != nil {
 		cs.LastError = m.lastErr.Error()
 	}
-	cs.Tries = m.tries
-	cs.Queries = m.queries
+	cs.Tries = int(m.tries)
+	cs.Queries = int(m.queries)
 	m.mu.Unlock()
 	cs.NextRefresh = config.Date(s.sched.dueAt(m))
 	switch {
@@ -132,11 +132,11 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 func fillStatus(st *config.Status, e *cache.Entry) {
 	st.ResponderURL = e.ResponderURL
 	st.CertStatus = e.Status.String()
-	st.ProducedAt = config.Date(e.ProducedAt)
-	st.ThisUpdate = config.Date(e.ThisUpdate)
-	st.NextUpdate = config.Date(e.NextUpdate)
+	st.ProducedAt = config.Date(e.ProducedAt.Time())
+	st.ThisUpdate = config.Date(e.ThisUpdate.Time())
+	st.NextUpdate = config.Date(e.NextUpdate.Time())
 	if e.Status == cache.Revoked {
-		st.RevocationTime = config.Date(e.RevokedAt)
+		st.RevocationTime = config.Date(e.RevokedAt.Time())
 	}
 }
 
@@ -152,7 +152,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 		return CertificateStatus{}, err
 	}
 	if m.leaf == nil || s.urlFor(m) == "" {
-		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.id)}
+		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.ID())}
 	}
 	if s.closed.Load() {
 		return s.statusOf(m), ErrClosed

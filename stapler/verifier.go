@@ -176,7 +176,7 @@ func judge(e *cache.Entry, leaf *x509.Certificate) (bool, error) {
 	case cache.Good:
 		return true, nil
 	case cache.Revoked:
-		return true, &RevokedError{Subject: leaf.Subject.String(), Serial: leaf.SerialNumber, RevokedAt: e.RevokedAt, Reason: e.RevocationReason}
+		return true, &RevokedError{Subject: leaf.Subject.String(), Serial: leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
 	}
 	return false, nil
 }

@@ -211,9 +211,9 @@ func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, o
 
 	e := &cache.Entry{
 		Raw:        raw,
-		ProducedAt: basic.TBSResponseData.ProducedAt,
-		ThisUpdate: single.ThisUpdate,
-		NextUpdate: single.NextUpdate,
+		ProducedAt: cache.At(basic.TBSResponseData.ProducedAt),
+		ThisUpdate: cache.At(single.ThisUpdate),
+		NextUpdate: cache.At(single.NextUpdate),
 	}
 	switch {
 	case bool(single.Good):
@@ -222,10 +222,10 @@ func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, o
 		e.Status = cache.Unknown
 	default:
 		e.Status = cache.Revoked
-		e.RevokedAt = single.Revoked.RevocationTime
+		e.RevokedAt = cache.At(single.Revoked.RevocationTime)
 		e.RevocationReason = int(single.Revoked.Reason)
 	}
-	e.Expires = cache.Expiry(now, single.NextUpdate.Sub(now), single.NextUpdate, leaf.NotAfter, signerNotAfter)
+	e.Expires = cache.At(cache.Expiry(now, single.NextUpdate.Sub(now), single.NextUpdate, leaf.NotAfter, signerNotAfter))
 	return e, nil
 }
 

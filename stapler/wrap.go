@@ -30,10 +30,18 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 	certs := slices.Clone(cfg.Certificates)
 	// The state of each listed certificate, found once here so that the
 	// handshake path goes straight from the chosen index to its staple.
-	managedAt := make([]*managed, len(certs))
+	var listed []*tls.Certificate
 	for i := range certs {
 		if len(certs[i].Certificate) > 0 {
-			managedAt[i] = s.add(&certs[i])
+			listed = append(listed, &certs[i])
+		}
+	}
+	added := s.addAll(listed)
+	managedAt := make([]*managed, len(certs))
+	for i, j := 0, 0; i < len(certs); i++ {
+		if len(certs[i].Certificate) > 0 {
+			managedAt[i] = added[j]
+			j++
 		}
 	}
 	c.Certificates = certs
@@ -222,7 +230,7 @@ func (m *managed) noStaple(v *view, policy Policy) (*tls.Certificate, error) {
 }
 
 func (m *managed) refusal(err error) error {
-	return fmt.Errorf("stapler: refusing certificate %q (id %s): %w", m.leaf.Subject.String(), m.id, err)
+	return fmt.Errorf("stapler: refusing certificate %q (id %s): %w", m.leaf.Subject.String(), m.ID(), err)
 }
 
 // waitCold waits, for a bounded time, for the first fetch of a certificate
