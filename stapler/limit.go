@@ -11,7 +11,7 @@ import (
 // It runs on the real clock, since it protects a real responder.
 type limiter struct {
 	interval time.Duration
-	burst    time.Duration // how far behind now the next slot may lag
+	burst    time.Duration // how far behind now the next slot may lag: burst-1 intervals
 
 	mu   sync.Mutex
 	next time.Time
@@ -23,7 +23,7 @@ func newLimiter(perSecond float64, burst int) *limiter {
 		return nil
 	}
 	interval := time.Duration(float64(time.Second) / perSecond)
-	return &limiter{interval: interval, burst: time.Duration(max(burst, 1)) * interval}
+	return &limiter{interval: interval, burst: time.Duration(max(burst, 1)-1) * interval}
 }
 
 // wait blocks until a request may be sent, or ctx ends.
