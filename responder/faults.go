@@ -27,7 +27,7 @@ const (
 	FaultTruncatedBody
 	// FaultGarbageBody answers bytes that are not DER.
 	FaultGarbageBody
-	// FaultHugeBody answers 2 MiB, far larger than any real response.
+	// FaultHugeBody answers 100 MiB, far larger than any real response.
 	FaultHugeBody
 	// FaultEndlessBody streams bytes until the client hangs up.
 	FaultEndlessBody
@@ -54,6 +54,10 @@ const (
 	// FaultExpiredDelegate signs with a delegated responder certificate that
 	// expired an hour ago.
 	FaultExpiredDelegate
+	// FaultRevokedDelegate signs with a delegated responder certificate
+	// (without id-pkix-ocsp-nocheck) that the responder's own database says
+	// is revoked; asked about that delegate, the CA itself answers.
+	FaultRevokedDelegate
 	// FaultWrongSerial answers for another serial number.
 	FaultWrongSerial
 	// FaultWrongIssuerHash answers with the issuer name and key hashes of
@@ -89,6 +93,7 @@ var faultNames = [...]string{
 	FaultUnauthorizedSigner: "unauthorized-signer",
 	FaultDelegateWithoutEKU: "delegate-without-eku",
 	FaultExpiredDelegate:    "expired-delegate",
+	FaultRevokedDelegate:    "revoked-delegate",
 	FaultWrongSerial:        "wrong-serial",
 	FaultWrongIssuerHash:    "wrong-issuer-hash",
 	FaultThisUpdateInFuture: "this-update-in-future",

@@ -86,7 +86,7 @@ type Responder struct {
 	requests    []Request
 
 	// Signers and issuers for the faults, made on first use.
-	rogue, noEKU, expired *Signer
+	rogue, noEKU, expired, revoked *Signer
 	otherCA               *CA
 }
 
@@ -289,7 +289,7 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, ocspReq *oc
 		writeOCSP(w, []byte("<html>this is not DER</html>"), nil)
 		return
 	case FaultHugeBody:
-		writeOCSP(w, bytes.Repeat([]byte{0x30}, 2<<20), nil)
+		hugeBody(w)
 		return
 	case FaultEndlessBody:
 		endless(w, req)
@@ -337,6 +337,21 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, ocspReq *oc
 	}
 }
 
+// hugeBodyBytes is the size of FaultHugeBody's answer.
+const hugeBodyBytes = 100 << 20
+
+// hugeBody sends hugeBodyBytes, a chunk at a time, with its length declared.
+func hugeBody(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Header().Set("Content-Length", strconv.Itoa(hugeBodyBytes))
+	chunk := bytes.Repeat([]byte{0x30}, 64<<10)
+	for sent := 0; sent < hugeBodyBytes; sent += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
 // endless streams bytes until the client goes away.
 func endless(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "application/ocsp-response")
@@ -381,6 +396,11 @@ func (r *Responder) sign(serial *big.Int, kind FaultKind) ([]byte, *ocsp.Respons
 	r.mu.Lock()
 	status, known := r.statuses[serial.String()]
 	window, now, delegate := r.window, r.now(), r.delegate
+	if kind == FaultRevokedDelegate && r.revoked != nil && r.revoked.Cert.SerialNumber.Cmp(serial) == 0 {
+		// Asked about the revoked delegate itself: the CA answers, as a
+		// real one would once it has revoked its delegate.
+		kind, delegate = NoFault, nil
+	}
 	r.mu.Unlock()
 	if !known {
 		status = Status{Kind: ocsp.Unknown}
@@ -424,6 +444,15 @@ func (r *Responder) sign(serial *big.Int, kind FaultKind) ([]byte, *ocsp.Respons
 	case FaultExpiredDelegate:
 		signer, err = r.faultSigner(&r.expired, func() (*Signer, error) {
 			return r.ca.NewDelegate(DelegateOptions{NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)})
+		})
+		embed = true
+	case FaultRevokedDelegate:
+		signer, err = r.faultSigner(&r.revoked, func() (*Signer, error) {
+			d, err := r.ca.NewDelegate(DelegateOptions{})
+			if err == nil {
+				r.statuses[d.Cert.SerialNumber.String()] = Revoked(now.Add(-time.Hour), ocsp.KeyCompromise)
+			}
+			return d, err
 		})
 		embed = true
 	case FaultWrongSerial:

@@ -260,8 +260,8 @@ func TestEachFault(t *testing.T) {
 	check[FaultGarbageBody] = parseFails
 	check[FaultHugeBody] = func(t *testing.T, resp *http.Response, body []byte, err error) {
 		parseFails(t, resp, body, err)
-		if len(body) < 1<<20 {
-			t.Fatalf("body only %d bytes", len(body))
+		if len(body) < 1<<20 || resp.ContentLength != 100<<20 {
+			t.Fatalf("body of %d bytes, declared %d", len(body), resp.ContentLength)
 		}
 	}
 	check[FaultRedirectLoop] = func(t *testing.T, resp *http.Response, body []byte, err error) {
@@ -298,6 +298,17 @@ func TestEachFault(t *testing.T) {
 		p := parsed(t, body)
 		if p.Certificate == nil || !p.Certificate.NotAfter.Before(time.Now()) || p.Certificate.CheckSignatureFrom(f.ca.Cert) != nil {
 			t.Fatal("want an expired CA-issued signer")
+		}
+	}
+	check[FaultRevokedDelegate] = func(t *testing.T, resp *http.Response, body []byte, err error) {
+		p := parsed(t, body)
+		if p.Certificate == nil || p.Certificate.CheckSignatureFrom(f.ca.Cert) != nil {
+			t.Fatal("want a CA-issued signer")
+		}
+		// The responder itself says the delegate is revoked.
+		_, body, _ = query(t, f.srv.URL, p.Certificate, f.ca.Cert, http.MethodPost)
+		if st, err := ocsp.ParseResponseForCert(body, p.Certificate, f.ca.Cert); err != nil || st.Status != ocsp.Revoked {
+			t.Fatalf("delegate status %v %v", st, err)
 		}
 	}
 	check[FaultWrongSerial] = func(t *testing.T, resp *http.Response, body []byte, err error) {

@@ -283,3 +283,22 @@ func mustFetchRaw(t testing.TB, e *env, l *responder.Leaf) []byte {
 	}
 	return raw
 }
+
+// advanceToNextRefresh moves the clock to leaf's next planned query (to the
+// nanosecond: the status rounds to seconds) and returns how many queries
+// had been recorded before it.
+func (e *env) advanceToNextRefresh(leaf *responder.Leaf) int {
+	e.t.Helper()
+	m, err := e.s.lookup(CertificateID(leaf.Cert.Raw))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var due time.Time
+	eventually(e.t, "a planned query", func() bool {
+		due = e.s.sched.dueAt(m)
+		return !due.IsZero()
+	})
+	queries := e.status(leaf).Queries
+	e.clock.Advance(max(0, due.Sub(e.clock.Now())))
+	return queries
+}

@@ -64,7 +64,7 @@ func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
 		return nil, m.fetchError(url, err)
 	}
 	now := s.clock.Now()
-	e, err := s.verifyFor(m, issuer, raw, now, now)
+	e, err := s.verifyFor(ctx, m, issuer, raw, now, now)
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
@@ -103,12 +103,18 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 }
 
 // verifyFor verifies raw, fetched at fetched, as m's response at now, with
-// m's settings, and sets how long it may be served.
-func (s *Stapler) verifyFor(m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
+// m's settings, and sets how long it may be served. A delegated signer
+// without id-pkix-ocsp-nocheck must not be known to be revoked.
+func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
 	st := m.settings.Load().stapling
-	e, err := verifyResponse(raw, m.leaf, issuer, now, verifyOptions{skipSignature: st.SkipVerify, skew: s.opts.skew})
+	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, verifyOptions{skipSignature: st.SkipVerify, skew: s.opts.skew})
 	if err != nil {
 		return nil, err
+	}
+	if signer != nil && !hasOCSPNoCheck(signer) {
+		if err := s.checkDelegate(ctx, signer, issuer, s.urlFor(m), now); err != nil {
+			return nil, err
+		}
 	}
 	e.Raw = bytes.Clone(raw) // exactly its size, not the read buffer's
 	e.FetchedAt = cache.At(fetched)
@@ -143,7 +149,7 @@ func (s *Stapler) restore(m *managed) bool {
 		if issuer, err = s.issuerFor(ctx, m); err == nil {
 			var e *cache.Entry
 			now := s.clock.Now()
-			if e, err = s.verifyFor(m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
+			if e, err = s.verifyFor(ctx, m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
 				e.ResponderURL = s.urlFor(m)
 				s.apply(m, e, nil, false)
 				return true
@@ -243,4 +249,49 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 // fetchError names m and the responder in err.
 func (m *managed) fetchError(url string, err error) error {
 	return &FetchError{ID: m.ID(), Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
+}
+
+// delegateStatus is what is known of a delegated responder's revocation.
+type delegateStatus struct {
+	revoked error // non-nil when revoked
+	until   time.Time
+}
+
+// delegateRecheck is how long an undetermined delegate status is trusted
+// before it is asked again.
+const delegateRecheck = 10 * time.Minute
+
+// checkDelegate asks the responder whether the delegated responder
+// certificate that signed a response is revoked (RFC 6960 4.2.2.2.1), and
+// refuses it if so. Only an answer signed by the issuer itself counts; when
+// the status cannot be established (no answer, or one signed by the delegate
+// itself) the delegate is accepted, as the RFC leaves to the client. Answers
+// are cached until they expire and shared by every certificate the delegate
+// signs for.
+func (s *Stapler) checkDelegate(ctx context.Context, delegate, issuer *x509.Certificate, url string, now time.Time) error {
+	key := string(delegate.Raw)
+	s.delegatesMu.Lock()
+	st, ok := s.delegates[key]
+	s.delegatesMu.Unlock()
+	if ok && now.Before(st.until) {
+		return st.revoked
+	}
+	v, _, _ := s.flight.Do("delegate:"+CertificateID(delegate.Raw), func() (any, error) {
+		st := delegateStatus{until: now.Add(delegateRecheck)}
+		raw, _, err := fetchResponse(ctx, s.client, url, delegate, issuer)
+		if err == nil {
+			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, verifyOptions{skew: s.opts.skew})
+			if err == nil && signer == nil {
+				st.until = e.Expires.Time()
+				if e.Status == cache.Revoked {
+					st.revoked = fmt.Errorf("%w: signer %q was revoked at %s", ErrUnauthorizedSigner, delegate.Subject.CommonName, e.RevokedAt.Time().Format(time.RFC3339))
+				}
+			}
+		}
+		s.delegatesMu.Lock()
+		s.delegates[key] = st
+		s.delegatesMu.Unlock()
+		return st, nil
+	})
+	return v.(delegateStatus).revoked
 }

@@ -65,6 +65,9 @@ type Stapler struct {
 	defaultSettings *settings
 	order           []*managed
 
+	delegatesMu sync.Mutex
+	delegates   map[string]delegateStatus // by delegate DER
+
 	sched   *scheduler
 	flight  singleflight.Group
 	persist *persister // nil without a store
@@ -106,6 +109,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
+	s.delegates = map[string]delegateStatus{}
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())

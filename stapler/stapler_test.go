@@ -188,65 +188,6 @@ func TestDropOnFailureDropsTheStaple(t *testing.T) {
 	e.mustGetNoStaple(addr)
 }
 
-// TestEachFaultKeepsTheGoodStaple runs every fault the responder can inject
-// against a certificate that already has a good staple.
-func TestEachFaultKeepsTheGoodStaple(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 1, RecoveryMaxTries: 100})
-	e.r.SetWindow(responder.Window{Lifetime: 7 * 24 * time.Hour})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	good := e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	queries := e.waitQueries(e.leaf, 1).Queries
-	want := map[responder.FaultKind]string{
-		responder.FaultHang:               "context deadline exceeded",
-		responder.FaultHTTP500:            "500 Internal Server Error",
-		responder.FaultHTTP503HTML:        "503 Service Unavailable",
-		responder.FaultWrongContentType:   "text/html",
-		responder.FaultTruncatedBody:      "malformed",
-		responder.FaultGarbageBody:        "malformed",
-		responder.FaultHugeBody:           "larger than the cap",
-		responder.FaultEndlessBody:        "larger than the cap",
-		responder.FaultRedirectLoop:       "redirects",
-		responder.FaultRedirectScheme:     `scheme "ftp"`,
-		responder.FaultMalformedRequest:   "malformedRequest",
-		responder.FaultInternalError:      "internalError",
-		responder.FaultTryLater:           "tryLater",
-		responder.FaultSigRequired:        "sigRequired",
-		responder.FaultUnauthorized:       "unauthorized",
-		responder.FaultUnauthorizedSigner: "not issued by the certificate's issuer",
-		responder.FaultDelegateWithoutEKU: "lacks the id-kp-OCSPSigning",
-		responder.FaultExpiredDelegate:    "is valid only from",
-		responder.FaultWrongSerial:        "another certificate",
-		responder.FaultWrongIssuerHash:    "issuer name or key hash does not",
-		responder.FaultThisUpdateInFuture: "not yet valid",
-		responder.FaultNextUpdateInPast:   "expired",
-		responder.FaultNoNextUpdate:       "no nextUpdate",
-	}
-	for _, kind := range responder.AllFaults() {
-		t.Run(kind.String(), func(t *testing.T) {
-			e := *e
-			e.t = t
-			msg, ok := want[kind]
-			if !ok {
-				t.Fatalf("no expectation for fault %v", kind)
-			}
-			e.r.SetFault(responder.Fault{Kind: kind})
-			e.clock.Advance(2 * time.Hour)
-			queries++
-			st := e.waitQueries(e.leaf, queries)
-			if !strings.Contains(st.LastError, msg) {
-				t.Fatalf("last error %q does not name the fault (%q)", st.LastError, msg)
-			}
-			if got := e.mustGetStaple(addr, e.leaf, ocsp.Good); !got.ThisUpdate.Equal(good.ThisUpdate) {
-				t.Fatal("the good staple was replaced")
-			}
-			if !st.Stapled || st.CertStatus != config.CertGood {
-				t.Fatalf("status %+v", st)
-			}
-		})
-	}
-	e.r.SetFault(responder.Fault{})
-}
-
 func TestRevokedReplacesGoodAtOnce(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.wrapAndServe(e.leaf.Certificate)

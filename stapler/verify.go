@@ -156,57 +156,69 @@ type verifyOptions struct {
 // leaf's NotAfter and a delegated signer's NotAfter; the caller applies
 // cache_ttl.
 func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*cache.Entry, error) {
+	e, _, err := verifyResponseSigner(raw, leaf, issuer, now, opts)
+	return e, err
+}
+
+// verifyResponseSigner is verifyResponse that also returns the delegated
+// responder certificate that signed the response (nil when the issuer did,
+// or when the signature was not checked).
+func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*cache.Entry, *x509.Certificate, error) {
 	var resp responseASN1
 	if rest, err := asn1.Unmarshal(raw, &resp); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
 	} else if len(rest) > 0 {
-		return nil, fmt.Errorf("%w: trailing data", ErrMalformedResponse)
+		return nil, nil, fmt.Errorf("%w: trailing data", ErrMalformedResponse)
 	}
 	if status := ocsp.ResponseStatus(resp.Status); status != ocsp.Success {
-		return nil, &ResponseStatusError{Status: status}
+		return nil, nil, &ResponseStatusError{Status: status}
 	}
 	if !resp.Response.ResponseType.Equal(oidOCSPBasic) {
-		return nil, fmt.Errorf("%w: response type %v is not id-pkix-ocsp-basic", ErrMalformedResponse, resp.Response.ResponseType)
+		return nil, nil, fmt.Errorf("%w: response type %v is not id-pkix-ocsp-basic", ErrMalformedResponse, resp.Response.ResponseType)
 	}
 	var basic basicResponse
 	if rest, err := asn1.Unmarshal(resp.Response.Response, &basic); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
 	} else if len(rest) > 0 {
-		return nil, fmt.Errorf("%w: trailing data in basic response", ErrMalformedResponse)
+		return nil, nil, fmt.Errorf("%w: trailing data in basic response", ErrMalformedResponse)
 	}
 	for _, ext := range basic.TBSResponseData.Extensions {
 		if ext.Critical {
-			return nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
+			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
 		}
 	}
 	single, err := matchSingleResponse(basic.TBSResponseData.Responses, leaf, issuer)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, ext := range single.SingleExtensions {
 		if ext.Critical {
-			return nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
+			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
 		}
 	}
 
 	if single.ThisUpdate.After(now.Add(opts.skew)) {
-		return nil, fmt.Errorf("%w: thisUpdate %s is after now (%s) plus %v of allowed skew", ErrNotYetValid, single.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), opts.skew)
+		return nil, nil, fmt.Errorf("%w: thisUpdate %s is after now (%s) plus %v of allowed skew", ErrNotYetValid, single.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), opts.skew)
 	}
 	if single.NextUpdate.IsZero() {
-		return nil, ErrNoNextUpdate
+		return nil, nil, ErrNoNextUpdate
 	}
 	if !single.NextUpdate.After(now) {
-		return nil, fmt.Errorf("%w: nextUpdate %s has passed", ErrExpired, single.NextUpdate.UTC().Format(time.RFC3339))
+		return nil, nil, fmt.Errorf("%w: nextUpdate %s has passed", ErrExpired, single.NextUpdate.UTC().Format(time.RFC3339))
 	}
 	if !single.NextUpdate.After(single.ThisUpdate) {
-		return nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformedResponse, single.NextUpdate.UTC().Format(time.RFC3339))
+		return nil, nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformedResponse, single.NextUpdate.UTC().Format(time.RFC3339))
 	}
 
-	var signerNotAfter time.Time
+	var signer *x509.Certificate
 	if !opts.skipSignature {
-		if signerNotAfter, err = checkSigner(&basic, issuer, now); err != nil {
-			return nil, err
+		if signer, err = checkSigner(&basic, issuer, now); err != nil {
+			return nil, nil, err
 		}
+	}
+	var signerNotAfter time.Time
+	if signer != nil {
+		signerNotAfter = signer.NotAfter
 	}
 
 	e := &cache.Entry{
@@ -226,7 +238,7 @@ func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, o
 		e.RevocationReason = int(single.Revoked.Reason)
 	}
 	e.Expires = cache.At(cache.Expiry(now, single.NextUpdate.Sub(now), single.NextUpdate, leaf.NotAfter, signerNotAfter))
-	return e, nil
+	return e, signer, nil
 }
 
 // matchSingleResponse returns the one answer whose full CertID is the leaf's.
@@ -282,9 +294,8 @@ func hashForOID(oid asn1.ObjectIdentifier) crypto.Hash {
 
 // checkSigner verifies that the issuer or a delegated responder it
 // authorized (RFC 6960 4.2.2.2) signed the response, trying every embedded
-// certificate. It returns the delegate's NotAfter, or zero when the issuer
-// signed.
-func checkSigner(basic *basicResponse, issuer *x509.Certificate, now time.Time) (time.Time, error) {
+// certificate. It returns the delegate, or nil when the issuer signed.
+func checkSigner(basic *basicResponse, issuer *x509.Certificate, now time.Time) (*x509.Certificate, error) {
 	algo := x509.UnknownSignatureAlgorithm
 	for _, a := range signatureAlgorithms {
 		if a.oid.Equal(basic.SignatureAlgorithm.Algorithm) {
@@ -292,11 +303,11 @@ func checkSigner(basic *basicResponse, issuer *x509.Certificate, now time.Time) 
 		}
 	}
 	if algo == x509.UnknownSignatureAlgorithm {
-		return time.Time{}, fmt.Errorf("%w: unsupported signature algorithm %v", ErrUnauthorizedSigner, basic.SignatureAlgorithm.Algorithm)
+		return nil, fmt.Errorf("%w: unsupported signature algorithm %v", ErrUnauthorizedSigner, basic.SignatureAlgorithm.Algorithm)
 	}
 	signed, sig := basic.TBSResponseData.Raw, basic.Signature.RightAlign()
 	if issuer.CheckSignature(algo, signed, sig) == nil {
-		return time.Time{}, nil
+		return nil, nil
 	}
 	reason := "the issuer's key did not make the signature"
 	for _, raw := range basic.Certificates {
@@ -310,17 +321,30 @@ func checkSigner(basic *basicResponse, issuer *x509.Certificate, now time.Time) 
 		}
 		switch {
 		case bytes.Equal(cert.Raw, issuer.Raw):
-			return time.Time{}, nil
+			return nil, nil
 		case cert.CheckSignatureFrom(issuer) != nil:
-			return time.Time{}, fmt.Errorf("%w: signer %q was not issued by the certificate's issuer", ErrUnauthorizedSigner, cert.Subject.CommonName)
+			return nil, fmt.Errorf("%w: signer %q was not issued by the certificate's issuer", ErrUnauthorizedSigner, cert.Subject.CommonName)
 		case !hasOCSPSigning(cert):
-			return time.Time{}, fmt.Errorf("%w: signer %q lacks the id-kp-OCSPSigning extended key usage", ErrUnauthorizedSigner, cert.Subject.CommonName)
+			return nil, fmt.Errorf("%w: signer %q lacks the id-kp-OCSPSigning extended key usage", ErrUnauthorizedSigner, cert.Subject.CommonName)
 		case now.Before(cert.NotBefore) || now.After(cert.NotAfter):
-			return time.Time{}, fmt.Errorf("%w: signer %q is valid only from %s to %s", ErrUnauthorizedSigner, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+			return nil, fmt.Errorf("%w: signer %q is valid only from %s to %s", ErrUnauthorizedSigner, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 		}
-		return cert.NotAfter, nil
+		return cert, nil
 	}
-	return time.Time{}, fmt.Errorf("%w: %s", ErrUnauthorizedSigner, reason)
+	return nil, fmt.Errorf("%w: %s", ErrUnauthorizedSigner, reason)
+}
+
+// oidOCSPNoCheck is id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1): a delegated
+// responder certificate whose revocation status need not be checked.
+var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+
+func hasOCSPNoCheck(c *x509.Certificate) bool {
+	for _, ext := range c.Extensions {
+		if ext.Id.Equal(oidOCSPNoCheck) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasOCSPSigning(c *x509.Certificate) bool {

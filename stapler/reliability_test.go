@@ -1,0 +1,191 @@
+package stapler
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// faultMessages is what Status().LastError says for each fault the
+// responder can inject: the fault must be recognisable from the status.
+var faultMessages = map[responder.FaultKind]string{
+	responder.FaultHang:               "context deadline exceeded",
+	responder.FaultHTTP500:            "500 Internal Server Error",
+	responder.FaultHTTP503HTML:        "503 Service Unavailable",
+	responder.FaultWrongContentType:   "text/html",
+	responder.FaultTruncatedBody:      "malformed",
+	responder.FaultGarbageBody:        "malformed",
+	responder.FaultHugeBody:           "larger than the cap",
+	responder.FaultEndlessBody:        "larger than the cap",
+	responder.FaultRedirectLoop:       "redirects",
+	responder.FaultRedirectScheme:     `scheme "ftp"`,
+	responder.FaultMalformedRequest:   "malformedRequest",
+	responder.FaultInternalError:      "internalError",
+	responder.FaultTryLater:           "tryLater",
+	responder.FaultSigRequired:        "sigRequired",
+	responder.FaultUnauthorized:       "unauthorized",
+	responder.FaultUnauthorizedSigner: "not issued by the certificate's issuer",
+	responder.FaultDelegateWithoutEKU: "lacks the id-kp-OCSPSigning",
+	responder.FaultExpiredDelegate:    "is valid only from",
+	responder.FaultRevokedDelegate:    "was revoked at",
+	responder.FaultWrongSerial:        "another certificate",
+	responder.FaultWrongIssuerHash:    "issuer name or key hash does not",
+	responder.FaultThisUpdateInFuture: "not yet valid",
+	responder.FaultNextUpdateInPast:   "expired",
+	responder.FaultNoNextUpdate:       "no nextUpdate",
+}
+
+// expectEvent waits for the status hook to report from -> to for leaf,
+// passing over other certificates' events.
+func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
+	e.t.Helper()
+	id := CertificateID(leaf.Cert.Raw)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-e.events:
+			if ev.ID != id {
+				continue
+			}
+			if ev.From != from || ev.To != to {
+				e.t.Fatalf("status hook saw %s -> %s, want %s -> %s", ev.From, ev.To, from, to)
+			}
+			return
+		case <-timeout:
+			e.t.Fatalf("status hook never saw %s -> %s", from, to)
+		}
+	}
+}
+
+// checkMustStaple asserts that a must-staple certificate is either refused
+// or served with a staple that verifies and has not expired.
+func (e *env) checkMustStaple(addr string, leaf *responder.Leaf) {
+	e.t.Helper()
+	staple, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "must.test" })
+	if err != nil {
+		return // refused: fine
+	}
+	resp, perr := ocsp.ParseResponseForCert(staple, leaf.Cert, e.ca.Cert)
+	if perr != nil || resp.Status != ocsp.Good || !e.clock.Now().Before(resp.NextUpdate) {
+		e.t.Fatalf("must-staple certificate served with an invalid staple: %v", perr)
+	}
+}
+
+// TestFaultMatrix runs every fault the responder can inject against a
+// certificate with a good staple (and a must-staple one beside it), on an
+// injected clock, and checks what the client sees, what Status says, how
+// many retries happen and when, and that recovery is immediate.
+func TestFaultMatrix(t *testing.T) {
+	for _, kind := range responder.AllFaults() {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			msg, ok := faultMessages[kind]
+			if !ok {
+				t.Fatalf("no expectation for fault %v", kind)
+			}
+			const maxTries = 2
+			e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: maxTries})
+			e.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 4 * time.Hour})
+			ms, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"must.test"}, MustStaple: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := e.wrapAndServe(e.leaf.Certificate, ms.Certificate)
+			good := e.mustGetStaple(addr, e.leaf, ocsp.Good)
+			e.waitStapled(ms)
+			queries := e.waitQueries(e.leaf, 1).Queries
+			e.expectEvent(e.leaf, StateNone, StateGood)
+
+			for _, l := range []*responder.Leaf{e.leaf, ms} {
+				e.r.SetSerialFault(l.Cert.SerialNumber, responder.Fault{Kind: kind})
+			}
+			// The regular refresh fails: the fault is named, a retry is
+			// planned one recovery_frequency later, the good staple stays.
+			e.clock.Advance(time.Hour)
+			queries++
+			st := e.waitQueries(e.leaf, queries)
+			if !strings.Contains(st.LastError, msg) {
+				t.Fatalf("last error %q does not name the fault (%q)", st.LastError, msg)
+			}
+			if st.Tries != 1 || st.State != StateGood || !st.Stapled {
+				t.Fatalf("after the first failure: %+v", st)
+			}
+			for try := 2; try <= maxTries+1; try++ {
+				if d := st.NextRefresh.Sub(e.clock.Now()); d > time.Minute || d < 53*time.Second {
+					t.Fatalf("retry %d planned in %v, want recovery_frequency less jitter", try, d)
+				}
+				if got := e.mustGetStaple(addr, e.leaf, ocsp.Good); !got.ThisUpdate.Equal(good.ThisUpdate) {
+					t.Fatal("the good staple was replaced")
+				}
+				e.checkMustStaple(addr, ms)
+				e.clock.Advance(time.Minute)
+				queries++
+				st = e.waitQueries(e.leaf, queries)
+			}
+			// The tries are used up: failed, reported once, regular schedule.
+			if st.State != StateFailed || st.Tries != 0 || !strings.Contains(st.LastError, msg) {
+				t.Fatalf("after %d retries: %+v", maxTries, st)
+			}
+			e.expectEvent(e.leaf, StateGood, StateFailed)
+			if d := st.NextRefresh.Sub(e.clock.Now()); d < 53*time.Minute || d > time.Hour {
+				t.Fatalf("after failing, next query in %v, want query_frequency", d)
+			}
+			// Lenient: the last good staple is served until just before its
+			// nextUpdate, and never after.
+			e.clock.Advance(good.NextUpdate.Sub(e.clock.Now()) - time.Minute)
+			queries = e.waitQueries(e.leaf, queries).Queries // any refresh the jump crossed
+			e.mustGetStaple(addr, e.leaf, ocsp.Good)
+			e.checkMustStaple(addr, ms)
+			e.clock.Advance(2 * time.Minute)
+			e.mustGetNoStaple(addr)
+			if _, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "must.test" }); err == nil {
+				t.Fatal("must-staple certificate served with no valid staple")
+			}
+			if st := e.status(e.leaf); st.Stapled {
+				t.Fatalf("status says stapled past nextUpdate: %+v", st)
+			}
+			// Healed: the next attempt succeeds.
+			for _, l := range []*responder.Leaf{e.leaf, ms} {
+				e.r.SetSerialFault(l.Cert.SerialNumber, responder.Fault{})
+			}
+			st = e.waitQueries(e.leaf, e.advanceToNextRefresh(e.leaf)+1)
+			if st.State != StateGood || st.LastError != "" || !st.Stapled {
+				t.Fatalf("not recovered: %+v", st)
+			}
+			e.expectEvent(e.leaf, StateFailed, StateGood)
+			e.mustGetStaple(addr, e.leaf, ocsp.Good)
+		})
+	}
+}
+
+// TestMustStapleIsNeverServedWithoutAValidStaple starts a must-staple
+// certificate against a responder that misbehaves from the first request.
+func TestMustStapleIsNeverServedWithoutAValidStaple(t *testing.T) {
+	for _, kind := range responder.AllFaults() {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 1}, WithColdWait(50*time.Millisecond))
+			ms, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"must.test"}, MustStaple: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{Kind: kind})
+			addr := e.wrapAndServe(ms.Certificate)
+			for range 3 {
+				if _, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "must.test" }); err == nil {
+					t.Fatal("must-staple certificate served without a valid staple")
+				}
+			}
+			e.waitQueries(ms, 1)
+			if _, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "must.test" }); err == nil {
+				t.Fatal("must-staple certificate served without a valid staple")
+			}
+		})
+	}
+}
