@@ -87,7 +87,7 @@ type Responder struct {
 
 	// Signers and issuers for the faults, made on first use.
 	rogue, noEKU, expired, revoked *Signer
-	otherCA               *CA
+	otherCA                        *CA
 }
 
 // New returns a responder for certificates issued by ca, signing with the CA
