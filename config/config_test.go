@@ -270,3 +270,26 @@ func FuzzDecodeOCSPUpdate(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeStaplingUpdate(f *testing.F) {
+	for _, s := range []string{`{"ocsp_stapling": {"enabled": true}}`, `{"ocsp_stapling": null}`, `{"ocsp_stapling": {"cache_ttl": 59}}`, `{}`, `{"ocsp_stapling": {"skip_verify": true, "cache_ttl": 60}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		current := Stapling{Enabled: true, CacheTTL: 120}
+		u, err := DecodeStaplingUpdate(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidSchema) {
+				t.Fatalf("error is not invalid_schema: %v", err)
+			}
+			return
+		}
+		next, err := u.Apply(current)
+		if err != nil {
+			t.Fatalf("decoded update rejected by Apply: %v", err)
+		}
+		if err := next.Validate(); err != nil {
+			t.Fatalf("applied object invalid: %v", err)
+		}
+	})
+}
