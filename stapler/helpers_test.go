@@ -16,87 +16,18 @@ import (
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
-// fakeClock is a Clock that moves only when told to.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c      *fakeClock
-	ch     chan time.Time
-	at     time.Time
-	active bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Now().Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t
-}
-
-// Advance moves the clock and fires the timers that came due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	c.fireLocked()
-}
-
-func (c *fakeClock) fireLocked() {
-	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			t.active = false
-			select {
-			case t.ch <- c.now:
-			default:
-			}
-		}
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Reset(d time.Duration) {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	select {
-	case <-t.ch:
-	default:
-	}
-	t.at, t.active = t.c.now.Add(d), true
-	t.c.fireLocked()
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	return was
+func newFakeClock() *clock.Manual {
+	return clock.NewManual(time.Now().Truncate(time.Second))
 }
 
 // env is a CA, a live responder, a leaf it knows, and a Stapler on a fake
 // clock, with a TLS server on loopback serving the wrapped config.
 type env struct {
 	t      testing.TB
-	clock  *fakeClock
+	clock  *clock.Manual
 	ca     *responder.CA
 	srv    *responder.Server
 	r      *responder.Responder

@@ -53,6 +53,8 @@ type managed struct {
 	// that has no staple; it is closed when that fetch ends, so that a cold
 	// handshake can wait for it.
 	pending atomic.Pointer[chan struct{}]
+	// syncPending asks the next refresh only to adopt what the fleet stored.
+	syncPending atomic.Bool
 
 	mu          sync.Mutex
 	issuer      *x509.Certificate

@@ -8,6 +8,7 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // Option configures a Stapler.
@@ -34,7 +35,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		logger:          slog.Default(),
-		clock:           systemClock{},
+		clock:           clock.System{},
 		defaultStapling: config.Stapling{Enabled: true, CacheTTL: DefaultDiscoveredCacheTTL},
 		workers:         16,
 		skew:            5 * time.Minute,

@@ -19,6 +19,10 @@ func (s *Stapler) refresh(m *managed) {
 		m.disarm()
 		return
 	}
+	if s.leaser != nil {
+		s.refreshFleet(m, m.syncPending.Swap(false))
+		return
+	}
 	if s.persist != nil && s.restore(m) {
 		return
 	}
@@ -164,12 +168,18 @@ func (s *Stapler) restore(m *managed) bool {
 // regular refresh, or a retry after recovery_frequency and, when the tries
 // are used up, the failed state.
 func (s *Stapler) record(m *managed, e *cache.Entry, err error) {
-	s.apply(m, e, err, true)
+	next := s.apply(m, e, err, true)
+	if s.leaser != nil { // a Test: share what it found
+		ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+		s.writeShared(ctx, m, next, stapleable(e, err))
+		cancel()
+	}
 }
 
 // apply installs an outcome; queried says it came from the responder (and
-// so counts as a query, and is persisted) rather than from the store.
-func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
+// so counts as a query, and is persisted) rather than from the store. It
+// returns when the next query is planned.
+func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) time.Time {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
@@ -185,7 +195,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, e.FetchedAt
 		m.publishLocked()
 		next = nextRefresh(e, cfg, st, now)
-		if queried && s.persist != nil {
+		if queried && s.persist != nil && s.leaser == nil {
 			s.persist.put(m.ID(), cache.EncodeRecord(e.Raw, e.FetchedAt.Time()))
 		}
 	} else {
@@ -215,11 +225,18 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) {
 	if err != nil {
 		s.log.Warn("ocsp: query failed", "id", m.ID(), "err", err, "retry_at", next)
 	}
-	if from != to {
-		s.log.Info("ocsp: certificate status changed", "id", m.ID(), "subject", m.leaf.Subject.String(), "from", from.State(), "to", to.State())
-		if s.opts.hook != nil {
-			s.opts.hook(StatusChange{ID: m.ID(), From: from.State(), To: to.State(), Status: s.statusOf(m)})
-		}
+	s.reportChange(m, from, to)
+	return next
+}
+
+// reportChange logs a change of state and calls the status hook.
+func (s *Stapler) reportChange(m *managed, from, to stateCode) {
+	if from == to {
+		return
+	}
+	s.log.Info("ocsp: certificate status changed", "id", m.ID(), "subject", m.leaf.Subject.String(), "from", from.State(), "to", to.State())
+	if s.opts.hook != nil {
+		s.opts.hook(StatusChange{ID: m.ID(), From: from.State(), To: to.State(), Status: s.statusOf(m)})
 	}
 }
 

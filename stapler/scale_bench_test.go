@@ -22,6 +22,7 @@ import (
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // mintLeaves issues n leaf certificates from ca quickly: they share one key
@@ -341,7 +342,7 @@ func BenchmarkVerify(b *testing.B) {
 // BenchmarkSchedulerDispatch is the scheduler's own cost per refresh:
 // scheduling a due certificate and handing it to a worker.
 func BenchmarkSchedulerDispatch(b *testing.B) {
-	sched := newScheduler(systemClock{})
+	sched := newScheduler(clock.System{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go sched.run(ctx)

@@ -13,7 +13,9 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // ErrUnknownCertificate: no managed certificate has the given ID.
@@ -70,8 +72,12 @@ type Stapler struct {
 
 	sched   *scheduler
 	flight  singleflight.Group
-	persist *persister // nil without a store
-	limit   *limiter   // nil without a rate limit
+	persist *persister   // nil without a store
+	leaser  cache.Leaser // the store, when it coordinates a fleet
+
+	storeDown atomic.Bool           // the shared store is unreachable
+	storeErr  atomic.Pointer[error] // why
+	limit     *limiter              // nil without a rate limit
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,13 +121,21 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if o.store != nil {
 		s.persist = newPersister(o.store, s.log)
+		s.leaser, _ = o.store.(cache.Leaser)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.persist.run(s.ctx)
 		}()
+		if n, ok := o.store.(cache.Notifier); ok && s.leaser != nil {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.watchFleet(n)
+			}()
+		}
 	}
-	if _, system := s.clock.(systemClock); system {
+	if _, system := s.clock.(clock.System); system {
 		s.coarse = new(atomic.Int64)
 		s.coarse.Store(time.Now().UnixNano())
 		s.wg.Add(1)

@@ -55,9 +55,12 @@ type CertificateStatus struct {
 	// Queries counts the queries answered or failed so far.
 	Queries int `json:"queries"`
 	// Tries counts the failed queries of the current recovery.
-	Tries    int             `json:"tries"`
-	Policy   string          `json:"policy"`
-	Stapling config.Stapling `json:"ocsp_stapling"`
+	Tries  int    `json:"tries"`
+	Policy string `json:"policy"`
+	// StoreError says why the shared store cannot be reached; while it is
+	// set, this server queries the responder on its own.
+	StoreError string          `json:"store_error,omitempty"`
+	Stapling   config.Stapling `json:"ocsp_stapling"`
 }
 
 // StatusChange is what the status hook receives.
@@ -120,6 +123,9 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	cs.Queries = int(m.queries)
 	m.mu.Unlock()
 	cs.NextRefresh = config.Date(s.sched.dueAt(m))
+	if p := s.storeErr.Load(); p != nil && *p != nil {
+		cs.StoreError = (*p).Error()
+	}
 	switch {
 	case m.leaf == nil || cs.ResponderURL == "":
 		cs.State = StateNotApplicable

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // ErrNoVerifiedChain: the verifier was asked to hard-fail but the
@@ -111,7 +112,7 @@ type Verifier struct {
 // NewVerifier returns a Verifier. Use its VerifyConnection method as
 // tls.Config.VerifyConnection.
 func NewVerifier(opts ...VerifierOption) *Verifier {
-	v := &Verifier{clock: systemClock{}, skew: 5 * time.Minute, cached: map[string]*cache.Entry{}}
+	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, cached: map[string]*cache.Entry{}}
 	for _, o := range opts {
 		o(v)
 	}

@@ -1,0 +1,32 @@
+package cache
+
+import (
+	"context"
+	"time"
+)
+
+// Leaser is implemented by a Store that several servers share, so that one
+// of them at a time queries the responder for a certificate while the
+// others wait for the answer to appear in the store. The Stapler checks for
+// it with a type assertion, the way net/http checks a ResponseWriter for
+// http.Flusher.
+type Leaser interface {
+	// Lease takes the lease on key for ttl if no one holds it, and returns a
+	// token for Release; ok is false when another holder has it. The lease
+	// ends by itself after ttl, so a holder that dies holds the others up
+	// for at most ttl.
+	Lease(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	// Release ends the lease if token still holds it; a lease taken over by
+	// another holder since is left alone.
+	Release(ctx context.Context, key, token string) error
+}
+
+// Notifier is implemented by a shared Store that tells its users when
+// another user changed a key, so that a new response (above all a
+// revocation) reaches every server at once instead of at its next refresh.
+type Notifier interface {
+	// Subscribe calls f with each key that another user of the store Put,
+	// until ctx ends, and returns then. It reconnects by itself after
+	// failures; changes made while it was disconnected are not replayed.
+	Subscribe(ctx context.Context, f func(key string)) error
+}

@@ -1,0 +1,247 @@
+package stapler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// Fleet coordination, used when the store is a cache.Leaser shared by
+// several servers: one server at a time queries the responder for a
+// certificate; the others verify and staple what it stored. The recovery
+// state (tries, failed, the last error, when to try next) is kept in the
+// store too, so that every server reports the same status and retries are
+// counted fleet-wide.
+
+// stateSuffix names the key of a certificate's fleet state.
+const stateSuffix = ".state"
+
+// fleetState is a certificate's recovery state, shared through the store.
+type fleetState struct {
+	Tries       int    `json:"tries"`
+	Failed      bool   `json:"failed"`
+	LastError   string `json:"last_error,omitempty"`
+	LastAttempt int64  `json:"last_attempt"` // Unix nanoseconds
+	Next        int64  `json:"next"`         // when the fleet tries next after a failure; 0 after a success
+}
+
+// LeaseTTL is how long a server holds a certificate's lease while it
+// queries the responder, for a given response_timeout: if it dies mid-query,
+// another server takes over after at most this long.
+func LeaseTTL(responseTimeout time.Duration) time.Duration {
+	return 2*responseTimeout + 2*time.Second
+}
+
+// leaseWait is how long a server that found the lease taken waits before
+// it looks in the store again.
+func leaseWait(responseTimeout time.Duration) time.Duration {
+	return responseTimeout + time.Second
+}
+
+// fleetError is an error reported by another server of the fleet.
+type fleetError string
+
+func (e fleetError) Error() string { return string(e) }
+
+// refreshFleet is refresh for a shared store. syncOnly (a change
+// notification) adopts what the store has and never queries the responder.
+func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
+	cfg := s.cfg.Load()
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	shared, state, err := s.readShared(ctx, m)
+	if err != nil {
+		s.storeFailed(err)
+		if !syncOnly {
+			s.refreshAlone(m)
+		}
+		return
+	}
+	s.storeOK()
+	now := s.clock.Now()
+	if s.adoptShared(m, shared, state, now) || syncOnly {
+		return
+	}
+	if state != nil && state.Next > now.UnixNano() {
+		s.sched.schedule(m, time.Unix(0, state.Next)) // another server failed and plans the retry
+		return
+	}
+
+	// Our turn: take the lease, then look again, since the holder before us
+	// may have just stored a fresh response.
+	token, ok, err := s.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
+	if err != nil {
+		s.storeFailed(err)
+		s.refreshAlone(m)
+		return
+	}
+	if !ok {
+		s.sched.schedule(m, now.Add(leaseWait(cfg.Timeout())))
+		return
+	}
+	defer s.leaser.Release(context.WithoutCancel(ctx), m.ID(), token)
+	if shared, state, err = s.readShared(ctx, m); err == nil && s.adoptShared(m, shared, state, now) {
+		return
+	}
+	e, qerr := s.query(s.ctx, m)
+	if errors.Is(qerr, context.Canceled) && s.ctx.Err() != nil {
+		m.disarm()
+		return // closing: the lease runs out by itself
+	}
+	m.mu.Lock()
+	if state != nil { // continue the fleet's count, not ours
+		m.tries, m.failed = int32(state.Tries), state.Failed
+	}
+	m.mu.Unlock()
+	next := s.apply(m, e, qerr, true)
+	s.writeShared(ctx, m, next, stapleable(e, qerr))
+}
+
+// stapleable returns e when a query's outcome is a response to staple.
+func stapleable(e *cache.Entry, err error) *cache.Entry {
+	if err != nil || e == nil || e.Status == cache.Unknown {
+		return nil
+	}
+	return e
+}
+
+// refreshAlone queries without the fleet, when the store cannot be reached.
+func (s *Stapler) refreshAlone(m *managed) {
+	e, err := s.query(s.ctx, m)
+	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
+		m.disarm()
+		return
+	}
+	s.apply(m, e, err, true)
+}
+
+// readShared reads and verifies the stored response (nil when absent or
+// unusable: such a value is replaced by the next fetch) and the fleet state.
+func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+	var state *fleetState
+	value, err := s.persist.store.Get(ctx, m.ID()+stateSuffix)
+	switch {
+	case err == nil:
+		state = new(fleetState)
+		if json.Unmarshal(value, state) != nil {
+			state = nil
+		}
+	case !errors.Is(err, cache.ErrCacheMiss):
+		return nil, nil, err
+	}
+	value, err = s.persist.store.Get(ctx, m.ID())
+	if errors.Is(err, cache.ErrCacheMiss) {
+		return nil, state, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, fetched, err := cache.DecodeRecord(value)
+	if err == nil {
+		var e *cache.Entry
+		issuer, ierr := s.issuerFor(ctx, m)
+		if err = ierr; err == nil {
+			now := s.clock.Now()
+			if e, err = s.verifyFor(ctx, m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
+				e.ResponderURL = s.urlFor(m)
+				return e, state, nil
+			}
+		}
+	}
+	s.log.Warn("ocsp: ignoring the shared response; it will be replaced", "id", m.ID(), "err", err)
+	return nil, state, nil
+}
+
+// adoptShared takes the fleet's state and, when it is newer than ours, the
+// stored response, and plans the next query from them. It reports whether
+// the store held a response newer than ours (so there is nothing to fetch).
+func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState, now time.Time) bool {
+	cfg := s.cfg.Load()
+	st := m.settings.Load().stapling
+	m.mu.Lock()
+	newer := shared != nil && (m.entry == nil || shared.FetchedAt > m.entry.FetchedAt)
+	if newer {
+		m.entry, m.latest, m.lastSuccess = shared, shared, shared.FetchedAt
+		m.publishLocked()
+	}
+	if state != nil && cache.Instant(state.LastAttempt) >= m.lastAttempt {
+		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, cache.Instant(state.LastAttempt)
+		m.lastErr = nil
+		if state.LastError != "" {
+			m.lastErr = fleetError(state.LastError)
+		}
+	}
+	from, to := m.state, m.stateLocked()
+	m.state = to
+	var next time.Time
+	switch {
+	case state != nil && state.Next > now.UnixNano():
+		next = time.Unix(0, state.Next)
+	case m.entry != nil:
+		next = nextRefresh(m.entry, cfg, st, now)
+	}
+	m.mu.Unlock()
+	if !next.IsZero() && (newer || next.After(now)) {
+		s.sched.schedule(m, next)
+	}
+	if newer {
+		m.disarm()
+	}
+	s.reportChange(m, from, to)
+	return newer
+}
+
+// writeShared stores what the lease holder got: the fresh response, if
+// any, and the fleet state.
+func (s *Stapler) writeShared(ctx context.Context, m *managed, next time.Time, fresh *cache.Entry) {
+	m.mu.Lock()
+	state := fleetState{Tries: int(m.tries), Failed: m.failed, LastAttempt: int64(m.lastAttempt)}
+	if m.lastErr != nil {
+		state.LastError = m.lastErr.Error()
+		state.Next = next.UnixNano()
+	}
+	m.mu.Unlock()
+	var err error
+	if fresh != nil {
+		err = s.persist.store.Put(ctx, m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
+	}
+	if err == nil {
+		value, _ := json.Marshal(state)
+		err = s.persist.store.Put(ctx, m.ID()+stateSuffix, value)
+	}
+	if err != nil {
+		s.storeFailed(err)
+	}
+}
+
+// watchFleet adopts the changes other servers make as they are notified.
+func (s *Stapler) watchFleet(n cache.Notifier) {
+	n.Subscribe(s.ctx, func(key string) {
+		m, err := s.lookup(strings.TrimSuffix(key, stateSuffix))
+		if err != nil {
+			return
+		}
+		m.syncPending.Store(true)
+		s.sched.schedule(m, s.clock.Now())
+	})
+}
+
+// storeFailed notes that the store could not be reached, logging it once
+// per outage.
+func (s *Stapler) storeFailed(err error) {
+	s.storeErr.Store(&err)
+	if !s.storeDown.Swap(true) {
+		s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
+	}
+}
+
+func (s *Stapler) storeOK() {
+	if s.storeDown.Swap(false) {
+		s.storeErr.Store(nil)
+		s.log.Info("ocsp: the shared store is back; coordinating with the fleet again")
+	}
+}
