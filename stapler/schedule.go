@@ -85,12 +85,12 @@ func (s *scheduler) run(ctx context.Context) {
 		s.mu.Lock()
 		now := s.clock.Now()
 		var next *managed
-		wait := idle
+		deadline := now.Add(idle)
 		if len(s.queue) > 0 {
-			if d := time.Duration(s.queue[0].due - now.UnixNano()); d <= 0 {
+			if due := s.queue[0].due; due <= now.UnixNano() {
 				next = heap.Pop(&s.queue).(*managed)
-			} else if d < wait {
-				wait = d
+			} else if due < deadline.UnixNano() {
+				deadline = time.Unix(0, due)
 			}
 		}
 		s.mu.Unlock()
@@ -102,7 +102,7 @@ func (s *scheduler) run(ctx context.Context) {
 			}
 			continue
 		}
-		timer.Reset(wait)
+		timer.ResetAt(deadline)
 		select {
 		case <-timer.C():
 		case <-s.wake:

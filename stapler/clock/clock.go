@@ -15,12 +15,14 @@ type Clock interface {
 	NewTimer(d time.Duration) Timer
 }
 
-// Timer is the part of *time.Timer a Stapler uses.
+// Timer is a one-shot timer, like *time.Timer but set to an absolute time,
+// so that a clock that jumps (a manual clock in a test) can never leave it
+// waiting for a deadline computed against an older "now".
 type Timer interface {
 	C() <-chan time.Time
-	// Reset makes the timer fire d from now (Go 1.23 semantics: no stale
-	// value is received after Reset).
-	Reset(d time.Duration)
+	// ResetAt makes the timer fire when the clock reaches t (at once if it
+	// has); no stale value is received after ResetAt.
+	ResetAt(t time.Time)
 	Stop() bool
 }
 
@@ -35,9 +37,9 @@ func (System) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer
 
 type systemTimer struct{ t *time.Timer }
 
-func (t systemTimer) C() <-chan time.Time   { return t.t.C }
-func (t systemTimer) Reset(d time.Duration) { t.t.Reset(d) }
-func (t systemTimer) Stop() bool            { return t.t.Stop() }
+func (t systemTimer) C() <-chan time.Time  { return t.t.C }
+func (t systemTimer) ResetAt(at time.Time) { t.t.Reset(time.Until(at)) }
+func (t systemTimer) Stop() bool           { return t.t.Stop() }
 
 // Manual is a Clock that moves only when told to: Advance fires every timer
 // that comes due. It is safe for concurrent use.
@@ -62,8 +64,9 @@ func (c *Manual) NewTimer(d time.Duration) Timer {
 	t := &manualTimer{c: c, ch: make(chan time.Time, 1)}
 	c.mu.Lock()
 	c.timers = append(c.timers, t)
+	at := c.now.Add(d)
 	c.mu.Unlock()
-	t.Reset(d)
+	t.ResetAt(at)
 	return t
 }
 
@@ -96,14 +99,14 @@ type manualTimer struct {
 
 func (t *manualTimer) C() <-chan time.Time { return t.ch }
 
-func (t *manualTimer) Reset(d time.Duration) {
+func (t *manualTimer) ResetAt(at time.Time) {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	select {
 	case <-t.ch:
 	default:
 	}
-	t.at, t.active = t.c.now.Add(d), true
+	t.at, t.active = at, true
 	t.c.fireLocked()
 }
 

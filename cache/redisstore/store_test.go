@@ -1,0 +1,100 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+func TestStoreGetPutDelete(t *testing.T) {
+	r := startRedis(t)
+	ctx := context.Background()
+	s := New(r.client(), "test:")
+	if _, err := s.Get(ctx, "k"); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("miss: %v", err)
+	}
+	if err := s.Put(ctx, "k", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
+		t.Fatalf("got %q %v", v, err)
+	}
+	if v, _ := r.client().Get(ctx, "test:k").Result(); v != "v1" {
+		t.Fatalf("not under the prefix: %q", v)
+	}
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "k"); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
+func TestLease(t *testing.T) {
+	r := startRedis(t)
+	ctx := context.Background()
+	a, b := New(r.client(), "test:"), New(r.client(), "test:")
+	tokenA, ok, err := a.Lease(ctx, "k", 300*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatalf("first lease: %v %v", ok, err)
+	}
+	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+		t.Fatal("a second holder got the lease")
+	}
+	if err := b.Release(ctx, "k", "not-the-token"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+		t.Fatal("a release with the wrong token freed the lease")
+	}
+	if err := a.Release(ctx, "k", tokenA); err != nil {
+		t.Fatal(err)
+	}
+	tokenB, ok, _ := b.Lease(ctx, "k", 200*time.Millisecond)
+	if !ok {
+		t.Fatal("the lease was not released")
+	}
+	// The holder dies: the lease runs out by itself.
+	time.Sleep(300 * time.Millisecond)
+	if _, ok, _ := a.Lease(ctx, "k", time.Second); !ok {
+		t.Fatal("an expired lease is still held")
+	}
+	// The dead holder's late release does not free the new holder's lease.
+	b.Release(ctx, "k", tokenB)
+	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+		t.Fatal("a stale token released another holder's lease")
+	}
+}
+
+func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
+	r := startRedis(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b := New(r.client(), "test:"), New(r.client(), "test:")
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() { done <- a.Subscribe(ctx, func(key string) { got <- key }) }()
+	time.Sleep(100 * time.Millisecond) // let the subscription start
+	a.Put(ctx, "own", []byte("x"))
+	b.Put(ctx, "theirs", []byte("y"))
+	select {
+	case key := <-got:
+		if key != "theirs" {
+			t.Fatalf("notified of %q", key)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe returned %v", err)
+	}
+	select {
+	case key := <-got:
+		t.Fatalf("notified of %q", key)
+	default:
+	}
+}
