@@ -53,6 +53,19 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	cfg := s.cfg.Load()
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
+	// base is the response this refresh means to replace: if anything newer
+	// turns up on the way (stored by another server, or adopted from a
+	// notification meanwhile), there is nothing to fetch.
+	m.mu.Lock()
+	base := m.entry
+	early := m.plan > s.clock.Now().UnixNano() // woken before our plan: adopt only
+	m.mu.Unlock()
+	syncOnly = syncOnly || early
+	replaced := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.entry != base
+	}
 	shared, state, err := s.readShared(ctx, m)
 	if err != nil {
 		s.storeFailed(err)
@@ -63,11 +76,14 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	}
 	s.storeOK()
 	now := s.clock.Now()
-	if s.adoptShared(m, shared, state, now) || syncOnly {
+	if s.adoptShared(m, shared, state, now) || syncOnly || replaced() {
 		return
 	}
 	if state != nil && state.Next > now.UnixNano() {
-		s.sched.schedule(m, time.Unix(0, state.Next)) // another server failed and plans the retry
+		m.mu.Lock()
+		m.plan = state.Next // another server failed and plans the retry
+		m.mu.Unlock()
+		s.sched.schedule(m, time.Unix(0, state.Next))
 		return
 	}
 
@@ -84,7 +100,7 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		return
 	}
 	defer s.leaser.Release(context.WithoutCancel(ctx), m.ID(), token)
-	if shared, state, err = s.readShared(ctx, m); err == nil && s.adoptShared(m, shared, state, now) {
+	if shared, state, err = s.readShared(ctx, m); err == nil && s.adoptShared(m, shared, state, now) || replaced() {
 		return
 	}
 	e, qerr := s.query(s.ctx, m)
@@ -181,11 +197,16 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	switch {
 	case state != nil && state.Next > now.UnixNano():
 		next = time.Unix(0, state.Next)
-	case m.entry != nil:
+	case newer:
 		next = nextRefresh(m.entry, cfg, st, now)
+	case m.plan > now.UnixNano():
+		next = time.Unix(0, m.plan) // keep the plan a notification woke us before
+	}
+	if !next.IsZero() {
+		m.plan = next.UnixNano()
 	}
 	m.mu.Unlock()
-	if !next.IsZero() && (newer || next.After(now)) {
+	if !next.IsZero() {
 		s.sched.schedule(m, next)
 	}
 	if newer {

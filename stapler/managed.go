@@ -64,10 +64,14 @@ type managed struct {
 	lastErr     error
 	lastAttempt cache.Instant
 	lastSuccess cache.Instant
-	queries     int32 // queries recorded, successful or not
-	tries       int32 // failed attempts in the current recovery
-	state       stateCode
-	mustStaple  bool
+	// plan is when the next regular query is due (Unix nanoseconds; 0: now).
+	// A refresh that runs before it (woken by a change notification) only
+	// adopts what the fleet stored.
+	plan       int64
+	queries    int32 // queries recorded, successful or not
+	tries      int32 // failed attempts in the current recovery
+	state      stateCode
+	mustStaple bool
 	// issuerChecked: issuer is known to have signed the leaf.
 	issuerChecked bool
 	restored      bool // the store was read for this certificate

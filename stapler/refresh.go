@@ -218,6 +218,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) tim
 	}
 	from, to := m.state, m.stateLocked()
 	m.state = to
+	m.plan = next.UnixNano()
 	m.mu.Unlock()
 
 	s.sched.schedule(m, next)

@@ -240,23 +240,19 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	if m.leaf == nil || s.urlFor(m) == "" || !m.settings.Load().stapling.Enabled {
 		return
 	}
-	if refetch {
-		m.mu.Lock()
-		if m.entry == nil {
-			m.arm()
-		}
-		m.mu.Unlock()
-		s.sched.scheduleEarlier(m, now)
-		return
-	}
 	m.mu.Lock()
 	at := now
 	switch {
+	case refetch:
+		if m.entry == nil {
+			m.arm()
+		}
 	case m.tries > 0:
 		at = m.lastAttempt.Time().Add(cfg.RecoveryInterval())
 	case m.entry != nil:
 		at = nextRefresh(m.entry, cfg, m.settings.Load().stapling, now)
 	}
+	m.plan = min(m.plan, at.UnixNano())
 	m.mu.Unlock()
 	s.sched.scheduleEarlier(m, at)
 }

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 )
 
 func TestStoreGetPutDelete(t *testing.T) {
-	r := startRedis(t)
+	r := redistest.Start(t)
 	ctx := context.Background()
-	s := New(r.client(), "test:")
+	s := New(r.Client(), "test:")
 	if _, err := s.Get(ctx, "k"); !errors.Is(err, cache.ErrCacheMiss) {
 		t.Fatalf("miss: %v", err)
 	}
@@ -22,7 +23,7 @@ func TestStoreGetPutDelete(t *testing.T) {
 	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
 		t.Fatalf("got %q %v", v, err)
 	}
-	if v, _ := r.client().Get(ctx, "test:k").Result(); v != "v1" {
+	if v, _ := r.Client().Get(ctx, "test:k").Result(); v != "v1" {
 		t.Fatalf("not under the prefix: %q", v)
 	}
 	if err := s.Delete(ctx, "k"); err != nil {
@@ -34,9 +35,9 @@ func TestStoreGetPutDelete(t *testing.T) {
 }
 
 func TestLease(t *testing.T) {
-	r := startRedis(t)
+	r := redistest.Start(t)
 	ctx := context.Background()
-	a, b := New(r.client(), "test:"), New(r.client(), "test:")
+	a, b := New(r.Client(), "test:"), New(r.Client(), "test:")
 	tokenA, ok, err := a.Lease(ctx, "k", 300*time.Millisecond)
 	if err != nil || !ok {
 		t.Fatalf("first lease: %v %v", ok, err)
@@ -70,10 +71,10 @@ func TestLease(t *testing.T) {
 }
 
 func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
-	r := startRedis(t)
+	r := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, b := New(r.client(), "test:"), New(r.client(), "test:")
+	a, b := New(r.Client(), "test:"), New(r.Client(), "test:")
 	got := make(chan string, 10)
 	done := make(chan error, 1)
 	go func() { done <- a.Subscribe(ctx, func(key string) { got <- key }) }()

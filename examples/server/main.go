@@ -9,6 +9,9 @@
 // (otherwise give -issuer). The server logs with slog, prints its listening
 // address, and shuts down cleanly on SIGINT or SIGTERM.
 //
+// With -redis, servers that share one Redis make one responder request per
+// certificate between them, and staple the same response.
+//
 // With -admin-addr (and -admin-key, or $STAPLER_ADMIN_KEY) it also serves the
 // admin API: GET/PUT /v1/ocsp, GET /v1/ocsp/status, POST /v1/ocsp/test, and
 // GET/PUT/PATCH /v1/certificates/{id}.
@@ -32,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/staplerkit/ocsp/cache/redisstore"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/stapler"
 )
@@ -70,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policyName := fs.String("policy", "lenient", "lenient, strict or must-staple")
 	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
 	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
+	redisURL := fs.String("redis", "", "share staples with other servers through Redis, e.g. redis://127.0.0.1:6379/0 (one responder request per certificate for the whole fleet)")
+	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,6 +104,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts := []stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy), stapler.WithDefaultStapling(stapling)}
 	if *responderURL != "" {
 		opts = append(opts, stapler.WithResponderURL(*responderURL))
+	}
+	if *redisURL != "" {
+		ropts, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return fmt.Errorf("-redis: %w", err)
+		}
+		client := redis.NewClient(ropts)
+		defer client.Close()
+		opts = append(opts, stapler.WithStore(redisstore.New(client, *redisPrefix)))
 	}
 	if *issuerFile != "" {
 		issuer, err := loadCertificate(*issuerFile)

@@ -1,0 +1,413 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
+	"github.com/staplerkit/ocsp/stapler/clock"
+)
+
+// fleet is n Staplers sharing one Redis and one manual clock, each with
+// its own client and Store, serving the same certificates.
+type fleet struct {
+	t      *testing.T
+	redis  *redistest.Server
+	clock  *clock.Manual
+	ca     *responder.CA
+	r      *responder.Responder
+	srv    *responder.Server
+	leaves []*responder.Leaf
+	nodes  []*stapler.Stapler
+	cfgs   []*tls.Config
+}
+
+var fleetConfig = config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: 3}
+
+func newFleet(t *testing.T, nodes, certs int) *fleet {
+	t.Helper()
+	f := &fleet{t: t, redis: redistest.Start(t), clock: clock.NewManual(time.Now().Truncate(time.Second))}
+	var err error
+	if f.ca, err = responder.NewCA(responder.CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.r = responder.New(f.ca)
+	f.r.SetClock(f.clock.Now)
+	f.srv = responder.NewServer(f.r)
+	t.Cleanup(f.srv.Close)
+	for i := range certs {
+		leaf, err := f.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("c%d.test", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.leaves = append(f.leaves, leaf)
+	}
+	for range nodes {
+		f.addNode()
+	}
+	return f
+}
+
+func (f *fleet) addNode() *stapler.Stapler {
+	f.t.Helper()
+	s, err := stapler.New(fleetConfig,
+		stapler.WithClock(f.clock),
+		stapler.WithLogger(testLogger()),
+		stapler.WithStore(New(f.redis.Client(), "fleet:")),
+		stapler.WithColdWait(10*time.Millisecond),
+		stapler.WithRateLimit(0, 0))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { s.Close() })
+	var certs []tls.Certificate
+	for _, l := range f.leaves {
+		certs = append(certs, l.Certificate)
+	}
+	f.nodes = append(f.nodes, s)
+	f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: certs}))
+	return s
+}
+
+// staple is what node i staples for leaf j right now.
+func (f *fleet) staple(i, j int) []byte {
+	c, err := f.cfgs[i].GetCertificate(&tls.ClientHelloInfo{
+		ServerName:        fmt.Sprintf("c%d.test", j),
+		SupportedVersions: []uint16{tls.VersionTLS13},
+		SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+		SupportedCurves:   []tls.CurveID{tls.CurveP256},
+	})
+	if err != nil {
+		f.t.Fatalf("node %d refused c%d: %v", i, j, err)
+	}
+	return c.OCSPStaple
+}
+
+// settle advances the clock in small steps until cond holds (real time
+// bounds it: leases and notifications run on Redis's own clock).
+func (f *fleet) settle(what string, step time.Duration, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for i, s := range f.nodes {
+				n := 0
+				for _, st := range s.Status() {
+					if st.Stapled {
+						n++
+					}
+				}
+				f.t.Logf("node %d: %d of %d stapled; first: %+v", i, n, len(f.leaves), s.Status()[0])
+			}
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+		f.clock.Advance(step)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// allStapledWith reports whether every node staples, for every leaf, a
+// response that verifies with the wanted thisUpdate-or-later, and the same
+// bytes on every node.
+func (f *fleet) allStapledSince(since time.Time) bool {
+	for j, leaf := range f.leaves {
+		var first []byte
+		for i := range f.nodes {
+			st := f.staple(i, j)
+			if st == nil {
+				return false
+			}
+			resp, err := ocsp.ParseResponseForCert(st, leaf.Cert, f.ca.Cert)
+			if err != nil {
+				f.t.Fatalf("node %d staples an invalid response for c%d: %v", i, j, err)
+			}
+			if resp.ThisUpdate.Before(since) {
+				return false
+			}
+			if first == nil {
+				first = st
+			} else if !bytes.Equal(first, st) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (f *fleet) requestsPerLeaf() map[string]int {
+	counts := map[string]int{}
+	for _, req := range f.r.Requests() {
+		if req.Serial != nil {
+			counts[req.Serial.String()]++
+		}
+	}
+	return counts
+}
+
+func (f *fleet) expectRequestsPerLeaf(want int) {
+	f.t.Helper()
+	counts := f.requestsPerLeaf()
+	for j, l := range f.leaves {
+		if got := counts[l.Cert.SerialNumber.String()]; got != want {
+			f.t.Fatalf("c%d: %d responder requests across the fleet, want %d", j, got, want)
+		}
+	}
+}
+
+func TestFleetMakesOneRequestPerCertificatePerRefresh(t *testing.T) {
+	f := newFleet(t, 3, 100)
+	start := f.clock.Now().Add(-time.Hour)
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(start) })
+	f.expectRequestsPerLeaf(1)
+
+	// Two regular refreshes: one request each per certificate, fleet-wide,
+	// and every node staples the same new response.
+	for round := 2; round <= 3; round++ {
+		before := f.clock.Now()
+		f.clock.Advance(50 * time.Minute)
+		f.settle("the refresh", 20*time.Second, func() bool { return f.allStapledSince(before) })
+		f.expectRequestsPerLeaf(round)
+	}
+	for i, s := range f.nodes {
+		for _, st := range s.Status() {
+			if st.State != stapler.StateGood || !st.Stapled || st.StoreError != "" {
+				t.Fatalf("node %d: %+v", i, st)
+			}
+		}
+	}
+}
+
+// TestFleetChildHelper is the node that TestLeaseHolderKilledMidFetch
+// kills: it staples one certificate through the shared Redis, and hangs in
+// the responder while holding the lease.
+func TestFleetChildHelper(t *testing.T) {
+	addr := os.Getenv("STAPLERKIT_FLEET_REDIS")
+	if addr == "" {
+		t.Skip("helper process only")
+	}
+	cert, err := tls.LoadX509KeyPair(os.Getenv("STAPLERKIT_FLEET_CERT"), os.Getenv("STAPLERKIT_FLEET_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := stapler.New(fleetConfig, stapler.WithLogger(testLogger()),
+		stapler.WithStore(New(redis.NewClient(&redis.Options{Addr: addr}), "fleet:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Add(&cert)
+	select {} // until killed
+}
+
+func TestLeaseHolderKilledMidFetch(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	leaf := f.leaves[0]
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, leaf.CertPEM, 0o600)
+	os.WriteFile(keyFile, leaf.KeyPEM, 0o600)
+
+	// A node in a process of its own takes the lease, hangs in the
+	// responder, and is killed with SIGKILL: it never releases the lease.
+	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHang})
+	child := exec.Command(os.Args[0], "-test.run=^TestFleetChildHelper$")
+	child.Env = append(os.Environ(), "STAPLERKIT_FLEET_REDIS="+f.redis.Addr(), "STAPLERKIT_FLEET_CERT="+certFile, "STAPLERKIT_FLEET_KEY="+keyFile)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.r.CountFor(leaf.Cert.SerialNumber) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the child node never asked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	child.Process.Kill()
+	child.Wait()
+	killed := time.Now()
+	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{})
+
+	// The others wait for the lease to run out, then one of them fetches.
+	f.addNode()
+	f.addNode()
+	f.settle("another node to fetch", time.Second, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	waited, bound := time.Since(killed), stapler.LeaseTTL(time.Second)+2*time.Second
+	if waited > bound {
+		t.Fatalf("took %v to take over, want within the lease time (%v)", waited, bound)
+	}
+	if n := f.r.CountFor(leaf.Cert.SerialNumber); n != 2 {
+		t.Fatalf("%d requests: want the dead node's and exactly one more", n)
+	}
+	t.Logf("took over %v after the kill (lease %v)", waited.Round(time.Millisecond), stapler.LeaseTTL(time.Second))
+}
+
+func TestClosedHolderHandsOverAtOnce(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	leaf := f.leaves[0]
+	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHang})
+	leaving := f.addNode()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.r.CountFor(leaf.Cert.SerialNumber) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first node never asked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	leaving.Close() // a clean shutdown releases the lease
+	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{})
+	f.nodes, f.cfgs = nil, nil
+	f.addNode()
+	f.addNode()
+	start := time.Now()
+	f.settle("another node to fetch", time.Second, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("took %v: a closed node should hand over at once", waited)
+	}
+}
+
+func TestRedisDownAndBack(t *testing.T) {
+	f := newFleet(t, 3, 5)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	f.expectRequestsPerLeaf(1)
+
+	f.redis.Kill()
+	// Handshakes keep their staples.
+	for i := range f.nodes {
+		for j := range f.leaves {
+			if f.staple(i, j) == nil {
+				t.Fatalf("node %d lost c%d's staple when Redis died", i, j)
+			}
+		}
+	}
+	// A refresh with Redis down: every node asks on its own, and says why.
+	before := f.clock.Now()
+	f.clock.Advance(50 * time.Minute)
+	f.settle("the refresh without Redis", 20*time.Second, func() bool {
+		for i := range f.nodes {
+			for j, l := range f.leaves {
+				resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
+				if err != nil || resp.ThisUpdate.Before(before) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for i, s := range f.nodes {
+		if st := s.Status()[0]; st.StoreError == "" {
+			t.Fatalf("node %d does not report the store outage: %+v", i, st)
+		}
+	}
+	counts := f.requestsPerLeaf()
+	for _, l := range f.leaves {
+		if n := counts[l.Cert.SerialNumber.String()]; n < 2 || n > 4 {
+			t.Fatalf("%d requests during the outage", n)
+		}
+	}
+
+	// Redis is back (empty): coordination resumes by itself.
+	f.redis.Restart()
+	f.r.ResetRequests()
+	before = f.clock.Now()
+	f.clock.Advance(50 * time.Minute)
+	f.settle("the refresh with Redis back", 20*time.Second, func() bool { return f.allStapledSince(before) })
+	f.expectRequestsPerLeaf(1)
+	for i, s := range f.nodes {
+		if st := s.Status()[0]; st.StoreError != "" {
+			t.Fatalf("node %d still reports %q", i, st.StoreError)
+		}
+	}
+}
+
+func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
+	f := newFleet(t, 3, 2)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	ctx := context.Background()
+	raw := New(f.redis.Client(), "fleet:")
+	id0 := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	other, _ := raw.Get(ctx, stapler.CertificateID(f.leaves[1].Cert.Raw))
+	f.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
+	expired, _, _ := fetchDirect(f, f.leaves[0])
+	f.r.SetWindow(responder.DefaultWindow)
+	for _, tc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"garbage", []byte("garbage")},
+		{"another certificate's response", other},
+		{"an expired response", cache.EncodeRecord(expired, f.clock.Now().Add(-3*time.Hour))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := raw.Put(ctx, id0, tc.value); err != nil {
+				t.Fatal(err)
+			}
+			// The tampered value is announced; no node adopts it.
+			time.Sleep(100 * time.Millisecond)
+			good := f.staple(0, 0)
+			for i := range f.nodes {
+				if !bytes.Equal(f.staple(i, 0), good) {
+					t.Fatalf("node %d adopted the tampered value", i)
+				}
+			}
+			// At the next refresh it is replaced by a fresh response.
+			before := f.clock.Now()
+			f.clock.Advance(50 * time.Minute)
+			f.settle("the refresh", 20*time.Second, func() bool { return f.allStapledSince(before) })
+			value, err := raw.Get(ctx, id0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, _, err := cache.DecodeRecord(value)
+			if err != nil {
+				t.Fatalf("store not repaired: %v", err)
+			}
+			if _, err := ocsp.ParseResponseForCert(stored, f.leaves[0].Cert, f.ca.Cert); err != nil {
+				t.Fatalf("store holds a bad response: %v", err)
+			}
+		})
+	}
+}
+
+// fetchDirect asks the responder about leaf outside any Stapler.
+func fetchDirect(f *fleet, leaf *responder.Leaf) ([]byte, *big.Int, error) {
+	req, err := ocsp.CreateRequest(leaf.Cert, f.ca.Cert, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := postOCSP(f.srv.URL, req)
+	return resp, leaf.Cert.SerialNumber, err
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("FLEET_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func postOCSP(url string, req []byte) ([]byte, error) {
+	resp, err := http.Post(url, "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
