@@ -73,6 +73,9 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 		}
 		if on && m.settings.Load().stapling.Enabled {
 			m.arm()
+			m.mu.Lock()
+			m.plan = now.UnixNano()
+			m.mu.Unlock()
 			s.sched.schedule(m, now)
 		}
 	}

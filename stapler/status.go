@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
@@ -119,10 +120,13 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	if m.lastErr != nil {
 		cs.LastError = m.lastErr.Error()
 	}
+	plan := m.plan
 	cs.Tries = int(m.tries)
 	cs.Queries = int(m.queries)
 	m.mu.Unlock()
-	cs.NextRefresh = config.Date(s.sched.dueAt(m))
+	if plan > 0 {
+		cs.NextRefresh = config.Date(time.Unix(0, plan))
+	}
 	if p := s.storeErr.Load(); p != nil && *p != nil {
 		cs.StoreError = (*p).Error()
 	}
