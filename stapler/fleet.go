@@ -1,6 +1,7 @@
 package stapler
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,10 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	m.mu.Lock()
-	newer := shared != nil && (m.entry == nil || shared.FetchedAt > m.entry.FetchedAt)
+	// Newer: fetched later, or at the same instant but different (the store
+	// breaks the tie, so that every server converges on what it holds).
+	newer := shared != nil && (m.entry == nil || shared.FetchedAt > m.entry.FetchedAt ||
+		shared.FetchedAt == m.entry.FetchedAt && !bytes.Equal(shared.Raw, m.entry.Raw))
 	if newer {
 		m.entry, m.latest, m.lastSuccess = shared, shared, shared.FetchedAt
 		m.publishLocked()

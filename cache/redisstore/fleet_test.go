@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,6 +291,11 @@ func TestRedisDownAndBack(t *testing.T) {
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
 	f.expectRequestsPerLeaf(1)
 
+	// Real handshakes run against node 0 all through the outage and the
+	// restart, and every one of them gets a staple.
+	stopHandshakes := f.handshakeLoop(0)
+	defer stopHandshakes()
+
 	f.redis.Kill()
 	// Handshakes keep their staples.
 	for i := range f.nodes {
@@ -334,6 +342,63 @@ func TestRedisDownAndBack(t *testing.T) {
 		if st := s.Status()[0]; st.StoreError != "" {
 			t.Fatalf("node %d still reports %q", i, st.StoreError)
 		}
+	}
+	if n := stopHandshakes(); n == 0 {
+		t.Fatal("no handshakes ran")
+	}
+}
+
+// handshakeLoop serves node i's config on loopback and does real
+// handshakes against it until the returned function is called, failing the
+// test on any handshake without a staple. The function returns how many ran.
+func (f *fleet) handshakeLoop(i int) func() int {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", f.cfgs[i])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(f.ca.Cert)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "c0.test"})
+			if err != nil {
+				f.t.Errorf("handshake failed: %v", err)
+				return
+			}
+			if conn.ConnectionState().OCSPResponse == nil {
+				f.t.Errorf("a handshake lost its staple")
+			}
+			conn.Close()
+			n++
+		}
+	}()
+	var once sync.Once
+	count := 0
+	return func() int {
+		once.Do(func() {
+			close(stop)
+			count = <-done
+			ln.Close()
+		})
+		return count
 	}
 }
 
@@ -410,4 +475,80 @@ func postOCSP(url string, req []byte) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+func TestRevocationReachesEveryNodeAtOnce(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	leaf := f.leaves[0]
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	// One node learns it (an operator's test query); the others are told.
+	start := time.Now()
+	if _, err := f.nodes[0].Test(context.Background(), stapler.CertificateID(leaf.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.nodes {
+		for {
+			resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), leaf.Cert, f.ca.Cert)
+			if err == nil && resp.Status == ocsp.Revoked {
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("node %d still staples good %v after another node saw the revocation", i, time.Since(start))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("every node staples the revocation %v after the first saw it", time.Since(start).Round(time.Millisecond))
+	if n := f.r.CountFor(leaf.Cert.SerialNumber); n != 2 {
+		t.Fatalf("%d responder requests, want 2 (the first fetch and the test)", n)
+	}
+}
+
+func TestRecoveryIsCountedFleetWide(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	leaf := f.leaves[0]
+	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
+	f.r.ResetRequests()
+	statuses := func() []stapler.CertificateStatus {
+		var out []stapler.CertificateStatus
+		for _, s := range f.nodes {
+			out = append(out, s.Status()[0])
+		}
+		return out
+	}
+	same := func(want func(stapler.CertificateStatus) bool) func() bool {
+		return func() bool {
+			all := statuses()
+			for _, st := range all {
+				if !want(st) || st.Tries != all[0].Tries || st.State != all[0].State || st.LastError != all[0].LastError {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	// The regular refresh fails, then each retry: one request each, fleet-wide,
+	// and every node reports the same count.
+	f.clock.Advance(50 * time.Minute)
+	for try := 1; try <= fleetConfig.RecoveryMaxTries; try++ {
+		f.settle(fmt.Sprintf("every node to report try %d", try), 5*time.Second, same(func(st stapler.CertificateStatus) bool {
+			return st.Tries == try && strings.Contains(st.LastError, "503")
+		}))
+		if n := f.r.RequestCount(); n != try {
+			t.Fatalf("after try %d, %d requests fleet-wide", try, n)
+		}
+	}
+	f.settle("every node to report failed", 5*time.Second, same(func(st stapler.CertificateStatus) bool {
+		return st.State == stapler.StateFailed
+	}))
+	if n := f.r.RequestCount(); n != fleetConfig.RecoveryMaxTries+1 {
+		t.Fatalf("%d requests fleet-wide for a query and %d retries", n, fleetConfig.RecoveryMaxTries)
+	}
+	for i := range f.nodes {
+		if f.staple(i, 0) == nil {
+			t.Fatalf("node %d dropped the good staple", i)
+		}
+	}
 }
