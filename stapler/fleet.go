@@ -51,6 +51,14 @@ func (e fleetError) Error() string { return string(e) }
 // refreshFleet is refresh for a shared store. syncOnly (a change
 // notification) adopts what the store has and never queries the responder.
 func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
+	if s.storeDown.Load() && time.Now().UnixNano() < s.storeRetryAt.Load() {
+		// The store is down and not due for another try: no point waiting
+		// on its timeouts for every certificate.
+		if !syncOnly {
+			s.refreshAlone(m)
+		}
+		return
+	}
 	cfg := s.cfg.Load()
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
@@ -255,10 +263,16 @@ func (s *Stapler) watchFleet(n cache.Notifier) {
 	})
 }
 
+// StoreRetryInterval is how long a server that found the shared store
+// unreachable queries the responder on its own before it tries the store
+// again: coordination resumes within this long of the store coming back.
+const StoreRetryInterval = time.Second
+
 // storeFailed notes that the store could not be reached, logging it once
 // per outage.
 func (s *Stapler) storeFailed(err error) {
 	s.storeErr.Store(&err)
+	s.storeRetryAt.Store(time.Now().Add(StoreRetryInterval).UnixNano())
 	if !s.storeDown.Swap(true) {
 		s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
 	}

@@ -77,7 +77,10 @@ type Stapler struct {
 
 	storeDown atomic.Bool           // the shared store is unreachable
 	storeErr  atomic.Pointer[error] // why
-	limit     *limiter              // nil without a rate limit
+	// storeRetryAt is when to try the store again (Unix nanoseconds, real
+	// time: it paces network attempts, not OCSP schedules).
+	storeRetryAt atomic.Int64
+	limit        *limiter // nil without a rate limit
 
 	ctx    context.Context
 	cancel context.CancelFunc

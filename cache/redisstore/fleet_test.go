@@ -108,7 +108,7 @@ func (f *fleet) staple(i, j int) []byte {
 // bounds it: leases and notifications run on Redis's own clock).
 func (f *fleet) settle(what string, step time.Duration, cond func() bool) {
 	f.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			for i, s := range f.nodes {
@@ -331,8 +331,10 @@ func TestRedisDownAndBack(t *testing.T) {
 		}
 	}
 
-	// Redis is back (empty): coordination resumes by itself.
+	// Redis is back (empty): coordination resumes by itself, within
+	// StoreRetryInterval.
 	f.redis.Restart()
+	time.Sleep(stapler.StoreRetryInterval + 100*time.Millisecond)
 	f.r.ResetRequests()
 	before = f.clock.Now()
 	f.clock.Advance(50 * time.Minute)
