@@ -54,7 +54,9 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	if s.storeDown.Load() && time.Now().UnixNano() < s.storeRetryAt.Load() {
 		// The store is down and not due for another try: no point waiting
 		// on its timeouts for every certificate.
-		if !syncOnly {
+		if syncOnly {
+			s.keepPlan(m)
+		} else {
 			s.refreshAlone(m)
 		}
 		return
@@ -78,14 +80,20 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	shared, state, err := s.readShared(ctx, m)
 	if err != nil {
 		s.storeFailed(err)
-		if !syncOnly {
+		if syncOnly {
+			s.keepPlan(m)
+		} else {
 			s.refreshAlone(m)
 		}
 		return
 	}
 	s.storeOK()
 	now := s.clock.Now()
-	if s.adoptShared(m, shared, state, now) || syncOnly || replaced() {
+	if s.adoptShared(m, shared, state, now) || replaced() {
+		return
+	}
+	if syncOnly {
+		s.keepPlan(m)
 		return
 	}
 	if state != nil && state.Next > now.UnixNano() {
@@ -95,9 +103,13 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		s.sched.schedule(m, time.Unix(0, state.Next))
 		return
 	}
+	var attempted int64 // the fleet's last attempt, as this refresh saw it
+	if state != nil {
+		attempted = state.LastAttempt
+	}
 
 	// Our turn: take the lease, then look again, since the holder before us
-	// may have just stored a fresh response.
+	// may have just stored a fresh response, or just tried and failed.
 	token, ok, err := s.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
 	if err != nil {
 		s.storeFailed(err)
@@ -109,8 +121,14 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		return
 	}
 	defer s.leaser.Release(context.WithoutCancel(ctx), m.ID(), token)
-	if shared, state, err = s.readShared(ctx, m); err == nil && s.adoptShared(m, shared, state, now) || replaced() {
-		return
+	if shared, state, err = s.readShared(ctx, m); err == nil {
+		if s.adoptShared(m, shared, state, now) || replaced() {
+			return
+		}
+		if state != nil && state.LastAttempt > attempted {
+			s.keepPlan(m) // another server just tried: its plan is ours
+			return
+		}
 	}
 	e, qerr := s.query(s.ctx, m)
 	if errors.Is(qerr, context.Canceled) && s.ctx.Err() != nil {
@@ -211,8 +229,6 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 		next = time.Unix(0, state.Next)
 	case newer:
 		next = nextRefresh(m.entry, cfg, st, now)
-	case m.plan > now.UnixNano():
-		next = time.Unix(0, m.plan) // keep the plan a notification woke us before
 	}
 	if !next.IsZero() {
 		m.plan = next.UnixNano()
@@ -226,6 +242,15 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	}
 	s.reportChange(m, from, to)
 	return newer
+}
+
+// keepPlan puts m back on the scheduler at its plan, for a refresh that ends
+// without a query (the scheduler dropped m when it handed it out).
+func (s *Stapler) keepPlan(m *managed) {
+	m.mu.Lock()
+	plan := m.plan
+	m.mu.Unlock()
+	s.sched.schedule(m, time.Unix(0, plan))
 }
 
 // writeShared stores what the lease holder got: the fresh response, if

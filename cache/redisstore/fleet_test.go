@@ -41,6 +41,7 @@ type fleet struct {
 	leaves []*responder.Leaf
 	nodes  []*stapler.Stapler
 	cfgs   []*tls.Config
+	why    string // what the last settle condition found missing
 }
 
 var fleetConfig = config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: 3}
@@ -120,7 +121,7 @@ func (f *fleet) settle(what string, step time.Duration, cond func() bool) {
 				}
 				f.t.Logf("node %d: %d of %d stapled; first: %+v", i, n, len(f.leaves), s.Status()[0])
 			}
-			f.t.Fatalf("timed out waiting for %s", what)
+			f.t.Fatalf("timed out waiting for %s (%s)", what, f.why)
 		}
 		f.clock.Advance(step)
 		time.Sleep(20 * time.Millisecond)
@@ -313,6 +314,10 @@ func TestRedisDownAndBack(t *testing.T) {
 			for j, l := range f.leaves {
 				resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
 				if err != nil || resp.ThisUpdate.Before(before) {
+					f.why = fmt.Sprintf("node %d c%d: %v", i, j, err)
+					if resp != nil {
+						f.why = fmt.Sprintf("node %d c%d: thisUpdate %v, before %v", i, j, resp.ThisUpdate, before)
+					}
 					return false
 				}
 			}
