@@ -32,7 +32,7 @@ import (
 // fleet is n Staplers sharing one Redis and one manual clock, each with
 // its own client and Store, serving the same certificates.
 type fleet struct {
-	t      *testing.T
+	t      testing.TB
 	redis  *redistest.Server
 	clock  *clock.Manual
 	ca     *responder.CA
@@ -46,7 +46,7 @@ type fleet struct {
 
 var fleetConfig = config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: 3}
 
-func newFleet(t *testing.T, nodes, certs int) *fleet {
+func newFleet(t testing.TB, nodes, certs int) *fleet {
 	t.Helper()
 	f := &fleet{t: t, redis: redistest.Start(t), clock: clock.NewManual(time.Now().Truncate(time.Second))}
 	var err error
