@@ -82,11 +82,7 @@ func NewCA(opts CAOptions) (*CA, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	cert, err := createCert(tmpl, nil, key, nil)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := encodeKey(key)
+	cert, keyPEM, err := createCert(tmpl, nil, key, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -154,11 +150,7 @@ func (ca *CA) Issue(opts LeafOptions) (*Leaf, error) {
 	if opts.MustStaple {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: OIDTLSFeature, Value: mustStapleValue})
 	}
-	cert, err := createCert(tmpl, ca.Cert, key, ca.Key)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := encodeKey(key)
+	cert, keyPEM, err := createCert(tmpl, ca.Cert, key, ca.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +203,7 @@ func (ca *CA) NewDelegate(opts DelegateOptions) (*Signer, error) {
 	if !opts.NoOCSPSigning {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}
 	}
-	cert, err := createCert(tmpl, ca.Cert, key, ca.Key)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := encodeKey(key)
+	cert, keyPEM, err := createCert(tmpl, ca.Cert, key, ca.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -262,16 +250,22 @@ func randomSerial() *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-// createCert signs tmpl with signerKey as parent (self-signed when parent is nil).
-func createCert(tmpl, parent *x509.Certificate, key, signerKey crypto.Signer) (*x509.Certificate, error) {
+// createCert signs tmpl for key with signerKey as parent (self-signed when
+// parent is nil), and returns the certificate and key's PEM.
+func createCert(tmpl, parent *x509.Certificate, key, signerKey crypto.Signer) (*x509.Certificate, []byte, error) {
 	if parent == nil {
 		parent, signerKey = tmpl, key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signerKey)
 	if err != nil {
-		return nil, fmt.Errorf("responder: create certificate %q: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("responder: create certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
-	return x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := encodeKey(key)
+	return cert, keyPEM, err
 }
 
 func encodeCert(c *x509.Certificate) []byte {

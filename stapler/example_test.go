@@ -7,11 +7,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
+
+// serveHandshakes completes the TLS handshake of every connection to ln.
+func serveHandshakes(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conn.(*tls.Conn).Handshake()
+		conn.Close()
+	}
+}
 
 func quiet() stapler.Option {
 	return stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -33,16 +46,7 @@ func ExampleStapler_Wrap() {
 
 	ln, _ := tls.Listen("tcp", "127.0.0.1:0", serverConfig)
 	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.(*tls.Conn).Handshake()
-			conn.Close()
-		}
-	}()
+	go serveHandshakes(ln)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -100,16 +104,7 @@ func ExampleVerifier() {
 	defer s.Close()
 	ln, _ := tls.Listen("tcp", "127.0.0.1:0", s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}}))
 	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.(*tls.Conn).Handshake()
-			conn.Close()
-		}
-	}()
+	go serveHandshakes(ln)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)

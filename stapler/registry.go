@@ -61,6 +61,11 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 	}
 	s.index.putAll(fresh)
 	s.order = append(s.order, fresh...)
+	if s.byKey != nil {
+		for _, m := range fresh {
+			s.byKey[m.key] = m
+		}
+	}
 	now := s.clock.Now()
 	on := s.cfg.Load().OCSPFunctionality
 	for _, m := range fresh {
@@ -163,8 +168,10 @@ func (s *Stapler) urlFor(m *managed) string {
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID
-// means the only one. It scans: lookups by ID serve the admin API, and a
-// map by ID would cost every certificate its memory.
+// means the only one. Without a fleet it scans: lookups by ID serve the
+// admin API, and a map by ID would cost every certificate its memory. A
+// fleet looks certificates up on every change notification, so it keeps
+// the map.
 func (s *Stapler) lookup(id string) (*managed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -174,6 +181,11 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 	var key [32]byte
 	if n, err := hex.Decode(key[:], []byte(id)); err != nil || n != len(key) || len(id) != 2*len(key) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
+	}
+	if s.byKey != nil {
+		if m := s.byKey[key]; m != nil {
+			return m, nil
+		}
 	}
 	for _, m := range s.order {
 		if m.key == key {

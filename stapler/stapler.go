@@ -63,6 +63,7 @@ type Stapler struct {
 	mu         sync.Mutex                   // serializes Update and registration
 	settingsMu sync.Mutex                   // serializes changes to per-certificate settings
 	issuers    map[string]*x509.Certificate // parsed issuers by DER, shared
+	byKey      map[[32]byte]*managed        // by ID, in a fleet only
 	// defaultSettings is shared by every certificate until its settings change.
 	defaultSettings *settings
 	order           []*managed
@@ -125,6 +126,9 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	if o.store != nil {
 		s.persist = newPersister(o.store, s.log)
 		s.leaser, _ = o.store.(cache.Leaser)
+		if s.leaser != nil {
+			s.byKey = map[[32]byte]*managed{}
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
