@@ -476,10 +476,11 @@ func (r *Responder) sign(serial *big.Int, kind FaultKind) ([]byte, *ocsp.Respons
 	if err != nil {
 		return nil, nil, err
 	}
+	var embedded *x509.Certificate
 	if embed {
-		tmpl.Certificate = signer.Cert
+		embedded = signer.Cert
 	}
-	der, err := ocsp.CreateResponse(issuer, signer.Cert, tmpl, signer.Key)
+	der, err := encodeResponse(issuer, signer.Cert, signer.Key, embedded, &tmpl, now.Truncate(time.Second))
 	if err != nil {
 		return nil, nil, fmt.Errorf("responder: sign response for serial %s: %w", serial, err)
 	}
