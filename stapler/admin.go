@@ -59,6 +59,7 @@ var ErrNoAdminAuth = errors.New("stapler: admin handler needs WithAPIKey or With
 //	GET  /v1/certificates        the managed certificates with their ocsp_stapling objects and status
 //	GET, PUT, PATCH /v1/certificates/{id}   one certificate; the body is {"ocsp_stapling": {...}};
 //	                             PUT replaces the object, PATCH merges, {"ocsp_stapling": null} removes it
+//	DELETE /v1/certificates/{id} stop managing a certificate no longer served (Remove)
 //
 // Bodies are JSON in and out, capped at MaxAdminBodyBytes, decoded strictly
 // (unknown fields are invalid_schema). A wrong method is 405 with Allow, an
@@ -183,6 +184,13 @@ func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+	case http.MethodDelete:
+		if err := s.Remove(id); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
 	case http.MethodPut, http.MethodPatch:
 		body, ok := readBody(w, r)
 		if !ok {
@@ -205,7 +213,7 @@ func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 			return
 		}
 	default:
-		methodNotAllowed(w, "GET, HEAD, PUT, PATCH")
+		methodNotAllowed(w, "GET, HEAD, PUT, PATCH, DELETE")
 		return
 	}
 	st, err := s.StatusOf(id)

@@ -188,11 +188,17 @@ func TestAdminCertificates(t *testing.T) {
 	if code, _, _, _ := c.do("GET", "/v1/certificates/"+strings.Repeat("0", 64), ""); code != 404 {
 		t.Fatalf("unknown id: %d", code)
 	}
-	if code, hdr, _, _ := c.do("DELETE", "/v1/certificates/"+id, ""); code != 405 || hdr.Get("Allow") != "GET, HEAD, PUT, PATCH" {
-		t.Fatalf("DELETE: %d", code)
+	if code, hdr, _, _ := c.do("POST", "/v1/certificates/"+id, ""); code != 405 || hdr.Get("Allow") != "GET, HEAD, PUT, PATCH, DELETE" {
+		t.Fatalf("POST: %d", code)
 	}
 	if code, _, _, _ := c.do("GET", "/v1/nothing", ""); code != 404 {
 		t.Fatalf("unknown path: %d", code)
+	}
+	if code, _, _, raw := c.do("DELETE", "/v1/certificates/"+id, ""); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, raw)
+	}
+	if code, _, _, _ := c.do("GET", "/v1/certificates/"+id, ""); code != 404 {
+		t.Fatalf("GET after DELETE: %d", code)
 	}
 }
 

@@ -29,7 +29,7 @@ func (ix *certIndex) get(der []byte) *managed {
 		return nil
 	}
 	for m := (*shard)[h]; m != nil; m = m.sameHash {
-		if sameBytes(m.der, der) {
+		if sameBytes(m.der, der) && !m.removed.Load() {
 			return m
 		}
 	}
@@ -59,6 +59,24 @@ func (ix *certIndex) putAll(ms []*managed) {
 		}
 		slot.Store(&next)
 	}
+}
+
+// remove takes m, already marked removed, out of the index. A leaf whose
+// hash collides with another's stays chained, skipped by get. Callers
+// serialize it with putAll.
+func (ix *certIndex) remove(m *managed) {
+	slot := &ix.shards[m.hash%indexShards]
+	old := slot.Load()
+	if old == nil || (*old)[m.hash] != m || m.sameHash != nil {
+		return
+	}
+	next := make(map[uint64]*managed, len(*old))
+	for k, v := range *old {
+		if v != m {
+			next[k] = v
+		}
+	}
+	slot.Store(&next)
 }
 
 // sameBytes is bytes.Equal with a shortcut for two views of one array, the

@@ -55,6 +55,8 @@ type managed struct {
 	pending atomic.Pointer[chan struct{}]
 	// syncPending asks the next refresh only to adopt what the fleet stored.
 	syncPending atomic.Bool
+	// removed is set by Remove: the certificate is no longer managed.
+	removed atomic.Bool
 
 	mu          sync.Mutex
 	issuer      *x509.Certificate

@@ -15,7 +15,7 @@ import (
 // refresh is a scheduled query for m, run on a worker.
 func (s *Stapler) refresh(m *managed) {
 	cfg := s.cfg.Load()
-	if !cfg.OCSPFunctionality || !m.settings.Load().stapling.Enabled || m.leaf == nil || s.urlFor(m) == "" {
+	if !cfg.OCSPFunctionality || !m.settings.Load().stapling.Enabled || m.leaf == nil || s.urlFor(m) == "" || m.removed.Load() {
 		m.disarm()
 		return
 	}

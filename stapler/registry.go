@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // oidTLSFeature is the RFC 7633 TLS feature extension (id-pe-tlsfeature).
@@ -193,6 +194,27 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
+}
+
+// Remove stops managing a certificate that is no longer served (after a
+// rotation, say): it is no longer refreshed and leaves Status. If a
+// handshake serves it again, it is managed afresh, as on first sight.
+func (s *Stapler) Remove(id string) error {
+	m, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.removed.Swap(true) {
+		return nil
+	}
+	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
+	delete(s.byKey, m.key)
+	s.index.remove(m)
+	s.sched.unschedule(m)
+	m.disarm()
+	return nil
 }
 
 // managedList returns the managed certificates in the order they were found.

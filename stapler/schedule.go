@@ -50,6 +50,15 @@ func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
 	}
 }
 
+// unschedule removes m from the heap.
+func (s *scheduler) unschedule(m *managed) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.index >= 0 {
+		heap.Remove(&s.queue, m.index)
+	}
+}
+
 // dueAt reports when m is next due (zero when not scheduled).
 func (s *scheduler) dueAt(m *managed) time.Time {
 	s.mu.Lock()

@@ -180,6 +180,9 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		return c, nil
 	}
+	if m.removed.Load() { // served again after Remove: managed afresh
+		return s.serve(ctx, c)
+	}
 	v := m.view.Load()
 	if v.orig != c {
 		v = m.rebase(c)
