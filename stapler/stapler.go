@@ -39,6 +39,7 @@ type FetchError struct {
 	Err     error
 }
 
+// Error implements error.
 func (e *FetchError) Error() string {
 	return fmt.Sprintf("ocsp for certificate %q (serial %s) from %s: %v", e.Subject, e.Serial, e.URL, e.Err)
 }

@@ -32,6 +32,7 @@ type RevokedError struct {
 	Reason int
 }
 
+// Error implements error.
 func (e *RevokedError) Error() string {
 	return fmt.Sprintf("certificate %q (serial %x) was revoked at %s (reason %d)", e.Subject, e.Serial, e.RevokedAt.UTC().Format(time.RFC3339), e.Reason)
 }
@@ -46,6 +47,7 @@ type StapleError struct {
 	Err        error
 }
 
+// Error implements error.
 func (e *StapleError) Error() string {
 	why := "hard fail"
 	if e.MustStaple {

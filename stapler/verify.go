@@ -47,6 +47,7 @@ type ResponseStatusError struct {
 	Status ocsp.ResponseStatus
 }
 
+// Error implements error.
 func (e *ResponseStatusError) Error() string {
 	return "OCSP response status " + responseStatusName(e.Status)
 }
