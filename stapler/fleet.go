@@ -120,7 +120,13 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		s.sched.schedule(m, now.Add(leaseWait(cfg.Timeout())))
 		return
 	}
-	defer s.leaser.Release(context.WithoutCancel(ctx), m.ID(), token)
+	defer func() {
+		// Released even when closing, so that a clean shutdown hands over
+		// at once; bounded, so that a hung store cannot stall Close.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		s.leaser.Release(rctx, m.ID(), token)
+	}()
 	if shared, state, err = s.readShared(ctx, m); err == nil {
 		if s.adoptShared(m, shared, state, now) || replaced() {
 			return
@@ -133,7 +139,7 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	e, qerr := s.query(s.ctx, m)
 	if errors.Is(qerr, context.Canceled) && s.ctx.Err() != nil {
 		m.disarm()
-		return // closing: the lease runs out by itself
+		return // closing
 	}
 	m.mu.Lock()
 	if state != nil { // continue the fleet's count, not ours
