@@ -668,10 +668,11 @@ func TestRemoveStopsManagingARotatedCertificate(t *testing.T) {
 	}
 	// Served again, it is managed afresh.
 	current.Store(&e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	if _, err := e.s.StatusOf(old); err != nil {
+	if _, _, err := e.handshake(addr); err != nil {
 		t.Fatal(err)
 	}
+	e.waitStapled(e.leaf)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 	if err := e.s.Remove("nope"); !errors.Is(err, ErrUnknownCertificate) {
 		t.Fatalf("Remove of an unknown id: %v", err)
 	}
