@@ -115,8 +115,8 @@ func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certif
 	if err != nil {
 		return nil, err
 	}
-	if signer != nil && !hasOCSPNoCheck(signer) {
-		if err := s.checkDelegate(ctx, signer, issuer, s.urlFor(m), now); err != nil {
+	if signer != nil {
+		if err := s.delegates.check(ctx, signer, issuer, s.urlFor(m), now); err != nil {
 			return nil, err
 		}
 	}
@@ -267,49 +267,4 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 // fetchError names m and the responder in err.
 func (m *managed) fetchError(url string, err error) error {
 	return &FetchError{ID: m.ID(), Subject: m.leaf.Subject.String(), Serial: fmt.Sprintf("%x", m.leaf.SerialNumber), URL: url, Err: err}
-}
-
-// delegateStatus is what is known of a delegated responder's revocation.
-type delegateStatus struct {
-	revoked error // non-nil when revoked
-	until   time.Time
-}
-
-// delegateRecheck is how long an undetermined delegate status is trusted
-// before it is asked again.
-const delegateRecheck = 10 * time.Minute
-
-// checkDelegate asks the responder whether the delegated responder
-// certificate that signed a response is revoked (RFC 6960 4.2.2.2.1), and
-// refuses it if so. Only an answer signed by the issuer itself counts; when
-// the status cannot be established (no answer, or one signed by the delegate
-// itself) the delegate is accepted, as the RFC leaves to the client. Answers
-// are cached until they expire and shared by every certificate the delegate
-// signs for.
-func (s *Stapler) checkDelegate(ctx context.Context, delegate, issuer *x509.Certificate, url string, now time.Time) error {
-	key := string(delegate.Raw)
-	s.delegatesMu.Lock()
-	st, ok := s.delegates[key]
-	s.delegatesMu.Unlock()
-	if ok && now.Before(st.until) {
-		return st.revoked
-	}
-	v, _, _ := s.flight.Do("delegate:"+CertificateID(delegate.Raw), func() (any, error) {
-		st := delegateStatus{until: now.Add(delegateRecheck)}
-		raw, _, err := fetchResponse(ctx, s.client, url, delegate, issuer)
-		if err == nil {
-			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, verifyOptions{skew: s.opts.skew})
-			if err == nil && signer == nil {
-				st.until = e.Expires.Time()
-				if e.Status == cache.Revoked {
-					st.revoked = fmt.Errorf("%w: signer %q was revoked at %s", ErrUnauthorizedSigner, delegate.Subject.CommonName, e.RevokedAt.Time().Format(time.RFC3339))
-				}
-			}
-		}
-		s.delegatesMu.Lock()
-		s.delegates[key] = st
-		s.delegatesMu.Unlock()
-		return st, nil
-	})
-	return v.(delegateStatus).revoked
 }

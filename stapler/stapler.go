@@ -69,8 +69,7 @@ type Stapler struct {
 	defaultSettings *settings
 	order           []*managed
 
-	delegatesMu sync.Mutex
-	delegates   map[string]delegateStatus // by delegate DER
+	delegates *delegateChecker
 
 	sched   *scheduler
 	flight  singleflight.Group
@@ -120,7 +119,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
-	s.delegates = map[string]delegateStatus{}
+	s.delegates = newDelegateChecker(s.client, o.skew)
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())

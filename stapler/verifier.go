@@ -69,7 +69,9 @@ func HardFail() VerifierOption { return func(v *Verifier) { v.hardFail = true } 
 
 // FetchWhenMissing asks the peer certificate's responder when no valid
 // staple came, waiting at most timeout. Answers are cached until they
-// expire and concurrent connections share one request.
+// expire and concurrent connections share one request. It also lets the
+// Verifier ask whether a delegated responder that signed a staple is
+// revoked, as the Stapler does.
 func FetchWhenMissing(timeout time.Duration) VerifierOption {
 	return func(v *Verifier) { v.fetchTimeout = timeout }
 }
@@ -106,9 +108,10 @@ type Verifier struct {
 	client       *http.Client
 	skew         time.Duration
 
-	flight singleflight.Group
-	mu     sync.Mutex
-	cached map[string]*cache.Entry
+	flight    singleflight.Group
+	mu        sync.Mutex
+	cached    map[string]*cache.Entry
+	delegates *delegateChecker
 }
 
 // NewVerifier returns a Verifier. Use its VerifyConnection method as
@@ -121,6 +124,7 @@ func NewVerifier(opts ...VerifierOption) *Verifier {
 	if v.client == nil {
 		v.client = &http.Client{CheckRedirect: checkRedirect}
 	}
+	v.delegates = newDelegateChecker(v.client, v.skew)
 	return v
 }
 
@@ -143,7 +147,7 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	var err error = ErrNoStaple
 	if len(cs.OCSPResponse) > 0 {
 		var e *cache.Entry
-		if e, err = verifyResponse(cs.OCSPResponse, leaf, issuer, now, verifyOptions{skew: v.skew}); err == nil {
+		if e, err = v.verify(cs.OCSPResponse, leaf, issuer, now); err == nil {
 			if done, verdict := judge(e, leaf); done {
 				return verdict
 			}
@@ -170,6 +174,24 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 		return &StapleError{Subject: leaf.Subject.String(), MustStaple: mustStaple, Err: err}
 	}
 	return nil
+}
+
+// verify checks a response as the Stapler does. With FetchWhenMissing (the
+// caller allows network requests), a delegated signer is also checked for
+// revocation at the leaf's responder.
+func (v *Verifier) verify(raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew})
+	if err != nil || signer == nil || v.fetchTimeout <= 0 {
+		return e, err
+	}
+	if url := responderURL(leaf); url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
+		defer cancel()
+		if err := v.delegates.check(ctx, signer, issuer, url, now); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // judge turns a verified answer into a verdict: good passes, revoked is
@@ -204,7 +226,7 @@ func (v *Verifier) fetch(leaf, issuer *x509.Certificate, now time.Time) (*cache.
 		if err != nil {
 			return nil, err
 		}
-		e, err := verifyResponse(raw, leaf, issuer, v.clock.Now(), verifyOptions{skew: v.skew})
+		e, err := v.verify(raw, leaf, issuer, v.clock.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -187,3 +187,19 @@ func TestMutualTLSServerVerifiesTheClientStaple(t *testing.T) {
 		t.Fatalf("server accepted a revoked client: %v", err)
 	}
 }
+
+func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
+	e := newEnv(t, on)
+	e.r.SetSerialFault(e.leaf.Cert.SerialNumber, responder.Fault{Kind: responder.FaultRevokedDelegate})
+	stapled := e.leaf.Certificate
+	stapled.OCSPStaple = mustFetchRaw(t, e, e.leaf)
+	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{stapled}})
+	// With network checks allowed, the delegate's revocation is found.
+	if err := e.dialVerified(addr, NewVerifier(FetchWhenMissing(2*time.Second), VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrUnauthorizedSigner) {
+		t.Fatalf("got %v", err)
+	}
+	// Without them, the signature and EKU check pass and nothing more can be known.
+	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock), HardFail())); err != nil {
+		t.Fatalf("offline verifier: %v", err)
+	}
+}
