@@ -189,20 +189,12 @@ func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fl
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, fetched, err := cache.DecodeRecord(value)
-	if err == nil {
-		var e *cache.Entry
-		issuer, ierr := s.issuerFor(ctx, m)
-		if err = ierr; err == nil {
-			now := s.clock.Now()
-			if e, err = s.verifyFor(ctx, m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
-				e.ResponderURL = s.urlFor(m)
-				return e, state, nil
-			}
-		}
+	e, err := s.loadStored(ctx, m, value)
+	if err != nil {
+		s.log.Warn("ocsp: ignoring the shared response; it will be replaced", "id", m.ID(), "err", err)
+		return nil, state, nil
 	}
-	s.log.Warn("ocsp: ignoring the shared response; it will be replaced", "id", m.ID(), "err", err)
-	return nil, state, nil
+	return e, state, nil
 }
 
 // adoptShared takes the fleet's state and, when it is newer than ours, the

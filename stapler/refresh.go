@@ -147,21 +147,40 @@ func (s *Stapler) restore(m *managed) bool {
 		}
 		return false
 	}
-	raw, fetched, err := cache.DecodeRecord(value)
-	if err == nil {
-		var issuer *x509.Certificate
-		if issuer, err = s.issuerFor(ctx, m); err == nil {
-			var e *cache.Entry
-			now := s.clock.Now()
-			if e, err = s.verifyFor(ctx, m, issuer, raw, fetched, now); err == nil && e.Usable(now) && e.Status != cache.Unknown {
-				e.ResponderURL = s.urlFor(m)
-				s.apply(m, e, nil, false)
-				return true
-			}
-		}
+	e, err := s.loadStored(ctx, m, value)
+	if err != nil {
+		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
+		return false
 	}
-	s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
-	return false
+	s.apply(m, e, nil, false)
+	return true
+}
+
+// errNotStapleable: a stored response that verifies but is no longer
+// usable, or says unknown.
+var errNotStapleable = errors.New("stored response expired or unknown")
+
+// loadStored decodes a stored record and verifies it again, as if just
+// fetched: the store is never trusted.
+func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*cache.Entry, error) {
+	raw, fetched, err := cache.DecodeRecord(value)
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := s.issuerFor(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	e, err := s.verifyFor(ctx, m, issuer, raw, fetched, now)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Usable(now) || e.Status == cache.Unknown {
+		return nil, errNotStapleable
+	}
+	e.ResponderURL = s.urlFor(m)
+	return e, nil
 }
 
 // record applies the outcome of a query to m: a new staple and the next

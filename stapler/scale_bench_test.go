@@ -34,6 +34,29 @@ func mintLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string) []tls.Ce
 		tb.Fatal(err)
 	}
 	certs := make([]tls.Certificate, n)
+	parallelFor(n, func(i int) {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(1000 + i)),
+			Subject:      pkix.Name{CommonName: "leaf"},
+			DNSNames:     []string{"leaf.test"},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(90 * 24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			OCSPServer:   []string{ocspURL},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+		if err != nil {
+			panic(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		certs[i] = tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+	})
+	return certs
+}
+
+// parallelFor runs f(0) to f(n-1) on every core.
+func parallelFor(n int, f func(i int)) {
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
@@ -41,27 +64,11 @@ func mintLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string) []tls.Ce
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				tmpl := &x509.Certificate{
-					SerialNumber: big.NewInt(int64(1000 + i)),
-					Subject:      pkix.Name{CommonName: "leaf"},
-					DNSNames:     []string{"leaf.test"},
-					NotBefore:    time.Now().Add(-time.Hour),
-					NotAfter:     time.Now().Add(90 * 24 * time.Hour),
-					KeyUsage:     x509.KeyUsageDigitalSignature,
-					ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-					OCSPServer:   []string{ocspURL},
-				}
-				der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-				if err != nil {
-					panic(err)
-				}
-				leaf, _ := x509.ParseCertificate(der)
-				certs[i] = tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+				f(i)
 			}
 		}()
 	}
 	wg.Wait()
-	return certs
 }
 
 // memStore is an in-memory cache.Store.
@@ -97,28 +104,19 @@ func (s *memStore) Delete(_ context.Context, k string) error {
 func signedStore(tb testing.TB, ca *responder.CA, certs []tls.Certificate) *memStore {
 	store := &memStore{m: make(map[string][]byte, len(certs))}
 	now := time.Now()
-	var wg sync.WaitGroup
 	var mu sync.Mutex
-	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(certs); i += workers {
-				der, err := ocsp.CreateResponse(ca.Cert, ca.Cert, ocsp.Response{
-					Status: ocsp.Good, SerialNumber: certs[i].Leaf.SerialNumber,
-					ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
-				}, ca.Key)
-				if err != nil {
-					panic(err)
-				}
-				mu.Lock()
-				store.m[CertificateID(certs[i].Certificate[0])] = cache.EncodeRecord(der, now)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	parallelFor(len(certs), func(i int) {
+		der, err := ocsp.CreateResponse(ca.Cert, ca.Cert, ocsp.Response{
+			Status: ocsp.Good, SerialNumber: certs[i].Leaf.SerialNumber,
+			ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+		}, ca.Key)
+		if err != nil {
+			panic(err)
+		}
+		mu.Lock()
+		store.m[CertificateID(certs[i].Certificate[0])] = cache.EncodeRecord(der, now)
+		mu.Unlock()
+	})
 	return store
 }
 

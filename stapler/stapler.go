@@ -129,11 +129,13 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		if s.leaser != nil {
 			s.byKey = map[[32]byte]*managed{}
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.persist.run(s.ctx)
-		}()
+		if s.leaser == nil { // a fleet's lease holder writes for itself
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.persist.run(s.ctx)
+			}()
+		}
 		if n, ok := o.store.(cache.Notifier); ok && s.leaser != nil {
 			s.wg.Add(1)
 			go func() {

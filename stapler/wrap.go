@@ -26,6 +26,13 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 	if _, ok := s.ours.Load(cfg); ok {
 		return cfg
 	}
+	c := s.wrap(cfg)
+	s.ours.Store(c, struct{}{})
+	return c
+}
+
+// wrap is Wrap without remembering the result.
+func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
 	certs := slices.Clone(cfg.Certificates)
 	// The state of each listed certificate, found once here so that the
@@ -107,20 +114,20 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 			return new(tls.Certificate), nil // send no certificate, as crypto/tls does
 		}
 	}
-	s.ours.Store(c, struct{}{})
 	return c
 }
 
-// wrapInner wraps a config returned by GetConfigForClient, remembering it so
-// that a config returned again is not cloned again.
+// wrapInner wraps a config returned by GetConfigForClient, remembering up
+// to maxRememberedConfigs of them so that a config returned again is not
+// cloned again; past that, configs are wrapped afresh and forgotten.
 func (s *Stapler) wrapInner(inner *tls.Config) *tls.Config {
 	if w, ok := s.wrapped.Load(inner); ok {
 		return w.(*tls.Config)
 	}
-	w := s.Wrap(inner)
-	if w == inner {
-		return w
+	if _, ok := s.ours.Load(inner); ok {
+		return inner
 	}
+	w := s.wrap(inner)
 	if s.wrappedCount.Add(1) <= maxRememberedConfigs {
 		if prev, loaded := s.wrapped.LoadOrStore(inner, w); loaded {
 			return prev.(*tls.Config)
