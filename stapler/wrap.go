@@ -22,6 +22,14 @@ const maxRememberedConfigs = 1024
 // the Certificates list are fetched at once, so the first handshake is
 // stapled. cfg and its certificates are never modified: handshakes get
 // stapled copies, swapped atomically when a staple changes.
+//
+// The returned config's Certificates and NameToCertificate are empty: the
+// certificates of cfg are selected by its GetCertificate (and
+// GetClientCertificate), with crypto/tls's rules, so that every handshake,
+// with or without SNI, gets its staple and the policy's refusals. (crypto/tls
+// consults GetCertificate only when Certificates is empty or the client sent
+// a server name; a client dialling an IP address sends none.) cfg's own
+// GetCertificate is called exactly when crypto/tls would have called it.
 func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 	if _, ok := s.ours.Load(cfg); ok {
 		return cfg
@@ -31,90 +39,126 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 	return c
 }
 
+// wrapper is what Wrap keeps of one application config: the certificates
+// it captured, their state, and the application's callbacks, which the
+// wrapped config's callbacks (its methods) call.
+type wrapper struct {
+	s *Stapler
+	// certs is a copy of the application's Certificates; managedAt[i] is
+	// the state of certs[i] (nil for an empty entry), found once at Wrap
+	// so that the handshake path goes straight from the chosen index to
+	// its staple.
+	certs     []tls.Certificate
+	managedAt []*managed
+	// byName is the application's NameToCertificate, pointing into certs.
+	byName map[string]*tls.Certificate
+
+	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
+	getClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+}
+
 // wrap is Wrap without remembering the result.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
-	c := cfg.Clone()
-	certs := slices.Clone(cfg.Certificates)
-	// The state of each listed certificate, found once here so that the
-	// handshake path goes straight from the chosen index to its staple.
+	w := &wrapper{
+		s:                    s,
+		certs:                slices.Clone(cfg.Certificates),
+		getCertificate:       cfg.GetCertificate,
+		getConfigForClient:   cfg.GetConfigForClient,
+		getClientCertificate: cfg.GetClientCertificate,
+	}
 	var listed []*tls.Certificate
-	for i := range certs {
-		if len(certs[i].Certificate) > 0 {
-			listed = append(listed, &certs[i])
+	for i := range w.certs {
+		if len(w.certs[i].Certificate) > 0 {
+			listed = append(listed, &w.certs[i])
 		}
 	}
 	added := s.addAll(listed)
-	managedAt := make([]*managed, len(certs))
-	for i, j := 0, 0; i < len(certs); i++ {
-		if len(certs[i].Certificate) > 0 {
-			managedAt[i] = added[j]
+	w.managedAt = make([]*managed, len(w.certs))
+	for i, j := 0, 0; i < len(w.certs); i++ {
+		if len(w.certs[i].Certificate) > 0 {
+			w.managedAt[i] = added[j]
 			j++
 		}
 	}
-	c.Certificates = certs
-	var byName map[string]*tls.Certificate
 	if cfg.NameToCertificate != nil { //nolint:staticcheck // honoured as crypto/tls does
-		byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
+		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
 		for name, p := range cfg.NameToCertificate {
-			byName[name] = p
+			w.byName[name] = p
 			for i := range cfg.Certificates {
 				if p == &cfg.Certificates[i] {
-					byName[name] = &certs[i]
+					w.byName[name] = &w.certs[i]
 				}
 			}
 		}
 	}
-	userGetCertificate := cfg.GetCertificate
-	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if userGetCertificate != nil {
-			cert, err := userGetCertificate(hello)
-			if err != nil || cert != nil {
-				if err != nil {
-					return cert, err
-				}
-				return s.serve(hello.Context(), cert)
-			}
-		}
-		if len(certs) == 0 {
-			return nil, nil // crypto/tls reports that no certificate is configured
-		}
-		i, cert := selectCertificate(certs, byName, hello)
-		if i >= 0 && managedAt[i] != nil {
-			return s.serveManaged(hello.Context(), managedAt[i], cert)
-		}
-		return s.serve(hello.Context(), cert)
+
+	c := cfg.Clone()
+	// No certificate of its own: crypto/tls would serve one without asking
+	// GetCertificate when the client sends no SNI.
+	c.Certificates = nil
+	c.NameToCertificate = nil //nolint:staticcheck // cleared with Certificates
+	c.GetCertificate = w.serverCertificate
+	if w.getConfigForClient != nil {
+		c.GetConfigForClient = w.configForClient
 	}
-	if userGetConfig := cfg.GetConfigForClient; userGetConfig != nil {
-		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			inner, err := userGetConfig(hello)
-			if err != nil || inner == nil {
-				return inner, err
-			}
-			return s.wrapInner(inner), nil
-		}
-	}
-	userGetClientCertificate := cfg.GetClientCertificate
-	if userGetClientCertificate != nil || len(certs) > 0 {
-		c.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if userGetClientCertificate != nil {
-				cert, err := userGetClientCertificate(cri)
-				if err != nil || cert == nil || len(cert.Certificate) == 0 {
-					return cert, err
-				}
-				return s.serve(cri.Context(), cert)
-			}
-			for i := range certs {
-				if cri.SupportsCertificate(&certs[i]) == nil {
-					if managedAt[i] != nil {
-						return s.serveManaged(cri.Context(), managedAt[i], &certs[i])
-					}
-					return s.serve(cri.Context(), &certs[i])
-				}
-			}
-			return new(tls.Certificate), nil // send no certificate, as crypto/tls does
-		}
+	if w.getClientCertificate != nil || len(w.certs) > 0 {
+		c.GetClientCertificate = w.clientCertificate
 	}
 	return c
+}
+
+// serverCertificate is the wrapped config's GetCertificate: it selects as
+// crypto/tls would have with the application's config, and staples.
+func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if w.getCertificate != nil && (len(w.certs) == 0 || hello.ServerName != "") {
+		cert, err := w.getCertificate(hello)
+		if err != nil {
+			return cert, err
+		}
+		if cert != nil {
+			return w.s.serve(hello.Context(), cert)
+		}
+	}
+	if len(w.certs) == 0 {
+		return nil, nil // crypto/tls reports that no certificate is configured
+	}
+	i, cert := selectCertificate(w.certs, w.byName, hello)
+	if i >= 0 && w.managedAt[i] != nil {
+		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert)
+	}
+	return w.s.serve(hello.Context(), cert)
+}
+
+// configForClient is the wrapped config's GetConfigForClient: the config
+// the application returns is wrapped too.
+func (w *wrapper) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	inner, err := w.getConfigForClient(hello)
+	if err != nil || inner == nil {
+		return inner, err
+	}
+	return w.s.wrapInner(inner), nil
+}
+
+// clientCertificate is the wrapped config's GetClientCertificate, selecting
+// as crypto/tls does on the client side.
+func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if w.getClientCertificate != nil {
+		cert, err := w.getClientCertificate(cri)
+		if err != nil || cert == nil || len(cert.Certificate) == 0 {
+			return cert, err
+		}
+		return w.s.serve(cri.Context(), cert)
+	}
+	for i := range w.certs {
+		if cri.SupportsCertificate(&w.certs[i]) == nil {
+			if w.managedAt[i] != nil {
+				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i])
+			}
+			return w.s.serve(cri.Context(), &w.certs[i])
+		}
+	}
+	return new(tls.Certificate), nil // send no certificate, as crypto/tls does
 }
 
 // wrapInner wraps a config returned by GetConfigForClient, remembering up
