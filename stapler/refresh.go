@@ -111,7 +111,7 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 // without id-pkix-ocsp-nocheck must not be known to be revoked.
 func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
 	st := m.settings.Load().stapling
-	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, verifyOptions{skipSignature: st.SkipVerify, skew: s.opts.skew})
+	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, s.verifyOptions(st.SkipVerify))
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +124,11 @@ func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certif
 	e.FetchedAt = cache.At(fetched)
 	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 	return e, nil
+}
+
+// verifyOptions are the Stapler's verification settings.
+func (s *Stapler) verifyOptions(skipSignature bool) verifyOptions {
+	return verifyOptions{skipSignature: skipSignature, skew: s.opts.skew, allowSHA1: s.opts.allowSHA1}
 }
 
 // restore staples m's persisted response when it still verifies and is

@@ -119,7 +119,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
-	s.delegates = newDelegateChecker(s.client, o.skew)
+	s.delegates = newDelegateChecker(s.client, s.verifyOptions(false))
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
