@@ -605,3 +605,40 @@ func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestHostilePublishKillsNoNode: messages on the change channel are from
+// anyone; an over-long or malformed key is ignored, and every node keeps
+// serving and hearing real changes.
+func TestHostilePublishKillsNoNode(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	ctx := context.Background()
+	id := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	for _, msg := range []string{
+		"x " + strings.Repeat("a", 100),
+		"x " + id + id + ".state",
+		"x " + strings.ToUpper(id),
+		"x " + strings.Repeat("\xff", 64),
+		"x",
+		"",
+		strings.Repeat("z", 1<<20),
+	} {
+		if err := f.redis.Client().Publish(ctx, "fleet:changes", msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A real change after them is still heard by both nodes.
+	f.r.SetStatus(f.leaves[0].Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("the revocation on every node", time.Millisecond, func() bool {
+		for i := range f.nodes {
+			resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), f.leaves[0].Cert, f.ca.Cert)
+			if err != nil || resp.Status != ocsp.Revoked {
+				return false
+			}
+		}
+		return true
+	})
+}
