@@ -114,6 +114,11 @@ const (
 // began (RFC 8446 4.6.1; crypto/tls applies it to TLS 1.2 tickets too).
 const maxSessionLifetime = 7 * 24 * time.Hour
 
+// VerifierAllowSHA1 accepts staples signed with SHA-1, and delegated
+// responder certificates signed with SHA-1, for legacy private PKI; see
+// AllowSHA1.
+func VerifierAllowSHA1() VerifierOption { return func(v *Verifier) { v.allowSHA1 = true } }
+
 // VerifierClock sets the verifier's clock (the system clock by default).
 func VerifierClock(c Clock) VerifierOption { return func(v *Verifier) { v.clock = c } }
 
@@ -165,6 +170,7 @@ type Verifier struct {
 	clock        Clock
 	client       *http.Client
 	skew         time.Duration
+	allowSHA1    bool
 
 	flight    singleflight.Group
 	delegates *delegateChecker
@@ -198,7 +204,7 @@ func NewVerifier(opts ...VerifierOption) *Verifier {
 	if v.client == nil {
 		v.client = &http.Client{CheckRedirect: checkRedirect}
 	}
-	v.delegates = newDelegateChecker(v.client, v.skew)
+	v.delegates = newDelegateChecker(v.client, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	return v
 }
 
@@ -320,7 +326,7 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 	if err != nil || resp.NextUpdate.IsZero() || now.After(resp.NextUpdate.Add(maxSessionLifetime)) {
 		return false
 	}
-	e, err := verifyResponse(raw, leaf, issuer, resp.ThisUpdate, verifyOptions{skew: v.skew})
+	e, err := verifyResponse(raw, leaf, issuer, resp.ThisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	return err == nil && e.Status == cache.Good
 }
 
@@ -385,7 +391,7 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 // caller allows network requests), a delegated signer is also checked for
 // revocation at the leaf's responder, within ctx.
 func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew})
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	if err != nil || signer == nil || v.fetchTimeout <= 0 {
 		return e, err
 	}
