@@ -32,16 +32,48 @@ func (e *env) sessionClient(v *Verifier, version uint16) *tls.Config {
 	}
 }
 
-// dialSession connects with cfg and reads until the server's session
-// ticket has been taken in (TLS 1.3 sends it after the handshake).
+// serveGreeting runs a TLS server that writes one byte after each
+// handshake, so that a client reading it has taken in the session ticket
+// sent before it (TLS 1.3 sends tickets after the handshake).
+func (e *env) serveGreeting(cfg *tls.Config) string {
+	e.t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	e.t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if conn.(*tls.Conn).Handshake() == nil {
+					conn.Write([]byte("x"))
+					conn.Read(make([]byte, 1)) // until the client closes
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// dialSession connects with cfg and reads the server's greeting, taking in
+// the session ticket that comes before it.
 func dialSession(addr string, cfg *tls.Config) (resumed bool, err error) {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	conn.Read(make([]byte, 1)) // the server sends nothing: this only takes in the ticket
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return false, err
+	}
 	return conn.ConnectionState().DidResume, nil
 }
 
@@ -61,7 +93,7 @@ func TestVerifierAcceptsAResumedSessionWhoseStapleHasSinceExpired(t *testing.T) 
 				if err != nil {
 					t.Fatal(err)
 				}
-				addr := e.wrapAndServe(leaf.Certificate)
+				addr := e.serveGreeting(e.s.Wrap(tlsConfigFor(leaf)))
 				e.waitStapled(leaf)
 				client := e.sessionClient(NewVerifier(append(tc.opts, VerifierClock(e.clock))...), v.version)
 				if resumed, err := dialSession(addr, client); err != nil || resumed {
@@ -89,7 +121,7 @@ func TestVerifierRefusesAKnownRevocationOnAResumedSession(t *testing.T) {
 	for _, v := range tlsVersions {
 		t.Run(v.name, func(t *testing.T) {
 			e := newEnv(t, on)
-			addr := e.wrapAndServe(e.leaf.Certificate)
+			addr := e.serveGreeting(e.s.Wrap(tlsConfigFor(e.leaf)))
 			e.waitStapled(e.leaf)
 			verifier := NewVerifier(VerifierClock(e.clock))
 			client := e.sessionClient(verifier, v.version)
@@ -113,6 +145,45 @@ func TestVerifierRefusesAKnownRevocationOnAResumedSession(t *testing.T) {
 				t.Fatalf("a resumed session was accepted (resumed %v) although the Verifier knows of the revocation: %v", resumed, err)
 			}
 		})
+	}
+}
+
+// An mTLS server gets the client's first staple back on a resumed session.
+func TestMutualTLSServerAcceptsAResumedSessionWhoseClientStapleHasSinceExpired(t *testing.T) {
+	e := newEnv(t, on)
+	client, _ := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	v := NewVerifier(HardFail(), VerifierClock(e.clock))
+	resumedAtServer := make(chan bool, 4)
+	addr := e.serveGreeting(&tls.Config{
+		Certificates: []tls.Certificate{e.leaf.Certificate},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+		MinVersion:   tls.VersionTLS13,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			resumedAtServer <- cs.DidResume
+			return v.VerifyConnection(cs)
+		},
+	})
+	clientConfig := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{client.Certificate}, RootCAs: roots, ServerName: "localhost",
+		ClientSessionCache: tls.NewLRUClientSessionCache(8)})
+	e.waitStapled(client)
+	if _, err := dialSession(addr, clientConfig); err != nil {
+		t.Fatal(err)
+	}
+	if <-resumedAtServer {
+		t.Fatal("first connection resumed")
+	}
+	queries := e.status(client).Queries
+	e.clock.Advance(25 * time.Hour)
+	e.waitQueries(client, queries+1)
+	e.waitStapled(client)
+	if _, err := dialSession(addr, clientConfig); err != nil {
+		t.Fatalf("resumed session of a client with a current staple refused: %v", err)
+	}
+	if !<-resumedAtServer {
+		t.Fatal("the session was not resumed")
 	}
 }
 
