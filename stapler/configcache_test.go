@@ -1,8 +1,10 @@
 package stapler
 
 import (
+	"bytes"
 	"crypto/tls"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,9 +73,7 @@ func TestConfigsFromGetConfigForClientAreNotPinned(t *testing.T) {
 	}
 	apps.wait(t, "application configs", n)
 	wrapped.wait(t, "wrapped configs", n-1)
-	if got := e.s.configs.len(); got != 0 {
-		t.Fatalf("%d entries left for collected configs", got)
-	}
+	eventually(t, "the entries of collected configs to go", func() bool { runtime.GC(); return e.s.configs.len() == 0 })
 }
 
 func TestAStableConfigFromGetConfigForClientIsWrappedOnce(t *testing.T) {
@@ -183,4 +183,56 @@ func TestAWrappedConfigAndItsClonesAreNotWrappedTwice(t *testing.T) {
 	if inner, _ := outer.GetConfigForClient(hello); inner != wrapped {
 		t.Fatal("a wrapped config returned by GetConfigForClient was wrapped again")
 	}
+}
+
+// Configs come and go from many goroutines at once, and the collector
+// reuses their addresses: each handshake still gets its own config's
+// certificate, never one remembered for a config that lived at the same
+// address before.
+func TestConfigCacheUnderChurnServesEachConfigItsOwnCertificate(t *testing.T) {
+	e := newEnv(t, on)
+	leaves := []*responder.Leaf{e.leaf}
+	for range 3 {
+		l, err := e.srv.Issue(responder.LeafOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, l)
+	}
+	stable := tlsConfigFor(leaves[0])
+	var apps sync.Map // *tls.ClientHelloInfo -> the config to return
+	cfg := e.s.Wrap(&tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		app, _ := apps.Load(h)
+		return app.(*tls.Config), nil
+	}})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				app := stable
+				want := leaves[0]
+				if i%2 == 1 {
+					want = leaves[(g+i)%len(leaves)]
+					app = tlsConfigFor(want)
+				}
+				hello := new(tls.ClientHelloInfo)
+				apps.Store(hello, app)
+				inner, err := cfg.GetConfigForClient(hello)
+				apps.Delete(hello)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c, err := inner.GetCertificate(hello)
+				if err != nil || !bytes.Equal(c.Certificate[0], want.Cert.Raw) {
+					t.Errorf("a config was served another config's certificate (%v)", err)
+					return
+				}
+				if i%100 == 0 {
+					runtime.GC()
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
