@@ -297,8 +297,8 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		}
 		err = fmt.Errorf("%w; asking the responder: %w", err, ferr)
 	}
-	if resumed && v.checkedWhenSessionBegan(raw, c.leaf, c.issuer, c.now) {
-		return nil
+	if resumed && staple == nil && errors.Is(err, ErrExpired) && v.checkedWhenSessionBegan(raw, c.leaf, c.issuer, c.now) {
+		return nil // only the passing of time failed the restored staple
 	}
 	if c.mustStaple || v.hardFail {
 		return c.refuse(err)
