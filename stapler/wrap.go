@@ -67,7 +67,7 @@ type wrapper struct {
 	probe *wrapperProbe // the answer to a probe, made once
 }
 
-// wrap is Wrap without remembering the result.
+// wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	w := &wrapper{
 		s:                    s,
