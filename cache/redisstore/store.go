@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -50,17 +51,28 @@ func randomToken() string {
 // channel is where changes are announced.
 func (s *Store) channel() string { return s.prefix + "changes" }
 
-// Get returns the value under key, or cache.ErrCacheMiss.
+// Get returns the value under key, or cache.ErrCacheMiss. It reads at most
+// cache.MaxValueBytes+1 bytes (GETRANGE), so a huge value written by anyone
+// costs nothing; such a value is cache.ErrValueTooLarge.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.client.Get(ctx, s.prefix+key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, cache.ErrCacheMiss
+	v, err := s.client.GetRange(ctx, s.prefix+key, 0, cache.MaxValueBytes).Bytes()
+	if errors.Is(err, redis.Nil) || err == nil && len(v) == 0 {
+		return nil, cache.ErrCacheMiss // GETRANGE answers "" for a missing key
 	}
-	return v, err
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > cache.MaxValueBytes {
+		return nil, fmt.Errorf("%w: %s%s", cache.ErrValueTooLarge, s.prefix, key)
+	}
+	return v, nil
 }
 
 // Put stores value under key and announces the change to the other users.
 func (s *Store) Put(ctx context.Context, key string, value []byte) error {
+	if len(value) > cache.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes", cache.ErrValueTooLarge, len(value))
+	}
 	if err := s.client.Set(ctx, s.prefix+key, value, 0).Err(); err != nil {
 		return err
 	}
