@@ -143,7 +143,8 @@ func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier
 // seen (from a staple on any connection, or from the responder), newest by
 // thisUpdate, then producedAt. An older answer never overrides it: once a
 // revocation is known, an older good staple (a replay by a server whose key
-// was stolen) is refused.
+// was stolen) is refused. It remembers up to 65,536 certificates, and
+// forgets revocations last.
 //
 // Resumed sessions (ConnectionState.DidResume): crypto/tls hands back the
 // staple of the handshake that began the session, and the peer sends no
