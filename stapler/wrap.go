@@ -1,9 +1,7 @@
 package stapler
 
 import (
-	"bytes"
 	"context"
-	"crypto"
 	"crypto/tls"
 	"fmt"
 	"reflect"
@@ -59,14 +57,9 @@ type wrapper struct {
 	// certs is a copy of the application's Certificates; managedAt[i] is
 	// the state of certs[i] (nil for an empty entry), found once at Wrap
 	// so that the handshake path goes straight from the chosen index to
-	// its staple, and serving[i] the certificate handed to that state:
-	// &certs[i], or the same certificate (same chain, same key) another
-	// wrapped config already serves, so that configs wrapped apart share
-	// one stapled copy and their alternating handshakes stay lock- and
-	// allocation-free.
+	// its staple.
 	certs     []tls.Certificate
 	managedAt []*managed
-	serving   []*tls.Certificate
 	// byName is the application's NameToCertificate, pointing into certs.
 	byName map[string]*tls.Certificate
 
@@ -95,15 +88,9 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	}
 	added := s.addAll(listed)
 	w.managedAt = make([]*managed, len(w.certs))
-	w.serving = make([]*tls.Certificate, len(w.certs))
 	for i, j := 0, 0; i < len(w.certs); i++ {
-		w.serving[i] = &w.certs[i]
 		if len(w.certs[i].Certificate) > 0 {
-			m := added[j]
-			w.managedAt[i] = m
-			if v := m.view.Load(); v != nil && v.orig != nil && sameCertificate(v.orig, &w.certs[i]) {
-				w.serving[i] = v.orig
-			}
+			w.managedAt[i] = added[j]
 			j++
 		}
 	}
@@ -157,7 +144,7 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	}
 	i, cert := selectCertificate(w.certs, w.byName, hello)
 	if i >= 0 && w.managedAt[i] != nil {
-		return w.s.serveManaged(hello.Context(), w.managedAt[i], w.serving[i])
+		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert)
 	}
 	return w.s.serve(hello.Context(), cert)
 }
@@ -191,7 +178,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 	for i := range w.certs {
 		if cri.SupportsCertificate(&w.certs[i]) == nil {
 			if w.managedAt[i] != nil {
-				return w.s.serveManaged(cri.Context(), w.managedAt[i], w.serving[i])
+				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i])
 			}
 			return w.s.serve(cri.Context(), &w.certs[i])
 		}
@@ -442,30 +429,4 @@ func (s *Stapler) usable(v *view) bool {
 		return s.coarse.Load()+int64(coarseMargin) < v.expires
 	}
 	return s.clock.Now().UnixNano() < v.expires
-}
-
-// sameCertificate reports whether a and b serve the same: the same chain,
-// the same private key, and the same extras the handshake sends.
-func sameCertificate(a, b *tls.Certificate) bool {
-	if a == b {
-		return true
-	}
-	return slices.EqualFunc(a.Certificate, b.Certificate, bytes.Equal) &&
-		samePrivateKey(a.PrivateKey, b.PrivateKey) &&
-		slices.Equal(a.SupportedSignatureAlgorithms, b.SupportedSignatureAlgorithms) &&
-		slices.EqualFunc(a.SignedCertificateTimestamps, b.SignedCertificateTimestamps, bytes.Equal) &&
-		bytes.Equal(a.OCSPStaple, b.OCSPStaple)
-}
-
-// samePrivateKey compares keys by their Equal method (every key type of the
-// standard library has one), else by identity when that is comparable.
-func samePrivateKey(a, b crypto.PrivateKey) bool {
-	if k, ok := a.(interface{ Equal(crypto.PrivateKey) bool }); ok {
-		return k.Equal(b)
-	}
-	if a == nil || b == nil {
-		return a == b
-	}
-	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
-	return ta == tb && ta.Comparable() && a == b
 }
