@@ -182,3 +182,27 @@ func TestOCSPOffIsLoggedOnce(t *testing.T) {
 		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
 	}
 }
+
+// TestAdminCanonicalPaths: a wrong method is 405 even for an unknown
+// certificate, and a certificate has one path: no upper case, no trailing
+// or encoded slash.
+func TestAdminCanonicalPaths(t *testing.T) {
+	e := newEnv(t, on)
+	e.wrapAndServe(e.leaf.Certificate)
+	c := newAdmin(t, e)
+	id := CertificateID(e.leaf.Cert.Raw)
+	if code, hdr, _, _ := c.do("POST", "/v1/certificates/"+strings.Repeat("0", 64), ""); code != 405 || hdr.Get("Allow") == "" {
+		t.Fatalf("POST on an unknown id: %d, want 405 with Allow", code)
+	}
+	for _, p := range []string{"/v1/certificates/" + strings.ToUpper(id), "/v1/certificates/" + id + "/", "/v1/certificates/" + id + "%2F", "/v1/certificates/" + id[:10] + "%61" + id[11:]} {
+		if code, _, _, body := c.do("GET", p, ""); code != 404 {
+			t.Errorf("GET %s: %d %s, want 404", p, code, body)
+		}
+	}
+	if code, _, _, _ := c.do("GET", "/v1/certificates/"+id, ""); code != 200 {
+		t.Fatalf("the canonical path: %d", code)
+	}
+	if code, _, _, _ := c.do("GET", "/v1/certificates/", ""); code != 200 {
+		t.Fatalf("the list with a trailing slash: %d", code)
+	}
+}
