@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +61,9 @@ type wrapper struct {
 	// its staple.
 	certs     []tls.Certificate
 	managedAt []*managed
+	// views[i] is the view of certs[i] when another config's copy of the
+	// same leaf is the certificate's own (see managed.viewOf).
+	views []atomic.Pointer[view]
 	// byName is the application's NameToCertificate, pointing into certs.
 	byName map[string]*tls.Certificate
 
@@ -88,6 +92,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	}
 	added := s.addAll(listed)
 	w.managedAt = make([]*managed, len(w.certs))
+	w.views = make([]atomic.Pointer[view], len(w.certs))
 	for i, j := 0, 0; i < len(w.certs); i++ {
 		if len(w.certs[i].Certificate) > 0 {
 			w.managedAt[i] = added[j]
@@ -144,7 +149,7 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	}
 	i, cert := selectCertificate(w.certs, w.byName, hello)
 	if i >= 0 && w.managedAt[i] != nil {
-		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert)
+		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views[i])
 	}
 	return w.s.serve(hello.Context(), cert)
 }
@@ -178,7 +183,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 	for i := range w.certs {
 		if cri.SupportsCertificate(&w.certs[i]) == nil {
 			if w.managedAt[i] != nil {
-				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i])
+				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i], &w.views[i])
 			}
 			return w.s.serve(cri.Context(), &w.certs[i])
 		}
@@ -336,21 +341,20 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	if m == nil {
 		m = s.add(c)
 	}
-	return s.serveManaged(ctx, m, c)
+	return s.serveManaged(ctx, m, c, nil)
 }
 
-// serveManaged is serve once c's state m is known.
-func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate) (*tls.Certificate, error) {
+// serveManaged is serve once c's state m is known; slot is where the
+// wrapped config that lists c keeps its view (nil for a certificate from
+// the application's GetCertificate).
+func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slot *atomic.Pointer[view]) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		return s.serve(ctx, c)
 	}
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		return c, nil
 	}
-	v := m.view.Load()
-	if v.orig != c {
-		v = m.rebase(c)
-	}
+	v := m.viewOf(c, slot)
 	policy := m.policy(s.opts.policy)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
@@ -361,18 +365,15 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if v.stapled == nil {
 		if p := m.pending.Load(); p != nil {
 			s.waitCold(ctx, *p)
-			return s.serveAfterWait(m, c, policy)
+			return s.serveAfterWait(m, c, slot, policy)
 		}
 	}
 	return m.noStaple(v, policy)
 }
 
 // serveAfterWait is serve's decision once the cold wait is over.
-func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, policy Policy) (*tls.Certificate, error) {
-	v := m.view.Load()
-	if v.orig != c {
-		v = m.rebase(c)
-	}
+func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, slot *atomic.Pointer[view], policy Policy) (*tls.Certificate, error) {
+	v := m.viewOf(c, slot)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			return nil, m.refusal(ErrRevoked)
