@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/tls"
 	"runtime"
 	"sync"
@@ -235,4 +236,30 @@ func TestConfigCacheUnderChurnServesEachConfigItsOwnCertificate(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// Two listeners, each with its own wrapped config of the same certificate:
+// their handshakes alternate, and a hit is still lock- and allocation-free.
+func TestAlternatingWrappedConfigsOfOneCertificateShareOneStapledCopy(t *testing.T) {
+	e := newEnv(t, on)
+	a := e.s.Wrap(tlsConfigFor(e.leaf))
+	b := e.s.Wrap(tlsConfigFor(e.leaf))
+	e.mustGetStaple(e.serve(a), e.leaf, ocsp.Good)
+	e.mustGetStaple(e.serve(b), e.leaf, ocsp.Good)
+	hello := helloFor()
+	if n := testing.AllocsPerRun(1000, func() { a.GetCertificate(hello); b.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per pair of alternating hits, want 0", n)
+	}
+	// A different key for the same leaf is not the same certificate.
+	other, err := e.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := e.leaf.Certificate
+	mixed.PrivateKey = other.Key
+	c := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{mixed}})
+	got, err := c.GetCertificate(hello)
+	if k, ok := got.PrivateKey.(interface{ Equal(crypto.PrivateKey) bool }); err != nil || !ok || !k.Equal(other.Key) {
+		t.Fatalf("a config served another config's key: %v", err)
+	}
 }
