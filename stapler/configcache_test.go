@@ -238,9 +238,9 @@ func TestConfigCacheUnderChurnServesEachConfigItsOwnCertificate(t *testing.T) {
 	wg.Wait()
 }
 
-// Two listeners, each with its own wrapped config of the same certificate:
+// Two listeners, each with its own wrapped config of the same leaf:
 // their handshakes alternate, and a hit is still lock- and allocation-free.
-func TestAlternatingWrappedConfigsOfOneCertificateShareOneStapledCopy(t *testing.T) {
+func TestAlternatingWrappedConfigsOfOneLeafKeepTheirOwnKeys(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))
 	b := e.s.Wrap(tlsConfigFor(e.leaf))
