@@ -143,7 +143,8 @@ func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier
 // seen (from a staple on any connection, or from the responder), newest by
 // thisUpdate, then producedAt. An older answer never overrides it: once a
 // revocation is known, an older good staple (a replay by a server whose key
-// was stolen) is refused.
+// was stolen) is refused. It remembers up to 65,536 certificates, and
+// forgets revocations last.
 //
 // Resumed sessions (ConnectionState.DidResume): crypto/tls hands back the
 // staple of the handshake that began the session, and the peer sends no
@@ -176,9 +177,11 @@ type Verifier struct {
 	delegates *delegateChecker
 
 	mu sync.Mutex // guards known and pruned
-	// known is what the Verifier knows of each certificate, by ID.
-	known  map[string]*peerState
-	pruned int // len(known) after the last prune
+	// known is what the Verifier knows of each certificate, by ID, up to
+	// maxKnown of them.
+	known    map[string]*peerState
+	maxKnown int
+	pruned   int // len(known) after the last prune
 }
 
 // peerState is what a Verifier knows of one peer certificate.
@@ -197,7 +200,7 @@ type peerState struct {
 // NewVerifier returns a Verifier. Use its VerifyConnection method as
 // tls.Config.VerifyConnection.
 func NewVerifier(opts ...VerifierOption) *Verifier {
-	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, known: map[string]*peerState{}}
+	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, known: map[string]*peerState{}, maxKnown: maxKnownPeers}
 	for _, o := range opts {
 		o(v)
 	}
@@ -353,7 +356,9 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 	defer v.mu.Unlock()
 	st := v.state(id, now)
 	if st.newest == nil || newer(e, st.newest) || !now.Before(st.keepUntil) {
-		st.newest, st.keepUntil = e, keep
+		kept := *e
+		kept.Raw = nil // the verdict needs the parsed fields only
+		st.newest, st.keepUntil = &kept, keep
 	}
 }
 
@@ -367,17 +372,32 @@ func (v *Verifier) newest(id string, now time.Time) *cache.Entry {
 	return nil
 }
 
+// maxKnownPeers bounds how many certificates a Verifier remembers (a few
+// hundred bytes each), for a client that meets very many servers.
+const maxKnownPeers = 1 << 16
+
 // state returns id's state, making it; v.mu is held. The map is pruned of
 // what is no longer worth keeping whenever it has doubled since the last
-// prune.
+// prune; at v.maxKnown entries, good answers and failures are forgotten
+// (revocations last) until a quarter of the room is free.
 func (v *Verifier) state(id string, now time.Time) *peerState {
 	if st := v.known[id]; st != nil {
 		return st
 	}
-	if len(v.known) >= max(2*v.pruned, 64) {
+	if len(v.known) >= min(max(2*v.pruned, 64), v.maxKnown) {
 		for k, st := range v.known {
 			if !now.Before(st.keepUntil) && !now.Before(st.retryAt) {
 				delete(v.known, k)
+			}
+		}
+		for _, revocations := range []bool{false, true} {
+			for k, st := range v.known {
+				if len(v.known) < v.maxKnown-v.maxKnown/4 {
+					break
+				}
+				if revoked := st.newest != nil && st.newest.Status == cache.Revoked; revoked == revocations {
+					delete(v.known, k)
+				}
 			}
 		}
 		v.pruned = len(v.known)

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,5 +378,66 @@ func TestMutualTLSHardFailAndTLS12Clients(t *testing.T) {
 		if conn != nil {
 			conn.Close()
 		}
+	}
+}
+
+// A client that meets very many servers: the Verifier's memory is bounded,
+// and revocations are the last thing it forgets.
+func TestVerifierMemoryIsBoundedAndKeepsRevocations(t *testing.T) {
+	e := newEnv(t, on)
+	staples := map[string]*tls.Certificate{}
+	var first *responder.Leaf
+	var oldGood, revoked []byte
+	for i := range 12 {
+		name := fmt.Sprintf("l%d.test", i)
+		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := l.Certificate
+		c.OCSPStaple = mustFetchRaw(t, e, l)
+		staples[name] = &c
+		if i == 0 {
+			first, oldGood = l, c.OCSPStaple
+		}
+	}
+	e.clock.Advance(time.Hour)
+	e.r.SetStatus(first.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
+	revoked = mustFetchRaw(t, e, first)
+	var replay atomic.Bool
+	addr := e.serve(&tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c := *staples[h.ServerName]
+		if h.ServerName == "l0.test" {
+			c.OCSPStaple = revoked
+			if replay.Load() {
+				c.OCSPStaple = oldGood
+			}
+		}
+		return &c, nil
+	}})
+	v := NewVerifier(VerifierClock(e.clock))
+	v.maxKnown = 4
+	dial := func(name string) error {
+		_, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = name; c.VerifyConnection = v.VerifyConnection })
+		return err
+	}
+	var re *RevokedError
+	if err := dial("l0.test"); !errors.As(err, &re) {
+		t.Fatalf("revoked: %v", err)
+	}
+	for i := 1; i < 12; i++ {
+		if err := dial(fmt.Sprintf("l%d.test", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.mu.Lock()
+	n := len(v.known)
+	v.mu.Unlock()
+	if n > 4 {
+		t.Fatalf("%d certificates remembered, bound 4", n)
+	}
+	replay.Store(true)
+	if err := dial("l0.test"); !errors.As(err, &re) {
+		t.Fatalf("the revocation was forgotten before good answers: %v", err)
 	}
 }

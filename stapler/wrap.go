@@ -27,6 +27,9 @@ import (
 // consults GetCertificate only when Certificates is empty or the client sent
 // a server name; a client dialling an IP address sends none.) cfg's own
 // GetCertificate is called exactly when crypto/tls would have called it.
+// For the same reason, give http.Server.ServeTLS and ListenAndServeTLS no
+// certificate files with a wrapped config: they would be added to its
+// Certificates and served, unstapled, to clients that send no server name.
 //
 // A wrapped config serves what cfg held when it was wrapped. To change it,
 // change cfg (or a Clone of it) and wrap that again. Wrap knows its own
