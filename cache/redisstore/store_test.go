@@ -24,7 +24,7 @@ func TestStoreGetPutDelete(t *testing.T) {
 	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
 		t.Fatalf("got %q %v", v, err)
 	}
-	if v, _ := r.Client().Get(ctx, "test:k").Result(); v != "v1" {
+	if v, _ := r.Client().Get(ctx, "test:{k}").Result(); v != "v1" {
 		t.Fatalf("not under the prefix: %q", v)
 	}
 	if err := s.Delete(ctx, "k"); err != nil {
@@ -107,7 +107,7 @@ func TestHugeValuesAreNotRead(t *testing.T) {
 	r := redistest.Start(t)
 	ctx := context.Background()
 	s := New(r.Client(), "test:")
-	if err := r.Client().SetRange(ctx, "test:huge", 32<<20, "x").Err(); err != nil {
+	if err := r.Client().SetRange(ctx, "test:{huge}", 32<<20, "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	before := r.Client().InfoMap(ctx, "stats").Item("Stats", "total_net_output_bytes")
