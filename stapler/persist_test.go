@@ -18,7 +18,7 @@ import (
 func (e *env) restart(opts ...Option) {
 	e.t.Helper()
 	e.s.Close()
-	s, err := New(on, append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(2 * time.Second)}, opts...)...)
+	s, err := New(on, append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(hangLimit)}, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ var faultMessages = map[responder.FaultKind]string{
 func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
 	e.t.Helper()
 	id := CertificateID(leaf.Cert.Raw)
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(hangLimit)
 	for {
 		select {
 		case ev := <-e.events:

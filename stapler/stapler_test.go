@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -414,23 +415,39 @@ func TestResponderURLOverride(t *testing.T) {
 	}
 }
 
+// gatedTransport holds every request until open is closed, so that a test
+// decides when the responder is reached (not the scheduler of a busy machine).
+type gatedTransport struct{ open chan struct{} }
+
+func (g gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case <-g.open:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
 func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
-	e := newEnv(t, on)
-	// The responder is slow, so every caller arrives while the fetch is in flight.
-	e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 200 * time.Millisecond})
+	// The fetch is held at the gate until every caller has arrived, so all
+	// of them are cold however slowly the machine runs them; the limits
+	// (response_timeout 60 s, the cold wait a minute) are reached only by a
+	// hang.
+	gate := gatedTransport{open: make(chan struct{})}
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 60},
+		WithHTTPClient(&http.Client{Transport: gate}), WithColdWait(time.Minute))
 	var user atomic.Pointer[tls.Certificate]
 	user.Store(&e.leaf.Certificate)
 	cfg := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return user.Load(), nil }})
 
 	const n = 10000
 	var wg sync.WaitGroup
-	var stapled atomic.Int64
-	start := make(chan struct{})
+	var stapled, arrived atomic.Int64
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
+			arrived.Add(1)
 			c, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "localhost"})
 			if err != nil {
 				t.Error(err)
@@ -441,7 +458,11 @@ func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
 			}
 		}()
 	}
-	close(start)
+	eventually(t, "every caller to arrive", func() bool { return arrived.Load() == n })
+	if stapled.Load() != 0 {
+		t.Fatalf("%d handshakes stapled before the responder was reached", stapled.Load())
+	}
+	close(gate.open)
 	wg.Wait()
 	if got := e.r.RequestCount(); got != 1 {
 		t.Fatalf("%d responder requests for %d cold handshakes, want 1", got, n)
