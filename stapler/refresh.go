@@ -38,6 +38,10 @@ func (s *Stapler) refresh(m *managed) {
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) (*cache.Entry, error) {
 	ch := s.flight.DoChan(m.ID(), func() (any, error) {
+		if err := s.startFetch(); err != nil {
+			return nil, err
+		}
+		defer s.fetches.Done()
 		return s.fetchAndVerify(m)
 	})
 	select {
