@@ -144,7 +144,11 @@ func (s *Stapler) restore(m *managed) bool {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
-	value, err := s.persist.store.Get(ctx, m.ID())
+	// A store that hangs must not hold up the first fetch past the cold
+	// wait: handshakes are waiting for it.
+	getCtx, getCancel := context.WithTimeout(ctx, s.coldWait())
+	value, err := s.persist.store.Get(getCtx, m.ID())
+	getCancel()
 	if err != nil {
 		if !errors.Is(err, cache.ErrCacheMiss) {
 			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
