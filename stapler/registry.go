@@ -180,7 +180,11 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 		return s.order[0], nil
 	}
 	var key [32]byte
-	if n, err := hex.Decode(key[:], []byte(id)); err != nil || n != len(key) || len(id) != 2*len(key) {
+	// The length first: hex.Decode panics when the ID is longer than a key.
+	if len(id) != 2*len(key) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
+	}
+	if n, err := hex.Decode(key[:], []byte(id)); err != nil || n != len(key) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
 	}
 	if s.byKey != nil {
