@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -415,31 +416,49 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 	ctx := context.Background()
 	raw := New(f.redis.Client(), "fleet:")
 	id0 := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	stateKey := id0 + ".state"
 	other, _ := raw.Get(ctx, stapler.CertificateID(f.leaves[1].Cert.Raw))
 	f.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
 	expired, _, _ := fetchDirect(f, f.leaves[0])
 	f.r.SetWindow(responder.DefaultWindow)
+	value := func(v []byte) func() []byte { return func() []byte { return v } }
+	// A state that claims the latest attempt, made when it is written.
+	state := func(tries int, next func() time.Time) func() []byte {
+		return func() []byte {
+			return fmt.Appendf(nil, `{"tries": %d, "failed": true, "last_error": "tampered", "last_attempt": %d, "next": %d}`,
+				tries, f.clock.Now().UnixNano(), next().UnixNano())
+		}
+	}
 	for _, tc := range []struct {
-		name  string
-		value []byte
+		name, key string
+		value     func() []byte
 	}{
-		{"garbage", []byte("garbage")},
-		{"another certificate's response", other},
-		{"an expired response", cache.EncodeRecord(expired, f.clock.Now().Add(-3*time.Hour))},
+		{"garbage", id0, value([]byte("garbage"))},
+		{"another certificate's response", id0, value(other)},
+		{"an expired response", id0, value(cache.EncodeRecord(expired, f.clock.Now().Add(-3*time.Hour)))},
+		// The fleet state is not signed; one no server could have written
+		// must not be adopted either.
+		{"a garbage state", stateKey, value([]byte("{garbage"))},
+		{"a state with the next query in the year 2200", stateKey, state(1, func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) })},
+		{"a state with more tries than recovery_max_tries", stateKey, state(1000, func() time.Time { return f.clock.Now().Add(time.Minute) })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := raw.Put(ctx, id0, tc.value); err != nil {
+			if err := raw.Put(ctx, tc.key, tc.value()); err != nil {
 				t.Fatal(err)
 			}
 			// The tampered value is announced; no node adopts it.
 			time.Sleep(100 * time.Millisecond)
 			good := f.staple(0, 0)
-			for i := range f.nodes {
+			for i, s := range f.nodes {
 				if !bytes.Equal(f.staple(i, 0), good) {
 					t.Fatalf("node %d adopted the tampered value", i)
 				}
+				if st, _ := s.StatusOf(id0); st.State != stapler.StateGood || st.Tries != 0 || st.LastError != "" {
+					t.Fatalf("node %d adopted the tampered state: %+v", i, st)
+				}
 			}
-			// At the next refresh it is replaced by a fresh response.
+			// At the next refresh it is replaced by a fresh response and a
+			// sound state.
 			before := f.clock.Now()
 			f.clock.Advance(50 * time.Minute)
 			f.settle("the refresh", 20*time.Second, func() bool { return f.allStapledSince(before) })
@@ -453,6 +472,19 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 			}
 			if _, err := ocsp.ParseResponseForCert(stored, f.leaves[0].Cert, f.ca.Cert); err != nil {
 				t.Fatalf("store holds a bad response: %v", err)
+			}
+			value, err = raw.Get(ctx, stateKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var repaired struct {
+				Tries     int    `json:"tries"`
+				Failed    bool   `json:"failed"`
+				LastError string `json:"last_error"`
+				Next      int64  `json:"next"`
+			}
+			if err := json.Unmarshal(value, &repaired); err != nil || repaired.Tries != 0 || repaired.Failed || repaired.LastError != "" || repaired.Next != 0 {
+				t.Fatalf("state not repaired: %s (%v)", value, err)
 			}
 		})
 	}
