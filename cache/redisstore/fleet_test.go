@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,6 +201,11 @@ func TestFleetMakesOneRequestPerCertificatePerRefresh(t *testing.T) {
 	}
 }
 
+// childTimeout is the response_timeout, in seconds, of the node that
+// TestLeaseHolderKilledMidFetch kills: the test must see it hold its lease
+// before its query times out, however busy the machine.
+const childTimeout = 3
+
 // TestFleetChildHelper is the node that TestLeaseHolderKilledMidFetch
 // kills: it staples one certificate through the shared Redis, and hangs in
 // the responder while holding the lease.
@@ -212,7 +218,9 @@ func TestFleetChildHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := stapler.New(fleetConfig, stapler.WithLogger(testLogger()),
+	cfg := fleetConfig
+	cfg.ResponseTimeout = childTimeout
+	s, err := stapler.New(cfg, stapler.WithLogger(testLogger()),
 		stapler.WithStore(New(redis.NewClient(&redis.Options{Addr: addr}), "fleet:")))
 	if err != nil {
 		t.Fatal(err)
@@ -245,23 +253,38 @@ func TestLeaseHolderKilledMidFetch(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Frozen at once, then killed: it never releases its lease, which
+	// lives at most LeaseTTL in Redis.
+	child.Process.Signal(syscall.SIGSTOP)
+	lease := stapler.LeaseTTL(childTimeout * time.Second)
+	leaseKey := "fleet:" + stapler.CertificateID(leaf.Cert.Raw) + ":lease"
+	rc := f.redis.Client()
+	ctx := context.Background()
+	token, err := rc.Get(ctx, leaseKey).Result()
+	if err != nil {
+		t.Fatalf("the child holds no lease: %v", err)
+	}
+	if ttl := rc.PTTL(ctx, leaseKey).Val(); ttl <= 0 || ttl > lease {
+		t.Fatalf("the lease lives %v, want at most LeaseTTL (%v)", ttl, lease)
+	}
 	child.Process.Kill()
 	child.Wait()
-	killed := time.Now()
 	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{})
 
-	// The others wait for the lease to run out, then one of them fetches.
+	// The others wait while the dead node's lease lives, and no longer:
+	// once Redis has expired it, one of them fetches at its next look.
 	f.addNode()
 	f.addNode()
-	f.settle("another node to fetch", time.Second, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-	waited, bound := time.Since(killed), stapler.LeaseTTL(time.Second)+2*time.Second
-	if waited > bound {
-		t.Fatalf("took %v to take over, want within the lease time (%v)", waited, bound)
-	}
+	f.settle("another node to fetch", time.Second, func() bool {
+		n := f.r.CountFor(leaf.Cert.SerialNumber)
+		if held, _ := rc.Get(ctx, leaseKey).Result(); held == token && n > 1 {
+			t.Fatalf("%d requests while the dead node's lease still lived", n)
+		}
+		return f.allStapledSince(f.clock.Now().Add(-time.Hour))
+	})
 	if n := f.r.CountFor(leaf.Cert.SerialNumber); n != 2 {
 		t.Fatalf("%d requests: want the dead node's and exactly one more", n)
 	}
-	t.Logf("took over %v after the kill (lease %v)", waited.Round(time.Millisecond), stapler.LeaseTTL(time.Second))
 }
 
 func TestClosedHolderHandsOverAtOnce(t *testing.T) {
