@@ -72,6 +72,9 @@ func (s *Stapling) UnmarshalJSON(data []byte) error {
 // {"ocsp_stapling": null} removes the object, which puts the certificate back
 // to the defaults.
 type StaplingUpdate struct {
+	// Set reports that the body carried "ocsp_stapling" (an object or
+	// null); a body without it changes nothing.
+	Set bool
 	// Remove is set by "ocsp_stapling": null.
 	Remove bool
 	// The fields present in the ocsp_stapling object; nil fields keep their
@@ -96,12 +99,13 @@ func DecodeStaplingUpdate(data []byte) (StaplingUpdate, error) {
 			return StaplingUpdate{}, schemaError("%s: unknown field", brief(m.name))
 		}
 		if isNull(m.value) {
-			u = StaplingUpdate{Remove: true}
+			u = StaplingUpdate{Set: true, Remove: true}
 			continue
 		}
 		if u, err = decodeStaplingPatch(m.value); err != nil {
 			return StaplingUpdate{}, err
 		}
+		u.Set = true
 	}
 	return u, nil
 }

@@ -184,6 +184,12 @@ type DelegateOptions struct {
 	// makes the certificate unfit to sign responses (RFC 6960 4.2.2.2).
 	NoOCSPSigning       bool
 	NotBefore, NotAfter time.Time
+	// KeyUsage replaces the default key usage (digitalSignature), to make
+	// certificates a verifier must refuse.
+	KeyUsage x509.KeyUsage
+	// ExtraExtensions are added to the certificate as they are (a critical
+	// extension of an unknown type, say).
+	ExtraExtensions []pkix.Extension
 }
 
 // NewDelegate mints a delegated OCSP responder certificate issued by the CA.
@@ -199,6 +205,11 @@ func (ca *CA) NewDelegate(opts DelegateOptions) (*Signer, error) {
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+
+		ExtraExtensions: opts.ExtraExtensions,
+	}
+	if opts.KeyUsage != 0 {
+		tmpl.KeyUsage = opts.KeyUsage
 	}
 	if !opts.NoOCSPSigning {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}

@@ -57,8 +57,13 @@ var ErrNoAdminAuth = errors.New("stapler: admin handler needs WithAPIKey or With
 //	GET  /v1/ocsp/status         the status object (?id=ID, or the only certificate); a list when several and no id
 //	POST /v1/ocsp/test           query the responder now (?id=ID); 500 no_responder_url or invalid_ocsp_response
 //	GET  /v1/certificates        the managed certificates with their ocsp_stapling objects and status
-//	GET, PUT, PATCH /v1/certificates/{id}   one certificate; the body is {"ocsp_stapling": {...}};
-//	                             PUT replaces the object, PATCH merges, {"ocsp_stapling": null} removes it
+//	GET, PUT, PATCH /v1/certificates/{id}   one certificate; the body is {"ocsp_stapling": {...}}:
+//	                             PUT replaces the object (absent fields take the documented
+//	                             defaults: enabled false, skip_verify false, cache_ttl 3600);
+//	                             PATCH changes only the fields present;
+//	                             {"ocsp_stapling": null} (PUT or PATCH) removes the object, which puts
+//	                             the certificate back to the Stapler's defaults (WithDefaultStapling);
+//	                             a body without "ocsp_stapling" ({}) changes nothing
 //	DELETE /v1/certificates/{id} stop managing a certificate no longer served (Remove)
 //
 // Bodies are JSON in and out, capped at MaxAdminBodyBytes, decoded strictly
@@ -197,16 +202,16 @@ func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 			return
 		}
 		u, err := config.DecodeStaplingUpdate(body)
-		if err == nil {
-			if r.Method == http.MethodPut {
-				// Replace: the fields absent take their documented defaults.
-				var st config.Stapling
-				if st, err = u.Apply(config.DefaultStapling()); err == nil {
-					err = s.SetStapling(id, st)
-				}
-			} else {
-				_, err = s.UpdateStapling(id, u)
+		switch {
+		case err != nil, !u.Set: // a body without ocsp_stapling changes nothing
+		case r.Method == http.MethodPut && !u.Remove:
+			// Replace: the fields absent take their documented defaults.
+			var st config.Stapling
+			if st, err = u.Apply(config.DefaultStapling()); err == nil {
+				err = s.SetStapling(id, st)
 			}
+		default: // PATCH merges; null (PUT or PATCH) restores the Stapler's defaults
+			_, err = s.UpdateStapling(id, u)
 		}
 		if err != nil {
 			writeError(w, err)

@@ -31,15 +31,15 @@ const delegateRecheck = 10 * time.Minute
 // until they expire and shared by every certificate the delegate signs for.
 type delegateChecker struct {
 	client *http.Client
-	skew   time.Duration
+	opts   verifyOptions // for the delegate's own status
 
 	flight singleflight.Group
 	mu     sync.Mutex
 	known  map[string]delegateStatus // by delegate DER
 }
 
-func newDelegateChecker(client *http.Client, skew time.Duration) *delegateChecker {
-	return &delegateChecker{client: client, skew: skew, known: map[string]delegateStatus{}}
+func newDelegateChecker(client *http.Client, opts verifyOptions) *delegateChecker {
+	return &delegateChecker{client: client, opts: opts, known: map[string]delegateStatus{}}
 }
 
 // check returns an ErrUnauthorizedSigner error when delegate is known to be
@@ -59,7 +59,7 @@ func (d *delegateChecker) check(ctx context.Context, delegate, issuer *x509.Cert
 		st := delegateStatus{until: now.Add(delegateRecheck)}
 		raw, _, err := fetchResponse(ctx, d.client, url, delegate, issuer)
 		if err == nil {
-			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, verifyOptions{skew: d.skew})
+			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, d.opts)
 			if err == nil && signer == nil {
 				st.until = e.Expires.Time()
 				if e.Status == cache.Revoked {

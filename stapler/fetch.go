@@ -18,11 +18,17 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// MaxResponseBytes caps the body read from a responder. A real response is a
-// few hundred bytes to a few KiB (more with an embedded delegate chain);
-// 64 KiB leaves ample room and bounds what a hostile responder can make the
-// server hold.
-const MaxResponseBytes = 64 << 10
+// MaxResponseBytes is the largest OCSP response read from a responder,
+// accepted from a store or stapled; a larger one fails with
+// ErrResponseTooLarge. Real responses are 0.3 to 3 KiB (a few KiB more with
+// an embedded delegate chain). The cap stays well below what TLS 1.3 can
+// carry (a certificate entry's extensions, the staple among them, are
+// limited to 65,535 bytes), so that a staple never breaks a handshake, and
+// it bounds what a hostile responder can make the server hold.
+const MaxResponseBytes = 16 << 10
+
+// maxIssuerBytes caps an issuer certificate downloaded from an AIA URL.
+const maxIssuerBytes = 64 << 10
 
 // maxGETURL is the longest URL sent as an RFC 5019 GET; longer requests are
 // POSTed (RFC 9919 2.1.1).
@@ -37,7 +43,7 @@ var (
 	ErrHTTPStatus = errors.New("responder answered a non-200 HTTP status")
 	// ErrContentType: the body is not labelled application/ocsp-response.
 	ErrContentType = errors.New("responder answered a content type other than application/ocsp-response")
-	// ErrResponseTooLarge: the body is larger than MaxResponseBytes.
+	// ErrResponseTooLarge: the response is larger than MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("OCSP response larger than the cap")
 	// ErrNoResponderURL: the certificate has no http or https OCSP URL and
 	// no override is set.
@@ -102,14 +108,14 @@ func fetchResponse(ctx context.Context, client *http.Client, base string, leaf, 
 		return nil, method, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/ocsp-response")
-	body, err := doCapped(client, req, "application/ocsp-response")
+	body, err := doCapped(client, req, "application/ocsp-response", MaxResponseBytes)
 	return body, method, err
 }
 
 // doCapped sends req and returns the body of a 200 answer, refusing other
 // statuses, other content types (when contentType is set) and bodies over
-// MaxResponseBytes.
-func doCapped(client *http.Client, req *http.Request, contentType string) ([]byte, error) {
+// limit bytes.
+func doCapped(client *http.Client, req *http.Request, contentType string, limit int) ([]byte, error) {
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
@@ -125,12 +131,12 @@ func doCapped(client *http.Client, req *http.Request, contentType string) ([]byt
 			return nil, fmt.Errorf("%w: %q", ErrContentType, resp.Header.Get("Content-Type"))
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
-	if len(body) > MaxResponseBytes {
-		return nil, fmt.Errorf("%w of %d bytes", ErrResponseTooLarge, MaxResponseBytes)
+	if len(body) > limit {
+		return nil, fmt.Errorf("%w of %d bytes", ErrResponseTooLarge, limit)
 	}
 	return body, nil
 }
@@ -147,7 +153,7 @@ func fetchIssuer(ctx context.Context, client *http.Client, leaf *x509.Certificat
 		if err != nil {
 			continue
 		}
-		body, err := doCapped(client, req, "")
+		body, err := doCapped(client, req, "", maxIssuerBytes)
 		if err != nil {
 			continue
 		}

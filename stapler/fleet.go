@@ -149,8 +149,8 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 			return
 		}
 	}
-	e, qerr := s.query(s.ctx, m)
-	if errors.Is(qerr, context.Canceled) && s.ctx.Err() != nil {
+	o := s.query(s.ctx, m)
+	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
 		m.disarm()
 		return // closing
 	}
@@ -159,8 +159,8 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		m.tries, m.failed = int32(state.Tries), state.Failed
 	}
 	m.mu.Unlock()
-	next := s.apply(m, e, qerr, true)
-	s.writeShared(ctx, m, next, stapleable(e, qerr))
+	next := s.apply(m, o, true)
+	s.writeShared(ctx, m, next, stapleable(o.e, o.err))
 }
 
 // stapleable returns e when a query's outcome is a response to staple.
@@ -173,12 +173,12 @@ func stapleable(e *cache.Entry, err error) *cache.Entry {
 
 // refreshAlone queries without the fleet, when the store cannot be reached.
 func (s *Stapler) refreshAlone(m *managed) {
-	e, err := s.query(s.ctx, m)
-	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
+	o := s.query(s.ctx, m)
+	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
 		m.disarm()
 		return
 	}
-	s.apply(m, e, err, true)
+	s.apply(m, o, true)
 }
 
 // readShared reads and verifies the stored response (nil when absent or
@@ -221,10 +221,14 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	m.mu.Lock()
-	// Newer: fetched later, or at the same instant but different (the store
-	// breaks the tie, so that every server converges on what it holds).
-	newer := shared != nil && (m.entry == nil || shared.FetchedAt > m.entry.FetchedAt ||
-		shared.FetchedAt == m.entry.FetchedAt && !bytes.Equal(shared.Raw, m.entry.Raw))
+	// Adopted only when the response's own times allow it (never an older
+	// response, never revoked back to good: store metadata decides nothing
+	// there), and when it is news: newer, fetched later by another server,
+	// or different at the same instant (the store breaks the tie, so that
+	// every server converges on what it holds).
+	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry) &&
+		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
+			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
 	if newer {
 		m.entry, m.latest, m.lastSuccess = shared, shared, shared.FetchedAt
 		m.publishLocked()

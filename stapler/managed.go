@@ -78,6 +78,10 @@ type managed struct {
 	issuerChecked bool
 	restored      bool // the store was read for this certificate
 	failed        bool // recovery tries used up since the last success
+	expired       bool // the leaf is past its NotAfter: retired
+	// applied is the last query outcome recorded, so that a query shared by
+	// two refreshes is counted once.
+	applied *outcome
 
 	// Owned by the scheduler, under its lock.
 	due   int64 // Unix nanoseconds
@@ -153,9 +157,10 @@ const (
 	codeRevoked
 	codeUnknown
 	codeFailed
+	codeExpired
 )
 
-var stateNames = [...]State{codeNone: StateNone, codeGood: StateGood, codeRevoked: StateRevoked, codeUnknown: StateUnknown, codeFailed: StateFailed}
+var stateNames = [...]State{codeNone: StateNone, codeGood: StateGood, codeRevoked: StateRevoked, codeUnknown: StateUnknown, codeFailed: StateFailed, codeExpired: StateExpired}
 
 // State names the code.
 func (c stateCode) State() State { return stateNames[c] }
@@ -163,6 +168,8 @@ func (c stateCode) State() State { return stateNames[c] }
 // stateLocked is the certificate's state from its latest answer.
 func (m *managed) stateLocked() stateCode {
 	switch {
+	case m.expired:
+		return codeExpired
 	case m.failed:
 		return codeFailed
 	case m.latest == nil:

@@ -30,6 +30,7 @@ type options struct {
 	store           cache.Store
 	ratePerSecond   float64
 	rateBurst       int
+	allowSHA1       bool
 }
 
 func defaultOptions() options {
@@ -168,4 +169,14 @@ const DefaultRateLimit = 100
 // burst at once; perSecond <= 0 removes the cap.
 func WithRateLimit(perSecond float64, burst int) Option {
 	return func(o *options) { o.ratePerSecond, o.rateBurst = perSecond, burst }
+}
+
+// AllowSHA1 accepts OCSP responses signed with SHA-1, and delegated responder
+// certificates signed with SHA-1, for legacy private PKI. By default both
+// are refused with an error that matches ErrSHA1Signature: SHA-1 signatures
+// can be forged (a chosen-prefix collision costs tens of thousands of
+// dollars), and public CAs stopped signing with it years ago. The Verifier
+// takes VerifierAllowSHA1.
+func AllowSHA1() Option {
+	return func(o *options) { o.allowSHA1 = true }
 }

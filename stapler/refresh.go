@@ -19,6 +19,9 @@ func (s *Stapler) refresh(m *managed) {
 		m.disarm()
 		return
 	}
+	if s.retireExpired(m, s.clock.Now()) {
+		return
+	}
 	if s.leaser != nil {
 		s.refreshFleet(m, m.syncPending.Swap(false))
 		return
@@ -26,30 +29,60 @@ func (s *Stapler) refresh(m *managed) {
 	if s.persist != nil && s.restore(m) {
 		return
 	}
-	e, err := s.query(s.ctx, m)
-	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
+	o := s.query(s.ctx, m)
+	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
 		m.disarm()
 		return // closing
 	}
-	s.record(m, e, err)
+	s.record(m, o)
+}
+
+// retireExpired retires m when its leaf is past its NotAfter: no responder
+// answers for it usefully, so it is no longer queried. It reports whether
+// it did.
+func (s *Stapler) retireExpired(m *managed, now time.Time) bool {
+	if !now.After(m.leaf.NotAfter) {
+		return false
+	}
+	m.mu.Lock()
+	already := m.expired
+	m.expired = true
+	from, to := m.state, m.stateLocked()
+	m.state = to
+	m.mu.Unlock()
+	s.sched.unschedule(m)
+	m.disarm()
+	if !already {
+		s.log.Info("ocsp: certificate expired; no longer queried", "id", m.ID(), "subject", m.leaf.Subject.String(), "not_after", m.leaf.NotAfter)
+		s.reportChange(m, from, to)
+	}
+	return true
+}
+
+// outcome is the result of one query, shared by every caller that waited
+// on it: its identity lets a query be counted once however many refreshes
+// shared it.
+type outcome struct {
+	e   *cache.Entry
+	err error
 }
 
 // query fetches and verifies m's response, sharing one request among all
 // callers that ask at the same time.
-func (s *Stapler) query(ctx context.Context, m *managed) (*cache.Entry, error) {
+func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	ch := s.flight.DoChan(m.ID(), func() (any, error) {
 		if err := s.startFetch(); err != nil {
-			return nil, err
+			return &outcome{err: err}, nil
 		}
 		defer s.fetches.Done()
-		return s.fetchAndVerify(m)
+		e, err := s.fetchAndVerify(m)
+		return &outcome{e: e, err: err}, nil
 	})
 	select {
 	case r := <-ch:
-		e, _ := r.Val.(*cache.Entry)
-		return e, r.Err
+		return r.Val.(*outcome)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return &outcome{err: ctx.Err()}
 	}
 }
 
@@ -115,7 +148,7 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 // without id-pkix-ocsp-nocheck must not be known to be revoked.
 func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
 	st := m.settings.Load().stapling
-	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, verifyOptions{skipSignature: st.SkipVerify, skew: s.opts.skew})
+	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, s.verifyOptions(st.SkipVerify))
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +161,11 @@ func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certif
 	e.FetchedAt = cache.At(fetched)
 	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 	return e, nil
+}
+
+// verifyOptions are the Stapler's verification settings.
+func (s *Stapler) verifyOptions(skipSignature bool) verifyOptions {
+	return verifyOptions{skipSignature: skipSignature, skew: s.opts.skew, allowSHA1: s.opts.allowSHA1}
 }
 
 // restore staples m's persisted response when it still verifies and is
@@ -160,7 +198,7 @@ func (s *Stapler) restore(m *managed) bool {
 		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
 		return false
 	}
-	s.apply(m, e, nil, false)
+	s.apply(m, &outcome{e: e}, false)
 	return true
 }
 
@@ -180,6 +218,9 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 		return nil, err
 	}
 	now := s.clock.Now()
+	if fetched.After(now) { // a fetch time from the future is not believed
+		fetched = now
+	}
 	e, err := s.verifyFor(ctx, m, issuer, raw, fetched, now)
 	if err != nil {
 		return nil, err
@@ -194,30 +235,71 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 // record applies the outcome of a query to m: a new staple and the next
 // regular refresh, or a retry after recovery_frequency and, when the tries
 // are used up, the failed state.
-func (s *Stapler) record(m *managed, e *cache.Entry, err error) {
-	next := s.apply(m, e, err, true)
+func (s *Stapler) record(m *managed, o *outcome) {
+	next := s.apply(m, o, true)
 	if s.leaser != nil { // a Test: share what it found
 		ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
-		s.writeShared(ctx, m, next, stapleable(e, err))
+		s.writeShared(ctx, m, next, stapleable(o.e, o.err))
 		cancel()
 	}
+}
+
+// ErrOlderResponse: the responder answered with a valid response that is
+// not newer (by thisUpdate, then producedAt) than the one held, or that
+// would turn a revoked certificate good again at the same time. It is never
+// installed: a stale cache or a replay cannot roll a staple back.
+var ErrOlderResponse = errors.New("responder answered with a response older than the one held")
+
+// supersedes reports whether e may replace held, by the responses' own
+// times: a later thisUpdate, else a later producedAt; at equal times the
+// same answer fetched again may replace held, but revoked never turns good.
+func supersedes(e, held *cache.Entry) bool {
+	switch {
+	case held == nil:
+		return true
+	case e.ThisUpdate != held.ThisUpdate:
+		return e.ThisUpdate > held.ThisUpdate
+	case e.ProducedAt != held.ProducedAt:
+		return e.ProducedAt > held.ProducedAt
+	}
+	return e.Status == held.Status || held.Status != cache.Revoked
 }
 
 // apply installs an outcome; queried says it came from the responder (and
 // so counts as a query, and is persisted) rather than from the store. It
 // returns when the next query is planned.
-func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) time.Time {
+func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
+	e, err := o.e, o.err
 
 	m.mu.Lock()
 	if queried {
+		if m.applied == o {
+			// Another refresh shared this query and recorded it already:
+			// one request, counted once.
+			next := time.Unix(0, m.plan)
+			m.mu.Unlock()
+			s.sched.schedule(m, next)
+			return next
+		}
+		m.applied = o
 		m.lastAttempt = cache.At(now)
 		m.queries++
 	}
 	var next time.Time
-	if err == nil && e.Status != cache.Unknown {
+	older := false
+	switch {
+	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry):
+		// Valid, but older than what is held: never installed. The
+		// responder did answer, so no recovery starts; ask again later,
+		// backing off rather than polling.
+		older = true
+		err = m.fetchError(e.ResponderURL, ErrOlderResponse)
+		m.lastErr = err
+		next = now.Add(staleBackoff(m.entry, cfg, now))
+	case err == nil && e.Status != cache.Unknown:
 		m.entry, m.latest = e, e
 		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, e.FetchedAt
 		m.publishLocked()
@@ -225,7 +307,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) tim
 		if queried && s.persist != nil && s.leaser == nil {
 			s.persist.put(m.ID(), cache.EncodeRecord(e.Raw, e.FetchedAt.Time()))
 		}
-	} else {
+	default:
 		if err == nil {
 			m.latest = e
 			err = m.fetchError(e.ResponderURL, ErrUnknownStatus)
@@ -242,6 +324,7 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) tim
 		} else {
 			next = now.Add(jitter(cfg.RecoveryInterval()))
 		}
+		next = beforeExpiry(m.entry, now, next)
 	}
 	from, to := m.state, m.stateLocked()
 	m.state = to
@@ -250,11 +333,46 @@ func (s *Stapler) apply(m *managed, e *cache.Entry, err error, queried bool) tim
 
 	s.sched.schedule(m, next)
 	m.disarm()
-	if err != nil {
+	switch {
+	case older:
+		s.log.Warn("ocsp: ignoring a response older than the one held", "id", m.ID(), "err", err, "retry_at", next)
+	case err != nil:
 		s.log.Warn("ocsp: query failed", "id", m.ID(), "err", err, "retry_at", next)
 	}
 	s.reportChange(m, from, to)
 	return next
+}
+
+// beforeExpiry moves a retry planned at next to before the held staple
+// expires, so that a staple is never lost for want of an attempt while the
+// responder may be back: half the time left, at most.
+func beforeExpiry(held *cache.Entry, now, next time.Time) time.Time {
+	if held == nil {
+		return next
+	}
+	left := held.Expires.Time().Sub(now)
+	if left <= 0 || next.Before(now.Add(left/2)) {
+		return next
+	}
+	return now.Add(max(left/2, time.Second))
+}
+
+// staleRetry is the least time between two queries that bring nothing
+// newer than what is held (a responder that keeps serving a response past
+// its half-life): at most about two queries an hour per certificate.
+const staleRetry = 30 * time.Minute
+
+// staleBackoff is how long to wait after an answer no newer than held:
+// staleRetry, query_frequency if shorter, and never past half the time
+// the held staple has left; jittered, at least a second.
+func staleBackoff(held *cache.Entry, cfg *config.OCSP, now time.Time) time.Duration {
+	d := min(staleRetry, cfg.QueryInterval())
+	if held != nil {
+		if left := held.Expires.Time().Sub(now); left > 0 {
+			d = min(d, left/2)
+		}
+	}
+	return max(jitter(d), time.Second)
 }
 
 // reportChange logs a change of state and calls the status hook.
@@ -269,12 +387,13 @@ func (s *Stapler) reportChange(m *managed, from, to stateCode) {
 }
 
 // nextRefresh is the earliest of fetched + query_frequency, fetched +
-// cache_ttl and the middle of the response's validity, jittered, and not
-// sooner than a minute (or half the time left, if less) from now, so that
-// a responder that serves old responses is not asked in a loop. The
+// cache_ttl and the middle of the response's validity, jittered. The
 // cache_ttl bound comes early by a quarter of cache_ttl or one
 // recovery_frequency, whichever is less, so that a failed refresh is retried
-// while the staple is still served.
+// while the staple is still served. It is never sooner than staleRetry (or
+// query_frequency, if shorter) after the response was fetched, unless half
+// the time the response has left is shorter: a responder that keeps serving
+// a response past its half-life is asked about twice an hour, not polled.
 func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.Time) time.Time {
 	fetched, thisUpdate, nextUpdate := e.FetchedAt.Time(), e.ThisUpdate.Time(), e.NextUpdate.Time()
 	next := fetched.Add(cfg.QueryInterval())
@@ -285,10 +404,12 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 	if t := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2); t.Before(next) {
 		next = t
 	}
-	floor := min(time.Minute, e.Expires.Time().Sub(now)/2)
-	floor = max(floor, time.Second)
-	d := max(next.Sub(now), floor)
-	return now.Add(max(jitter(d), floor))
+	floor := fetched.Add(min(staleRetry, cfg.QueryInterval()))
+	if limit := now.Add(e.Expires.Time().Sub(now) / 2); floor.After(limit) {
+		floor = limit
+	}
+	d := max(next.Sub(now), floor.Sub(now), time.Second)
+	return now.Add(max(jitter(d), time.Second))
 }
 
 // fetchError names m and the responder in err.

@@ -179,13 +179,9 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 	if id == "" && len(s.order) == 1 {
 		return s.order[0], nil
 	}
-	var key [32]byte
-	// The length first: hex.Decode panics when the ID is longer than a key.
-	if len(id) != 2*len(key) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
-	}
-	if n, err := hex.Decode(key[:], []byte(id)); err != nil || n != len(key) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, id)
+	key, ok := parseID(id)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCertificate, truncateID(id))
 	}
 	if s.byKey != nil {
 		if m := s.byKey[key]; m != nil {
@@ -226,4 +222,29 @@ func (s *Stapler) managedList() []*managed {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*managed(nil), s.order...)
+}
+
+// parseID decodes a certificate ID: exactly 64 lower-case hex digits, the
+// form CertificateID makes. Anything else (longer, shorter, upper case,
+// not hex) is no ID.
+func parseID(id string) ([32]byte, bool) {
+	var key [32]byte
+	if len(id) != 2*len(key) {
+		return key, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return key, false
+		}
+	}
+	_, err := hex.Decode(key[:], []byte(id))
+	return key, err == nil
+}
+
+// truncateID shortens an ID from outside for an error message.
+func truncateID(id string) string {
+	if len(id) > 80 {
+		return id[:80] + "..."
+	}
+	return id
 }

@@ -116,15 +116,21 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := o.defaultStapling.Validate(); err != nil {
+		return nil, fmt.Errorf("WithDefaultStapling: %w", err)
+	}
 	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger}
 	if s.client == nil {
 		s.client = newHTTPClient()
 	}
 	s.cfg.Store(&cfg)
+	if !cfg.OCSPFunctionality {
+		s.log.Info("ocsp: OCSP is off, so nothing is stapled; turn it on with ocsp_functionality: true (New, Update or PUT /v1/ocsp)")
+	}
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
-	s.delegates = newDelegateChecker(s.client, o.skew)
+	s.delegates = newDelegateChecker(s.client, s.verifyOptions(false))
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -309,9 +315,12 @@ func (s *Stapler) Stapling(id string) (config.Stapling, error) {
 	return m.settings.Load().stapling, nil
 }
 
-// UpdateStapling applies a PUT or PATCH body to a certificate's
-// ocsp_stapling object atomically (see config.StaplingUpdate) and returns
-// the result; a rejected update changes nothing.
+// UpdateStapling merges a PATCH body into a certificate's ocsp_stapling
+// object atomically (see config.StaplingUpdate) and returns the result; a
+// rejected update changes nothing. {"ocsp_stapling": null} (u.Remove) puts
+// the certificate back to the Stapler's defaults for the certificates it
+// finds (WithDefaultStapling: enabled, unless set otherwise), not to the
+// documented object's defaults, which would turn stapling off.
 func (s *Stapler) UpdateStapling(id string, u config.StaplingUpdate) (config.Stapling, error) {
 	m, err := s.lookup(id)
 	if err != nil {
@@ -319,6 +328,9 @@ func (s *Stapler) UpdateStapling(id string, u config.StaplingUpdate) (config.Sta
 	}
 	s.settingsMu.Lock()
 	defer s.settingsMu.Unlock()
+	if u.Remove { // back to the defaults of certificates the Stapler finds
+		return s.opts.defaultStapling, s.setStaplingLocked(m, s.opts.defaultStapling)
+	}
 	next, err := u.Apply(m.settings.Load().stapling)
 	if err != nil {
 		return m.settings.Load().stapling, err

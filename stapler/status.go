@@ -26,6 +26,9 @@ const (
 	StateUnknown State = "unknown"
 	// StateFailed: the latest query and all its recovery tries failed.
 	StateFailed State = "failed"
+	// StateExpired: the certificate is past its NotAfter and is no longer
+	// queried.
+	StateExpired State = "expired"
 	// StateDisabled: OCSP is off, globally or for this certificate.
 	StateDisabled State = "disabled"
 	// StateNotApplicable: the certificate has no responder URL, or does not parse.
@@ -167,7 +170,8 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	if s.closed.Load() {
 		return s.statusOf(m), ErrClosed
 	}
-	e, err := s.query(ctx, m)
+	o := s.query(ctx, m)
+	e, err := o.e, o.err
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return s.statusOf(m), err
@@ -175,7 +179,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 		return s.statusOf(m), &config.Error{Code: config.CodeInvalidOCSPResponse, Status: 500, Message: err.Error(), Err: err}
 	}
 	if s.cfg.Load().OCSPFunctionality {
-		s.record(m, e, nil)
+		s.record(m, o)
 	}
 	cs := s.statusOf(m)
 	cs.Status = config.Status{}

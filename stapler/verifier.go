@@ -76,6 +76,11 @@ func FetchWhenMissing(timeout time.Duration) VerifierOption {
 	return func(v *Verifier) { v.fetchTimeout = timeout }
 }
 
+// VerifierAllowSHA1 accepts staples signed with SHA-1, and delegated
+// responder certificates signed with SHA-1, for legacy private PKI; see
+// AllowSHA1.
+func VerifierAllowSHA1() VerifierOption { return func(v *Verifier) { v.allowSHA1 = true } }
+
 // VerifierClock sets the verifier's clock (the system clock by default).
 func VerifierClock(c Clock) VerifierOption { return func(v *Verifier) { v.clock = c } }
 
@@ -107,6 +112,7 @@ type Verifier struct {
 	clock        Clock
 	client       *http.Client
 	skew         time.Duration
+	allowSHA1    bool
 
 	flight    singleflight.Group
 	mu        sync.Mutex
@@ -124,7 +130,7 @@ func NewVerifier(opts ...VerifierOption) *Verifier {
 	if v.client == nil {
 		v.client = &http.Client{CheckRedirect: checkRedirect}
 	}
-	v.delegates = newDelegateChecker(v.client, v.skew)
+	v.delegates = newDelegateChecker(v.client, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	return v
 }
 
@@ -180,7 +186,7 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 // caller allows network requests), a delegated signer is also checked for
 // revocation at the leaf's responder.
 func (v *Verifier) verify(raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew})
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	if err != nil || signer == nil || v.fetchTimeout <= 0 {
 		return e, err
 	}

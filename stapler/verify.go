@@ -8,7 +8,6 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -39,6 +38,10 @@ var (
 	// ErrCriticalExtension: the response carries a critical extension this
 	// package does not understand.
 	ErrCriticalExtension = errors.New("OCSP response has an unknown critical extension")
+	// ErrSHA1Signature: the response, or the delegated responder certificate
+	// that signed it, is signed with SHA-1, which is refused unless
+	// AllowSHA1Signatures (Stapler) or VerifierAllowSHA1 (Verifier) is set.
+	ErrSHA1Signature = errors.New("SHA-1 signature refused")
 )
 
 // ResponseStatusError is a response whose responseStatus is not successful
@@ -66,55 +69,6 @@ func responseStatusName(s ocsp.ResponseStatus) string {
 		return "unauthorized"
 	}
 	return fmt.Sprintf("%d", int(s))
-}
-
-// The DER structures of RFC 6960 4.2.1.
-type responseASN1 struct {
-	Status   asn1.Enumerated
-	Response responseBytes `asn1:"explicit,tag:0,optional"`
-}
-
-type responseBytes struct {
-	ResponseType asn1.ObjectIdentifier
-	Response     []byte
-}
-
-type basicResponse struct {
-	TBSResponseData    responseData
-	SignatureAlgorithm pkix.AlgorithmIdentifier
-	Signature          asn1.BitString
-	Certificates       []asn1.RawValue `asn1:"explicit,tag:0,optional"`
-}
-
-type responseData struct {
-	Raw            asn1.RawContent
-	Version        int `asn1:"optional,default:0,explicit,tag:0"`
-	RawResponderID asn1.RawValue
-	ProducedAt     time.Time `asn1:"generalized"`
-	Responses      []singleResponse
-	Extensions     []pkix.Extension `asn1:"explicit,tag:1,optional"`
-}
-
-type certID struct {
-	HashAlgorithm pkix.AlgorithmIdentifier
-	NameHash      []byte
-	IssuerKeyHash []byte
-	SerialNumber  *big.Int
-}
-
-type singleResponse struct {
-	CertID           certID
-	Good             asn1.Flag        `asn1:"tag:0,optional"`
-	Revoked          revokedInfo      `asn1:"tag:1,optional"`
-	Unknown          asn1.Flag        `asn1:"tag:2,optional"`
-	ThisUpdate       time.Time        `asn1:"generalized"`
-	NextUpdate       time.Time        `asn1:"generalized,explicit,tag:0,optional"`
-	SingleExtensions []pkix.Extension `asn1:"explicit,tag:1,optional"`
-}
-
-type revokedInfo struct {
-	RevocationTime time.Time       `asn1:"generalized"`
-	Reason         asn1.Enumerated `asn1:"explicit,tag:0,optional"`
 }
 
 var oidOCSPBasic = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1}
@@ -148,8 +102,12 @@ var signatureAlgorithms = []struct {
 type verifyOptions struct {
 	// skipSignature skips the signature and signer checks only (skip_verify).
 	skipSignature bool
-	// skew is how far thisUpdate may be ahead of now.
+	// skew is how far thisUpdate, and a delegated responder's notBefore,
+	// may be ahead of now.
 	skew time.Duration
+	// allowSHA1 accepts SHA-1 signatures, on the response and on a delegated
+	// responder's certificate (legacy private PKI only).
+	allowSHA1 bool
 }
 
 // verifyResponse checks raw as the answer about leaf, issued by issuer, at
@@ -165,55 +123,44 @@ func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, o
 // responder certificate that signed the response (nil when the issuer did,
 // or when the signature was not checked).
 func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*cache.Entry, *x509.Certificate, error) {
-	var resp responseASN1
-	if rest, err := asn1.Unmarshal(raw, &resp); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
-	} else if len(rest) > 0 {
-		return nil, nil, fmt.Errorf("%w: trailing data", ErrMalformedResponse)
+	if len(raw) > MaxResponseBytes {
+		return nil, nil, fmt.Errorf("%w: %d bytes, more than the %d a staple may have", ErrResponseTooLarge, len(raw), MaxResponseBytes)
 	}
-	if status := ocsp.ResponseStatus(resp.Status); status != ocsp.Success {
-		return nil, nil, &ResponseStatusError{Status: status}
-	}
-	if !resp.Response.ResponseType.Equal(oidOCSPBasic) {
-		return nil, nil, fmt.Errorf("%w: response type %v is not id-pkix-ocsp-basic", ErrMalformedResponse, resp.Response.ResponseType)
-	}
-	var basic basicResponse
-	if rest, err := asn1.Unmarshal(resp.Response.Response, &basic); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrMalformedResponse, err)
-	} else if len(rest) > 0 {
-		return nil, nil, fmt.Errorf("%w: trailing data in basic response", ErrMalformedResponse)
-	}
-	for _, ext := range basic.TBSResponseData.Extensions {
-		if ext.Critical {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
-		}
-	}
-	single, err := matchSingleResponse(basic.TBSResponseData.Responses, leaf, issuer)
+	basic, err := parseResponse(raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, ext := range single.SingleExtensions {
-		if ext.Critical {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.Id)
+	for _, ext := range basic.extensions {
+		if ext.critical {
+			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.id)
+		}
+	}
+	single, err := matchSingleResponse(basic.responses, leaf, issuer)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ext := range single.extensions {
+		if ext.critical {
+			return nil, nil, fmt.Errorf("%w: %v", ErrCriticalExtension, ext.id)
 		}
 	}
 
-	if single.ThisUpdate.After(now.Add(opts.skew)) {
-		return nil, nil, fmt.Errorf("%w: thisUpdate %s is after now (%s) plus %v of allowed skew", ErrNotYetValid, single.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), opts.skew)
+	if single.thisUpdate.After(now.Add(opts.skew)) {
+		return nil, nil, fmt.Errorf("%w: thisUpdate %s is after now (%s) plus %v of allowed skew", ErrNotYetValid, single.thisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), opts.skew)
 	}
-	if single.NextUpdate.IsZero() {
+	if single.nextUpdate.IsZero() {
 		return nil, nil, ErrNoNextUpdate
 	}
-	if !single.NextUpdate.After(now) {
-		return nil, nil, fmt.Errorf("%w: nextUpdate %s has passed", ErrExpired, single.NextUpdate.UTC().Format(time.RFC3339))
+	if !single.nextUpdate.After(now) {
+		return nil, nil, fmt.Errorf("%w: nextUpdate %s has passed", ErrExpired, single.nextUpdate.UTC().Format(time.RFC3339))
 	}
-	if !single.NextUpdate.After(single.ThisUpdate) {
-		return nil, nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformedResponse, single.NextUpdate.UTC().Format(time.RFC3339))
+	if !single.nextUpdate.After(single.thisUpdate) {
+		return nil, nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformedResponse, single.nextUpdate.UTC().Format(time.RFC3339))
 	}
 
 	var signer *x509.Certificate
 	if !opts.skipSignature {
-		if signer, err = checkSigner(&basic, issuer, now); err != nil {
+		if signer, err = checkSigner(basic, issuer, now, opts); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -224,26 +171,21 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 
 	e := &cache.Entry{
 		Raw:        raw,
-		ProducedAt: cache.At(basic.TBSResponseData.ProducedAt),
-		ThisUpdate: cache.At(single.ThisUpdate),
-		NextUpdate: cache.At(single.NextUpdate),
+		Status:     single.status,
+		ProducedAt: cache.At(basic.producedAt),
+		ThisUpdate: cache.At(single.thisUpdate),
+		NextUpdate: cache.At(single.nextUpdate),
 	}
-	switch {
-	case bool(single.Good):
-		e.Status = cache.Good
-	case bool(single.Unknown):
-		e.Status = cache.Unknown
-	default:
-		e.Status = cache.Revoked
-		e.RevokedAt = cache.At(single.Revoked.RevocationTime)
-		e.RevocationReason = int(single.Revoked.Reason)
+	if single.status == cache.Revoked {
+		e.RevokedAt = cache.At(single.revokedAt)
+		e.RevocationReason = single.reason
 	}
-	e.Expires = cache.At(cache.Expiry(now, single.NextUpdate.Sub(now), single.NextUpdate, leaf.NotAfter, signerNotAfter))
+	e.Expires = cache.At(cache.Expiry(now, single.nextUpdate.Sub(now), single.nextUpdate, leaf.NotAfter, signerNotAfter))
 	return e, signer, nil
 }
 
 // matchSingleResponse returns the one answer whose full CertID is the leaf's.
-func matchSingleResponse(responses []singleResponse, leaf, issuer *x509.Certificate) (*singleResponse, error) {
+func matchSingleResponse(responses []parsedSingle, leaf, issuer *x509.Certificate) (*parsedSingle, error) {
 	var spki struct {
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString
@@ -251,15 +193,15 @@ func matchSingleResponse(responses []singleResponse, leaf, issuer *x509.Certific
 	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
 		return nil, fmt.Errorf("issuer public key: %w", err)
 	}
-	var match *singleResponse
+	var match *parsedSingle
 	serialOnly := false
 	for i := range responses {
 		r := &responses[i]
-		if r.CertID.SerialNumber == nil || r.CertID.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		if r.serial.Cmp(leaf.SerialNumber) != 0 {
 			continue
 		}
 		serialOnly = true
-		h := hashForOID(r.CertID.HashAlgorithm.Algorithm)
+		h := hashForOID(r.hashAlg)
 		if h == 0 {
 			continue
 		}
@@ -267,7 +209,7 @@ func matchSingleResponse(responses []singleResponse, leaf, issuer *x509.Certific
 		nameHash.Write(issuer.RawSubject)
 		keyHash := h.New()
 		keyHash.Write(spki.PublicKey.RightAlign())
-		if !bytes.Equal(nameHash.Sum(nil), r.CertID.NameHash) || !bytes.Equal(keyHash.Sum(nil), r.CertID.IssuerKeyHash) {
+		if !bytes.Equal(nameHash.Sum(nil), r.nameHash) || !bytes.Equal(keyHash.Sum(nil), r.keyHash) {
 			continue
 		}
 		if match != nil {
@@ -293,46 +235,75 @@ func hashForOID(oid asn1.ObjectIdentifier) crypto.Hash {
 	return 0
 }
 
+// isSHA1 reports whether algo signs with SHA-1.
+func isSHA1(algo x509.SignatureAlgorithm) bool {
+	return algo == x509.SHA1WithRSA || algo == x509.ECDSAWithSHA1 || algo == x509.DSAWithSHA1
+}
+
 // checkSigner verifies that the issuer or a delegated responder it
 // authorized (RFC 6960 4.2.2.2) signed the response, trying every embedded
 // certificate. It returns the delegate, or nil when the issuer signed.
-func checkSigner(basic *basicResponse, issuer *x509.Certificate, now time.Time) (*x509.Certificate, error) {
+func checkSigner(basic *parsedBasic, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*x509.Certificate, error) {
 	algo := x509.UnknownSignatureAlgorithm
 	for _, a := range signatureAlgorithms {
-		if a.oid.Equal(basic.SignatureAlgorithm.Algorithm) {
+		if a.oid.Equal(basic.sigAlg) {
 			algo = a.algo
 		}
 	}
 	if algo == x509.UnknownSignatureAlgorithm {
-		return nil, fmt.Errorf("%w: unsupported signature algorithm %v", ErrUnauthorizedSigner, basic.SignatureAlgorithm.Algorithm)
+		return nil, fmt.Errorf("%w: unsupported signature algorithm %v", ErrUnauthorizedSigner, basic.sigAlg)
 	}
-	signed, sig := basic.TBSResponseData.Raw, basic.Signature.RightAlign()
+	if isSHA1(algo) && !opts.allowSHA1 {
+		return nil, fmt.Errorf("%w: the response is signed with %v", ErrSHA1Signature, algo)
+	}
+	signed, sig := basic.tbs, basic.signature
 	if issuer.CheckSignature(algo, signed, sig) == nil {
 		return nil, nil
 	}
-	reason := "the issuer's key did not make the signature"
-	for _, raw := range basic.Certificates {
-		cert, err := x509.ParseCertificate(raw.FullBytes)
-		if err != nil {
-			reason = "an embedded certificate does not parse"
-			continue
-		}
+	for _, cert := range basic.certs {
 		if cert.CheckSignature(algo, signed, sig) != nil {
 			continue
 		}
-		switch {
-		case bytes.Equal(cert.Raw, issuer.Raw):
+		if bytes.Equal(cert.Raw, issuer.Raw) {
 			return nil, nil
-		case cert.CheckSignatureFrom(issuer) != nil:
-			return nil, fmt.Errorf("%w: signer %q was not issued by the certificate's issuer", ErrUnauthorizedSigner, cert.Subject.CommonName)
-		case !hasOCSPSigning(cert):
-			return nil, fmt.Errorf("%w: signer %q lacks the id-kp-OCSPSigning extended key usage", ErrUnauthorizedSigner, cert.Subject.CommonName)
-		case now.Before(cert.NotBefore) || now.After(cert.NotAfter):
-			return nil, fmt.Errorf("%w: signer %q is valid only from %s to %s", ErrUnauthorizedSigner, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if err := checkDelegate(cert, issuer, now, opts); err != nil {
+			return nil, err
 		}
 		return cert, nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrUnauthorizedSigner, reason)
+	return nil, fmt.Errorf("%w: the issuer's key did not make the signature, nor did an embedded certificate's", ErrUnauthorizedSigner)
+}
+
+// checkDelegate checks that cert, whose key signed a response, is a
+// delegated responder that issuer authorized and that is valid at now
+// (RFC 6960 4.2.2.2, RFC 5280 4.2).
+func checkDelegate(cert, issuer *x509.Certificate, now time.Time, opts verifyOptions) error {
+	name := cert.Subject.CommonName
+	if err := cert.CheckSignatureFrom(issuer); err != nil {
+		var insecure x509.InsecureAlgorithmError
+		switch {
+		case !errors.As(err, &insecure):
+			return fmt.Errorf("%w: signer %q was not issued by the certificate's issuer", ErrUnauthorizedSigner, name)
+		case !opts.allowSHA1:
+			return fmt.Errorf("%w: delegated responder %q is signed with %v", ErrSHA1Signature, name, cert.SignatureAlgorithm)
+		case issuer.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil:
+			// CheckSignatureFrom checked the issuer may sign certificates
+			// before it refused the algorithm; only the signature is left.
+			return fmt.Errorf("%w: signer %q was not issued by the certificate's issuer", ErrUnauthorizedSigner, name)
+		}
+	}
+	switch {
+	case !hasOCSPSigning(cert):
+		return fmt.Errorf("%w: signer %q lacks the id-kp-OCSPSigning extended key usage", ErrUnauthorizedSigner, name)
+	case len(cert.UnhandledCriticalExtensions) > 0:
+		return fmt.Errorf("%w: signer %q has an unknown critical extension %v", ErrUnauthorizedSigner, name, cert.UnhandledCriticalExtensions[0])
+	case cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return fmt.Errorf("%w: signer %q has a key usage without digitalSignature", ErrUnauthorizedSigner, name)
+	case now.Add(opts.skew).Before(cert.NotBefore) || now.After(cert.NotAfter):
+		return fmt.Errorf("%w: signer %q is valid only from %s to %s", ErrUnauthorizedSigner, name, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // oidOCSPNoCheck is id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1): a delegated

@@ -184,11 +184,11 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 
 // serveManaged is serve once c's state m is known.
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate) (*tls.Certificate, error) {
+	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
+		return s.serve(ctx, c)
+	}
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		return c, nil
-	}
-	if m.removed.Load() { // served again after Remove: managed afresh
-		return s.serve(ctx, c)
 	}
 	v := m.view.Load()
 	if v.orig != c {

@@ -634,3 +634,86 @@ func TestRecoveryIsCountedFleetWide(t *testing.T) {
 		}
 	}
 }
+
+// TestOlderResponseInTheStoreNeverRollsBack: a valid good response produced
+// before a revocation, written to Redis with a fetch time in the future and
+// announced, is adopted by no node: "newer" is decided by the responses'
+// own times, never by store metadata.
+func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	leaf := f.leaves[0]
+	oldGood, _, err := fetchDirect(f, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(2 * time.Minute)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	isRevoked := func(i int) bool {
+		resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), leaf.Cert, f.ca.Cert)
+		return err == nil && resp.Status == ocsp.Revoked
+	}
+	f.settle("every node to staple the revocation", time.Millisecond, func() bool {
+		for i := range f.nodes {
+			if !isRevoked(i) {
+				return false
+			}
+		}
+		return true
+	})
+	raw := New(f.redis.Client(), "fleet:")
+	if err := raw.Put(context.Background(), id, cache.EncodeRecord(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	// The replay is announced; give every node time to read it, then check.
+	time.Sleep(300 * time.Millisecond)
+	for i := range f.nodes {
+		if !isRevoked(i) {
+			t.Fatalf("node %d adopted an older good response over the revocation", i)
+		}
+		if st, _ := f.nodes[i].StatusOf(id); st.State != stapler.StateRevoked {
+			t.Fatalf("node %d reports %s", i, st.State)
+		}
+	}
+}
+
+// TestHostilePublishKillsNoNode: messages on the change channel are from
+// anyone; an over-long or malformed key is ignored, and every node keeps
+// serving and hearing real changes.
+func TestHostilePublishKillsNoNode(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	ctx := context.Background()
+	id := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	for _, msg := range []string{
+		"x " + strings.Repeat("a", 100),
+		"x " + id + id + ".state",
+		"x " + strings.ToUpper(id),
+		"x " + strings.Repeat("\xff", 64),
+		"x",
+		"",
+		strings.Repeat("z", 1<<20),
+	} {
+		if err := f.redis.Client().Publish(ctx, "fleet:changes", msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A real change after them is still heard by both nodes.
+	f.r.SetStatus(f.leaves[0].Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("the revocation on every node", time.Millisecond, func() bool {
+		for i := range f.nodes {
+			resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), f.leaves[0].Cert, f.ca.Cert)
+			if err != nil || resp.Status != ocsp.Revoked {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,184 @@
+package stapler
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// hostileIDs are certificate IDs from outside that name no certificate.
+func hostileIDs(valid string) []string {
+	return []string{
+		valid + "a",                        // 65 hex digits
+		valid + valid,                      // 128
+		strings.Repeat("f", 10_000),        // very long
+		strings.ToUpper(valid),             // upper case: not the canonical form
+		valid[:63],                         // too short
+		valid[:63] + "g",                   // not hex
+		valid[:62] + "\x00\x00",            // NULs
+		"../" + valid[3:],                  // a path
+		valid + "/",                        // a trailing slash
+		"",                                 // none, with two certificates
+		strings.Repeat("\xff", 64),         // not UTF-8
+		valid[:32] + "\u00e9" + valid[34:], // a non-ASCII rune in 64 bytes
+	}
+}
+
+func TestHostileIDsNeverPanic(t *testing.T) {
+	e := newEnv(t, on)
+	second, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"second.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrapAndServe(e.leaf.Certificate, second.Certificate)
+	e.waitStapled(e.leaf)
+	c := newAdmin(t, e)
+	valid := CertificateID(e.leaf.Cert.Raw)
+	for _, id := range hostileIDs(valid) {
+		calls := map[string]error{}
+		_, calls["StatusOf"] = e.s.StatusOf(id)
+		_, calls["Test"] = e.s.Test(t.Context(), id)
+		_, calls["Stapling"] = e.s.Stapling(id)
+		calls["SetStapling"] = e.s.SetStapling(id, config.Stapling{Enabled: true})
+		_, calls["UpdateStapling"] = e.s.UpdateStapling(id, config.StaplingUpdate{Set: true, Remove: true})
+		calls["SetPolicy"] = e.s.SetPolicy(id, Strict)
+		calls["Remove"] = e.s.Remove(id)
+		for name, err := range calls {
+			if !errors.Is(err, ErrUnknownCertificate) {
+				t.Errorf("%s(%q): got %v, want ErrUnknownCertificate", name, brief(id), err)
+			}
+		}
+		if id == "" || strings.ContainsAny(id, "/\x00\xff") || strings.Contains(id, "\u00e9") {
+			continue // the list, or not a path segment an HTTP client sends as is
+		}
+		for _, method := range []string{"GET", "PUT", "PATCH", "DELETE"} {
+			if code, _, _, body := c.do(method, "/v1/certificates/"+id, `{"ocsp_stapling": null}`); code != 404 {
+				t.Errorf("%s /v1/certificates/%s: %d %s, want 404", method, brief(id), code, body)
+			}
+		}
+		if code, _, _, body := c.do("GET", "/v1/ocsp/status?id="+id, ""); code != 404 {
+			t.Errorf("GET /v1/ocsp/status?id=%s: %d %s, want 404", brief(id), code, body)
+		}
+	}
+	if !e.status(e.leaf).Stapled || len(e.s.Status()) != 2 {
+		t.Fatal("hostile IDs changed the managed certificates")
+	}
+}
+
+func brief(id string) string {
+	if len(id) > 70 {
+		return id[:70] + "..."
+	}
+	return id
+}
+
+// TestDisabledThenRemovedIsManagedAfresh: Remove always means "managed
+// afresh when served again", even for a certificate whose stapling was off.
+func TestDisabledThenRemovedIsManagedAfresh(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	id := CertificateID(e.leaf.Cert.Raw)
+	if err := e.s.SetStapling(id, config.Stapling{Enabled: false}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGetNoStaple(addr)
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.handshake(addr); err != nil { // served again: managed afresh
+		t.Fatal(err)
+	}
+	e.waitStapled(e.leaf)
+	if st, _ := e.s.Stapling(id); !st.Enabled {
+		t.Fatalf("managed afresh with %+v, want the defaults (enabled)", st)
+	}
+}
+
+func TestDefaultStaplingIsValidated(t *testing.T) {
+	for _, st := range []config.Stapling{{Enabled: true, CacheTTL: 30}, {Enabled: true, CacheTTL: -1}} {
+		_, err := New(on, WithDefaultStapling(st), WithLogger(quietLogger()))
+		var cerr *config.Error
+		if !errors.As(err, &cerr) || cerr.Code != config.CodeInvalidSchema {
+			t.Errorf("WithDefaultStapling(%+v): got %v, want invalid_schema", st, err)
+		}
+	}
+}
+
+// TestStaplingNullAndEmptyBodies: null returns to the Stapler's defaults
+// (enabled), an empty PUT changes nothing, and the walkthrough ends stapled.
+func TestStaplingNullAndEmptyBodies(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	c := newAdmin(t, e)
+	path := "/v1/certificates/" + CertificateID(e.leaf.Cert.Raw)
+	get := func() map[string]any {
+		_, _, obj, _ := c.do("GET", path, "")
+		return obj["ocsp_stapling"].(map[string]any)
+	}
+	if code, _, _, body := c.do("PUT", path, `{}`); code != 200 || get()["enabled"] != true {
+		t.Fatalf("PUT {}: %d %s; stapling now %v, want unchanged (enabled)", code, body, get())
+	}
+	if code, _, _, body := c.do("PATCH", path, `{}`); code != 200 || get()["enabled"] != true {
+		t.Fatalf("PATCH {}: %d %s; stapling now %v", code, body, get())
+	}
+	if code, _, _, _ := c.do("PUT", path, `{"ocsp_stapling": {"cache_ttl": 600}}`); code != 200 || get()["enabled"] != false || get()["cache_ttl"] != 600.0 {
+		t.Fatalf("PUT replaces the object with the documented defaults: %v", get())
+	}
+	e.mustGetNoStaple(addr)
+	for _, method := range []string{"PATCH", "PUT"} {
+		c.do("PATCH", path, `{"ocsp_stapling": {"enabled": false}}`)
+		if code, _, _, body := c.do(method, path, `{"ocsp_stapling": null}`); code != 200 {
+			t.Fatalf("%s null: %d %s", method, code, body)
+		}
+		if st := get(); st["enabled"] != true || st["cache_ttl"] != float64(DefaultDiscoveredCacheTTL) {
+			t.Fatalf("%s null: %v, want the Stapler's defaults", method, st)
+		}
+	}
+	e.waitStapled(e.leaf)
+	e.mustGetStaple(addr, e.leaf, 0)
+}
+
+// lockedBuffer is a log sink safe for the Stapler's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestOCSPOffIsLoggedOnce(t *testing.T) {
+	var logs lockedBuffer
+	s, err := New(config.OCSP{}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	leaf, _ := ca.Issue(responder.LeafOptions{OCSPServer: []string{"http://127.0.0.1:1/"}})
+	cfg := s.Wrap(tlsConfigFor(leaf))
+	for range 3 {
+		cfg.GetCertificate(helloFor())
+	}
+	out := logs.String()
+	if n := strings.Count(out, "OCSP is off"); n != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "ocsp_functionality") {
+		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
+	}
+}

@@ -1,0 +1,306 @@
+package stapler
+
+import (
+	"crypto/x509"
+	encasn1 "encoding/asn1"
+	"fmt"
+	"math/big"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// The parsed form of an RFC 6960 4.2.1 response. Parsing is strict DER: no
+// element may be added to any SEQUENCE, certStatus is exactly one of good,
+// revoked and unknown, every embedded certificate parses, and nothing
+// trails. Bytes outside the signature are never accepted just because the
+// signature does not cover them: they would be stapled verbatim.
+
+// parsedBasic is a BasicOCSPResponse.
+type parsedBasic struct {
+	tbs        []byte // the DER ResponseData, which the signature covers
+	producedAt time.Time
+	responses  []parsedSingle
+	extensions []parsedExtension
+	sigAlg     encasn1.ObjectIdentifier
+	signature  []byte
+	certs      []*x509.Certificate
+}
+
+// parsedSingle is a SingleResponse.
+type parsedSingle struct {
+	hashAlg    encasn1.ObjectIdentifier
+	nameHash   []byte
+	keyHash    []byte
+	serial     *big.Int
+	status     cache.Status
+	revokedAt  time.Time
+	reason     int
+	thisUpdate time.Time
+	nextUpdate time.Time // zero when absent
+	extensions []parsedExtension
+}
+
+type parsedExtension struct {
+	id       encasn1.ObjectIdentifier
+	critical bool
+}
+
+// Context-specific tags used by RFC 6960.
+var (
+	tag0  = asn1.Tag(0).ContextSpecific()
+	tag1  = asn1.Tag(1).ContextSpecific()
+	tag2  = asn1.Tag(2).ContextSpecific()
+	ctag0 = asn1.Tag(0).ContextSpecific().Constructed()
+	ctag1 = asn1.Tag(1).ContextSpecific().Constructed()
+	ctag2 = asn1.Tag(2).ContextSpecific().Constructed()
+)
+
+// malformed is an ErrMalformedResponse naming what was wrong.
+func malformed(what string) error {
+	return fmt.Errorf("%w: %s", ErrMalformedResponse, what)
+}
+
+// parseResponse parses an OCSPResponse. A responseStatus other than
+// successful is a *ResponseStatusError.
+func parseResponse(raw []byte) (*parsedBasic, error) {
+	input := cryptobyte.String(raw)
+	var resp cryptobyte.String
+	if !input.ReadASN1(&resp, asn1.SEQUENCE) {
+		return nil, malformed("not a DER SEQUENCE")
+	}
+	if !input.Empty() {
+		return nil, malformed("trailing data")
+	}
+	var status int
+	if !resp.ReadASN1Enum(&status) {
+		return nil, malformed("bad responseStatus")
+	}
+	var bytesWrapper cryptobyte.String
+	var present bool
+	if !resp.ReadOptionalASN1(&bytesWrapper, &present, ctag0) || !resp.Empty() {
+		return nil, malformed("bad OCSPResponse")
+	}
+	if status != 0 {
+		return nil, &ResponseStatusError{Status: ocspStatus(status)}
+	}
+	if !present {
+		return nil, malformed("successful response without responseBytes")
+	}
+	var rb cryptobyte.String
+	var responseType encasn1.ObjectIdentifier
+	var basicDER []byte
+	if !bytesWrapper.ReadASN1(&rb, asn1.SEQUENCE) || !bytesWrapper.Empty() ||
+		!rb.ReadASN1ObjectIdentifier(&responseType) ||
+		!rb.ReadASN1Bytes(&basicDER, asn1.OCTET_STRING) || !rb.Empty() {
+		return nil, malformed("bad responseBytes")
+	}
+	if !responseType.Equal(oidOCSPBasic) {
+		return nil, fmt.Errorf("%w: response type %v is not id-pkix-ocsp-basic", ErrMalformedResponse, responseType)
+	}
+	return parseBasic(basicDER)
+}
+
+func parseBasic(der []byte) (*parsedBasic, error) {
+	input := cryptobyte.String(der)
+	var basic cryptobyte.String
+	if !input.ReadASN1(&basic, asn1.SEQUENCE) || !input.Empty() {
+		return nil, malformed("bad BasicOCSPResponse")
+	}
+	var b parsedBasic
+	var tbsElement cryptobyte.String
+	if !basic.ReadASN1Element(&tbsElement, asn1.SEQUENCE) {
+		return nil, malformed("bad tbsResponseData")
+	}
+	b.tbs = tbsElement
+	if err := parseResponseData(&b, tbsElement); err != nil {
+		return nil, err
+	}
+	var algID cryptobyte.String
+	if !basic.ReadASN1(&algID, asn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&b.sigAlg) {
+		return nil, malformed("bad signatureAlgorithm")
+	}
+	if !algID.Empty() { // parameters: at most one element (NULL for RSA)
+		var params cryptobyte.String
+		var tag asn1.Tag
+		if !algID.ReadAnyASN1Element(&params, &tag) || !algID.Empty() {
+			return nil, malformed("bad signatureAlgorithm parameters")
+		}
+	}
+	var sig encasn1.BitString
+	if !basic.ReadASN1BitString(&sig) {
+		return nil, malformed("bad signature")
+	}
+	b.signature = sig.RightAlign()
+	var certsWrapper cryptobyte.String
+	var present bool
+	if !basic.ReadOptionalASN1(&certsWrapper, &present, ctag0) || !basic.Empty() {
+		return nil, malformed("data after the signature")
+	}
+	if present {
+		var certs cryptobyte.String
+		if !certsWrapper.ReadASN1(&certs, asn1.SEQUENCE) || !certsWrapper.Empty() {
+			return nil, malformed("bad certs")
+		}
+		for !certs.Empty() {
+			var certDER cryptobyte.String
+			if !certs.ReadASN1Element(&certDER, asn1.SEQUENCE) {
+				return nil, malformed("bad embedded certificate")
+			}
+			cert, err := x509.ParseCertificate(certDER)
+			if err != nil {
+				return nil, fmt.Errorf("%w: an embedded certificate does not parse: %v", ErrMalformedResponse, err)
+			}
+			b.certs = append(b.certs, cert)
+		}
+	}
+	return &b, nil
+}
+
+func parseResponseData(b *parsedBasic, tbsElement cryptobyte.String) error {
+	var tbs cryptobyte.String
+	if !tbsElement.ReadASN1(&tbs, asn1.SEQUENCE) {
+		return malformed("bad tbsResponseData")
+	}
+	if tbs.PeekASN1Tag(ctag0) {
+		var v cryptobyte.String
+		var version int64
+		if !tbs.ReadASN1(&v, ctag0) || !v.ReadASN1Integer(&version) || !v.Empty() || version != 0 {
+			return malformed("unsupported version")
+		}
+	}
+	var responderID cryptobyte.String
+	var tag asn1.Tag
+	if !tbs.ReadAnyASN1Element(&responderID, &tag) || (tag != ctag1 && tag != ctag2) {
+		return malformed("bad responderID")
+	}
+	if !tbs.ReadASN1GeneralizedTime(&b.producedAt) {
+		return malformed("bad producedAt")
+	}
+	var responses cryptobyte.String
+	if !tbs.ReadASN1(&responses, asn1.SEQUENCE) {
+		return malformed("bad responses")
+	}
+	for !responses.Empty() {
+		var single cryptobyte.String
+		if !responses.ReadASN1(&single, asn1.SEQUENCE) {
+			return malformed("bad SingleResponse")
+		}
+		r, err := parseSingle(single)
+		if err != nil {
+			return err
+		}
+		b.responses = append(b.responses, r)
+	}
+	exts, err := parseOptionalExtensions(&tbs, "responseExtensions")
+	if err != nil {
+		return err
+	}
+	b.extensions = exts
+	if !tbs.Empty() {
+		return malformed("extra element in tbsResponseData")
+	}
+	return nil
+}
+
+func parseSingle(single cryptobyte.String) (parsedSingle, error) {
+	var r parsedSingle
+	var id, alg cryptobyte.String
+	r.serial = new(big.Int)
+	if !single.ReadASN1(&id, asn1.SEQUENCE) || !id.ReadASN1(&alg, asn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&r.hashAlg) {
+		return r, malformed("bad certID")
+	}
+	if !alg.Empty() { // NULL parameters, or none
+		var null cryptobyte.String
+		if !alg.ReadASN1(&null, asn1.NULL) || !null.Empty() || !alg.Empty() {
+			return r, malformed("bad certID hash algorithm parameters")
+		}
+	}
+	if !id.ReadASN1Bytes(&r.nameHash, asn1.OCTET_STRING) || !id.ReadASN1Bytes(&r.keyHash, asn1.OCTET_STRING) ||
+		!id.ReadASN1Integer(r.serial) || !id.Empty() {
+		return r, malformed("bad certID")
+	}
+	// certStatus is a CHOICE: exactly one element, one of three tags.
+	var status cryptobyte.String
+	var tag asn1.Tag
+	if !single.ReadAnyASN1(&status, &tag) {
+		return r, malformed("bad certStatus")
+	}
+	switch tag {
+	case tag0:
+		if !status.Empty() {
+			return r, malformed("bad certStatus good")
+		}
+		r.status = cache.Good
+	case tag2:
+		if !status.Empty() {
+			return r, malformed("bad certStatus unknown")
+		}
+		r.status = cache.Unknown
+	case ctag1:
+		r.status = cache.Revoked
+		if !status.ReadASN1GeneralizedTime(&r.revokedAt) {
+			return r, malformed("bad revocationTime")
+		}
+		if status.PeekASN1Tag(ctag0) {
+			var reason cryptobyte.String
+			if !status.ReadASN1(&reason, ctag0) || !reason.ReadASN1Enum(&r.reason) || !reason.Empty() {
+				return r, malformed("bad revocationReason")
+			}
+		}
+		if !status.Empty() {
+			return r, malformed("extra element in revokedInfo")
+		}
+	default:
+		return r, malformed("certStatus is none of good, revoked and unknown")
+	}
+	if !single.ReadASN1GeneralizedTime(&r.thisUpdate) {
+		return r, malformed("bad thisUpdate")
+	}
+	if single.PeekASN1Tag(ctag0) {
+		var next cryptobyte.String
+		if !single.ReadASN1(&next, ctag0) || !next.ReadASN1GeneralizedTime(&r.nextUpdate) || !next.Empty() {
+			return r, malformed("bad nextUpdate")
+		}
+	}
+	exts, err := parseOptionalExtensions(&single, "singleExtensions")
+	if err != nil {
+		return r, err
+	}
+	r.extensions = exts
+	if !single.Empty() {
+		return r, malformed("extra element in SingleResponse")
+	}
+	return r, nil
+}
+
+// parseOptionalExtensions reads an optional [1] EXPLICIT Extensions.
+func parseOptionalExtensions(s *cryptobyte.String, what string) ([]parsedExtension, error) {
+	if !s.PeekASN1Tag(ctag1) {
+		return nil, nil
+	}
+	var wrapper, exts cryptobyte.String
+	if !s.ReadASN1(&wrapper, ctag1) || !wrapper.ReadASN1(&exts, asn1.SEQUENCE) || !wrapper.Empty() {
+		return nil, malformed("bad " + what)
+	}
+	var out []parsedExtension
+	for !exts.Empty() {
+		var ext cryptobyte.String
+		var e parsedExtension
+		var value []byte
+		if !exts.ReadASN1(&ext, asn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&e.id) ||
+			(ext.PeekASN1Tag(asn1.BOOLEAN) && !ext.ReadASN1Boolean(&e.critical)) ||
+			!ext.ReadASN1Bytes(&value, asn1.OCTET_STRING) || !ext.Empty() {
+			return nil, malformed("bad extension in " + what)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ocspStatus converts a responseStatus read from the wire.
+func ocspStatus(v int) ocsp.ResponseStatus { return ocsp.ResponseStatus(v) }
