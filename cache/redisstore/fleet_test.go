@@ -185,25 +185,29 @@ func (f *fleet) expectRequestsPerLeaf(want int) {
 }
 
 func TestFleetMakesOneRequestPerCertificatePerRefresh(t *testing.T) {
-	f := newFleet(t, 3, 100)
-	start := f.clock.Now().Add(-time.Hour)
-	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(start) })
-	f.expectRequestsPerLeaf(1)
+	for _, size := range []struct{ nodes, certs int }{{3, 100}, {10, 20}} {
+		t.Run(fmt.Sprintf("%d nodes", size.nodes), func(t *testing.T) {
+			f := newFleet(t, size.nodes, size.certs)
+			start := f.clock.Now().Add(-time.Hour)
+			f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(start) })
+			f.expectRequestsPerLeaf(1)
 
-	// Two regular refreshes: one request each per certificate, fleet-wide,
-	// and every node staples the same new response.
-	for round := 2; round <= 3; round++ {
-		before := f.clock.Now()
-		f.clock.Advance(50 * time.Minute)
-		f.settle("the refresh", 20*time.Second, func() bool { return f.allStapledSince(before) })
-		f.expectRequestsPerLeaf(round)
-	}
-	for i, s := range f.nodes {
-		for _, st := range s.Status() {
-			if st.State != stapler.StateGood || !st.Stapled || st.StoreError != "" {
-				t.Fatalf("node %d: %+v", i, st)
+			// Two regular refreshes: one request each per certificate,
+			// fleet-wide, and every node staples the same new response.
+			for round := 2; round <= 3; round++ {
+				before := f.clock.Now()
+				f.clock.Advance(50 * time.Minute)
+				f.settle("the refresh", 20*time.Second, func() bool { return f.allStapledSince(before) })
+				f.expectRequestsPerLeaf(round)
 			}
-		}
+			for i, s := range f.nodes {
+				for _, st := range s.Status() {
+					if st.State != stapler.StateGood || !st.Stapled || st.StoreError != "" {
+						t.Fatalf("node %d: %+v", i, st)
+					}
+				}
+			}
+		})
 	}
 }
 
