@@ -45,7 +45,9 @@ func (st *fleetState) plausible(cfg *config.OCSP, now time.Time, skew time.Durat
 
 // LeaseTTL is how long a server holds a certificate's lease while it
 // queries the responder, for a given response_timeout: if it dies mid-query,
-// another server takes over after at most this long.
+// its lease runs out after at most this long, and another server takes over
+// when it next looks (servers that found the lease taken look again every
+// response_timeout + 1 s).
 func LeaseTTL(responseTimeout time.Duration) time.Duration {
 	return 2*responseTimeout + 2*time.Second
 }
