@@ -144,7 +144,7 @@ func (c *opensslCA) startResponder(port int) *exec.Cmd {
 	}()
 	select {
 	case <-ready:
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute): // only a hang
 		c.t.Fatal("openssl ocsp did not start")
 	}
 	return cmd
@@ -196,7 +196,7 @@ func TestInteropWithOpenSSL(t *testing.T) {
 
 	// Every certificate has been queried once the statuses say so.
 	var statuses []map[string]any
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute) // only a hang
 	for {
 		code, body := adminGet(t, "GET", admin+"/v1/ocsp/status", "k")
 		statuses = nil
