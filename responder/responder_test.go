@@ -37,14 +37,29 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{ca, srv, leaf}
 }
 
+// queryLimit bounds a query that should be answered: long enough that
+// only a hang reaches it, however busy the machine (reading the 4 MiB the
+// huge and endless bodies are cut at takes a while under -race and load).
+const queryLimit = time.Minute
+
+// hangLimit is how long a query waits on a responder that hangs: any wait
+// shows the hang, so it is short.
+const hangLimit = 200 * time.Millisecond
+
 // query asks the server about cert over method and returns the HTTP answer.
 func query(t *testing.T, base string, cert, issuer *x509.Certificate, method string) (*http.Response, []byte, error) {
+	t.Helper()
+	return queryWithin(t, queryLimit, base, cert, issuer, method)
+}
+
+// queryWithin is query with the client giving up after limit.
+func queryWithin(t *testing.T, limit time.Duration, base string, cert, issuer *x509.Certificate, method string) (*http.Response, []byte, error) {
 	t.Helper()
 	der, err := ocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var req *http.Request
 	if method == http.MethodGet {
@@ -355,19 +370,23 @@ func TestEachFault(t *testing.T) {
 			if !ok {
 				t.Fatalf("no check for %v", kind)
 			}
+			limit := queryLimit
+			if kind == FaultHang {
+				limit = hangLimit
+			}
 			// Once for every request, once for the serial only, once queued.
 			f.srv.Responder.SetFault(Fault{Kind: kind})
-			resp, body, err := query(t, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodPost)
+			resp, body, err := queryWithin(t, limit, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodPost)
 			c(t, resp, body, err)
 			f.srv.Responder.SetFault(Fault{})
 
 			f.srv.Responder.SetSerialFault(f.leaf.Cert.SerialNumber, Fault{Kind: kind})
-			resp, body, err = query(t, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodGet)
+			resp, body, err = queryWithin(t, limit, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodGet)
 			c(t, resp, body, err)
 			f.srv.Responder.SetSerialFault(f.leaf.Cert.SerialNumber, Fault{})
 
 			f.srv.Responder.QueueFaults(Fault{Kind: kind})
-			resp, body, err = query(t, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodPost)
+			resp, body, err = queryWithin(t, limit, f.srv.URL, f.leaf.Cert, f.ca.Cert, http.MethodPost)
 			c(t, resp, body, err)
 
 			// Healthy again, even with a delegate.

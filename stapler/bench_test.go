@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"crypto/tls"
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,6 +88,64 @@ func BenchmarkGetConfigForClientHit(b *testing.B) {
 		for b.Loop() {
 			inner, _ := cfg.GetConfigForClient(hello)
 			inner.GetCertificate(hello)
+		}
+	})
+}
+
+// BenchmarkGetCertificateHitMany is the cache hit with 10,000 managed
+// certificates behind the application's own GetCertificate (a map by server
+// name), so that the Stapler finds each certificate's state in its index,
+// against the same map returning pre-stapled certificates.
+func BenchmarkGetCertificateHitMany(b *testing.B) {
+	const n = 10_000
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := responder.NewServer(responder.New(ca))
+	b.Cleanup(srv.Close)
+	certs := mintLeaves(b, ca, n, srv.URL)
+	store := signedStore(b, ca, certs)
+	hook, done := countStapled(n)
+	s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithStore(store), hook)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	byName := make(map[string]*tls.Certificate, n)
+	stapled := make(map[string]*tls.Certificate, n)
+	hellos := make([]*tls.ClientHelloInfo, n)
+	for i := range certs {
+		name := fmt.Sprintf("c%d.test", i)
+		byName[name] = &certs[i]
+		c := certs[i]
+		c.OCSPStaple = []byte("pre-stapled")
+		stapled[name] = &c
+		hellos[i] = &tls.ClientHelloInfo{ServerName: name}
+		if _, err := s.Add(&certs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	cfg := s.Wrap(&tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return byName[h.ServerName], nil }})
+	if c, err := cfg.GetCertificate(hellos[0]); err != nil || c.OCSPStaple == nil {
+		b.Fatalf("not stapled: %v", err)
+	}
+	b.Run("wrap", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			cfg.GetCertificate(hellos[i%n])
+			i++
+		}
+	})
+	baseline := func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return stapled[h.ServerName], nil }
+	b.Run("baseline-map", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			baseline(hellos[i%n])
+			i++
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/config"
 )
 
 // Fleet coordination, used when the store is a cache.Leaser shared by
@@ -30,9 +31,23 @@ type fleetState struct {
 	Next        int64  `json:"next"`         // when the fleet tries next after a failure; 0 after a success
 }
 
+// plausible reports whether a server of the fleet could have written st
+// at now (give or take skew): its tries within recovery_max_tries, its last
+// attempt not in the future, and its next attempt no later than one
+// query_frequency after the last. A state that fails this was tampered with
+// (or written by a server configured very differently) and is not adopted.
+func (st *fleetState) plausible(cfg *config.OCSP, now time.Time, skew time.Duration) bool {
+	latest := now.Add(skew).UnixNano()
+	return st.Tries >= 0 && st.Tries <= cfg.MaxTries() &&
+		st.LastAttempt <= latest &&
+		st.Next <= time.Unix(0, st.LastAttempt).Add(cfg.QueryInterval()+skew).UnixNano()
+}
+
 // LeaseTTL is how long a server holds a certificate's lease while it
 // queries the responder, for a given response_timeout: if it dies mid-query,
-// another server takes over after at most this long.
+// its lease runs out after at most this long, and another server takes over
+// when it next looks (servers that found the lease taken look again every
+// response_timeout + 1 s).
 func LeaseTTL(responseTimeout time.Duration) time.Duration {
 	return 2*responseTimeout + 2*time.Second
 }
@@ -190,7 +205,11 @@ func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fl
 	switch {
 	case err == nil:
 		state = new(fleetState)
-		if json.Unmarshal(value, state) != nil {
+		if json.Unmarshal(value, state) != nil || !state.plausible(s.cfg.Load(), s.clock.Now(), s.opts.skew) {
+			// The store is not trusted with the state either: one that no
+			// server could have written (a retry planned past the regular
+			// schedule, say) is ignored, and replaced at the next query.
+			s.log.Warn("ocsp: ignoring the shared state; it will be replaced", "id", m.ID())
 			state = nil
 		}
 	case !errors.Is(err, cache.ErrCacheMiss):

@@ -53,7 +53,7 @@ func newEnv(t testing.TB, cfg config.OCSP, opts ...Option) *env {
 	if e.leaf, err = e.srv.Issue(responder.LeafOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(2 * time.Second), WithStatusHook(func(c StatusChange) {
+	opts = append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(hangLimit), WithStatusHook(func(c StatusChange) {
 		select {
 		case e.events <- c:
 		default:
@@ -87,7 +87,7 @@ func (e *env) serve(cfg *tls.Config) string {
 			go func() {
 				defer wg.Done()
 				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				conn.SetDeadline(time.Now().Add(hangLimit))
 				if err := conn.(*tls.Conn).Handshake(); err == nil {
 					io.Copy(io.Discard, conn)
 				}
@@ -112,7 +112,7 @@ func (e *env) handshake(addr string, mod ...func(*tls.Config)) ([]byte, *tls.Con
 	for _, f := range mod {
 		f(cfg)
 	}
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	d := &net.Dialer{Timeout: hangLimit}
 	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -154,11 +154,18 @@ func (e *env) mustGetNoStaple(addr string) {
 	}
 }
 
-// eventually polls cond in real time: background work runs on real
-// goroutines even when the clock is fake.
+// hangLimit bounds every real-time wait of these tests: background work
+// runs on real goroutines even when the clock is fake, and a busy machine
+// (-race, two cores, other work) may take seconds where an idle one takes
+// milliseconds. Only a hang reaches it; no test passes or fails on how fast
+// the machine is.
+const hangLimit = time.Minute
+
+// eventually polls cond in real time until it holds, failing the test
+// after hangLimit.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

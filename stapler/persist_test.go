@@ -18,7 +18,7 @@ import (
 func (e *env) restart(opts ...Option) {
 	e.t.Helper()
 	e.s.Close()
-	s, err := New(on, append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(2 * time.Second)}, opts...)...)
+	s, err := New(on, append([]Option{WithClock(e.clock), WithLogger(quietLogger()), WithColdWait(hangLimit)}, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -100,14 +100,32 @@ func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
 	}
 }
 
-// brokenStore fails every write, or blocks until the write's deadline.
+// brokenStore fails every write, or blocks each write, or each read, until
+// its deadline.
 type brokenStore struct {
-	block bool
-	puts  atomic.Int64
+	block, hangGet bool
+	puts, gets     atomic.Int64
+	// getBudget is the longest time a read was given (its context's
+	// deadline, seen as the read began).
+	getBudget atomic.Int64
 }
 
-func (b *brokenStore) Get(context.Context, string) ([]byte, error) { return nil, cache.ErrCacheMiss }
-func (b *brokenStore) Delete(context.Context, string) error        { return nil }
+func (b *brokenStore) Get(ctx context.Context, _ string) ([]byte, error) {
+	b.gets.Add(1)
+	if !b.hangGet {
+		return nil, cache.ErrCacheMiss
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		b.getBudget.Store(int64(time.Duration(1<<63 - 1)))
+	} else if d := int64(time.Until(deadline)); d > b.getBudget.Load() {
+		b.getBudget.Store(d)
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (b *brokenStore) Delete(context.Context, string) error { return nil }
 func (b *brokenStore) Put(ctx context.Context, _ string, _ []byte) error {
 	b.puts.Add(1)
 	if b.block {
@@ -118,15 +136,46 @@ func (b *brokenStore) Put(ctx context.Context, _ string, _ []byte) error {
 }
 
 func TestAFailingOrSlowStoreNeverDelaysAStaple(t *testing.T) {
-	for _, store := range []*brokenStore{{}, {block: true}} {
-		e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300}, WithStore(store))
-		addr := e.wrapAndServe(e.leaf.Certificate)
-		e.mustGetStaple(addr, e.leaf, ocsp.Good)
-		eventually(t, "a store write", func() bool { return store.puts.Load() >= 1 })
-		// While the store is stuck, refreshes still go through.
-		e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
-		e.clock.Advance(300 * time.Second)
-		e.waitQueries(e.leaf, 2)
-		e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
+	for _, tc := range []struct {
+		name  string
+		store *brokenStore
+	}{
+		{"failing writes", &brokenStore{}},
+		{"hanging writes", &brokenStore{block: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := tc.store
+			e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300}, WithStore(store))
+			addr := e.wrapAndServe(e.leaf.Certificate)
+			e.mustGetStaple(addr, e.leaf, ocsp.Good)
+			eventually(t, "a store write", func() bool { return store.puts.Load() >= 1 })
+			// While the store is stuck, refreshes still go through.
+			e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
+			e.clock.Advance(300 * time.Second)
+			e.waitQueries(e.leaf, 2)
+			e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
+		})
 	}
+}
+
+// TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait: on start the
+// store is read before the responder is asked; a read that hangs is given
+// up after the cold wait (not the store's own 10 s timeout), and the fetch
+// goes ahead.
+func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
+	const coldWait = 200 * time.Millisecond
+	store := &brokenStore{hangGet: true}
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300}, WithStore(store), WithColdWait(coldWait))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	if n := store.gets.Load(); n != 1 {
+		t.Fatalf("%d store reads, want 1", n)
+	}
+	if budget := time.Duration(store.getBudget.Load()); budget > coldWait {
+		t.Fatalf("the store read was given %v, want at most the cold wait (%v)", budget, coldWait)
+	}
+	if n := e.r.RequestCount(); n != 1 {
+		t.Fatalf("%d responder requests, want 1", n)
+	}
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 }

@@ -71,6 +71,10 @@ type outcome struct {
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	ch := s.flight.DoChan(m.ID(), func() (any, error) {
+		if err := s.startFetch(); err != nil {
+			return &outcome{err: err}, nil
+		}
+		defer s.fetches.Done()
 		e, err := s.fetchAndVerify(m)
 		return &outcome{e: e, err: err}, nil
 	})
@@ -178,7 +182,11 @@ func (s *Stapler) restore(m *managed) bool {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
-	value, err := s.persist.store.Get(ctx, m.ID())
+	// A store that hangs must not hold up the first fetch past the cold
+	// wait: handshakes are waiting for it.
+	getCtx, getCancel := context.WithTimeout(ctx, s.coldWait())
+	value, err := s.persist.store.Get(getCtx, m.ID())
+	getCancel()
 	if err != nil {
 		if !errors.Is(err, cache.ErrCacheMiss) {
 			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)

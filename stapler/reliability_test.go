@@ -2,7 +2,9 @@ package stapler
 
 import (
 	"crypto/tls"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ var faultMessages = map[responder.FaultKind]string{
 func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
 	e.t.Helper()
 	id := CertificateID(leaf.Cert.Raw)
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(hangLimit)
 	for {
 		select {
 		case ev := <-e.events:
@@ -59,6 +61,57 @@ func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
 			return
 		case <-timeout:
 			e.t.Fatalf("status hook never saw %s -> %s", from, to)
+		}
+	}
+}
+
+// deadlineRecorder wraps the Stapler's own transport and records the
+// longest time any request to the responder was given: the deadline of its
+// context as it started, which also bounds reading the body.
+type deadlineRecorder struct {
+	next      http.RoundTripper
+	mu        sync.Mutex
+	requests  int
+	longest   time.Duration
+	unbounded bool
+}
+
+func (d *deadlineRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	deadline, ok := r.Context().Deadline()
+	d.mu.Lock()
+	d.requests++
+	if !ok {
+		d.unbounded = true
+	} else if left := time.Until(deadline); left > d.longest {
+		d.longest = left
+	}
+	d.mu.Unlock()
+	return d.next.RoundTrip(r)
+}
+
+// check fails t unless every request was given at most limit.
+func (d *deadlineRecorder) check(t *testing.T, limit time.Duration) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.requests == 0 || d.unbounded || d.longest > limit {
+		t.Fatalf("%d requests, unbounded %v, the longest given %v: want every exchange bounded by response_timeout (%v)", d.requests, d.unbounded, d.longest, limit)
+	}
+}
+
+// noMoreEvents fails the test if the status hook reported anything more
+// for leaf than the events already consumed.
+func (e *env) noMoreEvents(leaf *responder.Leaf) {
+	e.t.Helper()
+	id := CertificateID(leaf.Cert.Raw)
+	for {
+		select {
+		case ev := <-e.events:
+			if ev.ID == id {
+				e.t.Fatalf("the status hook fired again: %s -> %s", ev.From, ev.To)
+			}
+		default:
+			return
 		}
 	}
 }
@@ -90,7 +143,12 @@ func TestFaultMatrix(t *testing.T) {
 				t.Fatalf("no expectation for fault %v", kind)
 			}
 			const maxTries = 2
-			e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: maxTries})
+			// The Stapler's own client (its redirect rules included),
+			// watched: every exchange must be bounded by response_timeout.
+			client := newHTTPClient()
+			deadlines := &deadlineRecorder{next: client.Transport}
+			client.Transport = deadlines
+			e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: maxTries}, WithHTTPClient(client))
 			e.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 4 * time.Hour})
 			ms, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"must.test"}, MustStaple: true})
 			if err != nil {
@@ -129,6 +187,9 @@ func TestFaultMatrix(t *testing.T) {
 				queries++
 				st = e.waitQueries(e.leaf, queries)
 				e.waitQueries(ms, queries) // both quiet before the clock moves again
+				if st.Queries != queries {
+					t.Fatalf("%d queries after retry %d, want %d", st.Queries, try, queries)
+				}
 			}
 			// The tries are used up: failed, reported once, regular schedule.
 			if st.State != StateFailed || st.Tries != 0 || !strings.Contains(st.LastError, msg) {
@@ -167,6 +228,10 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			e.expectEvent(e.leaf, StateFailed, StateGood)
 			e.mustGetStaple(addr, e.leaf, ocsp.Good)
+			// Each change was reported once: none -> good, good -> failed,
+			// failed -> good, and nothing else.
+			e.noMoreEvents(e.leaf)
+			deadlines.check(t, time.Second)
 		})
 	}
 }

@@ -87,6 +87,11 @@ type Stapler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	// fetches counts the shared fetches in flight (each on a goroutine of
+	// its own, which a caller that gives up leaves running); closeMu makes
+	// Close's wait for them safe: no fetch starts once Close has begun.
+	fetches sync.WaitGroup
+	closeMu sync.RWMutex
 	// coarse is the coarse clock (Unix nanoseconds) when the clock is the
 	// system clock; nil with an injected clock.
 	coarse *atomic.Int64
@@ -182,20 +187,49 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 }
 
 // Close stops all background work and returns once every goroutine the
-// Stapler started has ended. Wrapped configs keep working after Close,
-// serving the staples they have until those expire.
+// Stapler started has ended: a fetch in flight is cancelled and waited for,
+// for at most response_timeout (an HTTP client given with WithHTTPClient
+// that ignores cancellation cannot hold Close longer). Wrapped configs keep
+// working after Close, serving the staples they have until those expire.
 func (s *Stapler) Close() error {
+	s.closeMu.Lock()
 	if s.closed.Swap(true) {
+		s.closeMu.Unlock()
 		return nil
 	}
 	s.cancel()
+	s.closeMu.Unlock()
 	s.wg.Wait()
+	fetched := make(chan struct{})
+	go func() {
+		s.fetches.Wait()
+		close(fetched)
+	}()
+	t := time.NewTimer(s.cfg.Load().Timeout())
+	select {
+	case <-fetched:
+	case <-t.C:
+	}
+	t.Stop()
 	for _, m := range s.managedList() {
 		m.disarm()
 	}
 	if s.opts.client == nil {
 		s.client.CloseIdleConnections()
 	}
+	return nil
+}
+
+// startFetch registers a fetch that is about to start, unless the Stapler
+// is closing (it then returns the reason, context.Canceled); the caller
+// calls s.fetches.Done when the fetch ends.
+func (s *Stapler) startFetch() error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	s.fetches.Add(1)
 	return nil
 }
 

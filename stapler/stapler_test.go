@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 )
@@ -414,23 +416,39 @@ func TestResponderURLOverride(t *testing.T) {
 	}
 }
 
+// gatedTransport holds every request until open is closed, so that a test
+// decides when the responder is reached (not the scheduler of a busy machine).
+type gatedTransport struct{ open chan struct{} }
+
+func (g gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case <-g.open:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
 func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
-	e := newEnv(t, on)
-	// The responder is slow, so every caller arrives while the fetch is in flight.
-	e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 200 * time.Millisecond})
+	// The fetch is held at the gate until every caller has arrived, so all
+	// of them are cold however slowly the machine runs them; the limits
+	// (response_timeout 60 s, the cold wait a minute) are reached only by a
+	// hang.
+	gate := gatedTransport{open: make(chan struct{})}
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 60},
+		WithHTTPClient(&http.Client{Transport: gate}), WithColdWait(time.Minute))
 	var user atomic.Pointer[tls.Certificate]
 	user.Store(&e.leaf.Certificate)
 	cfg := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return user.Load(), nil }})
 
 	const n = 10000
 	var wg sync.WaitGroup
-	var stapled atomic.Int64
-	start := make(chan struct{})
+	var stapled, arrived atomic.Int64
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
+			arrived.Add(1)
 			c, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "localhost"})
 			if err != nil {
 				t.Error(err)
@@ -441,7 +459,11 @@ func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
 			}
 		}()
 	}
-	close(start)
+	eventually(t, "every caller to arrive", func() bool { return arrived.Load() == n })
+	if stapled.Load() != 0 {
+		t.Fatalf("%d handshakes stapled before the responder was reached", stapled.Load())
+	}
+	close(gate.open)
 	wg.Wait()
 	if got := e.r.RequestCount(); got != 1 {
 		t.Fatalf("%d responder requests for %d cold handshakes, want 1", got, n)
@@ -562,35 +584,53 @@ func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
 	}
 }
 
+// slowToCancel is a transport that, like a real one stuck in a slow dial,
+// goes on for a while after its request is cancelled.
+type slowToCancel struct{ linger time.Duration }
+
+func (c slowToCancel) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if r.Context().Err() != nil {
+		time.Sleep(c.linger)
+	}
+	return resp, err
+}
+
+// stapleWork names the functions that run the Stapler's background work.
+// Each runs inside a goroutine whose last act is to tell Close it is done,
+// so none of them may be on any stack once Close has returned.
+var stapleWork = []string{
+	"stapler.(*scheduler).run",
+	"stapler.(*Stapler).refresh",
+	"stapler.(*Stapler).fetchAndVerify",
+	"stapler.fetchResponse",
+	"stapler.runCoarseClock",
+	"stapler.(*persister).run",
+	"stapler.(*Stapler).watchFleet",
+}
+
 func TestCloseLeaksNoGoroutine(t *testing.T) {
-	before := runtime.NumGoroutine()
-	e := newEnv(t, on)
+	// A fetch hangs in flight, on a transport that lingers after it is
+	// cancelled, while Close runs: Close must wait for it (the fetch runs
+	// on a goroutine of its own), within response_timeout.
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 5},
+		WithHTTPClient(&http.Client{Transport: slowToCancel{linger: 500 * time.Millisecond}}),
+		WithStore(cache.DirStore(t.TempDir())))
 	addr := e.wrapAndServe(e.leaf.Certificate)
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
-	e.clock.Advance(2 * time.Hour) // a fetch hangs in flight while we close
+	e.clock.Advance(2 * time.Hour)
 	eventually(t, "the hanging request", func() bool { return e.r.RequestCount() >= 2 })
 	e.s.Close()
-	e.srv.Close()
-	http := e.s.client
-	http.CloseIdleConnections()
-	// Ending the test's own servers is the cleanup's job; count only what
-	// the Stapler started: its scheduler, workers and HTTP connections.
-	eventually(t, "goroutines to end", func() bool {
-		return runtime.NumGoroutine() <= before+6 // the TLS test server's accept loop and conns
-	})
-	// A goroutine that has run its deferred wg.Done may still be on its
-	// way out when Close returns; give it a moment, then none may remain.
-	var stacks string
-	for range 100 {
-		buf := make([]byte, 1<<20)
-		stacks = string(buf[:runtime.Stack(buf, true)])
-		if !strings.Contains(stacks, "stapler.(*scheduler).run") && !strings.Contains(stacks, "stapler.New.func") {
-			return
+	// No polling: at the moment Close returns, none of the Stapler's work
+	// may still run.
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, fn := range stapleWork {
+		if strings.Contains(stacks, fn) {
+			t.Fatalf("%s still running after Close:\n%s", fn, stacks)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("stapler goroutines still running after Close:\n%s", stacks)
 }
 
 func TestCacheHitAllocatesNothing(t *testing.T) {

@@ -110,7 +110,7 @@ func TestVerifierTreatsAnExpiredStapleAsMissing(t *testing.T) {
 func TestVerifierFetchesWhenNoStapleCame(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	v := NewVerifier(FetchWhenMissing(2*time.Second), HardFail(), VerifierClock(e.clock))
+	v := NewVerifier(FetchWhenMissing(hangLimit), HardFail(), VerifierClock(e.clock))
 	for range 3 {
 		if err := e.dialVerified(addr, v); err != nil {
 			t.Fatal(err)
@@ -163,7 +163,7 @@ func TestMutualTLSServerVerifiesTheClientStaple(t *testing.T) {
 	clientConfig := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{client.Certificate}, RootCAs: roots, ServerName: "localhost"})
 	e.waitStapled(client)
 	connect := func() error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientConfig)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", addr, clientConfig)
 		if err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func TestMutualTLSServerVerifiesTheClientStaple(t *testing.T) {
 		select {
 		case err := <-verdicts:
 			return err
-		case <-time.After(5 * time.Second):
+		case <-time.After(hangLimit):
 			return errors.New("server never verified")
 		}
 	}
@@ -195,7 +195,7 @@ func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
 	stapled.OCSPStaple = mustFetchRaw(t, e, e.leaf)
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{stapled}})
 	// With network checks allowed, the delegate's revocation is found.
-	if err := e.dialVerified(addr, NewVerifier(FetchWhenMissing(2*time.Second), VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrUnauthorizedSigner) {
+	if err := e.dialVerified(addr, NewVerifier(FetchWhenMissing(hangLimit), VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrUnauthorizedSigner) {
 		t.Fatalf("got %v", err)
 	}
 	// Without them, the signature and EKU check pass and nothing more can be known.

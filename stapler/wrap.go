@@ -401,13 +401,19 @@ func (m *managed) refusal(err error) error {
 	return fmt.Errorf("stapler: refusing certificate %q (id %s): %w", m.leaf.Subject.String(), m.ID(), err)
 }
 
+// coldWait is how long a handshake waits for the first fetch of a
+// certificate that has no staple yet (see WithColdWait).
+func (s *Stapler) coldWait() time.Duration {
+	if s.opts.coldWait > 0 {
+		return s.opts.coldWait
+	}
+	return s.cfg.Load().Timeout() / 4
+}
+
 // waitCold waits, for a bounded time, for the first fetch of a certificate
 // that has no staple yet.
 func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
-	wait := s.opts.coldWait
-	if wait <= 0 {
-		wait = s.cfg.Load().Timeout() / 4
-	}
+	wait := s.coldWait()
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()

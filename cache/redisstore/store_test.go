@@ -39,17 +39,20 @@ func TestLease(t *testing.T) {
 	r := redistest.Start(t)
 	ctx := context.Background()
 	a, b := New(r.Client(), "test:"), New(r.Client(), "test:")
-	tokenA, ok, err := a.Lease(ctx, "k", 300*time.Millisecond)
+	// Leases meant to be held are long (a busy machine may stall for a
+	// while between two calls); the one meant to run out is short, and the
+	// test sleeps past it.
+	tokenA, ok, err := a.Lease(ctx, "k", time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("first lease: %v %v", ok, err)
 	}
-	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+	if _, ok, _ := b.Lease(ctx, "k", time.Minute); ok {
 		t.Fatal("a second holder got the lease")
 	}
 	if err := b.Release(ctx, "k", "not-the-token"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+	if _, ok, _ := b.Lease(ctx, "k", time.Minute); ok {
 		t.Fatal("a release with the wrong token freed the lease")
 	}
 	if err := a.Release(ctx, "k", tokenA); err != nil {
@@ -61,12 +64,12 @@ func TestLease(t *testing.T) {
 	}
 	// The holder dies: the lease runs out by itself.
 	time.Sleep(300 * time.Millisecond)
-	if _, ok, _ := a.Lease(ctx, "k", time.Second); !ok {
+	if _, ok, _ := a.Lease(ctx, "k", time.Minute); !ok {
 		t.Fatal("an expired lease is still held")
 	}
 	// The dead holder's late release does not free the new holder's lease.
 	b.Release(ctx, "k", tokenB)
-	if _, ok, _ := b.Lease(ctx, "k", time.Second); ok {
+	if _, ok, _ := b.Lease(ctx, "k", time.Minute); ok {
 		t.Fatal("a stale token released another holder's lease")
 	}
 }
@@ -79,7 +82,14 @@ func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
 	got := make(chan string, 10)
 	done := make(chan error, 1)
 	go func() { done <- a.Subscribe(ctx, func(key string) { got <- key }) }()
-	time.Sleep(100 * time.Millisecond) // let the subscription start
+	// Wait for the subscription to be in place (Redis counts it), not for
+	// a guessed while.
+	for deadline := time.Now().Add(time.Minute); r.Client().PubSubNumSub(ctx, "test:changes").Val()["test:changes"] == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	a.Put(ctx, "own", []byte("x"))
 	b.Put(ctx, "theirs", []byte("y"))
 	select {
@@ -87,7 +97,7 @@ func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
 		if key != "theirs" {
 			t.Fatalf("notified of %q", key)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no notification")
 	}
 	cancel()

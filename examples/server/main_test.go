@@ -67,7 +67,7 @@ func TestServerStaplesDualCertificatesAndShutsDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(time.Minute): // only a hang
 		t.Fatal("server did not shut down")
 	}
 }

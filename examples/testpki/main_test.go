@@ -21,8 +21,11 @@ func TestWritesAPKIAndServesItsResponder(t *testing.T) {
 	if err != nil || !strings.Contains(line, "OCSP responder at http://127.0.0.1:") {
 		t.Fatalf("got %q %v", line, err)
 	}
-	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")); err != nil {
-		t.Fatal(err)
+	// The files the README's server snippet names.
+	for _, pair := range [][2]string{{"chain.pem", "key.pem"}, {"rsa-chain.pem", "rsa-key.pem"}} {
+		if _, err := tls.LoadX509KeyPair(filepath.Join(dir, pair[0]), filepath.Join(dir, pair[1])); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err != nil {
 		t.Fatal(err)
