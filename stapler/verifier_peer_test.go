@@ -316,8 +316,8 @@ func TestVerifierCheckHasOneDeadline(t *testing.T) {
 	}
 	// The delegate check spent the whole deadline: the fetch is not even
 	// sent, so the check took one timeout, not two.
-	if n := e.r.RequestCount() - before; n != 1 {
-		t.Fatalf("%d requests after the deadline passed, want 1", n)
+	if n := e.r.RequestCount() - before; n > 1 {
+		t.Fatalf("%d requests, want the delegate check's alone: the fetch was sent after the deadline passed", n)
 	}
 }
 
