@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -66,6 +65,8 @@ type wrapper struct {
 	views []atomic.Pointer[view]
 	// byName is the application's NameToCertificate, pointing into certs.
 	byName map[string]*tls.Certificate
+	// names indexes certs by the names their leaves are valid for.
+	names *nameIndex
 
 	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
@@ -98,6 +99,16 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 			w.managedAt[i] = added[j]
 			j++
 		}
+	}
+	for i := range w.certs {
+		// crypto/tls parses a certificate without Leaf on every
+		// SupportsCertificate; ours are parsed already.
+		if w.certs[i].Leaf == nil && w.managedAt[i] != nil && w.managedAt[i].leaf != nil {
+			w.certs[i].Leaf = w.managedAt[i].leaf
+		}
+	}
+	if len(w.certs) > 1 {
+		w.names = newNameIndex(w.certs)
 	}
 	if cfg.NameToCertificate != nil { //nolint:staticcheck // honoured as crypto/tls does
 		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
@@ -147,7 +158,7 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if len(w.certs) == 0 {
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
-	i, cert := selectCertificate(w.certs, w.byName, hello)
+	i, cert := w.selectCertificate(hello)
 	if i >= 0 && w.managedAt[i] != nil {
 		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views[i])
 	}
@@ -296,39 +307,6 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 		c.Certificates, c.NameToCertificate = w.certs, w.byName //nolint:staticcheck // as captured
 	}
 	return c
-}
-
-// selectCertificate picks from certs as crypto/tls does when a config has no
-// GetCertificate: the only one, else by NameToCertificate, else the first
-// the client supports, else the first. It returns the index in certs, or
-// -1 for a NameToCertificate entry outside the list.
-func selectCertificate(certs []tls.Certificate, byName map[string]*tls.Certificate, hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
-	if len(certs) == 1 {
-		return 0, &certs[0]
-	}
-	if byName != nil {
-		name := strings.ToLower(hello.ServerName)
-		cert, ok := byName[name]
-		if !ok && len(name) > 0 {
-			labels := strings.Split(name, ".")
-			labels[0] = "*"
-			cert, ok = byName[strings.Join(labels, ".")]
-		}
-		if ok {
-			for i := range certs {
-				if cert == &certs[i] {
-					return i, cert
-				}
-			}
-			return -1, cert
-		}
-	}
-	for i := range certs {
-		if hello.SupportsCertificate(&certs[i]) == nil {
-			return i, &certs[i]
-		}
-	}
-	return 0, &certs[0]
 }
 
 // serve is the handshake path: it returns c with its staple. On a cache hit
