@@ -124,10 +124,12 @@ func parseBasic(der []byte) (*parsedBasic, error) {
 	if !basic.ReadASN1(&algID, asn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&b.sigAlg) {
 		return nil, malformed("bad signatureAlgorithm")
 	}
-	if !algID.Empty() { // parameters: at most one element (NULL for RSA)
-		var params cryptobyte.String
-		var tag asn1.Tag
-		if !algID.ReadAnyASN1Element(&params, &tag) || !algID.Empty() {
+	if !algID.Empty() {
+		// Parameters: NULL (RSA PKCS #1 v1.5) or none (ECDSA, Ed25519), the
+		// only ones of the algorithms accepted; the signature does not
+		// cover them, so nothing else may ride there.
+		var null cryptobyte.String
+		if !algID.ReadASN1(&null, asn1.NULL) || !null.Empty() || !algID.Empty() {
 			return nil, malformed("bad signatureAlgorithm parameters")
 		}
 	}
