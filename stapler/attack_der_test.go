@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // AttackSigAlgParamsJunk: the AlgorithmIdentifier of the response's
@@ -57,5 +59,42 @@ func TestAttackSigAlgParamsJunkRefusedByTheParser(t *testing.T) {
 	raw := rewrap(t, outer, basic)
 	if _, err := verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, opts); !errors.Is(err, ErrMalformedResponse) {
 		t.Fatalf("junk signatureAlgorithm parameters: got %v, want ErrMalformedResponse", err)
+	}
+}
+
+// AttackDuplicatedCertsInflateTheStaple: the certs field also lies outside
+// the signature. Every embedded certificate must parse, but nothing stops
+// anyone on the plain-HTTP path from appending the same valid certificate
+// (here the CA's own, 20 times) to a CA-signed response: it verifies, is
+// installed, and every handshake carries kilobytes of bytes the CA never
+// signed nor sent (the class of issue 11's "bytes outside the signature").
+// Expected: refused (a duplicate, or a certificate that is not the
+// signer's, has no business there), or stapled without them.
+func TestAttackDuplicatedCertsInflateTheStaple(t *testing.T) {
+	e := newEnv(t, on)
+	srv, tamper := tamperingResponder(t, e.r)
+	e.s.opts.responderURL = srv.URL
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	var tampered []byte
+	inflate := func(raw []byte) []byte {
+		outer, basic := basicOf(t, raw)
+		certs := &derNode{tag: cbasn1.SEQUENCE}
+		for range 20 {
+			certs.children = append(certs.children, parseDER(t, e.ca.Cert.Raw))
+		}
+		basic.children = append(basic.children, &derNode{tag: cbasn1.Tag(0).ContextSpecific().Constructed(), children: []*derNode{certs}})
+		tampered = rewrap(t, outer, basic)
+		return tampered
+	}
+	tamper.Store(&inflate)
+	e.clock.Advance(time.Second)
+	e.s.Test(t.Context(), CertificateID(e.leaf.Cert.Raw))
+	after, _, err := e.handshake(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tampered != nil && bytes.Equal(after, tampered) {
+		t.Fatalf("stapled a response inflated with 20 copies of the CA certificate outside the signature: %d bytes", len(after))
 	}
 }
