@@ -2,8 +2,14 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrLeaseLost is returned by Leaser.PutLeased when the token no longer
+// holds the lease: the holder was paused (a GC pause, SIGSTOP, a slow
+// network) past its lease, and another may have taken over and written.
+var ErrLeaseLost = errors.New("cache: the lease was lost; nothing written")
 
 // Leaser is implemented by a Store that several servers share, so that one
 // of them at a time queries the responder for a certificate while the
@@ -19,6 +25,12 @@ type Leaser interface {
 	// Release ends the lease if token still holds it; a lease taken over by
 	// another holder since is left alone.
 	Release(ctx context.Context, key, token string) error
+	// PutLeased is Put, fenced by a lease: value is stored under key only
+	// if token still holds the lease on lease, checked and written in one
+	// atomic step; otherwise nothing is written and the error is
+	// ErrLeaseLost. A holder resumed after its lease ended thus never
+	// overwrites what the server that took over stored.
+	PutLeased(ctx context.Context, lease, token, key string, value []byte) error
 }
 
 // Notifier is implemented by a shared Store that tells its users when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -29,10 +30,32 @@ type Store interface {
 // store's directory, or is empty.
 var ErrBadKey = errors.New("cache: bad key")
 
+// MaxValueBytes is the largest value a Store need hold: a record of the
+// largest response the Stapler accepts (16 KiB) with room to spare. Stores
+// refuse larger values with ErrValueTooLarge before reading them whole, so
+// that whoever can write to the store cannot make a server hold more.
+const MaxValueBytes = 32 << 10
+
+// ErrValueTooLarge: a stored value is larger than MaxValueBytes.
+var ErrValueTooLarge = errors.New("cache: stored value larger than MaxValueBytes")
+
+// ErrNotRegularFile: a DirStore key names something other than a regular
+// file (a symbolic link, a FIFO, a device, a directory).
+var ErrNotRegularFile = errors.New("cache: not a regular file")
+
+// ErrInsecureDir: a DirStore directory is writable by its group or by
+// others, so anyone could plant or replace values in it.
+var ErrInsecureDir = errors.New("cache: store directory writable by group or others")
+
 // DirStore is a Store in a directory, one file per key. Writes are atomic
 // (a temporary file, fsync, rename, then fsync of the directory), so a
 // crash at any point leaves either the old value or the new one. Files are
-// 0600 and the directory 0700.
+// 0600; the directory is made 0700, an existing one is tightened to 0700
+// when it is ours to change, and one writable by group or others is refused
+// with ErrInsecureDir. Get opens files without following symbolic links,
+// refuses anything but a regular file (ErrNotRegularFile) and anything
+// larger than MaxValueBytes (ErrValueTooLarge), and never blocks on a FIFO
+// planted at a key.
 type DirStore string
 
 // validKey accepts keys of letters, digits, '-', '_' and '.', not starting
@@ -67,11 +90,57 @@ func (d DirStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(p)
+	f, err := openNoFollow(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrCacheMiss
 	}
-	return data, err
+	if err != nil {
+		if isSymlinkError(err) {
+			return nil, fmt.Errorf("%w: %s is a symbolic link", ErrNotRegularFile, p)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is %v", ErrNotRegularFile, p, info.Mode().Type())
+	}
+	if info.Size() > MaxValueBytes {
+		return nil, fmt.Errorf("%w: %s has %d bytes", ErrValueTooLarge, p, info.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxValueBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxValueBytes { // grew while read
+		return nil, fmt.Errorf("%w: %s", ErrValueTooLarge, p)
+	}
+	return data, nil
+}
+
+// checkDir makes sure the directory exists, is a directory (not a link to
+// one), and is not writable by group or others; a looser mode that is not
+// writable by others is tightened to 0700.
+func (d DirStore) checkDir() error {
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return err
+	}
+	info, err := os.Lstat(string(d))
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNotRegularFile, string(d))
+	}
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%w: %s has mode %v", ErrInsecureDir, string(d), perm)
+	} else if perm&0o077 != 0 {
+		os.Chmod(string(d), 0o700) // best effort: the directory may not be ours
+	}
+	return nil
 }
 
 // Put writes the file for key atomically.
@@ -83,7 +152,10 @@ func (d DirStore) Put(ctx context.Context, key string, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(string(d), 0o700); err != nil {
+	if len(value) > MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(value))
+	}
+	if err := d.checkDir(); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(string(d), "."+key+".tmp-*")

@@ -115,7 +115,14 @@ func resourceOf(st CertificateStatus) certificateResource {
 }
 
 func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	path := strings.TrimSuffix(r.URL.Path, "/")
+	if r.URL.RawPath != "" { // an encoded '/' or the like: not a canonical path
+		writeError(w, &config.Error{Code: "not_found", Message: "no such endpoint: " + r.URL.EscapedPath(), Status: http.StatusNotFound})
+		return
+	}
+	path := r.URL.Path
+	if !strings.HasPrefix(path, "/v1/certificates/") || path == "/v1/certificates/" {
+		path = strings.TrimSuffix(path, "/") // a certificate's path has one form only
+	}
 	switch {
 	case path == "/v1/ocsp":
 		switch r.Method {
@@ -183,6 +190,12 @@ func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id string) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default: // a wrong method is 405 whether or not the certificate exists
+		methodNotAllowed(w, "GET, HEAD, PUT, PATCH, DELETE")
+		return
+	}
 	if _, err := s.lookup(id); err != nil || id == "" {
 		writeError(w, fmt.Errorf("%w %q", ErrUnknownCertificate, id))
 		return

@@ -60,6 +60,38 @@ func BenchmarkGetCertificateHit(b *testing.B) {
 	})
 }
 
+// BenchmarkGetConfigForClientHit measures a wrapped GetConfigForClient that
+// returns a config it returned before (its remembered wrapped clone),
+// then the handshake's GetCertificate on that clone.
+func BenchmarkGetConfigForClientHit(b *testing.B) {
+	leaf, _ := benchStapler(b)
+	s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithColdWait(5*time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	stable := &tls.Config{Certificates: []tls.Certificate{leaf.Certificate}}
+	cfg := s.Wrap(&tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return stable, nil }})
+	hello := helloFor()
+	inner, _ := cfg.GetConfigForClient(hello)
+	if c, err := inner.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
+		b.Fatalf("not stapled: %v", err)
+	}
+	b.Run("config", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			cfg.GetConfigForClient(hello)
+		}
+	})
+	b.Run("config+certificate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			inner, _ := cfg.GetConfigForClient(hello)
+			inner.GetCertificate(hello)
+		}
+	})
+}
+
 // BenchmarkGetCertificateHitMany is the cache hit with 10,000 managed
 // certificates behind the application's own GetCertificate (a map by server
 // name), so that the Stapler finds each certificate's state in its index,

@@ -55,7 +55,13 @@ func (d *delegateChecker) check(ctx context.Context, delegate, issuer *x509.Cert
 	if ok && now.Before(st.until) {
 		return st.revoked
 	}
-	v, _, _ := d.flight.Do(key, func() (any, error) {
+	if ctx.Err() != nil { // no time left to ask
+		return nil
+	}
+	// The first caller's context bounds the request; every caller waits at
+	// most until its own deadline, after which the status is undetermined
+	// for it (and the delegate accepted, as above).
+	ch := d.flight.DoChan(key, func() (any, error) {
 		st := delegateStatus{until: now.Add(delegateRecheck)}
 		raw, _, err := fetchResponse(ctx, d.client, url, delegate, issuer)
 		if err == nil {
@@ -72,5 +78,10 @@ func (d *delegateChecker) check(ctx context.Context, delegate, issuer *x509.Cert
 		d.mu.Unlock()
 		return st, nil
 	})
-	return v.(delegateStatus).revoked
+	select {
+	case r := <-ch:
+		return r.Val.(delegateStatus).revoked
+	case <-ctx.Done():
+		return nil
+	}
 }

@@ -12,9 +12,13 @@
 //   - Wrap clones a *tls.Config so that every certificate it serves is
 //     stapled, however the config picks certificates (Certificates,
 //     GetCertificate, GetConfigForClient; GetClientCertificate for mTLS
-//     clients). Certificates are never modified: handshakes get stapled
+//     clients), with or without SNI: the clone selects every certificate
+//     itself. Certificates are never modified: handshakes get stapled
 //     copies, swapped atomically. A cache hit takes no lock and allocates
 //     nothing.
+//   - Verifier checks the staple a peer sends (clients, mTLS servers), with
+//     the same verification, and remembers the newest answer per
+//     certificate so that an older staple never rolls back a revocation.
 //   - Fetching: the leaf's AIA OCSP URL (or WithResponderURL), GET when the
 //     URL fits in 255 bytes and POST otherwise, bounded by response_timeout,
 //     only 200 with Content-Type application/ocsp-response, at most

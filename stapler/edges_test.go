@@ -2,11 +2,14 @@ package stapler
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
@@ -180,5 +183,61 @@ func TestOCSPOffIsLoggedOnce(t *testing.T) {
 	out := logs.String()
 	if n := strings.Count(out, "OCSP is off"); n != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "ocsp_functionality") {
 		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
+	}
+}
+
+// TestAdminCanonicalPaths: a wrong method is 405 even for an unknown
+// certificate, and a certificate has one path: no upper case, no trailing
+// or encoded slash.
+func TestAdminCanonicalPaths(t *testing.T) {
+	e := newEnv(t, on)
+	e.wrapAndServe(e.leaf.Certificate)
+	c := newAdmin(t, e)
+	id := CertificateID(e.leaf.Cert.Raw)
+	if code, hdr, _, _ := c.do("POST", "/v1/certificates/"+strings.Repeat("0", 64), ""); code != 405 || hdr.Get("Allow") == "" {
+		t.Fatalf("POST on an unknown id: %d, want 405 with Allow", code)
+	}
+	for _, p := range []string{"/v1/certificates/" + strings.ToUpper(id), "/v1/certificates/" + id + "/", "/v1/certificates/" + id + "%2F", "/v1/certificates/" + id[:10] + "%61" + id[11:]} {
+		if code, _, _, body := c.do("GET", p, ""); code != 404 {
+			t.Errorf("GET %s: %d %s, want 404", p, code, body)
+		}
+	}
+	if code, _, _, _ := c.do("GET", "/v1/certificates/"+id, ""); code != 200 {
+		t.Fatalf("the canonical path: %d", code)
+	}
+	if code, _, _, _ := c.do("GET", "/v1/certificates/", ""); code != 200 {
+		t.Fatalf("the list with a trailing slash: %d", code)
+	}
+}
+
+// TestOneLeafInTwoConfigsAllocatesNothing: handshakes alternating between
+// two wrapped configs that list the same leaf take no lock and allocate
+// nothing, and both see a new staple at once.
+func TestOneLeafInTwoConfigsAllocatesNothing(t *testing.T) {
+	e := newEnv(t, on)
+	a := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
+	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
+	for _, cfg := range []*tls.Config{a, b} {
+		if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
+			t.Fatalf("not stapled: %v", err)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() { a.GetCertificate(hello); b.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per pair of handshakes, want 0", n)
+	}
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), 1))
+	if _, err := e.s.Test(t.Context(), CertificateID(e.leaf.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{"first": a, "second": b} {
+		c, err := cfg.GetCertificate(hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ocsp.ParseResponseForCert(c.OCSPStaple, e.leaf.Cert, e.ca.Cert)
+		if err != nil || resp.Status != ocsp.Revoked {
+			t.Fatalf("the %s config staples %v (%v), want the revocation", name, resp, err)
+		}
 	}
 }

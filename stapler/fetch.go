@@ -122,12 +122,13 @@ func doCapped(client *http.Client, req *http.Request, contentType string, limit 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		drain(resp.Body, limit)
 		return nil, fmt.Errorf("%w: %s", ErrHTTPStatus, resp.Status)
 	}
 	if contentType != "" {
 		got, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if got != contentType {
+			drain(resp.Body, limit)
 			return nil, fmt.Errorf("%w: %q", ErrContentType, resp.Header.Get("Content-Type"))
 		}
 	}
@@ -139,6 +140,14 @@ func doCapped(client *http.Client, req *http.Request, contentType string, limit 
 		return nil, fmt.Errorf("%w of %d bytes", ErrResponseTooLarge, limit)
 	}
 	return body, nil
+}
+
+// drain reads and drops at most limit bytes of a body that is refused, so
+// that a short error page does not cost the connection (the transport
+// reuses a connection only once its body was read to the end); a longer
+// one is cut off and its connection closed.
+func drain(body io.Reader, limit int) {
+	io.Copy(io.Discard, io.LimitReader(body, int64(limit)))
 }
 
 // fetchIssuer downloads the leaf's issuer from its AIA caIssuers URLs (DER

@@ -162,7 +162,21 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	}
 	m.mu.Unlock()
 	next := s.apply(m, o, true)
-	s.writeShared(ctx, m, next, stapleable(o.e, o.err))
+	if err := s.writeShared(m, next, stapleable(o.e, o.err), token); errors.Is(err, cache.ErrLeaseLost) {
+		// Paused past the lease: another server may have taken over and
+		// stored its result, which nothing of ours overwrote. Adopt it.
+		s.log.Info("ocsp: the lease ran out during the query; adopting what the fleet stored", "id", m.ID())
+		rctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+		defer cancel()
+		if shared, state, err := s.readShared(rctx, m); err == nil {
+			if state != nil {
+				m.mu.Lock()
+				m.lastAttempt = min(m.lastAttempt, cache.Instant(state.LastAttempt))
+				m.mu.Unlock()
+			}
+			s.adoptShared(m, shared, state, s.clock.Now())
+		}
+	}
 }
 
 // stapleable returns e when a query's outcome is a response to staple.
@@ -274,9 +288,15 @@ func (s *Stapler) keepPlan(m *managed) {
 	s.sched.schedule(m, time.Unix(0, plan))
 }
 
-// writeShared stores what the lease holder got: the fresh response, if
-// any, and the fleet state.
-func (s *Stapler) writeShared(ctx context.Context, m *managed, next time.Time, fresh *cache.Entry) {
+// writeShared stores what a server got: the fresh response, if any, and
+// the fleet state. A lease holder passes its token, and its writes are
+// fenced by it: once the lease is lost nothing is written, and the result
+// is cache.ErrLeaseLost. The writes get a context of their own, so that a
+// holder paused past its context's deadline does not report the store
+// unreachable.
+func (s *Stapler) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
 	m.mu.Lock()
 	state := fleetState{Tries: int(m.tries), Failed: m.failed, LastAttempt: int64(m.lastAttempt)}
 	if m.lastErr != nil {
@@ -284,17 +304,27 @@ func (s *Stapler) writeShared(ctx context.Context, m *managed, next time.Time, f
 		state.Next = next.UnixNano()
 	}
 	m.mu.Unlock()
+	put := func(key string, value []byte) error {
+		if token == "" {
+			return s.persist.store.Put(ctx, key, value)
+		}
+		return s.leaser.PutLeased(ctx, m.ID(), token, key, value)
+	}
 	var err error
 	if fresh != nil {
-		err = s.persist.store.Put(ctx, m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
+		err = put(m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
 	}
 	if err == nil {
 		value, _ := json.Marshal(state)
-		err = s.persist.store.Put(ctx, m.ID()+stateSuffix, value)
+		err = put(m.ID()+stateSuffix, value)
+	}
+	if errors.Is(err, cache.ErrLeaseLost) {
+		return cache.ErrLeaseLost
 	}
 	if err != nil {
 		s.storeFailed(err)
 	}
+	return err
 }
 
 // watchFleet adopts the changes other servers make as they are notified.

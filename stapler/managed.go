@@ -33,6 +33,7 @@ type view struct {
 	stapled *tls.Certificate // orig with the staple; nil when there is none
 	bare    *tls.Certificate // orig without any staple
 	expires int64            // Unix nanoseconds when the staple stops being usable
+	gen     uint64           // the certificate's generation it was made at
 	revoked bool
 }
 
@@ -79,6 +80,9 @@ type managed struct {
 	restored      bool // the store was read for this certificate
 	failed        bool // recovery tries used up since the last success
 	expired       bool // the leaf is past its NotAfter: retired
+	// gen counts the staple changes, so that views made for other
+	// certificate pointers know when they are stale.
+	gen uint64
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome
@@ -106,20 +110,49 @@ func (m *managed) disarm() {
 
 // publishLocked makes a new view from orig and entry.
 func (m *managed) publishLocked() {
-	v := &view{orig: m.orig, bare: m.orig}
-	if m.orig.OCSPStaple != nil {
-		bare := *m.orig
+	m.gen++
+	m.view.Store(m.viewForLocked(m.orig))
+}
+
+// viewForLocked makes the copies of c with the current staple.
+func (m *managed) viewForLocked(c *tls.Certificate) *view {
+	v := &view{orig: c, bare: c, gen: m.gen}
+	if c.OCSPStaple != nil {
+		bare := *c
 		bare.OCSPStaple = nil
 		v.bare = &bare
 	}
 	if m.entry != nil {
-		stapled := *m.orig
+		stapled := *c
 		stapled.OCSPStaple = m.entry.Raw
 		v.stapled = &stapled
 		v.expires = int64(m.entry.Expires)
 		v.revoked = m.entry.Status == cache.Revoked
 	}
-	m.view.Store(v)
+	return v
+}
+
+// viewOf returns the view to serve c from. slot, when not nil, is where a
+// wrapped config keeps the view of its own copy of the certificate: a view
+// made for c and still current (no staple change since) is served from it,
+// so that configs listing the same leaf do not take turns rebuilding the
+// certificate's view (a lock and allocations per handshake).
+func (m *managed) viewOf(c *tls.Certificate, slot *atomic.Pointer[view]) *view {
+	v := m.view.Load()
+	if v.orig == c {
+		return v
+	}
+	if slot == nil {
+		return m.rebase(c)
+	}
+	if sv := slot.Load(); sv != nil && sv.gen == v.gen && sv.orig == c {
+		return sv
+	}
+	m.mu.Lock()
+	sv := m.viewForLocked(c)
+	m.mu.Unlock()
+	slot.Store(sv)
+	return sv
 }
 
 // rebase makes c the certificate the copies are made from (an application's

@@ -238,9 +238,7 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 func (s *Stapler) record(m *managed, o *outcome) {
 	next := s.apply(m, o, true)
 	if s.leaser != nil { // a Test: share what it found
-		ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
-		s.writeShared(ctx, m, next, stapleable(o.e, o.err))
-		cancel()
+		s.writeShared(m, next, stapleable(o.e, o.err), "")
 	}
 }
 

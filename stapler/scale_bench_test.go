@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"runtime"
@@ -29,6 +30,12 @@ import (
 // (only the signature differs), which is all a stapler cares about.
 func mintLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string) []tls.Certificate {
 	tb.Helper()
+	return mintNamedLeaves(tb, ca, n, ocspURL, func(int) string { return "leaf.test" })
+}
+
+// mintNamedLeaves is mintLeaves with leaf i valid for name(i).
+func mintNamedLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string, name func(i int) string) []tls.Certificate {
+	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
@@ -38,7 +45,7 @@ func mintLeaves(tb testing.TB, ca *responder.CA, n int, ocspURL string) []tls.Ce
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(int64(1000 + i)),
 			Subject:      pkix.Name{CommonName: "leaf"},
-			DNSNames:     []string{"leaf.test"},
+			DNSNames:     []string{name(i)},
 			NotBefore:    time.Now().Add(-time.Hour),
 			NotAfter:     time.Now().Add(90 * 24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -371,5 +378,65 @@ func BenchmarkSchedulerDispatch(b *testing.B) {
 		sched.schedule(items[i%len(items)], now)
 		<-sched.work
 		i++
+	}
+}
+
+// BenchmarkSelectionHit is a stapled handshake's certificate selection from
+// a wrapped config's Certificates list of 1, 100 and 100,000 certificates,
+// each valid for its own name, against a static map from name to a
+// pre-stapled certificate. Each iteration asks for the next name.
+func BenchmarkSelectionHit(b *testing.B) {
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := responder.NewServer(responder.New(ca))
+	b.Cleanup(srv.Close)
+	for _, n := range []int{1, 100, 100_000} {
+		b.Run(fmt.Sprintf("certs=%d", n), func(b *testing.B) {
+			certs := mintNamedLeaves(b, ca, n, srv.URL, func(i int) string { return fmt.Sprintf("c%d.test", i) })
+			hook, done := countStapled(n)
+			s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithStore(signedStore(b, ca, certs)), hook)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			cfg := s.Wrap(&tls.Config{Certificates: certs})
+			<-done
+			hellos := make([]*tls.ClientHelloInfo, min(n, 1000))
+			static := make(map[string]*tls.Certificate, n)
+			for i := range certs {
+				c := certs[i]
+				c.OCSPStaple = []byte("pre-stapled")
+				static[fmt.Sprintf("c%d.test", i)] = &c
+			}
+			for i := range hellos {
+				hellos[i] = &tls.ClientHelloInfo{
+					ServerName:        fmt.Sprintf("c%d.test", i*(n/len(hellos))),
+					SupportedVersions: []uint16{tls.VersionTLS13},
+					SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+					SupportedCurves:   []tls.CurveID{tls.X25519, tls.CurveP256},
+				}
+				if c, err := cfg.GetCertificate(hellos[i]); err != nil || c.OCSPStaple == nil || c.Leaf.DNSNames[0] != hellos[i].ServerName {
+					b.Fatalf("%s: wrong or unstapled certificate (%v)", hellos[i].ServerName, err)
+				}
+			}
+			b.Run("wrap", func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					cfg.GetCertificate(hellos[i%len(hellos)])
+					i++
+				}
+			})
+			b.Run("static", func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					_ = static[hellos[i%len(hellos)].ServerName]
+					i++
+				}
+			})
+		})
 	}
 }

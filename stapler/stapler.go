@@ -96,9 +96,9 @@ type Stapler struct {
 	// system clock; nil with an injected clock.
 	coarse *atomic.Int64
 
-	wrapped      sync.Map // application *tls.Config -> wrapped clone
-	wrappedCount atomic.Int64
-	ours         sync.Map // configs Wrap made
+	// configs holds the wrapped clones of configs returned by wrapped
+	// GetConfigForClient callbacks.
+	configs *configCache
 }
 
 // New returns a Stapler with the given cluster configuration (zero fields
@@ -129,6 +129,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	}
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
+	s.configs = newConfigCache()
 	s.issuers = map[string]*x509.Certificate{}
 	s.delegates = newDelegateChecker(s.client, s.verifyOptions(false))
 	s.sched = newScheduler(s.clock)

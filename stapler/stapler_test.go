@@ -711,26 +711,3 @@ func TestRemoveStopsManagingARotatedCertificate(t *testing.T) {
 		t.Fatalf("Remove of an unknown id: %v", err)
 	}
 }
-
-func TestFreshConfigsFromGetConfigForClientAreNotHoardedPastTheCap(t *testing.T) {
-	e := newEnv(t, on)
-	base := tlsConfigFor(e.leaf)
-	cfg := e.s.Wrap(&tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return base.Clone(), nil // a new config every handshake
-	}})
-	for range maxRememberedConfigs + 200 {
-		if _, err := cfg.GetConfigForClient(helloFor()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	count := func(m *sync.Map) (n int) {
-		m.Range(func(any, any) bool { n++; return true })
-		return n
-	}
-	if n := count(&e.s.wrapped); n > maxRememberedConfigs {
-		t.Fatalf("%d wrapped configs remembered, cap %d", n, maxRememberedConfigs)
-	}
-	if n := count(&e.s.ours); n != 1 {
-		t.Fatalf("%d configs remembered as Wrap's own, want only the one Wrap returned", n)
-	}
-}

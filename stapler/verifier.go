@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -38,26 +39,41 @@ func (e *RevokedError) Error() string {
 }
 
 // StapleError is a connection a Verifier refused for want of a valid OCSP
-// response: Err is ErrNoStaple, a verification error (ErrWrongCertificate,
-// ErrExpired, ...) or ErrNoVerifiedChain.
+// response: Err is ErrNoStaple (the peer sent none), a verification error
+// (ErrWrongCertificate, ErrExpired, ...) or ErrNoVerifiedChain, with what
+// asking the responder gave when FetchWhenMissing is set.
 type StapleError struct {
 	Subject string
 	// MustStaple says the peer's certificate carries the RFC 7633 extension.
 	MustStaple bool
-	Err        error
+	// HardFail says the Verifier has HardFail set.
+	HardFail bool
+	Err      error
 }
 
 // Error implements error.
 func (e *StapleError) Error() string {
-	why := "hard fail"
-	if e.MustStaple {
-		why = "must-staple certificate"
+	switch {
+	case errors.Is(e.Err, ErrWrongCertificate):
+		// Refused whatever the policy.
+	case e.MustStaple:
+		return fmt.Sprintf("OCSP check of certificate %q failed (must-staple certificate): %v", e.Subject, e.Err)
+	case e.HardFail:
+		return fmt.Sprintf("OCSP check of certificate %q failed (hard fail): %v", e.Subject, e.Err)
 	}
-	return fmt.Sprintf("OCSP check of certificate %q failed (%s): %v", e.Subject, why, e.Err)
+	return fmt.Sprintf("OCSP check of certificate %q failed: %v", e.Subject, e.Err)
 }
 
 // Unwrap returns the cause.
 func (e *StapleError) Unwrap() error { return e.Err }
+
+// errPeerSentNoStaple is ErrNoStaple as the verifying side sees it.
+var errPeerSentNoStaple error = peerSentNoStaple{}
+
+type peerSentNoStaple struct{}
+
+func (peerSentNoStaple) Error() string        { return "the peer sent no OCSP staple" }
+func (peerSentNoStaple) Is(target error) bool { return target == ErrNoStaple }
 
 // VerifierOption configures a Verifier.
 type VerifierOption func(*Verifier)
@@ -65,16 +81,38 @@ type VerifierOption func(*Verifier)
 // HardFail refuses connections whose peer sent no valid staple (and, with
 // FetchWhenMissing, whose responder gave no valid answer either). By default
 // only must-staple certificates hard-fail.
+//
+// On an mTLS server, mind TLS 1.2: a TLS 1.2 client cannot send a staple
+// for its certificate (status_request covers the server's certificate
+// only), so HardFail alone refuses every TLS 1.2 client. Either require
+// TLS 1.3 (tls.Config.MinVersion) or add FetchWhenMissing, which asks the
+// client certificate's responder instead.
 func HardFail() VerifierOption { return func(v *Verifier) { v.hardFail = true } }
 
 // FetchWhenMissing asks the peer certificate's responder when no valid
-// staple came, waiting at most timeout. Answers are cached until they
-// expire and concurrent connections share one request. It also lets the
-// Verifier ask whether a delegated responder that signed a staple is
-// revoked, as the Stapler does.
+// staple came, and lets the Verifier ask whether a delegated responder that
+// signed a staple is revoked, as the Stapler does. timeout bounds the whole
+// check of one connection: every request it makes (delegate checks and the
+// fetch) shares that one deadline.
+//
+// Answers are kept until they expire and concurrent connections share one
+// request. A failed request is remembered too: the responder is not asked
+// again for that certificate for 5 seconds, doubling with each further
+// failure up to 5 minutes (on the Verifier's clock), and connections in
+// between get the remembered failure at once.
 func FetchWhenMissing(timeout time.Duration) VerifierOption {
 	return func(v *Verifier) { v.fetchTimeout = timeout }
 }
+
+// The backoff after failed requests for one certificate.
+const (
+	verifierRetryMin = 5 * time.Second
+	verifierRetryMax = 5 * time.Minute
+)
+
+// maxSessionLifetime is the longest a TLS session can be resumed after it
+// began (RFC 8446 4.6.1; crypto/tls applies it to TLS 1.2 tickets too).
+const maxSessionLifetime = 7 * 24 * time.Hour
 
 // VerifierAllowSHA1 accepts staples signed with SHA-1, and delegated
 // responder certificates signed with SHA-1, for legacy private PKI; see
@@ -101,6 +139,27 @@ func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier
 // otherwise invalid staple is allowed (soft fail, as browsers do) unless the
 // peer's certificate is must-staple (RFC 7633) or HardFail is set.
 //
+// The Verifier remembers, per certificate, the newest valid answer it has
+// seen (from a staple on any connection, or from the responder), newest by
+// thisUpdate, then producedAt. An older answer never overrides it: once a
+// revocation is known, an older good staple (a replay by a server whose key
+// was stolen) is refused. It remembers up to 65,536 certificates, and
+// forgets revocations last.
+//
+// Resumed sessions (ConnectionState.DidResume): crypto/tls hands back the
+// staple of the handshake that began the session, and the peer sends no
+// certificate and no staple. A known revocation is refused all the same. A
+// staple still valid is checked as on a full handshake. Otherwise the
+// session is accepted when a current good answer is known or, with
+// FetchWhenMissing, comes from the responder; failing both, when the
+// restored staple was a valid good answer when the session began (it is
+// only expired, and a session lives at most 7 days): a connection is never
+// refused for resuming a session whose peer holds a current staple. Without
+// FetchWhenMissing, a revocation the Verifier has not seen is not detected
+// on resumption; disable session resumption
+// (tls.Config.SessionTicketsDisabled, no ClientSessionCache) where that
+// matters.
+//
 // It needs ConnectionState.VerifiedChains: with InsecureSkipVerify, or on a
 // server that does not verify client certificates, there is no chain and so
 // nothing to check; the connection is allowed, or refused with
@@ -115,15 +174,33 @@ type Verifier struct {
 	allowSHA1    bool
 
 	flight    singleflight.Group
-	mu        sync.Mutex
-	cached    map[string]*cache.Entry
 	delegates *delegateChecker
+
+	mu sync.Mutex // guards known and pruned
+	// known is what the Verifier knows of each certificate, by ID, up to
+	// maxKnown of them.
+	known    map[string]*peerState
+	maxKnown int
+	pruned   int // len(known) after the last prune
+}
+
+// peerState is what a Verifier knows of one peer certificate.
+type peerState struct {
+	// newest is the newest valid answer seen, kept until it expires, or
+	// until the certificate's NotAfter when it says revoked.
+	newest    *cache.Entry
+	keepUntil time.Time
+	// After a failed request: how many in a row, the last error, and when
+	// the responder may be asked again.
+	failures int
+	failed   error
+	retryAt  time.Time
 }
 
 // NewVerifier returns a Verifier. Use its VerifyConnection method as
 // tls.Config.VerifyConnection.
 func NewVerifier(opts ...VerifierOption) *Verifier {
-	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, cached: map[string]*cache.Entry{}}
+	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, known: map[string]*peerState{}, maxKnown: maxKnownPeers}
 	for _, o := range opts {
 		o(v)
 	}
@@ -138,7 +215,7 @@ func NewVerifier(opts ...VerifierOption) *Verifier {
 func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		if v.hardFail && len(cs.PeerCertificates) > 0 {
-			return &StapleError{Subject: cs.PeerCertificates[0].Subject.String(), Err: ErrNoVerifiedChain}
+			return &StapleError{Subject: cs.PeerCertificates[0].Subject.String(), HardFail: true, Err: ErrNoVerifiedChain}
 		}
 		return nil
 	}
@@ -146,53 +223,199 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	if len(chain) < 2 {
 		return nil
 	}
-	leaf, issuer := chain[0], chain[1]
-	mustStaple := hasMustStaple(leaf)
-	now := v.clock.Now()
+	c := &peerCheck{
+		v:          v,
+		ctx:        context.Background(),
+		leaf:       chain[0],
+		issuer:     chain[1],
+		id:         CertificateID(chain[0].Raw),
+		mustStaple: hasMustStaple(chain[0]),
+		now:        v.clock.Now(),
+	}
+	if v.fetchTimeout > 0 {
+		// One deadline for every request of this check.
+		var cancel context.CancelFunc
+		c.ctx, cancel = context.WithTimeout(c.ctx, v.fetchTimeout)
+		defer cancel()
+	}
+	return c.run(cs.OCSPResponse, cs.DidResume)
+}
 
-	var err error = ErrNoStaple
-	if len(cs.OCSPResponse) > 0 {
-		var e *cache.Entry
-		if e, err = v.verify(cs.OCSPResponse, leaf, issuer, now); err == nil {
-			if done, verdict := judge(e, leaf); done {
-				return verdict
-			}
-			err = ErrUnknownStatus
-		}
+// peerCheck is the check of one connection.
+type peerCheck struct {
+	v            *Verifier
+	ctx          context.Context // its deadline bounds every request
+	leaf, issuer *x509.Certificate
+	id           string
+	mustStaple   bool
+	now          time.Time
+}
+
+func (c *peerCheck) run(raw []byte, resumed bool) error {
+	v := c.v
+	var err error = errPeerSentNoStaple
+	var staple *cache.Entry
+	if len(raw) > 0 {
+		staple, err = v.verify(c.ctx, raw, c.leaf, c.issuer, c.now)
 		if errors.Is(err, ErrWrongCertificate) {
 			// A staple that belongs to another certificate is a server
 			// stapling the wrong thing (a stale swap, a mix-up, or worse):
 			// refused whatever the policy.
-			return &StapleError{Subject: leaf.Subject.String(), MustStaple: mustStaple, Err: err}
+			return c.refuse(err)
+		}
+		if err == nil {
+			v.learn(c.id, c.leaf, staple, c.now)
 		}
 	}
-	if v.fetchTimeout > 0 && !mustStaple {
-		e, ferr := v.fetch(leaf, issuer, now)
+	// The newest answer known decides, the staple's included.
+	newest := v.newest(c.id, c.now)
+	if newest != nil && newest.Status == cache.Revoked {
+		return c.revoked(newest)
+	}
+	if staple != nil {
+		if staple.Status == cache.Good || newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+			return nil
+		}
+		err = ErrUnknownStatus
+	}
+	fetch := v.fetchTimeout > 0 && (!c.mustStaple || resumed)
+	if resumed || fetch {
+		// A current good answer, known or asked for, stands in for the
+		// staple when fetching is allowed, and on a resumed session, where
+		// the peer sends none.
+		if newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+			return nil
+		}
+	}
+	if fetch {
+		e, ferr := v.answer(c.ctx, c.id, c.leaf, c.issuer)
 		if ferr == nil {
-			if done, verdict := judge(e, leaf); done {
-				return verdict
+			switch e.Status {
+			case cache.Revoked:
+				return c.revoked(e)
+			case cache.Good:
+				return nil
 			}
 			ferr = ErrUnknownStatus
 		}
 		err = fmt.Errorf("%w; asking the responder: %w", err, ferr)
 	}
-	if mustStaple || v.hardFail {
-		return &StapleError{Subject: leaf.Subject.String(), MustStaple: mustStaple, Err: err}
+	if resumed && staple == nil && errors.Is(err, ErrExpired) && v.checkedWhenSessionBegan(raw, c.leaf, c.issuer, c.now) {
+		return nil // only the passing of time failed the restored staple
+	}
+	if c.mustStaple || v.hardFail {
+		return c.refuse(err)
 	}
 	return nil
 }
 
+func (c *peerCheck) refuse(err error) error {
+	return &StapleError{Subject: c.leaf.Subject.String(), MustStaple: c.mustStaple, HardFail: c.v.hardFail, Err: err}
+}
+
+func (c *peerCheck) revoked(e *cache.Entry) error {
+	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
+}
+
+// checkedWhenSessionBegan reports whether raw, the staple restored with a
+// resumed session, was a valid good answer when the session began: it
+// verifies as of its own thisUpdate, and the session cannot have begun
+// after its nextUpdate.
+func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certificate, now time.Time) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	resp, err := ocsp.ParseResponse(raw, nil) // the times only; verified below
+	if err != nil || resp.NextUpdate.IsZero() || now.After(resp.NextUpdate.Add(maxSessionLifetime)) {
+		return false
+	}
+	e, err := verifyResponse(raw, leaf, issuer, resp.ThisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
+	return err == nil && e.Status == cache.Good
+}
+
+// newer reports whether a is a newer answer than b: a later thisUpdate, or
+// the same and a later producedAt.
+func newer(a, b *cache.Entry) bool {
+	if a.ThisUpdate != b.ThisUpdate {
+		return a.ThisUpdate > b.ThisUpdate
+	}
+	return a.ProducedAt > b.ProducedAt
+}
+
+// learn records e, a valid answer about leaf, unless a newer one is known.
+// An unknown status decides nothing and is not kept.
+func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now time.Time) {
+	if e.Status != cache.Good && e.Status != cache.Revoked {
+		return
+	}
+	keep := e.Expires.Time()
+	if e.Status == cache.Revoked {
+		keep = leaf.NotAfter
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st := v.state(id, now)
+	if st.newest == nil || newer(e, st.newest) || !now.Before(st.keepUntil) {
+		kept := *e
+		kept.Raw = nil // the verdict needs the parsed fields only
+		st.newest, st.keepUntil = &kept, keep
+	}
+}
+
+// newest returns the newest answer known about id, or nil.
+func (v *Verifier) newest(id string, now time.Time) *cache.Entry {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if st := v.known[id]; st != nil && st.newest != nil && now.Before(st.keepUntil) {
+		return st.newest
+	}
+	return nil
+}
+
+// maxKnownPeers bounds how many certificates a Verifier remembers (a few
+// hundred bytes each), for a client that meets very many servers.
+const maxKnownPeers = 1 << 16
+
+// state returns id's state, making it; v.mu is held. The map is pruned of
+// what is no longer worth keeping whenever it has doubled since the last
+// prune; at v.maxKnown entries, good answers and failures are forgotten
+// (revocations last) until a quarter of the room is free.
+func (v *Verifier) state(id string, now time.Time) *peerState {
+	if st := v.known[id]; st != nil {
+		return st
+	}
+	if len(v.known) >= min(max(2*v.pruned, 64), v.maxKnown) {
+		for k, st := range v.known {
+			if !now.Before(st.keepUntil) && !now.Before(st.retryAt) {
+				delete(v.known, k)
+			}
+		}
+		for _, revocations := range []bool{false, true} {
+			for k, st := range v.known {
+				if len(v.known) < v.maxKnown-v.maxKnown/4 {
+					break
+				}
+				if revoked := st.newest != nil && st.newest.Status == cache.Revoked; revoked == revocations {
+					delete(v.known, k)
+				}
+			}
+		}
+		v.pruned = len(v.known)
+	}
+	st := &peerState{}
+	v.known[id] = st
+	return st
+}
+
 // verify checks a response as the Stapler does. With FetchWhenMissing (the
 // caller allows network requests), a delegated signer is also checked for
-// revocation at the leaf's responder.
-func (v *Verifier) verify(raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
+// revocation at the leaf's responder, within ctx.
+func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
 	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	if err != nil || signer == nil || v.fetchTimeout <= 0 {
 		return e, err
 	}
 	if url := responderURL(leaf); url != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
-		defer cancel()
 		if err := v.delegates.check(ctx, signer, issuer, url, now); err != nil {
 			return nil, err
 		}
@@ -200,54 +423,69 @@ func (v *Verifier) verify(raw []byte, leaf, issuer *x509.Certificate, now time.T
 	return e, nil
 }
 
-// judge turns a verified answer into a verdict: good passes, revoked is
-// refused, unknown decides nothing.
-func judge(e *cache.Entry, leaf *x509.Certificate) (bool, error) {
-	switch e.Status {
-	case cache.Good:
-		return true, nil
-	case cache.Revoked:
-		return true, &RevokedError{Subject: leaf.Subject.String(), Serial: leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
-	}
-	return false, nil
-}
-
-// fetch asks the leaf's responder, sharing requests and caching answers.
-func (v *Verifier) fetch(leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
-	id := CertificateID(leaf.Raw)
+// answer returns the newest valid answer about leaf: a current one known,
+// else the responder's, asked once for all concurrent connections and
+// waited for until ctx ends. A failed request is remembered, and the
+// responder not asked again until its backoff has passed.
+func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*cache.Entry, error) {
+	now := v.clock.Now()
 	v.mu.Lock()
-	if e := v.cached[id]; e.Usable(now) {
-		v.mu.Unlock()
-		return e, nil
+	if st := v.known[id]; st != nil {
+		if st.newest != nil && st.newest.Usable(now) {
+			v.mu.Unlock()
+			return st.newest, nil
+		}
+		if st.failed != nil && now.Before(st.retryAt) {
+			err := fmt.Errorf("%w (remembered; the responder is asked again at %s)", st.failed, st.retryAt.UTC().Format(time.RFC3339))
+			v.mu.Unlock()
+			return nil, err
+		}
 	}
 	v.mu.Unlock()
 	url := responderURL(leaf)
 	if url == "" {
 		return nil, ErrNoResponderURL
 	}
-	r, err, _ := v.flight.Do(id, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("no time left to ask %s: %w", url, err)
+	}
+	ch := v.flight.DoChan(id, func() (any, error) {
+		// The request outlives a caller that gives up: it is shared.
+		fctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
 		defer cancel()
-		raw, _, err := fetchResponse(ctx, v.client, url, leaf, issuer)
+		raw, _, err := fetchResponse(fctx, v.client, url, leaf, issuer)
+		var e *cache.Entry
+		if err == nil {
+			e, err = v.verify(fctx, raw, leaf, issuer, v.clock.Now())
+		}
+		now := v.clock.Now()
 		if err != nil {
+			err = fmt.Errorf("%s: %w", url, err)
+			v.mu.Lock()
+			st := v.state(id, now)
+			st.failures++
+			st.failed = err
+			st.retryAt = now.Add(min(verifierRetryMin<<min(st.failures-1, 16), verifierRetryMax))
+			v.mu.Unlock()
 			return nil, err
 		}
-		e, err := v.verify(raw, leaf, issuer, v.clock.Now())
-		if err != nil {
-			return nil, err
-		}
+		v.learn(id, leaf, e, now)
 		v.mu.Lock()
-		for k, old := range v.cached { // drop what has expired, so the map stays small
-			if !old.Usable(now) {
-				delete(v.cached, k)
-			}
+		st := v.state(id, now)
+		st.failures, st.failed, st.retryAt = 0, nil, time.Time{}
+		if st.newest != nil && now.Before(st.keepUntil) && newer(st.newest, e) {
+			e = st.newest // an older answer never replaces a newer one
 		}
-		v.cached[id] = e
 		v.mu.Unlock()
 		return e, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*cache.Entry), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", url, ctx.Err())
 	}
-	return r.(*cache.Entry), nil
 }

@@ -4,15 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"reflect"
 	"slices"
-	"strings"
+	"sync/atomic"
 	"time"
 )
-
-// maxRememberedConfigs bounds how many configs returned by an application's
-// GetConfigForClient the Stapler remembers wrapped; past it, each is wrapped
-// afresh per handshake.
-const maxRememberedConfigs = 1024
 
 // Wrap returns a clone of cfg that staples every certificate it serves,
 // whichever way cfg selects them: the Certificates list (with crypto/tls's
@@ -22,151 +18,295 @@ const maxRememberedConfigs = 1024
 // the Certificates list are fetched at once, so the first handshake is
 // stapled. cfg and its certificates are never modified: handshakes get
 // stapled copies, swapped atomically when a staple changes.
+//
+// The returned config's Certificates and NameToCertificate are empty: the
+// certificates of cfg are selected by its GetCertificate (and
+// GetClientCertificate), with crypto/tls's rules, so that every handshake,
+// with or without SNI, gets its staple and the policy's refusals. (crypto/tls
+// consults GetCertificate only when Certificates is empty or the client sent
+// a server name; a client dialling an IP address sends none.) cfg's own
+// GetCertificate is called exactly when crypto/tls would have called it.
+// For the same reason, give http.Server.ServeTLS and ListenAndServeTLS no
+// certificate files with a wrapped config: they would be added to its
+// Certificates and served, unstapled, to clients that send no server name.
+//
+// A wrapped config serves what cfg held when it was wrapped. To change it,
+// change cfg (or a Clone of it) and wrap that again. Wrap knows its own
+// configs and keeps no list of them: a config it returned is returned as
+// it is, and so is an unchanged Clone of one; a Clone whose Certificates
+// were set is wrapped as the original would have been with those
+// certificates (the application's callbacks, not the wrapped ones, so that
+// nothing is stapled twice). The configs a wrapped GetConfigForClient
+// returns are wrapped once each and remembered in a bounded cache that
+// holds none of them alive.
 func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
-	if _, ok := s.ours.Load(cfg); ok {
-		return cfg
+	if w := s.wrapperOf(cfg); w != nil {
+		if w.unchanged(cfg) {
+			return cfg
+		}
+		return s.wrap(w.unwrap(cfg))
 	}
-	c := s.wrap(cfg)
-	s.ours.Store(c, struct{}{})
-	return c
+	return s.wrap(cfg)
 }
 
-// wrap is Wrap without remembering the result.
+// wrapper is what Wrap keeps of one application config: the certificates
+// it captured, their state, and the application's callbacks, which the
+// wrapped config's callbacks (its methods) call.
+type wrapper struct {
+	s *Stapler
+	// certs is a copy of the application's Certificates; managedAt[i] is
+	// the state of certs[i] (nil for an empty entry), found once at Wrap
+	// so that the handshake path goes straight from the chosen index to
+	// its staple.
+	certs     []tls.Certificate
+	managedAt []*managed
+	// views[i] is the view of certs[i] when another config's copy of the
+	// same leaf is the certificate's own (see managed.viewOf).
+	views []atomic.Pointer[view]
+	// byName is the application's NameToCertificate, pointing into certs.
+	byName map[string]*tls.Certificate
+	// names indexes certs by the names their leaves are valid for.
+	names *nameIndex
+
+	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
+	getClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
+	probe *wrapperProbe // the answer to a probe, made once
+}
+
+// wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
-	c := cfg.Clone()
-	certs := slices.Clone(cfg.Certificates)
-	// The state of each listed certificate, found once here so that the
-	// handshake path goes straight from the chosen index to its staple.
+	w := &wrapper{
+		s:                    s,
+		certs:                slices.Clone(cfg.Certificates),
+		getCertificate:       cfg.GetCertificate,
+		getConfigForClient:   cfg.GetConfigForClient,
+		getClientCertificate: cfg.GetClientCertificate,
+	}
+	w.probe = &wrapperProbe{w}
 	var listed []*tls.Certificate
-	for i := range certs {
-		if len(certs[i].Certificate) > 0 {
-			listed = append(listed, &certs[i])
+	for i := range w.certs {
+		if len(w.certs[i].Certificate) > 0 {
+			listed = append(listed, &w.certs[i])
 		}
 	}
 	added := s.addAll(listed)
-	managedAt := make([]*managed, len(certs))
-	for i, j := 0, 0; i < len(certs); i++ {
-		if len(certs[i].Certificate) > 0 {
-			managedAt[i] = added[j]
+	w.managedAt = make([]*managed, len(w.certs))
+	w.views = make([]atomic.Pointer[view], len(w.certs))
+	for i, j := 0, 0; i < len(w.certs); i++ {
+		if len(w.certs[i].Certificate) > 0 {
+			w.managedAt[i] = added[j]
 			j++
 		}
 	}
-	c.Certificates = certs
-	var byName map[string]*tls.Certificate
+	for i := range w.certs {
+		// crypto/tls parses a certificate without Leaf on every
+		// SupportsCertificate; ours are parsed already.
+		if w.certs[i].Leaf == nil && w.managedAt[i] != nil && w.managedAt[i].leaf != nil {
+			w.certs[i].Leaf = w.managedAt[i].leaf
+		}
+	}
+	if len(w.certs) > 1 {
+		w.names = newNameIndex(w.certs)
+	}
 	if cfg.NameToCertificate != nil { //nolint:staticcheck // honoured as crypto/tls does
-		byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
+		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
 		for name, p := range cfg.NameToCertificate {
-			byName[name] = p
+			w.byName[name] = p
 			for i := range cfg.Certificates {
 				if p == &cfg.Certificates[i] {
-					byName[name] = &certs[i]
+					w.byName[name] = &w.certs[i]
 				}
 			}
 		}
 	}
-	userGetCertificate := cfg.GetCertificate
-	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if userGetCertificate != nil {
-			cert, err := userGetCertificate(hello)
-			if err != nil || cert != nil {
-				if err != nil {
-					return cert, err
-				}
-				return s.serve(hello.Context(), cert)
-			}
-		}
-		if len(certs) == 0 {
-			return nil, nil // crypto/tls reports that no certificate is configured
-		}
-		i, cert := selectCertificate(certs, byName, hello)
-		if i >= 0 && managedAt[i] != nil {
-			return s.serveManaged(hello.Context(), managedAt[i], cert)
-		}
-		return s.serve(hello.Context(), cert)
+
+	c := cfg.Clone()
+	// No certificate of its own: crypto/tls would serve one without asking
+	// GetCertificate when the client sends no SNI.
+	c.Certificates = nil
+	c.NameToCertificate = nil //nolint:staticcheck // cleared with Certificates
+	c.GetCertificate = w.serverCertificate
+	if w.getConfigForClient != nil {
+		c.GetConfigForClient = w.configForClient
 	}
-	if userGetConfig := cfg.GetConfigForClient; userGetConfig != nil {
-		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			inner, err := userGetConfig(hello)
-			if err != nil || inner == nil {
-				return inner, err
-			}
-			return s.wrapInner(inner), nil
-		}
-	}
-	userGetClientCertificate := cfg.GetClientCertificate
-	if userGetClientCertificate != nil || len(certs) > 0 {
-		c.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if userGetClientCertificate != nil {
-				cert, err := userGetClientCertificate(cri)
-				if err != nil || cert == nil || len(cert.Certificate) == 0 {
-					return cert, err
-				}
-				return s.serve(cri.Context(), cert)
-			}
-			for i := range certs {
-				if cri.SupportsCertificate(&certs[i]) == nil {
-					if managedAt[i] != nil {
-						return s.serveManaged(cri.Context(), managedAt[i], &certs[i])
-					}
-					return s.serve(cri.Context(), &certs[i])
-				}
-			}
-			return new(tls.Certificate), nil // send no certificate, as crypto/tls does
-		}
+	if w.clientSide() {
+		c.GetClientCertificate = w.clientCertificate
 	}
 	return c
 }
 
-// wrapInner wraps a config returned by GetConfigForClient, remembering up
-// to maxRememberedConfigs of them so that a config returned again is not
-// cloned again; past that, configs are wrapped afresh and forgotten.
-func (s *Stapler) wrapInner(inner *tls.Config) *tls.Config {
-	if w, ok := s.wrapped.Load(inner); ok {
-		return w.(*tls.Config)
+// clientSide reports whether the wrapped config selects client certificates.
+func (w *wrapper) clientSide() bool { return w.getClientCertificate != nil || len(w.certs) > 0 }
+
+// serverCertificate is the wrapped config's GetCertificate: it selects as
+// crypto/tls would have with the application's config, and staples.
+func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if hello == probeHello {
+		return nil, w.probe
 	}
-	if _, ok := s.ours.Load(inner); ok {
-		return inner
-	}
-	w := s.wrap(inner)
-	if s.wrappedCount.Add(1) <= maxRememberedConfigs {
-		if prev, loaded := s.wrapped.LoadOrStore(inner, w); loaded {
-			return prev.(*tls.Config)
+	if w.getCertificate != nil && (len(w.certs) == 0 || hello.ServerName != "") {
+		cert, err := w.getCertificate(hello)
+		if err != nil {
+			return cert, err
+		}
+		if cert != nil {
+			return w.s.serve(hello.Context(), cert)
 		}
 	}
-	return w
+	if len(w.certs) == 0 {
+		return nil, nil // crypto/tls reports that no certificate is configured
+	}
+	i, cert := w.selectCertificate(hello)
+	if i >= 0 && w.managedAt[i] != nil {
+		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views[i])
+	}
+	return w.s.serve(hello.Context(), cert)
 }
 
-// selectCertificate picks from certs as crypto/tls does when a config has no
-// GetCertificate: the only one, else by NameToCertificate, else the first
-// the client supports, else the first. It returns the index in certs, or
-// -1 for a NameToCertificate entry outside the list.
-func selectCertificate(certs []tls.Certificate, byName map[string]*tls.Certificate, hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
-	if len(certs) == 1 {
-		return 0, &certs[0]
+// configForClient is the wrapped config's GetConfigForClient: the config
+// the application returns is wrapped too.
+func (w *wrapper) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if hello == probeHello {
+		return nil, w.probe
 	}
-	if byName != nil {
-		name := strings.ToLower(hello.ServerName)
-		cert, ok := byName[name]
-		if !ok && len(name) > 0 {
-			labels := strings.Split(name, ".")
-			labels[0] = "*"
-			cert, ok = byName[strings.Join(labels, ".")]
+	inner, err := w.getConfigForClient(hello)
+	if err != nil || inner == nil {
+		return inner, err
+	}
+	return w.s.wrapInner(inner), nil
+}
+
+// clientCertificate is the wrapped config's GetClientCertificate, selecting
+// as crypto/tls does on the client side.
+func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if cri == probeRequest {
+		return nil, w.probe
+	}
+	if w.getClientCertificate != nil {
+		cert, err := w.getClientCertificate(cri)
+		if err != nil || cert == nil || len(cert.Certificate) == 0 {
+			return cert, err
 		}
-		if ok {
-			for i := range certs {
-				if cert == &certs[i] {
-					return i, cert
-				}
+		return w.s.serve(cri.Context(), cert)
+	}
+	for i := range w.certs {
+		if cri.SupportsCertificate(&w.certs[i]) == nil {
+			if w.managedAt[i] != nil {
+				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i], &w.views[i])
 			}
-			return -1, cert
+			return w.s.serve(cri.Context(), &w.certs[i])
 		}
 	}
-	for i := range certs {
-		if hello.SupportsCertificate(&certs[i]) == nil {
-			return i, &certs[i]
-		}
+	return new(tls.Certificate), nil // send no certificate, as crypto/tls does
+}
+
+// wrapInner wraps a config returned by GetConfigForClient, remembering it
+// so that a config returned again is not cloned again.
+func (s *Stapler) wrapInner(inner *tls.Config) *tls.Config {
+	if w := s.configs.get(inner); w != nil {
+		return w
 	}
-	return 0, &certs[0]
+	w := s.Wrap(inner)
+	if w == inner { // one of ours already
+		return w
+	}
+	return s.configs.put(inner, w)
+}
+
+// Probes: a wrapper's callbacks answer these with a *wrapperProbe naming
+// the wrapper, so that Wrap knows a config it made (or a Clone of one)
+// without keeping a list of them. Only a function known to be a wrapper
+// method (by its code pointer) is ever called with a probe.
+var (
+	probeHello   = new(tls.ClientHelloInfo)
+	probeRequest = new(tls.CertificateRequestInfo)
+)
+
+type wrapperProbe struct{ w *wrapper }
+
+func (*wrapperProbe) Error() string { return "stapler: wrapper probe" }
+
+// wrapperCode holds the code pointers of the wrapper's method values: the
+// same for every wrapper, and no other function's.
+var wrapperCode struct{ server, config, client uintptr }
+
+func init() {
+	w := new(wrapper)
+	wrapperCode.server = reflect.ValueOf(w.serverCertificate).Pointer()
+	wrapperCode.config = reflect.ValueOf(w.configForClient).Pointer()
+	wrapperCode.client = reflect.ValueOf(w.clientCertificate).Pointer()
+}
+
+func probed(err error) *wrapper {
+	if p, ok := err.(*wrapperProbe); ok {
+		return p.w
+	}
+	return nil
+}
+
+// wrapperOf returns the wrapper of s whose GetCertificate cfg carries: cfg
+// is a config Wrap returned, or a Clone of one; nil otherwise.
+func (s *Stapler) wrapperOf(cfg *tls.Config) *wrapper {
+	if cfg.GetCertificate == nil || reflect.ValueOf(cfg.GetCertificate).Pointer() != wrapperCode.server {
+		return nil
+	}
+	_, err := cfg.GetCertificate(probeHello)
+	if w := probed(err); w != nil && w.s == s {
+		return w
+	}
+	return nil
+}
+
+func configWrapper(f func(*tls.ClientHelloInfo) (*tls.Config, error)) *wrapper {
+	if f == nil || reflect.ValueOf(f).Pointer() != wrapperCode.config {
+		return nil
+	}
+	_, err := f(probeHello)
+	return probed(err)
+}
+
+func clientWrapper(f func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *wrapper {
+	if f == nil || reflect.ValueOf(f).Pointer() != wrapperCode.client {
+		return nil
+	}
+	_, err := f(probeRequest)
+	return probed(err)
+}
+
+// unchanged reports whether cfg, carrying w's GetCertificate, selects its
+// certificates as w's own config does: nothing to wrap again.
+func (w *wrapper) unchanged(cfg *tls.Config) bool {
+	if len(cfg.Certificates) > 0 || cfg.NameToCertificate != nil { //nolint:staticcheck // set by the application
+		return false
+	}
+	if (w.getConfigForClient != nil || cfg.GetConfigForClient != nil) && configWrapper(cfg.GetConfigForClient) != w {
+		return false
+	}
+	if w.clientSide() || cfg.GetClientCertificate != nil {
+		return clientWrapper(cfg.GetClientCertificate) == w
+	}
+	return true
+}
+
+// unwrap returns the config the application would have had, had it changed
+// its original as it changed cfg, a Clone of w's config: w's callbacks
+// give way to the application's, and w's certificates to cfg's when it set
+// some.
+func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	c.GetCertificate = w.getCertificate
+	if configWrapper(c.GetConfigForClient) == w {
+		c.GetConfigForClient = w.getConfigForClient
+	}
+	if clientWrapper(c.GetClientCertificate) == w {
+		c.GetClientCertificate = w.getClientCertificate
+	}
+	if len(c.Certificates) == 0 && c.NameToCertificate == nil { //nolint:staticcheck // set by the application
+		c.Certificates, c.NameToCertificate = w.certs, w.byName //nolint:staticcheck // as captured
+	}
+	return c
 }
 
 // serve is the handshake path: it returns c with its staple. On a cache hit
@@ -179,21 +319,20 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	if m == nil {
 		m = s.add(c)
 	}
-	return s.serveManaged(ctx, m, c)
+	return s.serveManaged(ctx, m, c, nil)
 }
 
-// serveManaged is serve once c's state m is known.
-func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate) (*tls.Certificate, error) {
+// serveManaged is serve once c's state m is known; slot is where the
+// wrapped config that lists c keeps its view (nil for a certificate from
+// the application's GetCertificate).
+func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slot *atomic.Pointer[view]) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		return s.serve(ctx, c)
 	}
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		return c, nil
 	}
-	v := m.view.Load()
-	if v.orig != c {
-		v = m.rebase(c)
-	}
+	v := m.viewOf(c, slot)
 	policy := m.policy(s.opts.policy)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
@@ -204,18 +343,15 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if v.stapled == nil {
 		if p := m.pending.Load(); p != nil {
 			s.waitCold(ctx, *p)
-			return s.serveAfterWait(m, c, policy)
+			return s.serveAfterWait(m, c, slot, policy)
 		}
 	}
 	return m.noStaple(v, policy)
 }
 
 // serveAfterWait is serve's decision once the cold wait is over.
-func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, policy Policy) (*tls.Certificate, error) {
-	v := m.view.Load()
-	if v.orig != c {
-		v = m.rebase(c)
-	}
+func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, slot *atomic.Pointer[view], policy Policy) (*tls.Certificate, error) {
+	v := m.viewOf(c, slot)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			return nil, m.refusal(ErrRevoked)

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -267,7 +269,7 @@ func TestLeaseHolderKilledMidFetch(t *testing.T) {
 	// lives at most LeaseTTL in Redis.
 	child.Process.Signal(syscall.SIGSTOP)
 	lease := stapler.LeaseTTL(childTimeout * time.Second)
-	leaseKey := "fleet:" + stapler.CertificateID(leaf.Cert.Raw) + ":lease"
+	leaseKey := "fleet:{" + stapler.CertificateID(leaf.Cert.Raw) + "}:lease"
 	rc := f.redis.Client()
 	ctx := context.Background()
 	token, err := rc.Get(ctx, leaseKey).Result()
@@ -313,7 +315,7 @@ func TestClosedHolderHandsOverAtOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	leaseKey := "fleet:" + stapler.CertificateID(leaf.Cert.Raw) + ":lease"
+	leaseKey := "fleet:{" + stapler.CertificateID(leaf.Cert.Raw) + "}:lease"
 	rc := f.redis.Client()
 	ctx := context.Background()
 	if n := rc.Exists(ctx, leaseKey).Val(); n != 1 {
@@ -720,4 +722,95 @@ func TestHostilePublishKillsNoNode(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestStaleLeaseHolderWritesNothing: a lease holder paused past its lease
+// (here: its lease is taken from under it while its query hangs) and then
+// resumed with a failure writes nothing over the result of the server that
+// took over; no server reports a failure that did not happen.
+func TestStaleLeaseHolderWritesNothing(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	var requests atomic.Int32
+	hold := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 { // the first holder: held, then a failure
+			arrived <- struct{}{}
+			<-hold
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		f.r.ServeHTTP(w, r)
+	}))
+	defer gate.Close()
+	defer func() {
+		select {
+		case <-hold:
+		default:
+			close(hold)
+		}
+	}()
+	for range 3 {
+		s, err := stapler.New(config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 30, RecoveryFrequency: 60, RecoveryMaxTries: 3},
+			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
+			stapler.WithStore(New(f.redis.Client(), "fleet:")),
+			stapler.WithColdWait(10*time.Millisecond), stapler.WithRateLimit(0, 0),
+			stapler.WithResponderURL(gate.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f.nodes = append(f.nodes, s)
+		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
+	}
+	<-arrived
+	// The holder's lease runs out (as after a long pause) and the others,
+	// due again, take over: one of them fetches and stores a good response.
+	ctx := context.Background()
+	id := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	if err := f.redis.Client().Del(ctx, "fleet:{"+id+"}:lease").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("a server to take over and staple", 500*time.Millisecond, func() bool {
+		for i := range f.nodes {
+			if f.staple(i, 0) != nil {
+				return true
+			}
+		}
+		return false
+	})
+	stateKey := "fleet:{" + id + "}.state"
+	good, err := f.redis.Client().Get(ctx, stateKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The paused holder resumes with a failure and records it: two queries
+	// in all, the taker's and its own.
+	close(hold)
+	queries := func() int {
+		n := 0
+		for _, s := range f.nodes {
+			st, _ := s.StatusOf(id)
+			n += st.Queries
+		}
+		return n
+	}
+	f.settle("the paused holder to record its failure", time.Millisecond, func() bool { return queries() >= 2 })
+	// Every node then reports what really happened: no failure.
+	f.settle("every node to report no failure", time.Millisecond, func() bool {
+		for _, s := range f.nodes {
+			if st, _ := s.StatusOf(id); st.Tries != 0 || st.LastError != "" || st.StoreError != "" {
+				f.why = fmt.Sprintf("tries %d, error %q, store error %q", st.Tries, st.LastError, st.StoreError)
+				return false
+			}
+		}
+		return true
+	})
+	after, err := f.redis.Client().Get(ctx, stateKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != good {
+		t.Fatalf("the paused holder overwrote the fleet's state:\nbefore %s\nafter  %s", good, after)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -50,18 +51,45 @@ func randomToken() string {
 // channel is where changes are announced.
 func (s *Store) channel() string { return s.prefix + "changes" }
 
-// Get returns the value under key, or cache.ErrCacheMiss.
-func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.client.Get(ctx, s.prefix+key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, cache.ErrCacheMiss
+// redisKey is where key lives in Redis: under the prefix, with the part of
+// the key before its first '.' as a hash tag, so that a certificate's keys
+// (its response "ID", its state "ID.state" and its lease) share one Redis
+// Cluster slot: a certificate is then on one master, and a fenced write
+// (a script over the lease and the value) is one slot's operation.
+func (s *Store) redisKey(key string) string {
+	base, rest, _ := strings.Cut(key, ".")
+	if rest != "" {
+		rest = "." + rest
 	}
-	return v, err
+	return s.prefix + "{" + base + "}" + rest
+}
+
+// leaseKey is where key's lease lives.
+func (s *Store) leaseKey(key string) string { return s.redisKey(key) + ":lease" }
+
+// Get returns the value under key, or cache.ErrCacheMiss. It reads at most
+// cache.MaxValueBytes+1 bytes (GETRANGE), so a huge value written by anyone
+// costs nothing; such a value is cache.ErrValueTooLarge.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.client.GetRange(ctx, s.redisKey(key), 0, cache.MaxValueBytes).Bytes()
+	if errors.Is(err, redis.Nil) || err == nil && len(v) == 0 {
+		return nil, cache.ErrCacheMiss // GETRANGE answers "" for a missing key
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > cache.MaxValueBytes {
+		return nil, fmt.Errorf("%w: %s", cache.ErrValueTooLarge, s.redisKey(key))
+	}
+	return v, nil
 }
 
 // Put stores value under key and announces the change to the other users.
 func (s *Store) Put(ctx context.Context, key string, value []byte) error {
-	if err := s.client.Set(ctx, s.prefix+key, value, 0).Err(); err != nil {
+	if len(value) > cache.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes", cache.ErrValueTooLarge, len(value))
+	}
+	if err := s.client.Set(ctx, s.redisKey(key), value, 0).Err(); err != nil {
 		return err
 	}
 	return s.client.Publish(ctx, s.channel(), s.self+" "+key).Err()
@@ -69,14 +97,14 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 
 // Delete removes key.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return s.client.Del(ctx, s.prefix+key).Err()
+	return s.client.Del(ctx, s.redisKey(key)).Err()
 }
 
 // Lease takes key's lease with SET NX PX: atomic, with an expiry, and a
 // random owner token.
 func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	token := randomToken()
-	ok, err := s.client.SetNX(ctx, s.prefix+key+":lease", token, ttl).Result()
+	ok, err := s.client.SetNX(ctx, s.leaseKey(key), token, ttl).Result()
 	if err != nil {
 		return "", false, err
 	}
@@ -92,7 +120,36 @@ return 0`)
 
 // Release ends key's lease if token still holds it.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	return release.Run(ctx, s.client, []string{s.prefix + key + ":lease"}, token).Err()
+	return release.Run(ctx, s.client, []string{s.leaseKey(key)}, token).Err()
+}
+
+// putLeased sets KEYS[2] only while ARGV[1] holds the lease KEYS[1].
+var putLeased = redis.NewScript(`
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then
+	return 0
+end
+redis.call("SET", KEYS[2], ARGV[2])
+return 1`)
+
+// PutLeased stores value under key only while token holds lease's lease
+// (one Lua script: the check and the write are atomic), then announces the
+// change; otherwise it writes nothing and returns cache.ErrLeaseLost.
+func (s *Store) PutLeased(ctx context.Context, lease, token, key string, value []byte) error {
+	if len(value) > cache.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes", cache.ErrValueTooLarge, len(value))
+	}
+	leaseKey, valueKey := s.leaseKey(lease), s.redisKey(key)
+	if base, _, _ := strings.Cut(key, "."); base != lease {
+		return fmt.Errorf("redisstore: key %q is not fenced by lease %q", key, lease)
+	}
+	n, err := putLeased.Run(ctx, s.client, []string{leaseKey, valueKey}, token, value).Int()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return cache.ErrLeaseLost
+	}
+	return s.client.Publish(ctx, s.channel(), s.self+" "+key).Err()
 }
 
 // Subscribe calls f with every key another Store Put, until ctx ends. The

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestStoreGetPutDelete(t *testing.T) {
 	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
 		t.Fatalf("got %q %v", v, err)
 	}
-	if v, _ := r.Client().Get(ctx, "test:k").Result(); v != "v1" {
+	if v, _ := r.Client().Get(ctx, "test:{k}").Result(); v != "v1" {
 		t.Fatalf("not under the prefix: %q", v)
 	}
 	if err := s.Delete(ctx, "k"); err != nil {
@@ -107,5 +108,33 @@ func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
 	case key := <-got:
 		t.Fatalf("notified of %q", key)
 	default:
+	}
+}
+
+// TestHugeValuesAreNotRead: a 32 MiB value written by anyone is refused
+// after reading at most cache.MaxValueBytes+1 bytes of it.
+func TestHugeValuesAreNotRead(t *testing.T) {
+	r := redistest.Start(t)
+	ctx := context.Background()
+	s := New(r.Client(), "test:")
+	if err := r.Client().SetRange(ctx, "test:{huge}", 32<<20, "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Client().InfoMap(ctx, "stats").Item("Stats", "total_net_output_bytes")
+	if _, err := s.Get(ctx, "huge"); !errors.Is(err, cache.ErrValueTooLarge) {
+		t.Fatalf("Get of a 32 MiB value: %v, want ErrValueTooLarge", err)
+	}
+	after := r.Client().InfoMap(ctx, "stats").Item("Stats", "total_net_output_bytes")
+	var b, a int
+	fmt.Sscan(before, &b)
+	fmt.Sscan(after, &a)
+	if b == 0 || a <= b {
+		t.Fatalf("no byte count from INFO stats (%q, %q)", before, after)
+	}
+	if sent := a - b; sent > 4*cache.MaxValueBytes {
+		t.Fatalf("Redis sent %d bytes for one refused Get", sent)
+	}
+	if err := s.Put(ctx, "big", make([]byte, cache.MaxValueBytes+1)); !errors.Is(err, cache.ErrValueTooLarge) {
+		t.Fatalf("Put over the cap: %v", err)
 	}
 }

@@ -152,13 +152,55 @@ func (c *opensslCA) startResponder(port int) *exec.Cmd {
 
 func (c *opensslCA) sClient(addr, name, version string) string {
 	c.t.Helper()
-	cmd := exec.Command(c.openssl, "s_client", "-status", "-connect", addr, "-servername", name, version, "-CAfile", filepath.Join(c.dir, "ca.pem"))
-	cmd.Stdin = strings.NewReader("")
-	out, err := cmd.CombinedOutput()
+	out, err := c.trySClient(addr, name, version)
 	if err != nil {
 		c.t.Fatalf("s_client %s %s: %v\n%s", name, version, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// trySClient runs openssl s_client -status; an empty name sends no SNI
+// (-noservername), as a client dialling an IP address does.
+func (c *opensslCA) trySClient(addr, name, version string) (string, error) {
+	c.t.Helper()
+	sni := []string{"-servername", name}
+	if name == "" {
+		sni = []string{"-noservername"}
+	}
+	args := append([]string{"s_client", "-status", "-connect", addr}, sni...)
+	cmd := exec.Command(c.openssl, append(args, version, "-CAfile", filepath.Join(c.dir, "ca.pem"))...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// waitQueried polls the admin API until n certificates have been queried
+// and returns their statuses.
+func waitQueried(t *testing.T, admin string, n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // only a hang
+	for {
+		code, body := adminGet(t, "GET", admin+"/v1/ocsp/status", "k")
+		var statuses []map[string]any
+		if json.Unmarshal(body, &statuses) != nil { // one certificate: its object alone
+			var one map[string]any
+			json.Unmarshal(body, &one)
+			statuses = []map[string]any{one}
+		}
+		queried := 0
+		for _, st := range statuses {
+			if st["queries"].(float64) > 0 {
+				queried++
+			}
+		}
+		if code == 200 && queried == n {
+			return statuses
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not all queried: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func adminGet(t *testing.T, method, url, key string) (int, []byte) {
@@ -195,26 +237,7 @@ func TestInteropWithOpenSSL(t *testing.T) {
 	}
 
 	// Every certificate has been queried once the statuses say so.
-	var statuses []map[string]any
-	deadline := time.Now().Add(time.Minute) // only a hang
-	for {
-		code, body := adminGet(t, "GET", admin+"/v1/ocsp/status", "k")
-		statuses = nil
-		json.Unmarshal(body, &statuses)
-		queried := 0
-		for _, st := range statuses {
-			if st["queries"].(float64) > 0 {
-				queried++
-			}
-		}
-		if code == 200 && queried == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not all queried: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	statuses := waitQueried(t, admin, 3)
 	byName := map[string]map[string]any{}
 	for _, st := range statuses {
 		byName[st["snis"].([]any)[0].(string)] = st
@@ -235,6 +258,10 @@ func TestInteropWithOpenSSL(t *testing.T) {
 		if out := ca.sClient(addr, "unknown.test", version); !strings.Contains(out, "OCSP response: no response sent") {
 			t.Fatalf("unknown certificate stapled (%s):\n%s", version, out)
 		}
+		// No SNI (-noservername): the first certificate, stapled all the same.
+		if out := ca.sClient(addr, "", version); !strings.Contains(out, "s:CN = good.test") || !strings.Contains(out, "Cert Status: good") {
+			t.Fatalf("s_client -noservername %s got no staple:\n%s", version, out)
+		}
 	}
 
 	// The responder stops: a test query fails, and the good staple is still served.
@@ -247,6 +274,38 @@ func TestInteropWithOpenSSL(t *testing.T) {
 	for _, version := range []string{"-tls1_2", "-tls1_3"} {
 		if out := ca.sClient(addr, "good.test", version); !strings.Contains(out, "Cert Status: good") {
 			t.Fatalf("good staple lost with the responder down (%s):\n%s", version, out)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A client that sends no SNI gets the Stapler's policy too: a strict server
+// refuses its revoked certificate to openssl s_client -noservername.
+func TestInteropStrictRefusesRevokedWithoutSNI(t *testing.T) {
+	openssl := needOpenSSL(t)
+	port := freePort(t)
+	ca := newOpenSSLCA(t, openssl, port)
+	ca.startResponder(port)
+	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", ":0", "-admin-key", "k", "-response-timeout", "5", "-policy", "strict",
+		"-cert", filepath.Join(ca.dir, "revoked-chain.pem"), "-key", filepath.Join(ca.dir, "revoked.key")}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
+	addr, admin := readAddrs(t, pr)
+	if st := waitQueried(t, admin, 1); st[0]["cert_status"] != "REVOKED" {
+		t.Fatalf("status %v", st[0])
+	}
+	for _, version := range []string{"-tls1_2", "-tls1_3"} {
+		for _, name := range []string{"", "revoked.test"} {
+			out, err := ca.trySClient(addr, name, version)
+			if err == nil || strings.Contains(out, "s:CN = revoked.test") {
+				t.Fatalf("strict served a revoked certificate to s_client (SNI %q) %s: %v\n%s", name, version, err, out)
+			}
 		}
 	}
 	cancel()

@@ -137,14 +137,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		TLSConfig:         s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
-		}),
-	}
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
+	}), logger)
+	srv.TLSConfig = s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12})
 	if *adminAddr != "" {
 		key := *adminKey
 		if key == "" {
@@ -206,9 +202,29 @@ func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	go srv.Serve(ln)
+	go newHTTPServer(h, logger).Serve(ln)
 	return ln, nil
+}
+
+// idleTimeout is how long a keep-alive connection may sit idle; a variable
+// so that the test of it need not wait minutes.
+var idleTimeout = 2 * time.Minute
+
+// newHTTPServer is an http.Server whose every phase is bounded, so that
+// idle or slow clients cannot hold connections (and file descriptors)
+// forever: the TLS handshake and the headers within 10 s, a whole request
+// within 30 s, a response within 30 s, an idle keep-alive connection for
+// idleTimeout, headers of at most 16 KiB.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 func loadCertificate(path string) (*x509.Certificate, error) {

@@ -1,0 +1,233 @@
+package stapler
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
+	"strings"
+	"sync/atomic"
+)
+
+// Selecting a certificate from a wrapped config's list, as crypto/tls does
+// for a config without GetCertificate: the only one; else by
+// NameToCertificate; else the first the client supports; else the first.
+// With a server name, "supports" includes "is valid for the name", so only
+// the certificates valid for the name can be chosen: a name index finds
+// them at once, instead of asking every certificate in turn (milliseconds
+// at 100,000 certificates), and the first of them the client supports is
+// crypto/tls's choice.
+
+// nameIndex maps names to the positions, ascending, of the certificates
+// whose leaves are valid for them: exact DNS names, and wildcard names
+// ("*.example.com") under the name they stand for one label below
+// ("example.com").
+type nameIndex struct {
+	exact    map[string][]int32
+	wildcard map[string][]int32
+	// class[i] is the key class of certs[i] (keyClass), for the support
+	// cache; 0 when its support is never cached.
+	class []uint32
+	// supported remembers SupportsCertificate's answers by hello
+	// fingerprint and key class: crypto/tls allocates to answer, and a
+	// server sees few distinct kinds of hello.
+	supported [256]atomic.Uint64
+}
+
+func newNameIndex(certs []tls.Certificate) *nameIndex {
+	x := &nameIndex{exact: map[string][]int32{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
+	for i := range certs {
+		leaf := certs[i].Leaf
+		if leaf == nil {
+			continue // not parsed: never valid for a name
+		}
+		x.class[i] = keyClass(&certs[i])
+		for _, name := range leaf.DNSNames {
+			name = strings.ToLower(name)
+			x.exact[name] = appendOnce(x.exact[name], int32(i))
+			if rest, ok := strings.CutPrefix(name, "*."); ok {
+				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
+			}
+		}
+	}
+	return x
+}
+
+func appendOnce(list []int32, i int32) []int32 {
+	if n := len(list); n > 0 && list[n-1] == i {
+		return list
+	}
+	return append(list, i)
+}
+
+// plainHostname reports whether name is a lower-case DNS name of letters,
+// digits, '_' and '-' (not first) in non-empty labels, not all digits: the
+// names for which the index and x509's VerifyHostname agree exactly. Others (upper case, a trailing
+// dot, an IP address, odd characters) are chosen by the slow path, which
+// asks every certificate as crypto/tls does.
+func plainHostname(name string) bool {
+	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		labelStart := i == 0 || name[i-1] == '.'
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_':
+		case c == '-' && !labelStart: // x509 takes a label starting with '-' as no hostname
+		case c == '.' && !labelStart:
+		default:
+			return false
+		}
+	}
+	// An all-digit dotted name may parse as an IP address, matched
+	// against IP SANs only: leave it to the slow path.
+	return strings.ContainsFunc(name, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+}
+
+// selectCertificate picks from w.certs as crypto/tls does. It returns the
+// index in w.certs, or -1 for a NameToCertificate entry outside the list.
+func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
+	certs := w.certs
+	if len(certs) == 1 {
+		return 0, &certs[0]
+	}
+	if w.byName != nil {
+		name := strings.ToLower(hello.ServerName)
+		cert, ok := w.byName[name]
+		if !ok && len(name) > 0 {
+			labels := strings.Split(name, ".")
+			labels[0] = "*"
+			cert, ok = w.byName[strings.Join(labels, ".")]
+		}
+		if ok {
+			for i := range certs {
+				if cert == &certs[i] {
+					return i, cert
+				}
+			}
+			return -1, cert
+		}
+	}
+	if name := hello.ServerName; name != "" && w.names != nil && plainHostname(name) {
+		exact := w.names.exact[name]
+		var wild []int32
+		if len(w.names.wildcard) > 0 {
+			if _, rest, ok := strings.Cut(name, "."); ok {
+				wild = w.names.wildcard[rest]
+			}
+		}
+		var fp uint64 // the hello's fingerprint, made on first use
+		// The candidates in list order: both lists are ascending.
+		for len(exact) > 0 || len(wild) > 0 {
+			var i int32
+			switch {
+			case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
+				i, exact = exact[0], exact[1:]
+			case len(exact) == 0 || wild[0] < exact[0]:
+				i, wild = wild[0], wild[1:]
+			default: // the same certificate in both
+				i, exact, wild = exact[0], exact[1:], wild[1:]
+			}
+			if w.names.supports(hello, &fp, &certs[i], i) {
+				return int(i), &certs[i]
+			}
+		}
+		return 0, &certs[0]
+	}
+	for i := range certs {
+		if hello.SupportsCertificate(&certs[i]) == nil {
+			return i, &certs[i]
+		}
+	}
+	return 0, &certs[0]
+}
+
+// supports is hello.SupportsCertificate(c) for certs[i], a certificate
+// already known to be valid for the hello's server name, remembered by the
+// hello's fingerprint (*fp, computed once per hello) and c's key class.
+func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, i int32) bool {
+	class := x.class[i]
+	if class == 0 {
+		return supportsIgnoringName(hello, c)
+	}
+	if *fp == 0 {
+		*fp = helloFingerprint(hello)
+	}
+	key := (*fp ^ uint64(class)*0x9e3779b97f4a7c15) | 1 // never 0: 0 is an empty slot
+	slot := &x.supported[key%uint64(len(x.supported))]
+	if e := slot.Load(); e&^2 == key&^2 {
+		return e&2 != 0
+	}
+	ok := supportsIgnoringName(hello, c)
+	e := key &^ 2
+	if ok {
+		e |= 2
+	}
+	slot.Store(e)
+	return ok
+}
+
+// supportsIgnoringName is hello.SupportsCertificate(c) for a certificate
+// already known to be valid for the hello's server name: the name check
+// (which allocates) is skipped.
+func supportsIgnoringName(hello *tls.ClientHelloInfo, c *tls.Certificate) bool {
+	h := *hello
+	h.ServerName = ""
+	return h.SupportsCertificate(c) == nil
+}
+
+// keyClass names what SupportsCertificate looks at in a certificate: its
+// key's algorithm, curve or size. 0 (never cached) for a certificate that
+// restricts its signature algorithms or has a key of another kind.
+func keyClass(c *tls.Certificate) uint32 {
+	if c.SupportedSignatureAlgorithms != nil || c.Leaf == nil {
+		return 0
+	}
+	switch k := c.Leaf.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return 1
+		case elliptic.P384():
+			return 2
+		case elliptic.P521():
+			return 3
+		}
+	case ed25519.PublicKey:
+		return 4
+	case *rsa.PublicKey:
+		return 1<<16 | uint32(min(k.N.BitLen(), 1<<15))
+	}
+	return 0
+}
+
+// helloFingerprint hashes (FNV-1a, 64 bits) what SupportsCertificate reads
+// of a hello besides the server name. Never 0.
+func helloFingerprint(h *tls.ClientHelloInfo) uint64 {
+	const prime = 1099511628211
+	fp := uint64(14695981039346656037)
+	mix := func(v uint64) { fp = (fp ^ v) * prime }
+	mix(uint64(len(h.SupportedVersions)))
+	for _, v := range h.SupportedVersions {
+		mix(uint64(v))
+	}
+	mix(uint64(len(h.SignatureSchemes)) | 1<<32)
+	for _, v := range h.SignatureSchemes {
+		mix(uint64(v))
+	}
+	mix(uint64(len(h.SupportedCurves)) | 2<<32)
+	for _, v := range h.SupportedCurves {
+		mix(uint64(v))
+	}
+	mix(uint64(len(h.SupportedPoints)) | 3<<32)
+	for _, v := range h.SupportedPoints {
+		mix(uint64(v))
+	}
+	mix(uint64(len(h.CipherSuites)) | 4<<32)
+	for _, v := range h.CipherSuites {
+		mix(uint64(v))
+	}
+	return fp | 1<<63
+}
