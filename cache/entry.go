@@ -29,7 +29,9 @@ func (s Status) String() string {
 // that are stapled, and the parsed fields the scheduler and the status need.
 // An Entry is never changed once made; share it freely.
 type Entry struct {
-	// Raw is the DER response, exactly as the responder sent it.
+	// Raw is the DER response as stapled: what the responder sent, with
+	// the signed part and the signature untouched and, outside the
+	// signature, only the certificate a client needs to check it.
 	Raw []byte
 	// ResponderURL is where the response came from.
 	ResponderURL string

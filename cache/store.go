@@ -90,6 +90,9 @@ func (d DirStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := d.checkExistingDir(); err != nil {
+		return nil, err
+	}
 	f, err := openNoFollow(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrCacheMiss
@@ -119,6 +122,26 @@ func (d DirStore) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s", ErrValueTooLarge, p)
 	}
 	return data, nil
+}
+
+// checkExistingDir refuses to read from a directory that is writable by
+// group or others (anyone could have planted a value), or that is not a
+// directory; a missing one holds nothing.
+func (d DirStore) checkExistingDir() error {
+	info, err := os.Lstat(string(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNotRegularFile, string(d))
+	}
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%w: %s has mode %v", ErrInsecureDir, string(d), perm)
+	}
+	return nil
 }
 
 // checkDir makes sure the directory exists, is a directory (not a link to

@@ -112,11 +112,18 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		return
 	}
 	if state != nil && state.Next > now.UnixNano() {
+		// Another server failed and plans the retry: follow its plan, unless
+		// it would let the staple held here expire first (the state is
+		// unsigned: anyone may have written it); then it is our turn.
 		m.mu.Lock()
-		m.plan = state.Next // another server failed and plans the retry
+		planned := time.Unix(0, state.Next)
+		if next := beforeExpiry(m.entry, now, planned); next.Equal(planned) {
+			m.plan = next.UnixNano()
+			m.mu.Unlock()
+			s.sched.schedule(m, next)
+			return
+		}
 		m.mu.Unlock()
-		s.sched.schedule(m, time.Unix(0, state.Next))
-		return
 	}
 	var attempted int64 // the fleet's last attempt, as this refresh saw it
 	if state != nil {
@@ -242,7 +249,7 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	// there), and when it is news: newer, fetched later by another server,
 	// or different at the same instant (the store breaks the tie, so that
 	// every server converges on what it holds).
-	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry) &&
+	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry, now) &&
 		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
 			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
 	if newer {
@@ -261,7 +268,8 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	var next time.Time
 	switch {
 	case state != nil && state.Next > now.UnixNano():
-		next = time.Unix(0, state.Next)
+		// Never past the staple held here: the state is unsigned.
+		next = beforeExpiry(m.entry, now, time.Unix(0, state.Next))
 	case newer:
 		next = nextRefresh(m.entry, cfg, st, now)
 	}

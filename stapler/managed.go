@@ -80,6 +80,8 @@ type managed struct {
 	restored      bool // the store was read for this certificate
 	failed        bool // recovery tries used up since the last success
 	expired       bool // the leaf is past its NotAfter: retired
+	// revoked is the Stapler's count of certificates stapled revoked.
+	revoked *atomic.Int64
 	// gen counts the staple changes, so that views made for other
 	// certificate pointers know when they are stale.
 	gen uint64
@@ -108,10 +110,20 @@ func (m *managed) disarm() {
 	}
 }
 
-// publishLocked makes a new view from orig and entry.
+// publishLocked makes a new view from orig and entry, and keeps the
+// Stapler's count of revoked certificates.
 func (m *managed) publishLocked() {
 	m.gen++
-	m.view.Store(m.viewForLocked(m.orig))
+	v := m.viewForLocked(m.orig)
+	if old := m.view.Load(); m.revoked != nil && !m.removed.Load() {
+		switch {
+		case v.revoked && (old == nil || !old.revoked):
+			m.revoked.Add(1)
+		case !v.revoked && old != nil && old.revoked:
+			m.revoked.Add(-1)
+		}
+	}
+	m.view.Store(v)
 }
 
 // viewForLocked makes the copies of c with the current staple.

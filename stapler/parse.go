@@ -29,6 +29,9 @@ type parsedBasic struct {
 	sigAlg     encasn1.ObjectIdentifier
 	signature  []byte
 	certs      []*x509.Certificate
+	// The DER elements of the signatureAlgorithm and the signature, for
+	// the canonical form.
+	sigAlgDER, signatureDER []byte
 }
 
 // parsedSingle is a SingleResponse.
@@ -120,19 +123,30 @@ func parseBasic(der []byte) (*parsedBasic, error) {
 	if err := parseResponseData(&b, tbsElement); err != nil {
 		return nil, err
 	}
-	var algID cryptobyte.String
-	if !basic.ReadASN1(&algID, asn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&b.sigAlg) {
+	var algID, algIDElement cryptobyte.String
+	if !basic.ReadASN1Element(&algIDElement, asn1.SEQUENCE) {
 		return nil, malformed("bad signatureAlgorithm")
 	}
-	if !algID.Empty() { // parameters: at most one element (NULL for RSA)
-		var params cryptobyte.String
-		var tag asn1.Tag
-		if !algID.ReadAnyASN1Element(&params, &tag) || !algID.Empty() {
+	b.sigAlgDER = algIDElement
+	if !algIDElement.ReadASN1(&algID, asn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&b.sigAlg) {
+		return nil, malformed("bad signatureAlgorithm")
+	}
+	if !algID.Empty() {
+		// Parameters: NULL (RSA PKCS #1 v1.5) or none (ECDSA, Ed25519), the
+		// only ones of the algorithms accepted; the signature does not
+		// cover them, so nothing else may ride there.
+		var null cryptobyte.String
+		if !algID.ReadASN1(&null, asn1.NULL) || !null.Empty() || !algID.Empty() {
 			return nil, malformed("bad signatureAlgorithm parameters")
 		}
 	}
 	var sig encasn1.BitString
-	if !basic.ReadASN1BitString(&sig) {
+	var sigElement cryptobyte.String
+	if !basic.ReadASN1Element(&sigElement, asn1.BIT_STRING) {
+		return nil, malformed("bad signature")
+	}
+	b.signatureDER = sigElement
+	if !sigElement.ReadASN1BitString(&sig) {
 		return nil, malformed("bad signature")
 	}
 	b.signature = sig.RightAlign()
@@ -304,3 +318,35 @@ func parseOptionalExtensions(s *cryptobyte.String, what string) ([]parsedExtensi
 
 // ocspStatus converts a responseStatus read from the wire.
 func ocspStatus(v int) ocsp.ResponseStatus { return ocsp.ResponseStatus(v) }
+
+// canonical is the response to staple: the signed ResponseData, its
+// signature, and only the one certificate a client needs to check it (the
+// delegated responder's, when one signed). Whatever else rode outside the
+// signature (the CA's own certificate, duplicates, any certificate at all)
+// is dropped, so that no handshake carries bytes the signer did not vouch
+// for, and every server staples the same bytes for the same answer.
+func (b *parsedBasic) canonical(signer *x509.Certificate) []byte {
+	var basic cryptobyte.Builder
+	basic.AddASN1(asn1.SEQUENCE, func(c *cryptobyte.Builder) {
+		c.AddBytes(b.tbs)
+		c.AddBytes(b.sigAlgDER)
+		c.AddBytes(b.signatureDER)
+		if signer != nil {
+			c.AddASN1(ctag0, func(c *cryptobyte.Builder) {
+				c.AddASN1(asn1.SEQUENCE, func(c *cryptobyte.Builder) { c.AddBytes(signer.Raw) })
+			})
+		}
+	})
+	basicDER := basic.BytesOrPanic()
+	var resp cryptobyte.Builder
+	resp.AddASN1(asn1.SEQUENCE, func(c *cryptobyte.Builder) {
+		c.AddASN1Enum(0) // successful
+		c.AddASN1(ctag0, func(c *cryptobyte.Builder) {
+			c.AddASN1(asn1.SEQUENCE, func(c *cryptobyte.Builder) {
+				c.AddASN1ObjectIdentifier(oidOCSPBasic)
+				c.AddASN1OctetString(basicDER)
+			})
+		})
+	})
+	return resp.BytesOrPanic()
+}

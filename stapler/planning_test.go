@@ -17,8 +17,9 @@ import (
 
 func TestSupersedes(t *testing.T) {
 	at := func(this, produced int64, st cache.Status) *cache.Entry {
-		return &cache.Entry{ThisUpdate: cache.Instant(this), ProducedAt: cache.Instant(produced), Status: st}
+		return &cache.Entry{ThisUpdate: cache.Instant(this), ProducedAt: cache.Instant(produced), Status: st, Expires: 1 << 62}
 	}
+	expired := func(e *cache.Entry) *cache.Entry { e.Expires = 1; return e }
 	good, revoked := cache.Good, cache.Revoked
 	for _, tc := range []struct {
 		name     string
@@ -35,8 +36,10 @@ func TestSupersedes(t *testing.T) {
 		{"same times, good over revoked", at(1, 1, good), at(1, 1, revoked), false},
 		{"same times, revoked over good", at(1, 1, revoked), at(1, 1, good), true},
 		{"newer good over revoked", at(2, 2, good), at(1, 1, revoked), true},
+		{"older good over a good that can no longer be served", at(1, 1, good), expired(at(2, 2, good)), true},
+		{"older good over a revoked that can no longer be served", at(1, 1, good), expired(at(2, 2, revoked)), false},
 	} {
-		if got := supersedes(tc.e, tc.held); got != tc.replaces {
+		if got := supersedes(tc.e, tc.held, time.Unix(0, 100)); got != tc.replaces {
 			t.Errorf("%s: supersedes = %v, want %v", tc.name, got, tc.replaces)
 		}
 	}

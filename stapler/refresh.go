@@ -248,12 +248,17 @@ func (s *Stapler) record(m *managed, o *outcome) {
 // installed: a stale cache or a replay cannot roll a staple back.
 var ErrOlderResponse = errors.New("responder answered with a response older than the one held")
 
-// supersedes reports whether e may replace held, by the responses' own
-// times: a later thisUpdate, else a later producedAt; at equal times the
-// same answer fetched again may replace held, but revoked never turns good.
-func supersedes(e, held *cache.Entry) bool {
+// supersedes reports whether e may replace held at now, by the responses'
+// own times: a later thisUpdate, else a later producedAt; at equal times
+// the same answer fetched again may replace held, but revoked never turns
+// good. An older answer with held's status may replace a held response
+// that can no longer be served (cache_ttl ran out): that rolls nothing
+// back, and is better than no staple.
+func supersedes(e, held *cache.Entry, now time.Time) bool {
 	switch {
 	case held == nil:
+		return true
+	case !held.Usable(now) && e.Status == held.Status:
 		return true
 	case e.ThisUpdate != held.ThisUpdate:
 		return e.ThisUpdate > held.ThisUpdate
@@ -289,7 +294,7 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
 	var next time.Time
 	older := false
 	switch {
-	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry):
+	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry, now):
 		// Valid, but older than what is held: never installed. The
 		// responder did answer, so no recovery starts; ask again later,
 		// backing off rather than polling.

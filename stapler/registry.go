@@ -92,7 +92,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 // Callers hold s.mu.
 func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
 	der := c.Certificate[0]
-	m := &managed{key: key, der: der, orig: c, index: -1}
+	m := &managed{key: key, der: der, orig: c, index: -1, revoked: &s.revokedCount}
 	m.settings.Store(s.defaultSettings)
 	leaf := c.Leaf
 	if leaf == nil || !sameBytes(leaf.Raw, der) {
@@ -208,6 +208,9 @@ func (s *Stapler) Remove(id string) error {
 	defer s.mu.Unlock()
 	if m.removed.Swap(true) {
 		return nil
+	}
+	if v := m.view.Load(); v != nil && v.revoked {
+		s.revokedCount.Add(-1)
 	}
 	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
 	delete(s.byKey, m.key)

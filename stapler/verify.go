@@ -169,6 +169,9 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 		signerNotAfter = signer.NotAfter
 	}
 
+	if !opts.skipSignature {
+		raw = basic.canonical(signer)
+	}
 	e := &cache.Entry{
 		Raw:        raw,
 		Status:     single.status,

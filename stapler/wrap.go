@@ -71,6 +71,7 @@ type wrapper struct {
 	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
 	getClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	appUnwrapSession     func([]byte, tls.ConnectionState) (*tls.SessionState, error)
 
 	probe *wrapperProbe // the answer to a probe, made once
 }
@@ -128,6 +129,8 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	c.Certificates = nil
 	c.NameToCertificate = nil //nolint:staticcheck // cleared with Certificates
 	c.GetCertificate = w.serverCertificate
+	w.appUnwrapSession = cfg.UnwrapSession
+	c.UnwrapSession = w.unwrapSession(c, cfg.UnwrapSession)
 	if w.getConfigForClient != nil {
 		c.GetConfigForClient = w.configForClient
 	}
@@ -163,6 +166,26 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views[i])
 	}
 	return w.s.serve(hello.Context(), cert)
+}
+
+// unwrapSession is the wrapped config's UnwrapSession: a resumed session
+// skips GetCertificate, and with it the policy's refusals, so while any
+// certificate the Stapler manages is known to be revoked, no session is
+// resumed: the client falls back to a full handshake, which the policy
+// sees. (Which certificate a session was made with is not known here, so
+// this holds for every session; revocations are rare, full handshakes
+// cheap.) Otherwise the application's UnwrapSession, or crypto/tls's own
+// ticket decryption, decides.
+func (w *wrapper) unwrapSession(c *tls.Config, user func([]byte, tls.ConnectionState) (*tls.SessionState, error)) func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
+	return func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		if w.s.revokedCount.Load() > 0 {
+			return nil, nil
+		}
+		if user != nil {
+			return user(identity, cs)
+		}
+		return c.DecryptTicket(identity, cs)
+	}
 }
 
 // configForClient is the wrapped config's GetConfigForClient: the config
@@ -297,6 +320,7 @@ func (w *wrapper) unchanged(cfg *tls.Config) bool {
 func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
 	c.GetCertificate = w.getCertificate
+	c.UnwrapSession = w.appUnwrapSession
 	if configWrapper(c.GetConfigForClient) == w {
 		c.GetConfigForClient = w.getConfigForClient
 	}
