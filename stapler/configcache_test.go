@@ -26,7 +26,7 @@ func (c *collected) track(cfg *tls.Config) {
 // waitCollected runs the collector until want objects were reclaimed.
 func (c *collected) wait(t *testing.T, what string, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangLimit)
 	for c.n.Load() < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d %s collected: the rest are held alive", c.n.Load(), want, what)

@@ -141,7 +141,7 @@ func TestFailedQueryRetriesThenFails(t *testing.T) {
 	addr := e.wrapAndServe(e.leaf.Certificate)
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 	e.waitQueries(e.leaf, 1)
-	<-e.events // none -> good
+	e.expectEvent(e.leaf, StateNone, StateGood)
 	e.r.SetFault(responder.Fault{Kind: responder.FaultTryLater})
 	e.clock.Advance(time.Hour)
 	st := e.waitQueries(e.leaf, 2)
@@ -158,10 +158,7 @@ func TestFailedQueryRetriesThenFails(t *testing.T) {
 	if st.State != StateFailed || st.Tries != 0 {
 		t.Fatalf("after the tries: %+v", st)
 	}
-	ev := <-e.events
-	if ev.From != StateGood || ev.To != StateFailed {
-		t.Fatalf("hook saw %s -> %s", ev.From, ev.To)
-	}
+	e.expectEvent(e.leaf, StateGood, StateFailed)
 	// Lenient default: the last good response is still served.
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 	if d := st.NextRefresh.Sub(e.clock.Now()); d < 54*time.Minute {
@@ -195,7 +192,7 @@ func TestRevokedReplacesGoodAtOnce(t *testing.T) {
 	addr := e.wrapAndServe(e.leaf.Certificate)
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 	e.waitQueries(e.leaf, 1)
-	<-e.events
+	e.expectEvent(e.leaf, StateNone, StateGood)
 	revokedAt := e.clock.Now().Add(-time.Minute)
 	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(revokedAt, ocsp.KeyCompromise))
 	st, err := e.s.Test(context.Background(), CertificateID(e.leaf.Cert.Raw))
@@ -205,10 +202,7 @@ func TestRevokedReplacesGoodAtOnce(t *testing.T) {
 	if st.CertStatus != config.CertRevoked || !st.RevocationTime.Equal(revokedAt) {
 		t.Fatalf("test returned %+v", st)
 	}
-	ev := <-e.events
-	if ev.From != StateGood || ev.To != StateRevoked {
-		t.Fatalf("hook saw %s -> %s", ev.From, ev.To)
-	}
+	e.expectEvent(e.leaf, StateGood, StateRevoked)
 	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
 }
 

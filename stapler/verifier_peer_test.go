@@ -53,7 +53,7 @@ func (e *env) serveGreeting(cfg *tls.Config) string {
 			}
 			wg.Go(func() {
 				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				conn.SetDeadline(time.Now().Add(hangLimit))
 				if conn.(*tls.Conn).Handshake() == nil {
 					conn.Write([]byte("x"))
 					conn.Read(make([]byte, 1)) // until the client closes
@@ -67,12 +67,12 @@ func (e *env) serveGreeting(cfg *tls.Config) string {
 // dialSession connects with cfg and reads the server's greeting, taking in
 // the session ticket that comes before it.
 func dialSession(addr string, cfg *tls.Config) (resumed bool, err error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", addr, cfg)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	conn.SetReadDeadline(time.Now().Add(hangLimit))
 	if _, err := conn.Read(make([]byte, 1)); err != nil {
 		return false, err
 	}
