@@ -44,7 +44,6 @@ type managed struct {
 	key      [32]byte          // SHA-256 of der; ID() is its hex
 	der      []byte            // the leaf DER, shared with the application's certificate
 	hash     uint64            // der's hash in the index
-	sameHash *managed          // the next leaf with the same hash, if any
 	leaf     *x509.Certificate // nil when the leaf does not parse
 	url      string            // AIA OCSP URL, may be empty
 
