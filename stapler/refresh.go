@@ -157,7 +157,7 @@ func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certif
 			return nil, err
 		}
 	}
-	e.Raw = bytes.Clone(raw) // exactly its size, not the read buffer's
+	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
 	e.FetchedAt = cache.At(fetched)
 	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 	return e, nil

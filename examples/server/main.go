@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policyName := fs.String("policy", "lenient", "lenient, strict or must-staple")
 	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
 	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
-	redisURL := fs.String("redis", "", "share staples with other servers through Redis, e.g. redis://127.0.0.1:6379/0 (one responder request per certificate for the whole fleet)")
+	redisURL := fs.String("redis", "", "share staples with other servers through Redis (one responder request per certificate for the whole fleet): redis://127.0.0.1:6379/0 for one node; redis+cluster://host1:6379?addr=host2:6379&addr=host3:6379 for a Cluster; redis+sentinel://host1:26379?master_name=mymaster&addr=host2:26379 for Sentinel")
 	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,11 +106,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, stapler.WithResponderURL(*responderURL))
 	}
 	if *redisURL != "" {
-		ropts, err := redis.ParseURL(*redisURL)
+		client, err := redisClient(*redisURL)
 		if err != nil {
 			return fmt.Errorf("-redis: %w", err)
 		}
-		client := redis.NewClient(ropts)
 		defer client.Close()
 		opts = append(opts, stapler.WithStore(redisstore.New(client, *redisPrefix)))
 	}
@@ -178,6 +177,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// redisClient makes a client for a -redis URL: redis:// or rediss:// for
+// one node, redis+cluster:// (or rediss+cluster://) with more seed nodes as
+// addr= parameters for a Redis Cluster, and redis+sentinel:// (or
+// rediss+sentinel://) naming the sentinels (more as addr=) and
+// master_name= for Sentinel.
+func redisClient(rawURL string) (redis.UniversalClient, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("%q is not a URL", rawURL)
+	}
+	base, mode, _ := strings.Cut(scheme, "+")
+	if base != "redis" && base != "rediss" {
+		return nil, fmt.Errorf("unknown scheme %q", scheme)
+	}
+	url := base + "://" + rest
+	switch mode {
+	case "":
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClient(o), nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(o), nil
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, err
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("a sentinel URL needs master_name=")
+		}
+		return redis.NewFailoverClient(o), nil
+	}
+	return nil, fmt.Errorf("unknown scheme %q (redis, redis+cluster or redis+sentinel)", scheme)
 }
 
 // adminKeyEnv is the environment variable that may hold the admin API key,

@@ -18,7 +18,34 @@ import (
 )
 
 func TestTwoServersShareOneRequestThroughRedis(t *testing.T) {
-	redis := redistest.Start(t)
+	twoServersShareOneRequest(t, redistest.Start(t).URL())
+}
+
+// TestTwoServersShareOneRequestThroughARedisCluster: -redis takes a
+// cluster URL (a seed node and more addr= parameters).
+func TestTwoServersShareOneRequestThroughARedisCluster(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3).Addrs()
+	twoServersShareOneRequest(t, "redis+cluster://"+addrs[0]+"?addr="+addrs[1]+"&addr="+addrs[2])
+}
+
+func TestRedisURLs(t *testing.T) {
+	for _, bad := range []string{"127.0.0.1:6379", "http://127.0.0.1", "redis+tunnel://127.0.0.1:6379", "redis+sentinel://127.0.0.1:26379"} {
+		if c, err := redisClient(bad); err == nil {
+			c.Close()
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for _, good := range []string{"redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6379", "redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001", "redis+sentinel://127.0.0.1:26379?master_name=mymaster&addr=127.0.0.1:26380"} {
+		c, err := redisClient(good)
+		if err != nil {
+			t.Errorf("%q: %v", good, err)
+			continue
+		}
+		c.Close()
+	}
+}
+
+func twoServersShareOneRequest(t *testing.T, redisURL string) {
 	ca, err := responder.NewCA(responder.CAOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +72,7 @@ func TestTwoServersShareOneRequestThroughRedis(t *testing.T) {
 		done := make(chan error, 1)
 		dones = append(dones, done)
 		go func() {
-			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-cert", certPath, "-key", keyPath, "-redis", redis.URL()}, pw, io.Discard)
+			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-cert", certPath, "-key", keyPath, "-redis", redisURL}, pw, io.Discard)
 			pw.Close()
 		}()
 		addr, _ := readAddrs(t, pr)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ type Server struct {
 	port int
 	dir  string
 	cmd  *exec.Cmd
+	// extra are more redis-server arguments (cluster mode, say).
+	extra []string
 }
 
 // Start starts a redis-server and stops it at the end of the test. Without
@@ -56,8 +59,9 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 // persisted) and waits until it answers.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", fmt.Sprint(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", fmt.Sprint(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no", "--loglevel", "warning"}
+	s.cmd = exec.Command("redis-server", append(args, s.extra...)...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -87,4 +91,76 @@ func (s *Server) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: 1, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	s.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Cluster is a Redis Cluster of masters only, each a redis-server process
+// on a free loopback port.
+type Cluster struct {
+	t       testing.TB
+	Masters []*Server
+}
+
+// StartCluster starts n redis-servers in cluster mode, joins them with
+// redis-cli --cluster create (the slots spread evenly, no replicas), waits
+// until the cluster is ok, and stops them at the end of the test. Without
+// redis-server and redis-cli the test is skipped, or fails when $CI is set.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	for _, tool := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is required in CI: .ci/run installs it", tool)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	c := &Cluster{t: t}
+	args := []string{"--cluster", "create"}
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		s := &Server{t: t, port: port, dir: t.TempDir(), extra: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
+		s.Restart()
+		t.Cleanup(s.Kill)
+		c.Masters = append(c.Masters, s)
+		args = append(args, s.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	client := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr()})
+	defer client.Close()
+	deadline := time.Now().Add(time.Minute) // only a hang
+	for {
+		info, _ := client.ClusterInfo(context.Background()).Result()
+		if strings.Contains(info, "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster never became ok:\n%s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
+}
+
+// Addrs are the masters' host:port addresses.
+func (c *Cluster) Addrs() []string {
+	var addrs []string
+	for _, s := range c.Masters {
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs
+}
+
+// Client returns a cluster client (closed at the end of the test).
+func (c *Cluster) Client() *redis.ClusterClient {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), MaxRetries: 1, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	c.t.Cleanup(func() { cc.Close() })
+	return cc
 }
