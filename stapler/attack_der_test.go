@@ -2,7 +2,10 @@ package stapler
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"testing"
 	"time"
 
@@ -96,5 +99,37 @@ func TestAttackDuplicatedCertsInflateTheStaple(t *testing.T) {
 	}
 	if tampered != nil && bytes.Equal(after, tampered) {
 		t.Fatalf("stapled a response inflated with 20 copies of the CA certificate outside the signature: %d bytes", len(after))
+	}
+}
+
+// AttackRenewedDelegateListedAfterItsPredecessor: a delegated responder
+// whose certificate was renewed with the same key (common: the key lives in
+// an HSM) embeds both certificates, the expired one first. checkSigner stops
+// at the first embedded certificate whose key made the signature and
+// refuses the response because that certificate has expired, without
+// trying the next one, which is valid and authorized. Expected: the
+// response verifies (some embedded certificate that made the signature is a
+// valid delegate).
+func TestAttackRenewedDelegateListedAfterItsPredecessor(t *testing.T) {
+	f := newVerifyFixture(t)
+	d := f.delegate
+	expiredTmpl := *d.Cert
+	expiredTmpl.SerialNumber = big.NewInt(7)
+	expiredTmpl.NotBefore = f.now.Add(-400 * 24 * time.Hour)
+	expiredTmpl.NotAfter = f.now.Add(-35 * 24 * time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &expiredTmpl, f.ca.Cert, d.Key.Public(), f.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := f.sign(t, d.Cert, d.Key, true, nil)
+	if _, err := verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, verifyOptions{skew: 5 * time.Minute}); err != nil {
+		t.Fatalf("the renewed delegate alone: %v", err)
+	}
+	outer, basic := basicOf(t, raw)
+	certs := basic.children[3].children[0]
+	certs.children = append([]*derNode{parseDER(t, der)}, certs.children...)
+	both := rewrap(t, outer, basic)
+	if _, err := verifyResponse(both, f.leaf.Cert, f.ca.Cert, f.now, verifyOptions{skew: 5 * time.Minute}); err != nil {
+		t.Fatalf("the expired predecessor embedded before the renewed delegate: %v", err)
 	}
 }

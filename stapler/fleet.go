@@ -168,8 +168,8 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		m.tries, m.failed = int32(state.Tries), state.Failed
 	}
 	m.mu.Unlock()
-	next := s.apply(m, o, true)
-	if err := s.writeShared(m, next, stapleable(o.e, o.err), token); errors.Is(err, cache.ErrLeaseLost) {
+	next, installed := s.apply(m, o, true)
+	if err := s.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
 		// Paused past the lease: another server may have taken over and
 		// stored its result, which nothing of ours overwrote. Adopt it.
 		s.log.Info("ocsp: the lease ran out during the query; adopting what the fleet stored", "id", m.ID())
@@ -184,14 +184,6 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 			s.adoptShared(m, shared, state, s.clock.Now())
 		}
 	}
-}
-
-// stapleable returns e when a query's outcome is a response to staple.
-func stapleable(e *cache.Entry, err error) *cache.Entry {
-	if err != nil || e == nil || e.Status == cache.Unknown {
-		return nil
-	}
-	return e
 }
 
 // refreshAlone queries without the fleet, when the store cannot be reached.
@@ -252,6 +244,16 @@ func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState
 	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry, now) &&
 		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
 			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
+	if newer && m.entry != nil && shared.ThisUpdate == m.entry.ThisUpdate && shared.ProducedAt == m.entry.ProducedAt &&
+		shared.Status == m.entry.Status && shared.Expires > m.entry.Expires {
+		// The same answer, said to be fetched later: the fetch time is
+		// store metadata, anyone's to write, so it moves the plan (another
+		// server asked) but never the staple's cache_ttl past what this
+		// server knows.
+		same := *shared
+		same.Expires = m.entry.Expires
+		shared = &same
+	}
 	if newer {
 		m.entry, m.latest, m.lastSuccess = shared, shared, shared.FetchedAt
 		m.publishLocked()

@@ -236,9 +236,9 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 // regular refresh, or a retry after recovery_frequency and, when the tries
 // are used up, the failed state.
 func (s *Stapler) record(m *managed, o *outcome) {
-	next := s.apply(m, o, true)
+	next, installed := s.apply(m, o, true)
 	if s.leaser != nil { // a Test: share what it found
-		s.writeShared(m, next, stapleable(o.e, o.err), "")
+		s.writeShared(m, next, installed, "")
 	}
 }
 
@@ -270,8 +270,10 @@ func supersedes(e, held *cache.Entry, now time.Time) bool {
 
 // apply installs an outcome; queried says it came from the responder (and
 // so counts as a query, and is persisted) rather than from the store. It
-// returns when the next query is planned.
-func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
+// returns when the next query is planned, and the response it installed
+// (nil when none: a failure, an unknown status, an older answer), the only
+// one that may be shared with a fleet.
+func (s *Stapler) apply(m *managed, o *outcome, queried bool) (time.Time, *cache.Entry) {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
@@ -285,13 +287,14 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
 			next := time.Unix(0, m.plan)
 			m.mu.Unlock()
 			s.sched.schedule(m, next)
-			return next
+			return next, nil
 		}
 		m.applied = o
 		m.lastAttempt = cache.At(now)
 		m.queries++
 	}
 	var next time.Time
+	var installed *cache.Entry
 	older := false
 	switch {
 	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry, now):
@@ -303,7 +306,7 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
 		m.lastErr = err
 		next = now.Add(staleBackoff(m.entry, cfg, now))
 	case err == nil && e.Status != cache.Unknown:
-		m.entry, m.latest = e, e
+		m.entry, m.latest, installed = e, e, e
 		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, e.FetchedAt
 		m.publishLocked()
 		next = nextRefresh(e, cfg, st, now)
@@ -343,7 +346,7 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) time.Time {
 		s.log.Warn("ocsp: query failed", "id", m.ID(), "err", err, "retry_at", next)
 	}
 	s.reportChange(m, from, to)
-	return next
+	return next, installed
 }
 
 // beforeExpiry moves a retry planned at next to before the held staple
@@ -405,6 +408,10 @@ func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.
 		next = t
 	}
 	if t := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2); t.Before(next) {
+		next = t
+	}
+	// And before the staple expires, whatever its fetch time says.
+	if t := e.Expires.Time().Add(-min(ttl/4, cfg.RecoveryInterval())); t.Before(next) {
 		next = t
 	}
 	floor := fetched.Add(min(staleRetry, cfg.QueryInterval()))

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -325,11 +324,17 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 	if len(raw) == 0 {
 		return false
 	}
-	resp, err := ocsp.ParseResponse(raw, nil) // the times only; verified below
-	if err != nil || resp.NextUpdate.IsZero() || now.After(resp.NextUpdate.Add(maxSessionLifetime)) {
+	// The times only, from the answer about leaf (a staple may carry
+	// several); verified below.
+	basic, err := parseResponse(raw)
+	if err != nil {
 		return false
 	}
-	e, err := verifyResponse(raw, leaf, issuer, resp.ThisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
+	single, err := matchSingleResponse(basic.responses, leaf, issuer)
+	if err != nil || single.nextUpdate.IsZero() || now.After(single.nextUpdate.Add(maxSessionLifetime)) {
+		return false
+	}
+	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
 	return err == nil && e.Status == cache.Good
 }
 

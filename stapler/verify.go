@@ -263,6 +263,7 @@ func checkSigner(basic *parsedBasic, issuer *x509.Certificate, now time.Time, op
 	if issuer.CheckSignature(algo, signed, sig) == nil {
 		return nil, nil
 	}
+	var refused error // why the first certificate whose key signed is unfit
 	for _, cert := range basic.certs {
 		if cert.CheckSignature(algo, signed, sig) != nil {
 			continue
@@ -270,10 +271,18 @@ func checkSigner(basic *parsedBasic, issuer *x509.Certificate, now time.Time, op
 		if bytes.Equal(cert.Raw, issuer.Raw) {
 			return nil, nil
 		}
+		// A renewed delegate may share its predecessor's key: the first
+		// fit certificate for the key is the signer.
 		if err := checkDelegate(cert, issuer, now, opts); err != nil {
-			return nil, err
+			if refused == nil {
+				refused = err
+			}
+			continue
 		}
 		return cert, nil
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	return nil, fmt.Errorf("%w: the issuer's key did not make the signature, nor did an embedded certificate's", ErrUnauthorizedSigner)
 }

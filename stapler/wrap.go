@@ -301,7 +301,7 @@ func clientWrapper(f func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 // unchanged reports whether cfg, carrying w's GetCertificate, selects its
 // certificates as w's own config does: nothing to wrap again.
 func (w *wrapper) unchanged(cfg *tls.Config) bool {
-	if len(cfg.Certificates) > 0 || cfg.NameToCertificate != nil { //nolint:staticcheck // set by the application
+	if len(cfg.Certificates) > 0 || len(cfg.NameToCertificate) > 0 { //nolint:staticcheck // set by the application (an empty map, as BuildNameToCertificate leaves on a wrapped config, selects nothing)
 		return false
 	}
 	if (w.getConfigForClient != nil || cfg.GetConfigForClient != nil) && configWrapper(cfg.GetConfigForClient) != w {
@@ -327,7 +327,7 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 	if clientWrapper(c.GetClientCertificate) == w {
 		c.GetClientCertificate = w.getClientCertificate
 	}
-	if len(c.Certificates) == 0 && c.NameToCertificate == nil { //nolint:staticcheck // set by the application
+	if len(c.Certificates) == 0 && len(c.NameToCertificate) == 0 { //nolint:staticcheck // set by the application
 		c.Certificates, c.NameToCertificate = w.certs, w.byName //nolint:staticcheck // as captured
 	}
 	return c

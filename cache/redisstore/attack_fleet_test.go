@@ -2,9 +2,19 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/config"
 
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
@@ -81,5 +91,267 @@ func TestAttackPlausibleStateOutlivesTheStaple(t *testing.T) {
 			t.Fatalf("%v after the fetch (the staple expired 89 minutes after it), with a healthy responder: the fleet serves no staple, because every node follows a forged fleet state that plans the next query past the staple's expiry", f.clock.Now().Sub(fetched))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// AttackFreshFetchTimeDefeatsCacheTTL: the record's fetch time is store
+// metadata, yet a node adopts the very response it holds again when the
+// store says it was fetched later, and plans its next query (and the
+// staple's cache_ttl expiry) from that time. Anyone who can write to Redis
+// re-announces the current good response with "fetched: now" every 20
+// minutes: no node ever queries again before the response's half-life
+// (12 h for a one-day response; 3.5 days for a 7-day one), so a revocation
+// is not picked up within cache_ttl (3600 s here), which is what an
+// operator sets cache_ttl for. Expected: a store's fetch time never moves a
+// node's refresh later than its own fetch of the same response would (or a
+// later fetch time alone is no news), so the revocation is stapled within
+// about cache_ttl.
+func TestAttackFreshFetchTimeDefeatsCacheTTL(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	for range 2 {
+		s, err := stapler.New(fleetConfig,
+			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
+			stapler.WithStore(New(f.redis.Client(), "fleet:")),
+			stapler.WithColdWait(10*time.Millisecond), stapler.WithRateLimit(0, 0),
+			stapler.WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 3600}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f.nodes = append(f.nodes, s)
+		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
+	}
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	ctx := context.Background()
+	raw := New(f.redis.Client(), "fleet:")
+	id := stapler.CertificateID(f.leaves[0].Cert.Raw)
+	value, err := raw.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, _, err := cache.DecodeRecord(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := f.clock.Now()
+	f.clock.Advance(5 * time.Minute)
+	f.r.SetStatus(f.leaves[0].Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+
+	// Three hours, the good response re-announced as fetched "now" every
+	// 20 minutes.
+	for step := 1; f.clock.Now().Before(start.Add(3 * time.Hour)); step++ {
+		f.clock.Advance(time.Minute)
+		time.Sleep(20 * time.Millisecond)
+		if step%20 == 0 {
+			if err := raw.Put(ctx, id, cache.EncodeRecord(current, f.clock.Now())); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	isRevoked := func(i int) bool {
+		resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), f.leaves[0].Cert, f.ca.Cert)
+		return err == nil && resp.Status == ocsp.Revoked
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		all := true
+		for i := range f.nodes {
+			all = all && isRevoked(i)
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, s := range f.nodes {
+				st, _ := s.StatusOf(id)
+				t.Logf("node %d: state %s queries %d next refresh %v staple expires %v", i, st.State, st.Queries, st.NextRefresh, st.StapleExpires)
+			}
+			t.Fatalf("3 h after a revocation, with cache_ttl 3600 s: %d responder requests in all, and the fleet still staples good, kept fresh by re-announced fetch times", len(f.r.Requests()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// AttackOlderAnswerWrittenOverTheFleetsRevocation: a lease holder (or an
+// admin's POST /v1/ocsp/test) that gets an answer older than the one held
+// refuses it locally (ErrOlderResponse), yet writes that very response to
+// the store: stapleable(o.e, o.err) looks at the query's error only, not at
+// apply's verdict. So a stale CDN edge, or anyone replaying on the plain-HTTP
+// OCSP path a good response captured before the revocation (OCSP responses
+// are public), makes an honest node overwrite the fleet's revoked record
+// with an older good one. Running nodes refuse to adopt it, but every node
+// that starts afterwards (a restart, a scale-up) adopts it and staples good
+// for a revoked certificate, under Strict too. Expected: the store keeps the
+// revocation, and a new node staples revoked.
+func TestAttackOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	var replay atomic.Pointer[[]byte]
+	edge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := replay.Load(); p != nil {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write(*p)
+			return
+		}
+		f.r.ServeHTTP(w, r)
+	}))
+	defer edge.Close()
+	addNode := func() *stapler.Stapler {
+		s, err := stapler.New(fleetConfig,
+			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
+			stapler.WithStore(New(f.redis.Client(), "fleet:")),
+			stapler.WithColdWait(10*time.Millisecond), stapler.WithRateLimit(0, 0),
+			stapler.WithResponderURL(edge.URL), stapler.WithPolicy(stapler.Strict))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f.nodes = append(f.nodes, s)
+		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
+		return s
+	}
+	addNode()
+	addNode()
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	// A good response from two days ago, valid a week: anyone could have
+	// fetched it then.
+	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
+	oldGood, _, err := fetchDirect(f, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r.SetWindow(responder.DefaultWindow)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+
+	f.clock.Advance(time.Minute)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	revokedOn := func(i int) bool {
+		c, err := f.cfgs[i].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"})
+		return err != nil && c == nil // Strict refuses a revoked leaf
+	}
+	f.settle("every node to know the revocation", time.Millisecond, func() bool { return revokedOn(0) && revokedOn(1) })
+
+	// The stale edge answers the next query with the old good response.
+	replay.Store(&oldGood)
+	f.nodes[0].Test(context.Background(), id) // refused locally as older
+	time.Sleep(100 * time.Millisecond)
+	replay.Store(nil)
+
+	value, err := New(f.redis.Client(), "fleet:").Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _, err := cache.DecodeRecord(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ocsp.ParseResponseForCert(stored, leaf.Cert, f.ca.Cert); err == nil && resp.Status == ocsp.Good {
+		t.Errorf("the store's revoked record was overwritten with an older good response by a node that refused it itself")
+	}
+	// A node that starts now.
+	addNode()
+	n := len(f.nodes) - 1
+	f.settle("the new node to decide", time.Millisecond, func() bool {
+		st, _ := f.nodes[n].StatusOf(id)
+		return st.Stapled || st.Queries > 0
+	})
+	if c, err := f.cfgs[n].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"}); err == nil {
+		resp, perr := ocsp.ParseResponseForCert(c.OCSPStaple, leaf.Cert, f.ca.Cert)
+		if perr == nil && resp.Status == ocsp.Good {
+			t.Fatalf("a node started after the revocation serves the revoked certificate under Strict, stapled good (thisUpdate %s)", resp.ThisUpdate)
+		}
+	}
+}
+
+// The same through the scheduled refresh of the lease holder (refreshFleet
+// writes stapleable(o.e, o.err) after apply refused o.e as older).
+func TestAttackOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	var replay atomic.Pointer[[]byte]
+	var replayed atomic.Int32
+	edge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := replay.Load(); p != nil {
+			replayed.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write(*p)
+			return
+		}
+		f.r.ServeHTTP(w, r)
+	}))
+	defer edge.Close()
+	addNode := func() *stapler.Stapler {
+		s, err := stapler.New(fleetConfig,
+			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
+			stapler.WithStore(New(f.redis.Client(), "fleet:")),
+			stapler.WithColdWait(10*time.Millisecond), stapler.WithRateLimit(0, 0),
+			stapler.WithResponderURL(edge.URL), stapler.WithPolicy(stapler.Strict))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f.nodes = append(f.nodes, s)
+		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
+		return s
+	}
+	addNode()
+	addNode()
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	// A good response from two days ago, valid a week: anyone could have
+	// fetched it then.
+	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
+	oldGood, _, err := fetchDirect(f, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r.SetWindow(responder.DefaultWindow)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+
+	f.clock.Advance(time.Minute)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	revokedOn := func(i int) bool {
+		c, err := f.cfgs[i].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"})
+		return err != nil && c == nil // Strict refuses a revoked leaf
+	}
+	f.settle("every node to know the revocation", time.Millisecond, func() bool { return revokedOn(0) && revokedOn(1) })
+
+	// The stale edge answers the next query with the old good response.
+	replay.Store(&oldGood)
+	f.settle("a scheduled refresh to meet the stale edge", time.Minute, func() bool { return replayed.Load() > 0 })
+	time.Sleep(200 * time.Millisecond) // its write, if any, is done
+	replay.Store(nil)
+
+	value, err := New(f.redis.Client(), "fleet:").Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _, err := cache.DecodeRecord(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ocsp.ParseResponseForCert(stored, leaf.Cert, f.ca.Cert); err == nil && resp.Status == ocsp.Good {
+		t.Errorf("the store's revoked record was overwritten with an older good response by a node that refused it itself")
+	}
+	// A node that starts now.
+	addNode()
+	n := len(f.nodes) - 1
+	f.settle("the new node to decide", time.Millisecond, func() bool {
+		st, _ := f.nodes[n].StatusOf(id)
+		return st.Stapled || st.Queries > 0
+	})
+	if c, err := f.cfgs[n].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"}); err == nil {
+		resp, perr := ocsp.ParseResponseForCert(c.OCSPStaple, leaf.Cert, f.ca.Cert)
+		if perr == nil && resp.Status == ocsp.Good {
+			t.Fatalf("a node started after the revocation serves the revoked certificate under Strict, stapled good (thisUpdate %s)", resp.ThisUpdate)
+		}
 	}
 }
