@@ -42,9 +42,9 @@ func newFixture(t *testing.T) *fixture {
 // huge and endless bodies are cut at takes a while under -race and load).
 const queryLimit = time.Minute
 
-// hangLimit is how long a query waits on a responder that hangs: any wait
+// hangDeadline is how long a query waits on a responder that hangs: any wait
 // shows the hang, so it is short.
-const hangLimit = 200 * time.Millisecond
+const hangDeadline = 200 * time.Millisecond
 
 // query asks the server about cert over method and returns the HTTP answer.
 func query(t *testing.T, base string, cert, issuer *x509.Certificate, method string) (*http.Response, []byte, error) {
@@ -372,7 +372,7 @@ func TestEachFault(t *testing.T) {
 			}
 			limit := queryLimit
 			if kind == FaultHang {
-				limit = hangLimit
+				limit = hangDeadline
 			}
 			// Once for every request, once for the serial only, once queued.
 			f.srv.Responder.SetFault(Fault{Kind: kind})
