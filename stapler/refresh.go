@@ -75,7 +75,11 @@ func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 			return &outcome{err: err}, nil
 		}
 		defer s.fetches.Done()
+		start := time.Now()
 		e, err := s.fetchAndVerify(m)
+		if !errors.Is(err, context.Canceled) { // closing: no query to count
+			s.counters.countQuery(e, err, time.Since(start))
+		}
 		return &outcome{e: e, err: err}, nil
 	})
 	select {

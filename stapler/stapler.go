@@ -82,6 +82,8 @@ type Stapler struct {
 	// time: it paces network attempts, not OCSP schedules).
 	storeRetryAt atomic.Int64
 	limit        *limiter // nil without a rate limit
+	// counters are the metrics (Metrics).
+	counters counters
 	// revokedCount counts the managed certificates stapled revoked; while
 	// it is not zero, wrapped configs resume no session (see wrap).
 	revokedCount atomic.Int64
