@@ -334,7 +334,10 @@ func TestEachFault(t *testing.T) {
 			t.Fatal("matched the certificate")
 		}
 	}
-	check[FaultWrongIssuerHash] = func(t *testing.T, resp *http.Response, body []byte, err error) {
+	check[FaultWrongIssuerHash] = func(t *testing.T, resp *http.Response, body []byte, fetchErr error) {
+		if fetchErr != nil {
+			t.Fatalf("no answer: %v", fetchErr)
+		}
 		// x/crypto/ocsp matches the serial only, so this verifies with it;
 		// only a full CertID comparison catches it.
 		p, err := ocsp.ParseResponseForCert(body, f.leaf.Cert, f.ca.Cert)
