@@ -67,7 +67,7 @@ func TestIssuerThatDidNotSignTheLeafIsRejected(t *testing.T) {
 func TestIssuerFromOption(t *testing.T) {
 	e := newEnv(t, on)
 	e.s.Close()
-	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithIssuer(e.ca.Cert))
+	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithIssuer(e.ca.Cert), WithColdWait(hangLimit))
 	if err != nil {
 		t.Fatal(err)
 	}

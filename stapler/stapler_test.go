@@ -394,7 +394,7 @@ func TestResponderURLOverride(t *testing.T) {
 	noAIA, _ := e.ca.Issue(responder.LeafOptions{})
 	e.r.SetStatus(noAIA.Cert.SerialNumber, responder.Good())
 	e.s.Close()
-	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithResponderURL(e.srv.URL))
+	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithResponderURL(e.srv.URL), WithColdWait(hangLimit))
 	if err != nil {
 		t.Fatal(err)
 	}
