@@ -70,20 +70,14 @@ type outcome struct {
 // query fetches and verifies m's response, sharing one request among all
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
-	ch := s.flight.DoChan(m.ID(), func() (any, error) {
-		if err := s.startFetch(); err != nil {
-			return &outcome{err: err}, nil
-		}
-		defer s.fetches.Done()
+	v, err := s.fetcher.share(ctx, m.ID(), func() any {
 		e, err := s.fetchAndVerify(m)
-		return &outcome{e: e, err: err}, nil
+		return &outcome{e: e, err: err}
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*outcome)
-	case <-ctx.Done():
-		return &outcome{err: ctx.Err()}
+	if err != nil {
+		return &outcome{err: err}
 	}
+	return v.(*outcome)
 }
 
 func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
@@ -100,15 +94,13 @@ func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
-	raw, _, err := fetchResponse(ctx, s.client, url, m.leaf, issuer)
+	var fetched time.Time
+	now := func() time.Time { fetched = s.clock.Now(); return fetched }
+	e, err := s.fetcher.fetch(ctx, url, m.leaf, issuer, now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
-	now := s.clock.Now()
-	e, err := s.verifyFor(ctx, m, issuer, raw, now, now)
-	if err != nil {
-		return nil, m.fetchError(url, err)
-	}
+	s.cacheTimes(m, e, fetched)
 	e.ResponderURL = url
 	return e, nil
 }
@@ -144,28 +136,22 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 }
 
 // verifyFor verifies raw, fetched at fetched, as m's response at now, with
-// m's settings, and sets how long it may be served. A delegated signer
-// without id-pkix-ocsp-nocheck must not be known to be revoked.
+// m's settings, and sets how long it may be served.
 func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
-	st := m.settings.Load().stapling
-	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, s.verifyOptions(st.SkipVerify))
+	e, err := s.fetcher.verify(ctx, raw, m.leaf, issuer, s.urlFor(m), now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, err
 	}
-	if signer != nil {
-		if err := s.delegates.check(ctx, signer, issuer, s.urlFor(m), now); err != nil {
-			return nil, err
-		}
-	}
-	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
-	e.FetchedAt = cache.At(fetched)
-	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
+	s.cacheTimes(m, e, fetched)
 	return e, nil
 }
 
-// verifyOptions are the Stapler's verification settings.
-func (s *Stapler) verifyOptions(skipSignature bool) verifyOptions {
-	return verifyOptions{skipSignature: skipSignature, skew: s.opts.skew, allowSHA1: s.opts.allowSHA1}
+// cacheTimes sets when e, fetched at fetched, was fetched and until when it
+// may be served, with m's cache_ttl.
+func (s *Stapler) cacheTimes(m *managed, e *cache.Entry, fetched time.Time) {
+	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
+	e.FetchedAt = cache.At(fetched)
+	e.Expires = cache.At(cache.Expiry(fetched, m.settings.Load().stapling.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 }
 
 // restore staples m's persisted response when it still verifies and is

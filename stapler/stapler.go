@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/stapler/clock"
@@ -69,10 +67,9 @@ type Stapler struct {
 	defaultSettings *settings
 	order           []*managed
 
-	delegates *delegateChecker
+	fetcher *fetcher
 
 	sched   *scheduler
-	flight  singleflight.Group
 	persist *persister   // nil without a store
 	leaser  cache.Leaser // the store, when it coordinates a fleet
 
@@ -134,10 +131,11 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.index = newCertIndex()
 	s.configs = newConfigCache()
 	s.issuers = map[string]*x509.Certificate{}
-	s.delegates = newDelegateChecker(s.client, s.verifyOptions(false))
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1}, s.ctx,
+		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
 	if o.store != nil {
 		s.persist = newPersister(o.store, s.log)
 		s.leaser, _ = o.store.(cache.Leaser)
@@ -223,17 +221,17 @@ func (s *Stapler) Close() error {
 	return nil
 }
 
-// startFetch registers a fetch that is about to start, unless the Stapler
-// is closing (it then returns the reason, context.Canceled); the caller
-// calls s.fetches.Done when the fetch ends.
-func (s *Stapler) startFetch() error {
+// startFetch registers a shared fetch that is about to start, unless the
+// Stapler is closing (it then returns the reason, context.Canceled); the
+// caller calls end when the fetch ends.
+func (s *Stapler) startFetch() (end func(), err error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if err := s.ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	s.fetches.Add(1)
-	return nil
+	return s.fetches.Done, nil
 }
 
 // Get returns the cluster configuration, with responder_url set to the
