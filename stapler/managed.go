@@ -54,11 +54,10 @@ type managed struct {
 	// that has no staple; it is closed when that fetch ends, so that a cold
 	// handshake can wait for it.
 	pending atomic.Pointer[chan struct{}]
-	// syncPending asks the next refresh only to adopt what the fleet stored.
-	syncPending atomic.Bool
 	// removed is set by Remove: the certificate is no longer managed.
 	removed atomic.Bool
 
+	// mu guards the fields below it, up to due and index (the scheduler's).
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
@@ -67,14 +66,10 @@ type managed struct {
 	lastErr     error
 	lastAttempt cache.Instant
 	lastSuccess cache.Instant
-	// plan is when the next regular query is due (Unix nanoseconds; 0: now).
-	// A refresh that runs before it (woken by a change notification) only
-	// adopts what the fleet stored.
-	plan       int64
-	queries    int32 // queries recorded, successful or not
-	tries      int32 // failed attempts in the current recovery
-	state      stateCode
-	mustStaple bool
+	queries     int32 // queries recorded, successful or not
+	tries       int32 // failed attempts in the current recovery
+	state       stateCode
+	mustStaple  bool
 	// issuerChecked: issuer is known to have signed the leaf.
 	issuerChecked bool
 	restored      bool // the store was read for this certificate
@@ -89,8 +84,9 @@ type managed struct {
 	// two refreshes is counted once.
 	applied *outcome
 
-	// Owned by the scheduler, under its lock.
-	due   int64 // Unix nanoseconds
+	// Owned by the scheduler, under its lock: when the next query is due
+	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
+	due   int64
 	index int
 }
 

@@ -73,15 +73,12 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 		if m.leaf == nil {
 			continue
 		}
-		if s.urlFor(m) == "" {
+		if !s.applicable(m) {
 			s.log.Info("ocsp: certificate has no OCSP responder URL; not stapled", "id", m.ID(), "subject", m.leaf.Subject.String())
 			continue
 		}
 		if on && m.settings.Load().stapling.Enabled {
 			m.arm()
-			m.mu.Lock()
-			m.plan = now.UnixNano()
-			m.mu.Unlock()
 			s.sched.schedule(m, now)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
@@ -54,51 +53,52 @@ type Stapler struct {
 	client *http.Client
 	clock  Clock
 	log    *slog.Logger
+	cfg    atomic.Pointer[config.OCSP]
 
-	cfg atomic.Pointer[config.OCSP]
-	// index finds a leaf's state on the handshake path without a lock.
-	index *certIndex
+	registry // the managed certificates (registry.go)
 
-	mu         sync.Mutex                   // serializes Update and registration
-	settingsMu sync.Mutex                   // serializes changes to per-certificate settings
-	issuers    map[string]*x509.Certificate // parsed issuers by DER, shared
-	byKey      map[[32]byte]*managed        // by ID, in a fleet only
-	// defaultSettings is shared by every certificate until its settings change.
-	defaultSettings *settings
-	order           []*managed
+	fetcher *fetcher   // asks responders and verifies (fetcher.go)
+	limit   *limiter   // paces responder requests; nil without a rate limit
+	sched   *scheduler // when each certificate is queried next (schedule.go)
+	src     source     // the mode: memory, a store, a fleet (source.go)
 
-	fetcher *fetcher
-
-	sched   *scheduler
-	persist *persister   // nil without a store
-	leaser  cache.Leaser // the store, when it coordinates a fleet
-
-	storeDown atomic.Bool           // the shared store is unreachable
-	storeErr  atomic.Pointer[error] // why
-	// storeRetryAt is when to try the store again (Unix nanoseconds, real
-	// time: it paces network attempts, not OCSP schedules).
-	storeRetryAt atomic.Int64
-	limit        *limiter // nil without a rate limit
+	// The wrap cache (wrap.go, configcache.go): the wrapped clones of
+	// configs returned by wrapped GetConfigForClient callbacks.
+	configs *configCache
 	// revokedCount counts the managed certificates stapled revoked; while
 	// it is not zero, wrapped configs resume no session (see wrap).
 	revokedCount atomic.Int64
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	// fetches counts the shared fetches in flight (each on a goroutine of
-	// its own, which a caller that gives up leaves running); closeMu makes
-	// Close's wait for them safe: no fetch starts once Close has begun.
-	fetches sync.WaitGroup
-	closeMu sync.RWMutex
 	// coarse is the coarse clock (Unix nanoseconds) when the clock is the
 	// system clock; nil with an injected clock.
 	coarse *atomic.Int64
 
-	// configs holds the wrapped clones of configs returned by wrapped
-	// GetConfigForClient callbacks.
-	configs *configCache
+	// Lifetime.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines New started
+	closed atomic.Bool
+	// fetches counts the shared fetches in flight (each on a goroutine of
+	// its own, which a caller that gives up leaves running).
+	fetches sync.WaitGroup
+	// closeMu makes Close's wait for fetches safe: no fetch starts once
+	// Close has begun. It guards nothing else.
+	closeMu sync.RWMutex
+}
+
+// registry is the set of managed certificates.
+type registry struct {
+	// index finds a leaf's state on the handshake path without a lock.
+	index *certIndex
+	// mu guards issuers, byKey and order, and serializes registration,
+	// Remove and Update.
+	mu      sync.Mutex
+	issuers map[string]*x509.Certificate // parsed issuers by DER, shared
+	byKey   map[[32]byte]*managed        // by ID, kept in a fleet only
+	order   []*managed                   // in the order they were found
+	// settingsMu serializes changes to per-certificate settings.
+	settingsMu sync.Mutex
+	// defaultSettings is shared by every certificate until its settings change.
+	defaultSettings *settings
 }
 
 // New returns a Stapler with the given cluster configuration (zero fields
@@ -136,27 +136,15 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1}, s.ctx,
 		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
-	if o.store != nil {
-		s.persist = newPersister(o.store, s.log)
-		s.leaser, _ = o.store.(cache.Leaser)
-		if s.leaser != nil {
-			s.byKey = map[[32]byte]*managed{}
-		}
-		if s.leaser == nil { // a fleet's lease holder writes for itself
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.persist.run(s.ctx)
-			}()
-		}
-		if n, ok := o.store.(cache.Notifier); ok && s.leaser != nil {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.watchFleet(n)
-			}()
-		}
+	s.src = newSource(s, o.store)
+	if _, fleet := s.src.(*fleetSource); fleet {
+		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.src.run(s.ctx)
+	}()
 	if _, system := s.clock.(clock.System); system {
 		s.coarse = new(atomic.Int64)
 		s.coarse.Store(time.Now().UnixNano())
@@ -288,7 +276,7 @@ func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 // reschedule moves m's next query earlier when the configuration asks for
 // it sooner than planned (now, when refetch is set).
 func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now time.Time) {
-	if m.leaf == nil || s.urlFor(m) == "" || !m.settings.Load().stapling.Enabled {
+	if !s.active(m) {
 		return
 	}
 	m.mu.Lock()
@@ -303,9 +291,8 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	case m.entry != nil:
 		at = nextRefresh(m.entry, cfg, m.settings.Load().stapling, now)
 	}
-	m.plan = min(m.plan, at.UnixNano())
-	m.mu.Unlock()
 	s.sched.scheduleEarlier(m, at)
+	m.mu.Unlock()
 }
 
 // Stapling returns the per-certificate settings of a managed certificate.

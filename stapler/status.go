@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
@@ -123,18 +122,21 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	if m.lastErr != nil {
 		cs.LastError = m.lastErr.Error()
 	}
-	plan := m.plan
 	cs.Tries = int(m.tries)
 	cs.Queries = int(m.queries)
 	m.mu.Unlock()
-	if plan > 0 {
-		cs.NextRefresh = config.Date(time.Unix(0, plan))
+	if next := s.sched.next(m); !next.IsZero() {
+		// A query due is running now, or about to: never a time past.
+		if next.Before(now) {
+			next = now
+		}
+		cs.NextRefresh = config.Date(next)
 	}
-	if p := s.storeErr.Load(); p != nil && *p != nil {
-		cs.StoreError = (*p).Error()
+	if err := s.src.storeError(); err != nil {
+		cs.StoreError = err.Error()
 	}
 	switch {
-	case m.leaf == nil || cs.ResponderURL == "":
+	case !s.applicable(m):
 		cs.State = StateNotApplicable
 	case !s.cfg.Load().OCSPFunctionality || !st.stapling.Enabled:
 		cs.State, cs.Stapled, cs.NextRefresh = StateDisabled, false, config.HTTPDate{}
@@ -164,7 +166,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	if err != nil {
 		return CertificateStatus{}, err
 	}
-	if m.leaf == nil || s.urlFor(m) == "" {
+	if !s.applicable(m) {
 		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.ID())}
 	}
 	if s.closed.Load() {
