@@ -444,8 +444,11 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 	if url == "" {
 		return nil, ErrNoResponderURL
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("no time left to ask %s: %w", url, err)
+	// No time left: by the context, or by the clock when the deadline has
+	// passed and the context's timer has not fired yet (a delegate check
+	// that ran out its own time may return first).
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
+		return nil, fmt.Errorf("no time left to ask %s: %w", url, context.DeadlineExceeded)
 	}
 	type result struct {
 		e   *cache.Entry
