@@ -13,7 +13,10 @@ import (
 var ErrCacheMiss = errors.New("cache: miss")
 
 // Store keeps OCSP responses across restarts (and, with a shared backend,
-// across servers). Keys are certificate IDs: 64 lower-case hex characters.
+// across servers). Keys are short strings of letters, digits, '.', '-' and
+// '_' that the Stapler chooses (a certificate's ID, or its ID with a
+// suffix for the fleet's state); an implementation stores them as they
+// are and relies on no other shape.
 // The Stapler never trusts what a Store returns: every value is verified
 // again, as if just fetched, before it is stapled. Implementations must be
 // safe for concurrent use.

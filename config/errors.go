@@ -24,6 +24,22 @@ const (
 	CodeTaskQueuedTooLong = "task_queued_for_too_long"
 )
 
+// Error codes of the admin HTTP API beyond the documented ones.
+const (
+	// CodeUnauthorized: a request without the right API key (401).
+	CodeUnauthorized = "unauthorized"
+	// CodeNotFound: no such endpoint or certificate (404).
+	CodeNotFound = "not_found"
+	// CodeMethodNotAllowed: a method the resource does not take (405).
+	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeUnsupportedMediaType: a body that is not application/json (415).
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodePayloadTooLarge: a body over the admin API's cap (413).
+	CodePayloadTooLarge = "payload_too_large"
+	// CodeInternalError: anything else that went wrong (500).
+	CodeInternalError = "internal_error"
+)
+
 // Sentinels for errors.Is: an *Error matches the sentinel with the same code,
 // whatever its message.
 var (

@@ -392,6 +392,15 @@ func issuerHashes(issuer *x509.Certificate, h crypto.Hash) (nameHash, keyHash []
 }
 
 // sign builds and signs the response for serial, bent as the fault asks.
+// Respond returns the DER response the responder would answer about leaf
+// now, as it would sign it over HTTP, without faults and without recording
+// a request: for tests that need a response in hand (to staple by hand, to
+// verify, to replay).
+func (r *Responder) Respond(leaf *x509.Certificate) ([]byte, error) {
+	der, _, err := r.sign(leaf.SerialNumber, NoFault)
+	return der, err
+}
+
 func (r *Responder) sign(serial *big.Int, kind FaultKind) ([]byte, *ocsp.Response, error) {
 	r.mu.Lock()
 	status, known := r.statuses[serial.String()]

@@ -42,9 +42,9 @@ func newFixture(t *testing.T) *fixture {
 // huge and endless bodies are cut at takes a while under -race and load).
 const queryLimit = time.Minute
 
-// hangLimit is how long a query waits on a responder that hangs: any wait
+// hangDeadline is how long a query waits on a responder that hangs: any wait
 // shows the hang, so it is short.
-const hangLimit = 200 * time.Millisecond
+const hangDeadline = 200 * time.Millisecond
 
 // query asks the server about cert over method and returns the HTTP answer.
 func query(t *testing.T, base string, cert, issuer *x509.Certificate, method string) (*http.Response, []byte, error) {
@@ -334,7 +334,10 @@ func TestEachFault(t *testing.T) {
 			t.Fatal("matched the certificate")
 		}
 	}
-	check[FaultWrongIssuerHash] = func(t *testing.T, resp *http.Response, body []byte, err error) {
+	check[FaultWrongIssuerHash] = func(t *testing.T, resp *http.Response, body []byte, fetchErr error) {
+		if fetchErr != nil {
+			t.Fatalf("no answer: %v", fetchErr)
+		}
 		// x/crypto/ocsp matches the serial only, so this verifies with it;
 		// only a full CertID comparison catches it.
 		p, err := ocsp.ParseResponseForCert(body, f.leaf.Cert, f.ca.Cert)
@@ -372,7 +375,7 @@ func TestEachFault(t *testing.T) {
 			}
 			limit := queryLimit
 			if kind == FaultHang {
-				limit = hangLimit
+				limit = hangDeadline
 			}
 			// Once for every request, once for the serial only, once queued.
 			f.srv.Responder.SetFault(Fault{Kind: kind})

@@ -93,7 +93,7 @@ func requireAPIKey(key string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(r.Header.Get("X-API-KEY")))
 		if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
-			writeError(w, &config.Error{Code: "unauthorized", Message: "missing or wrong X-API-KEY", Status: http.StatusUnauthorized})
+			writeError(w, &config.Error{Code: config.CodeUnauthorized, Message: "missing or wrong X-API-KEY", Status: http.StatusUnauthorized})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -116,7 +116,7 @@ func resourceOf(st CertificateStatus) certificateResource {
 
 func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawPath != "" { // an encoded '/' or the like: not a canonical path
-		writeError(w, &config.Error{Code: "not_found", Message: "no such endpoint: " + r.URL.EscapedPath(), Status: http.StatusNotFound})
+		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.EscapedPath(), Status: http.StatusNotFound})
 		return
 	}
 	path := r.URL.Path
@@ -185,7 +185,7 @@ func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/v1/certificates/") && !strings.Contains(strings.TrimPrefix(path, "/v1/certificates/"), "/"):
 		s.serveCertificate(w, r, strings.TrimPrefix(path, "/v1/certificates/"))
 	default:
-		writeError(w, &config.Error{Code: "not_found", Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound})
+		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound})
 	}
 }
 
@@ -246,7 +246,7 @@ func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeError(w, &config.Error{Code: "unsupported_media_type", Message: "the body must be application/json", Status: http.StatusUnsupportedMediaType})
+			writeError(w, &config.Error{Code: config.CodeUnsupportedMediaType, Message: "the body must be application/json", Status: http.StatusUnsupportedMediaType})
 			return nil, false
 		}
 	}
@@ -254,7 +254,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, &config.Error{Code: "payload_too_large", Message: fmt.Sprintf("the body is over %d bytes", MaxAdminBodyBytes), Status: http.StatusRequestEntityTooLarge})
+			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxAdminBodyBytes), Status: http.StatusRequestEntityTooLarge})
 		} else {
 			writeError(w, &config.Error{Code: config.CodeInvalidSchema, Message: "could not read the body"})
 		}
@@ -265,7 +265,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, &config.Error{Code: "method_not_allowed", Message: "allowed: " + allow, Status: http.StatusMethodNotAllowed})
+	writeError(w, &config.Error{Code: config.CodeMethodNotAllowed, Message: "allowed: " + allow, Status: http.StatusMethodNotAllowed})
 }
 
 // writeError answers err as the documented error body: a *config.Error as
@@ -275,9 +275,9 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ce):
 	case errors.Is(err, ErrUnknownCertificate):
-		ce = &config.Error{Code: "not_found", Message: err.Error(), Status: http.StatusNotFound}
+		ce = &config.Error{Code: config.CodeNotFound, Message: err.Error(), Status: http.StatusNotFound}
 	default:
-		ce = &config.Error{Code: "internal_error", Message: err.Error(), Status: http.StatusInternalServerError}
+		ce = &config.Error{Code: config.CodeInternalError, Message: err.Error(), Status: http.StatusInternalServerError}
 	}
 	writeJSON(w, ce.HTTPStatus(), ce)
 }

@@ -20,7 +20,8 @@ func TestAttackCloneWithBuiltNameToCertificateServesNothing(t *testing.T) {
 	wrapped := e.s.Wrap(tlsConfigFor(e.leaf))
 	clone := wrapped.Clone()
 	clone.MinVersion = tls.VersionTLS12
-	clone.BuildNameToCertificate() //nolint:staticcheck // what legacy code does
+	//lint:ignore SA1019 what legacy code does
+	clone.BuildNameToCertificate()
 	addr := e.serve(e.s.Wrap(clone))
 	e.waitStapled(e.leaf)
 	for _, mod := range []func(*tls.Config){

@@ -2,8 +2,10 @@ package stapler
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -57,6 +59,7 @@ func TestHostileIDsNeverPanic(t *testing.T) {
 				t.Errorf("%s(%q): got %v, want ErrUnknownCertificate", name, brief(id), err)
 			}
 		}
+		//lint:ignore SA1011 the bytes of hostile IDs, not text
 		if id == "" || strings.ContainsAny(id, "/\x00\xff") || strings.Contains(id, "\u00e9") {
 			continue // the list, or not a path segment an HTTP client sends as is
 		}
@@ -239,5 +242,52 @@ func TestOneLeafInTwoConfigsAllocatesNothing(t *testing.T) {
 		if err != nil || resp.Status != ocsp.Revoked {
 			t.Fatalf("the %s config staples %v (%v), want the revocation", name, resp, err)
 		}
+	}
+}
+
+// TestReadyWaitsForEveryFirstAttempt: after Ready, every certificate known
+// has been stapled or has failed with a reason; a hanging responder holds
+// Ready up until its context ends.
+func TestReadyWaitsForEveryFirstAttempt(t *testing.T) {
+	e := newEnv(t, on)
+	down, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"down.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetSerialFault(down.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP500})
+	var certs []tls.Certificate
+	certs = append(certs, e.leaf.Certificate, down.Certificate)
+	for i := range 20 {
+		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("r%d.test", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, l.Certificate)
+	}
+	e.s.Wrap(&tls.Config{Certificates: certs})
+	if err := e.s.Ready(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range e.s.Status() {
+		switch {
+		case st.SNIs[0] == "down.test":
+			if st.Stapled || st.LastError == "" {
+				t.Fatalf("down.test after Ready: %+v", st)
+			}
+		case !st.Stapled:
+			t.Fatalf("%s not stapled after Ready: %+v", st.SNIs[0], st)
+		}
+	}
+
+	hang, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"hang.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetSerialFault(hang.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHang})
+	e.s.Wrap(tlsConfigFor(hang))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.s.Ready(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ready with a hanging responder and a done context: %v", err)
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
@@ -109,14 +113,27 @@ func ExampleVerifier() {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	verifier := stapler.NewVerifier()
-	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
-		RootCAs:          roots,
-		ServerName:       "localhost",
-		VerifyConnection: verifier.VerifyConnection,
-	})
-	if err == nil {
-		conn.Close()
+	dial := func() error {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+			RootCAs:          roots,
+			ServerName:       "localhost",
+			VerifyConnection: verifier.VerifyConnection,
+		})
+		if err == nil {
+			conn.Close()
+		}
+		return err
 	}
-	fmt.Println("connected:", err == nil)
-	// Output: connected: true
+	s.Ready(context.Background())
+	fmt.Println("connected:", dial() == nil)
+
+	// The certificate is revoked; the server staples the revocation (the
+	// lenient policy serves it), and the client refuses the connection.
+	ocspServer.Responder.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(time.Now().Add(-time.Minute), ocsp.KeyCompromise))
+	s.Test(context.Background(), stapler.CertificateID(leaf.Cert.Raw))
+	var revoked *stapler.RevokedError
+	fmt.Println("refused as revoked:", errors.As(dial(), &revoked))
+	// Output:
+	// connected: true
+	// refused as revoked: true
 }

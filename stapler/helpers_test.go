@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -34,7 +33,6 @@ type env struct {
 	leaf   *responder.Leaf
 	s      *Stapler
 	events chan StatusChange
-	addr   string
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -201,8 +199,6 @@ func (e *env) waitQueries(leaf *responder.Leaf, n int) CertificateStatus {
 }
 
 var on = config.OCSP{OCSPFunctionality: true}
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 var _ = context.Background
 

@@ -5,78 +5,116 @@ import (
 	"sync/atomic"
 )
 
-// indexShards splits the certificate index so that registering a
-// certificate copies one small shard, not the whole index.
-const indexShards = 64
-
-// certIndex maps leaf DER to its managed state for the handshake path:
-// lock-free reads of copy-on-write shards, keyed by a 64-bit hash so that no
-// copy of the DER is kept. Leaves whose hashes collide are chained.
+// certIndex maps leaf DER to its managed state for the handshake path: a
+// hash table whose buckets are immutable chains with atomic heads, so that
+// reads take no lock, and a registration adds one node (the table doubles
+// when it fills, copying once: amortized constant time, where copying a
+// shard per registration made registering certificates one by one
+// quadratic). Keys are 64-bit hashes of the DER, so no copy of the DER is
+// kept; the DER itself is compared on a match.
 type certIndex struct {
-	seed   maphash.Seed
-	shards [indexShards]atomic.Pointer[map[uint64]*managed]
+	seed  maphash.Seed
+	table atomic.Pointer[indexTable]
+}
+
+// indexTable is one generation of the table. Writers (serialized by the
+// Stapler's registration lock) replace bucket heads or the whole table;
+// readers see either.
+type indexTable struct {
+	buckets []atomic.Pointer[indexNode]
+	mask    uint64
+	count   int // nodes, for the writers only
+}
+
+// indexNode is immutable once published.
+type indexNode struct {
+	hash uint64
+	m    *managed
+	next *indexNode
 }
 
 func newCertIndex() *certIndex {
-	return &certIndex{seed: maphash.MakeSeed()}
+	ix := &certIndex{seed: maphash.MakeSeed()}
+	ix.table.Store(newIndexTable(64))
+	return ix
+}
+
+func newIndexTable(size int) *indexTable {
+	return &indexTable{buckets: make([]atomic.Pointer[indexNode], size), mask: uint64(size - 1)}
 }
 
 // get returns the managed state of der, or nil.
 func (ix *certIndex) get(der []byte) *managed {
 	h := maphash.Bytes(ix.seed, der)
-	shard := ix.shards[h%indexShards].Load()
-	if shard == nil {
-		return nil
-	}
-	for m := (*shard)[h]; m != nil; m = m.sameHash {
-		if sameBytes(m.der, der) && !m.removed.Load() {
-			return m
+	t := ix.table.Load()
+	for n := t.buckets[h&t.mask].Load(); n != nil; n = n.next {
+		if n.hash == h && sameBytes(n.m.der, der) && !n.m.removed.Load() {
+			return n.m
 		}
 	}
 	return nil
 }
 
-// putAll adds ms, copying each shard they touch once. Callers serialize
-// puts, and never put a leaf that is already there.
+// putAll adds ms. Callers serialize puts and removes, and never put a leaf
+// that is already there.
 func (ix *certIndex) putAll(ms []*managed) {
-	byShard := map[uint64][]*managed{}
+	t := ix.table.Load()
+	if need := t.count + len(ms); need > len(t.buckets) {
+		size := len(t.buckets)
+		for size < need {
+			size *= 2
+		}
+		t = ix.grow(t, size)
+	}
 	for _, m := range ms {
 		m.hash = maphash.Bytes(ix.seed, m.der)
-		byShard[m.hash%indexShards] = append(byShard[m.hash%indexShards], m)
-	}
-	for shard, add := range byShard {
-		slot := &ix.shards[shard]
-		next := map[uint64]*managed{}
-		if old := slot.Load(); old != nil {
-			next = make(map[uint64]*managed, len(*old)+len(add))
-			for k, v := range *old {
-				next[k] = v
-			}
-		}
-		for _, m := range add {
-			m.sameHash = next[m.hash]
-			next[m.hash] = m
-		}
-		slot.Store(&next)
+		b := &t.buckets[m.hash&t.mask]
+		b.Store(&indexNode{hash: m.hash, m: m, next: b.Load()})
+		t.count++
 	}
 }
 
-// remove takes m, already marked removed, out of the index. A leaf whose
-// hash collides with another's stays chained, skipped by get. Callers
-// serialize it with putAll.
-func (ix *certIndex) remove(m *managed) {
-	slot := &ix.shards[m.hash%indexShards]
-	old := slot.Load()
-	if old == nil || (*old)[m.hash] != m || m.sameHash != nil {
-		return
-	}
-	next := make(map[uint64]*managed, len(*old))
-	for k, v := range *old {
-		if v != m {
-			next[k] = v
+// grow moves every live node of t to a new table of size buckets and
+// publishes it.
+func (ix *certIndex) grow(t *indexTable, size int) *indexTable {
+	next := newIndexTable(size)
+	for i := range t.buckets {
+		for n := t.buckets[i].Load(); n != nil; n = n.next {
+			if n.m.removed.Load() {
+				continue
+			}
+			b := &next.buckets[n.hash&next.mask]
+			b.Store(&indexNode{hash: n.hash, m: n.m, next: b.Load()})
+			next.count++
 		}
 	}
-	slot.Store(&next)
+	ix.table.Store(next)
+	return next
+}
+
+// remove takes m, already marked removed, out of the index: its bucket's
+// chain is rebuilt without it. Callers serialize it with putAll.
+func (ix *certIndex) remove(m *managed) {
+	t := ix.table.Load()
+	b := &t.buckets[m.hash&t.mask]
+	var kept []*indexNode
+	found := false
+	for n := b.Load(); n != nil; n = n.next {
+		if n.m == m {
+			found = true
+			continue
+		}
+		kept = append(kept, n)
+	}
+	if !found {
+		return
+	}
+	var head *indexNode
+	for i := len(kept) - 1; i >= 0; i-- {
+		head = &indexNode{hash: kept[i].hash, m: kept[i].m, next: head}
+	}
+	b.Store(head)
+	t.count--
 }
 
 // sameBytes is bytes.Equal with a shortcut for two views of one array, the

@@ -41,12 +41,11 @@ type view struct {
 // touches only the atomics; the rest is guarded by mu. Fields are packed:
 // at 100,000 certificates every word counts.
 type managed struct {
-	key      [32]byte          // SHA-256 of der; ID() is its hex
-	der      []byte            // the leaf DER, shared with the application's certificate
-	hash     uint64            // der's hash in the index
-	sameHash *managed          // the next leaf with the same hash, if any
-	leaf     *x509.Certificate // nil when the leaf does not parse
-	url      string            // AIA OCSP URL, may be empty
+	key  [32]byte          // SHA-256 of der; ID() is its hex
+	der  []byte            // the leaf DER, shared with the application's certificate
+	hash uint64            // der's hash in the index
+	leaf *x509.Certificate // nil when the leaf does not parse
+	url  string            // AIA OCSP URL, may be empty
 
 	settings atomic.Pointer[settings]
 	view     atomic.Pointer[view]

@@ -173,7 +173,7 @@ func TestClientSideWithoutSNIIsPoliced(t *testing.T) {
 	for _, v := range tlsVersions {
 		c := client.Clone()
 		c.MinVersion, c.MaxVersion = v.version, v.version
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, c)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", addr, c)
 		if err == nil {
 			err = conn.Handshake()
 			conn.Close()

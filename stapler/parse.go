@@ -56,7 +56,6 @@ type parsedExtension struct {
 // Context-specific tags used by RFC 6960.
 var (
 	tag0  = asn1.Tag(0).ContextSpecific()
-	tag1  = asn1.Tag(1).ContextSpecific()
 	tag2  = asn1.Tag(2).ContextSpecific()
 	ctag0 = asn1.Tag(0).ContextSpecific().Constructed()
 	ctag1 = asn1.Tag(1).ContextSpecific().Constructed()

@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -247,4 +248,25 @@ func truncateID(id string) string {
 		return id[:80] + "..."
 	}
 	return id
+}
+
+// Ready waits until every certificate known so far has had its first
+// attempt: stapled, or failed with a reason that Status reports (a
+// certificate with OCSP off, stapling disabled or no responder URL has
+// nothing to wait for). Call it after Wrap, before taking traffic, so that
+// the first handshakes are stapled; bound it with ctx, whose error it
+// returns when it ends first.
+func (s *Stapler) Ready(ctx context.Context) error {
+	for _, m := range s.managedList() {
+		p := m.pending.Load()
+		if p == nil {
+			continue
+		}
+		select {
+		case <-*p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

@@ -440,3 +440,34 @@ func BenchmarkSelectionHit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRegistration100k registers 100,000 certificates with OCSP off
+// (so that no fetch runs beside it): all at once by one Wrap of the list,
+// and one at a time as an application's GetCertificate discovers them
+// (Add, the path a first handshake takes).
+func BenchmarkRegistration100k(b *testing.B) {
+	const n = 100_000
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	certs := mintLeaves(b, ca, n, "http://127.0.0.1:1/")
+	b.Run("wrap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, _ := New(config.OCSP{}, WithLogger(quietLogger()))
+			s.Wrap(&tls.Config{Certificates: certs})
+			s.Close()
+		}
+	})
+	b.Run("one-by-one", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, _ := New(config.OCSP{}, WithLogger(quietLogger()))
+			for i := range certs {
+				s.Add(&certs[i])
+			}
+			s.Close()
+		}
+	})
+}

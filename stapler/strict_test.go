@@ -76,9 +76,6 @@ func (n *derNode) bytes(t testing.TB) []byte {
 	return out
 }
 
-// rawNode is an element given whole.
-func rawNode(t testing.TB, der []byte) *derNode { return parseDER(t, der) }
-
 // basicOf opens a response: the OCSPResponse tree and the BasicOCSPResponse
 // tree inside its OCTET STRING.
 func basicOf(t testing.TB, raw []byte) (outer, basic *derNode) {

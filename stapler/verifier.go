@@ -262,6 +262,10 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		}
 		if err == nil {
 			v.learn(c.id, c.leaf, staple, c.now)
+			if staple.Status == cache.Revoked {
+				// A valid revocation is final, whatever else is known.
+				return c.revoked(staple)
+			}
 		}
 	}
 	// The newest answer known decides, the staple's included.
@@ -358,7 +362,10 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st := v.state(id, now)
-	if st.newest == nil || newer(e, st.newest) || !now.Before(st.keepUntil) {
+	// Newer replaces; at the same times a revocation replaces a good
+	// answer (never the other way round).
+	sameTimes := st.newest != nil && e.ThisUpdate == st.newest.ThisUpdate && e.ProducedAt == st.newest.ProducedAt
+	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == cache.Revoked || !now.Before(st.keepUntil) {
 		kept := *e
 		kept.Raw = nil // the verdict needs the parsed fields only
 		st.newest, st.keepUntil = &kept, keep

@@ -441,3 +441,27 @@ func TestVerifierMemoryIsBoundedAndKeepsRevocations(t *testing.T) {
 		t.Fatalf("the revocation was forgotten before good answers: %v", err)
 	}
 }
+
+// TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer: a good and a
+// revoked response signed in the same second carry the same times; once the
+// good one is known, the revoked staple is still refused (a valid
+// revocation is final), and the good one is not accepted after it.
+func TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer(t *testing.T) {
+	e := newEnv(t, on)
+	good := mustFetchRaw(t, e, e.leaf)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Second), ocsp.KeyCompromise))
+	revoked := mustFetchRaw(t, e, e.leaf) // the clock stood still: the same times
+	goodSrv := e.staticStapled(e.leaf, good)
+	revokedSrv := e.staticStapled(e.leaf, revoked)
+	v := NewVerifier(VerifierClock(e.clock))
+	if err := e.dialVerified(goodSrv, v); err != nil {
+		t.Fatal(err)
+	}
+	var re *RevokedError
+	if err := e.dialVerified(revokedSrv, v); !errors.As(err, &re) {
+		t.Fatalf("a revoked staple with the same times as a known good one: %v", err)
+	}
+	if err := e.dialVerified(goodSrv, v); !errors.As(err, &re) {
+		t.Fatalf("the good staple accepted after the revocation with the same times: %v", err)
+	}
+}

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 NameToCertificate is deprecated, but an application may still set it: it is honoured as crypto/tls honours it, and cleared from the wrapped config.
+
 package stapler
 
 import (
@@ -111,7 +113,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	if len(w.certs) > 1 {
 		w.names = newNameIndex(w.certs)
 	}
-	if cfg.NameToCertificate != nil { //nolint:staticcheck // honoured as crypto/tls does
+	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
 		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
 		for name, p := range cfg.NameToCertificate {
 			w.byName[name] = p
@@ -127,7 +129,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	// No certificate of its own: crypto/tls would serve one without asking
 	// GetCertificate when the client sends no SNI.
 	c.Certificates = nil
-	c.NameToCertificate = nil //nolint:staticcheck // cleared with Certificates
+	c.NameToCertificate = nil // cleared with Certificates
 	c.GetCertificate = w.serverCertificate
 	w.appUnwrapSession = cfg.UnwrapSession
 	c.UnwrapSession = w.unwrapSession(c, cfg.UnwrapSession)
@@ -301,7 +303,7 @@ func clientWrapper(f func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 // unchanged reports whether cfg, carrying w's GetCertificate, selects its
 // certificates as w's own config does: nothing to wrap again.
 func (w *wrapper) unchanged(cfg *tls.Config) bool {
-	if len(cfg.Certificates) > 0 || len(cfg.NameToCertificate) > 0 { //nolint:staticcheck // set by the application (an empty map, as BuildNameToCertificate leaves on a wrapped config, selects nothing)
+	if len(cfg.Certificates) > 0 || len(cfg.NameToCertificate) > 0 { // set by the application (an empty map, as BuildNameToCertificate leaves on a wrapped config, selects nothing)
 		return false
 	}
 	if (w.getConfigForClient != nil || cfg.GetConfigForClient != nil) && configWrapper(cfg.GetConfigForClient) != w {
@@ -327,8 +329,8 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 	if clientWrapper(c.GetClientCertificate) == w {
 		c.GetClientCertificate = w.getClientCertificate
 	}
-	if len(c.Certificates) == 0 && len(c.NameToCertificate) == 0 { //nolint:staticcheck // set by the application
-		c.Certificates, c.NameToCertificate = w.certs, w.byName //nolint:staticcheck // as captured
+	if len(c.Certificates) == 0 && len(c.NameToCertificate) == 0 { // set by the application
+		c.Certificates, c.NameToCertificate = w.certs, w.byName // as captured
 	}
 	return c
 }

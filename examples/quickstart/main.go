@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -45,18 +46,21 @@ func run(out io.Writer) error {
 		return err
 	}
 
-	// The three lines a server adds. The client below connects at once, so
-	// its handshake waits for the first fetch for as long as the fetch may
-	// take (response_timeout, 1 s by default) rather than the default cold
-	// wait (a quarter of it), which a busy machine can overrun.
+	// The lines a server adds: wrap, then wait until the certificates have
+	// had their first fetch before taking traffic, so that the first
+	// handshake is stapled however busy the machine.
 	s, err := stapler.New(config.OCSP{OCSPFunctionality: true},
-		stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		stapler.WithColdWait(time.Second))
+		stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	serverConfig := s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Ready(readyCtx); err != nil {
+		return err
+	}
 
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", serverConfig)
 	if err != nil {

@@ -157,6 +157,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer adminLn.Close()
 		fmt.Fprintf(stdout, "admin API on http://%s\n", adminLn.Addr())
 	}
+	// Take traffic once every certificate has had its first fetch, so that
+	// the first handshakes are stapled (bounded: a responder that hangs
+	// does not keep the server from starting).
+	readyCtx, cancel := context.WithTimeout(ctx, time.Duration(*responseTimeout)*time.Second+time.Second)
+	if err := s.Ready(readyCtx); err != nil {
+		logger.Warn("serving before every certificate had its first fetch", "err", err)
+	}
+	cancel()
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
 

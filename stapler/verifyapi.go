@@ -1,0 +1,109 @@
+package stapler
+
+import (
+	"crypto/x509"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// Response is an OCSP response that VerifyResponse accepted: the answer
+// about one certificate, and who signed it.
+type Response struct {
+	// Status is ocsp.Good or ocsp.Revoked; an unknown answer is refused
+	// with ErrUnknownStatus.
+	Status                 int
+	ProducedAt, ThisUpdate time.Time
+	NextUpdate             time.Time
+	// RevokedAt and RevocationReason (an RFC 5280 reason code, as
+	// ocsp.KeyCompromise) are set for a revoked certificate.
+	RevokedAt        time.Time
+	RevocationReason int
+	// Signer is the delegated responder certificate that signed the
+	// response, or nil when the issuer signed it.
+	Signer *x509.Certificate
+	// Raw is the response as it should be stapled: the signed part, its
+	// signature, and only the signer's certificate (anything else that
+	// rode outside the signature is dropped).
+	Raw []byte
+}
+
+// VerifyOption tunes VerifyResponse.
+type VerifyOption func(*verifyAt)
+
+type verifyAt struct {
+	now  time.Time
+	opts verifyOptions
+}
+
+// VerifyAt checks the response as of t instead of now.
+func VerifyAt(t time.Time) VerifyOption { return func(v *verifyAt) { v.now = t } }
+
+// VerifyClockSkew sets how far thisUpdate, and a delegated responder's
+// notBefore, may be ahead of the time checked at (5 minutes by default).
+func VerifyClockSkew(d time.Duration) VerifyOption {
+	return func(v *verifyAt) {
+		if d >= 0 {
+			v.opts.skew = d
+		}
+	}
+}
+
+// VerifyAllowSHA1 accepts SHA-1 signatures on the response and on a
+// delegated responder's certificate, for legacy private PKI (see AllowSHA1).
+func VerifyAllowSHA1() VerifyOption { return func(v *verifyAt) { v.opts.allowSHA1 = true } }
+
+// VerifyResponse verifies raw as the OCSP response about leaf, issued by
+// issuer, with every check the Stapler applies before it staples a
+// response, and returns the answer. It is a stricter replacement for
+// x/crypto's ocsp.ParseResponseForCert:
+//
+//   - strict DER: no element added to any SEQUENCE, certStatus exactly one
+//     of good, revoked and unknown, every embedded certificate parses,
+//     signatureAlgorithm parameters NULL or absent, nothing trailing
+//     (ErrMalformedResponse), and at most MaxResponseBytes
+//     (ErrResponseTooLarge);
+//   - the full CertID must be the leaf's: hash algorithm, issuer name hash,
+//     issuer key hash and serial, not the serial alone (ErrWrongCertificate);
+//   - the signer is the issuer or a delegate it issued with
+//     id-kp-OCSPSigning, valid at the time checked (with the skew for its
+//     notBefore), with no unknown critical extension and a keyUsage that
+//     allows digitalSignature (ErrUnauthorizedSigner); SHA-1 signatures
+//     are refused (ErrSHA1Signature) unless VerifyAllowSHA1;
+//   - thisUpdate at most the skew ahead (ErrNotYetValid), nextUpdate
+//     present (ErrNoNextUpdate) and ahead (ErrExpired), no unknown critical
+//     extension (ErrCriticalExtension), a successful responseStatus
+//     (*ResponseStatusError), and an answer other than unknown
+//     (ErrUnknownStatus).
+//
+// It does not ask whether a delegated responder is itself revoked (that
+// needs a network request; the Stapler and the Verifier do it).
+func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts ...VerifyOption) (*Response, error) {
+	v := verifyAt{now: time.Now(), opts: verifyOptions{skew: 5 * time.Minute}}
+	for _, o := range opts {
+		o(&v)
+	}
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, v.now, v.opts)
+	if err != nil {
+		return nil, err
+	}
+	r := &Response{
+		ProducedAt: e.ProducedAt.Time(),
+		ThisUpdate: e.ThisUpdate.Time(),
+		NextUpdate: e.NextUpdate.Time(),
+		Signer:     signer,
+		Raw:        e.Raw,
+	}
+	switch e.Status {
+	case cache.Good:
+		r.Status = ocsp.Good
+	case cache.Revoked:
+		r.Status = ocsp.Revoked
+		r.RevokedAt, r.RevocationReason = e.RevokedAt.Time(), e.RevocationReason
+	default:
+		return nil, ErrUnknownStatus
+	}
+	return r, nil
+}
