@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/staplerkit/ocsp/cache"
-	"github.com/staplerkit/ocsp/config"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -17,13 +16,6 @@ import (
 func CertificateID(leafDER []byte) string {
 	sum := sha256.Sum256(leafDER)
 	return hex.EncodeToString(sum[:])
-}
-
-// settings are a certificate's per-certificate knobs, swapped whole.
-type settings struct {
-	stapling  config.Stapling
-	policy    Policy
-	policySet bool
 }
 
 // view is what the handshake path reads: ready copies of the certificate,

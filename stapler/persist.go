@@ -88,7 +88,7 @@ type persister struct {
 	store cache.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pending
 	pending map[string][]byte
 	wake    chan struct{}
 }
