@@ -75,8 +75,12 @@ type Stapler struct {
 	// Lifetime.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the goroutines New started
-	closed atomic.Bool
+	wg     sync.WaitGroup // the goroutines New started, but the source's
+	// srcStop ends the source's background work, after the workers have
+	// ended; srcDone is closed when it has.
+	srcStop context.CancelFunc
+	srcDone chan struct{}
+	closed  atomic.Bool
 	// fetches counts the shared fetches in flight (each on a goroutine of
 	// its own, which a caller that gives up leaves running).
 	fetches sync.WaitGroup
@@ -140,10 +144,13 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	if _, fleet := s.src.(*fleetSource); fleet {
 		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
 	}
-	s.wg.Add(1)
+	// The source's background work ends after the workers, so that a
+	// result they record while Close begins still reaches the store.
+	srcCtx, srcStop := context.WithCancel(context.Background())
+	s.srcStop, s.srcDone = srcStop, make(chan struct{})
 	go func() {
-		defer s.wg.Done()
-		s.src.run(s.ctx)
+		defer close(s.srcDone)
+		s.src.run(srcCtx)
 	}()
 	if _, system := s.clock.(clock.System); system {
 		s.coarse = new(atomic.Int64)
@@ -189,6 +196,8 @@ func (s *Stapler) Close() error {
 	s.cancel()
 	s.closeMu.Unlock()
 	s.wg.Wait()
+	s.srcStop()
+	<-s.srcDone
 	fetched := make(chan struct{})
 	go func() {
 		s.fetches.Wait()
