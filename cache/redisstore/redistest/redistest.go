@@ -133,18 +133,23 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	client := redis.NewClient(&redis.Options{Addr: c.Masters[0].Addr()})
-	defer client.Close()
+	// Every master must say ok: one that has not yet heard of the others'
+	// slots answers CLUSTERDOWN (seen on a busy machine).
 	deadline := time.Now().Add(time.Minute) // only a hang
-	for {
-		info, _ := client.ClusterInfo(context.Background()).Result()
-		if strings.Contains(info, "cluster_state:ok") {
-			break
+	for _, m := range c.Masters {
+		client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		for {
+			info, _ := client.ClusterInfo(context.Background()).Result()
+			if strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				client.Close()
+				t.Fatalf("the cluster never became ok on %s:\n%s", m.Addr(), info)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster never became ok:\n%s", info)
-		}
-		time.Sleep(50 * time.Millisecond)
+		client.Close()
 	}
 	return c
 }
