@@ -24,12 +24,17 @@
 //     only 200 with Content-Type application/ocsp-response, at most
 //     MaxResponseBytes. Concurrent handshakes, refreshes and Test calls for
 //     one certificate share one request.
-//   - Verification goes beyond golang.org/x/crypto/ocsp: the full CertID
-//     (hash algorithm, issuer name and key hashes, serial), an authorized
-//     signer (the issuer, or a delegate it issued with id-kp-OCSPSigning that
-//     is valid now; every embedded certificate is tried), thisUpdate within
-//     the clock skew, a nextUpdate that has not passed, no unknown critical
-//     extension. skip_verify skips the signer checks only.
+//   - Verification goes beyond golang.org/x/crypto/ocsp (and is public as
+//     VerifyResponse): strict DER (nothing the signature does not cover is
+//     accepted), the full CertID (hash algorithm, issuer name and key hashes,
+//     serial), an authorized signer (the issuer, or a delegate it issued with
+//     id-kp-OCSPSigning that is valid now, with no unknown critical extension
+//     and a keyUsage allowing signatures; every embedded certificate is
+//     tried), no SHA-1 unless AllowSHA1, thisUpdate within the clock skew, a
+//     nextUpdate that has not passed, no unknown critical extension.
+//     skip_verify skips the signer checks only. What is stapled is the
+//     canonical form: the signed part, its signature and only the signer's
+//     certificate.
 //   - Caching and refresh: a staple is served until the earliest of
 //     fetched + cache_ttl, nextUpdate, the leaf's NotAfter and a delegate's
 //     NotAfter, and never after. One scheduler (a timer heap) refreshes every
@@ -43,8 +48,12 @@
 //     it expires while the query is retried every recovery_frequency, up to
 //     recovery_max_tries times; then the certificate is in the failed state
 //     (WithDropOnFailure drops the staple at that point) and the regular
-//     schedule resumes. A revoked answer replaces a good one at once; an
-//     unknown one is never stapled.
+//     schedule resumes, always with an attempt before the held staple
+//     expires. A revoked answer replaces a good one at once; an unknown one
+//     is never stapled; an answer older than the one held (by its own
+//     thisUpdate, then producedAt) never replaces it. A leaf past its
+//     NotAfter is retired. While any certificate is known revoked, wrapped
+//     configs resume no TLS session (resumption would skip the policy).
 //   - Policies: Lenient (the default), Strict and MustStaple decide what a
 //     handshake does without a good staple; must-staple leaves are always
 //     MustStaple.

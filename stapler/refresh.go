@@ -87,7 +87,11 @@ type outcome struct {
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	v, err := s.fetcher.share(ctx, m.ID(), func() any {
+		start := time.Now()
 		e, err := s.fetchAndVerify(m)
+		if !errors.Is(err, context.Canceled) { // closing: no query to count
+			s.counters.countQuery(e, err, time.Since(start))
+		}
 		return &outcome{e: e, err: err}
 	})
 	if err != nil {

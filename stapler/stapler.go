@@ -65,6 +65,8 @@ type Stapler struct {
 	// The wrap cache (wrap.go, configcache.go): the wrapped clones of
 	// configs returned by wrapped GetConfigForClient callbacks.
 	configs *configCache
+	// counters are the metrics (Metrics).
+	counters counters
 	// revokedCount counts the managed certificates stapled revoked; while
 	// it is not zero, wrapped configs resume no session (see wrap).
 	revokedCount atomic.Int64

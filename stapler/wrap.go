@@ -356,14 +356,17 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 		return s.serve(ctx, c)
 	}
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
+		s.counters.unstapled.Add(1)
 		return c, nil
 	}
 	v := m.viewOf(c, slot)
 	policy := m.policy(s.opts.policy)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
+			s.counters.refused.Add(1)
 			return nil, m.refusal(ErrRevoked)
 		}
+		s.counters.stapled.Add(1)
 		return v.stapled, nil
 	}
 	if v.stapled == nil {
@@ -372,7 +375,7 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 			return s.serveAfterWait(m, c, slot, policy)
 		}
 	}
-	return m.noStaple(v, policy)
+	return s.noStaple(m, v, policy)
 }
 
 // serveAfterWait is serve's decision once the cold wait is over.
@@ -380,24 +383,29 @@ func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, slot *atomic.Po
 	v := m.viewOf(c, slot)
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
+			s.counters.refused.Add(1)
 			return nil, m.refusal(ErrRevoked)
 		}
+		s.counters.stapled.Add(1)
 		return v.stapled, nil
 	}
-	return m.noStaple(v, policy)
+	return s.noStaple(m, v, policy)
 }
 
 // noStaple is what a handshake gets when no usable staple is at hand.
-func (m *managed) noStaple(v *view, policy Policy) (*tls.Certificate, error) {
+func (s *Stapler) noStaple(m *managed, v *view, policy Policy) (*tls.Certificate, error) {
 	switch {
 	case policy >= MustStaple:
+		s.counters.refused.Add(1)
 		if v.stapled != nil {
 			return nil, m.refusal(ErrStapleExpired)
 		}
 		return nil, m.refusal(ErrNoStaple)
 	case policy == Strict && v.stapled != nil:
+		s.counters.refused.Add(1)
 		return nil, m.refusal(ErrStapleExpired)
 	}
+	s.counters.unstapled.Add(1)
 	return v.bare, nil
 }
 

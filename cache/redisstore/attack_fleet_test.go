@@ -211,18 +211,19 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
 		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
 		return s
 	}
-	addNode()
-	addNode()
 	leaf := f.leaves[0]
 	id := stapler.CertificateID(leaf.Cert.Raw)
 	// A good response from two days ago, valid a week: anyone could have
-	// fetched it then.
+	// fetched it then. (Fetched before the nodes start, so that their first
+	// fetch, however late a busy machine runs it, gets a fresh one.)
 	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
 	oldGood, _, err := fetchDirect(f, leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.r.SetWindow(responder.DefaultWindow)
+	addNode()
+	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
 
 	f.clock.Advance(time.Minute)
@@ -299,18 +300,19 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T)
 		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
 		return s
 	}
-	addNode()
-	addNode()
 	leaf := f.leaves[0]
 	id := stapler.CertificateID(leaf.Cert.Raw)
 	// A good response from two days ago, valid a week: anyone could have
-	// fetched it then.
+	// fetched it then. (Fetched before the nodes start, so that their first
+	// fetch, however late a busy machine runs it, gets a fresh one.)
 	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
 	oldGood, _, err := fetchDirect(f, leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.r.SetWindow(responder.DefaultWindow)
+	addNode()
+	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
 
 	f.clock.Advance(time.Minute)

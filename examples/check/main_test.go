@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -228,5 +229,55 @@ func sServer(t *testing.T, openssl string, p *pki, leaf *responder.Leaf, staple 
 			t.Fatalf("openssl s_server did not start: %s", stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCheckAgainstExamplesServer runs the probe against the real
+// examples/server binary: OK while the certificate is good, CRITICAL once a
+// server started after the revocation staples it.
+func TestCheckAgainstExamplesServer(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "server")
+	if out, err := exec.Command("go", "build", "-o", bin, "../server").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../server: %v\n%s", err, out)
+	}
+	p := newPKI(t)
+	leaf, _ := p.srv.Issue(responder.LeafOptions{})
+	cert, key := filepath.Join(p.dir, "cert.pem"), filepath.Join(p.dir, "key.pem")
+	os.WriteFile(cert, leaf.CertPEM, 0o600)
+	os.WriteFile(key, leaf.KeyPEM, 0o600)
+	start := func() string {
+		cmd := exec.Command(bin, "-cert", cert, "-key", key, "-addr", "127.0.0.1:0")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		addr := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+					addr <- rest
+				}
+			}
+		}()
+		select {
+		case a := <-addr:
+			return a
+		case <-time.After(hangLimit):
+			t.Fatal("examples/server did not start")
+		}
+		return ""
+	}
+	if code, obj := runCheck(t, "-connect", start(), "-servername", "localhost", "-CAfile", p.caFile, "-warn", "1h"); code != exitOK {
+		t.Fatalf("good: exit %d: %v", code, obj)
+	}
+	p.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(time.Now().Add(-time.Minute), ocsp.KeyCompromise))
+	if code, obj := runCheck(t, "-connect", start(), "-servername", "localhost", "-CAfile", p.caFile, "-warn", "1h"); code != exitCritical {
+		t.Fatalf("revoked: exit %d: %v", code, obj)
 	}
 }

@@ -35,9 +35,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/staplerkit/ocsp/cache/redisstore"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/metrics"
 	"github.com/staplerkit/ocsp/stapler"
 )
 
@@ -76,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
 	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
 	redisURL := fs.String("redis", "", "share staples with other servers through Redis (one responder request per certificate for the whole fleet): redis://127.0.0.1:6379/0 for one node; redis+cluster://host1:6379?addr=host2:6379&addr=host3:6379 for a Cluster; redis+sentinel://host1:26379?master_name=mymaster&addr=host2:26379 for Sentinel")
+	metricsAddr := fs.String("metrics-addr", "", "address of a Prometheus /metrics endpoint (off when empty; a port alone, like :9100, listens on loopback)")
 	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -165,6 +169,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("serving before every certificate had its first fetch", "err", err)
 	}
 	cancel()
+	if *metricsAddr != "" {
+		metricsLn, err := listenMetrics(*metricsAddr, s, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer metricsLn.Close()
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", metricsLn.Addr())
+	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
 
@@ -251,6 +264,28 @@ func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logge
 		return nil, err
 	}
 	go newHTTPServer(h, logger).Serve(ln)
+	return ln, nil
+}
+
+// listenMetrics serves the Stapler's metrics for Prometheus on addr; an
+// address with no host listens on loopback only.
+func listenMetrics(addr string, s *stapler.Stapler, logger *slog.Logger) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics-addr: %w", err)
+	}
+	if host == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(s))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	go newHTTPServer(mux, logger).Serve(ln)
 	return ln, nil
 }
 

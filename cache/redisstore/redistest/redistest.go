@@ -133,8 +133,8 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	// Every master must say ok: one that has not yet heard of the others'
-	// slots answers CLUSTERDOWN (seen on a busy machine).
+	// Every master must say the cluster is ok: the state spreads by
+	// gossip, and a node that has not heard yet answers CLUSTERDOWN.
 	deadline := time.Now().Add(time.Minute) // only a hang
 	for _, m := range c.Masters {
 		client := redis.NewClient(&redis.Options{Addr: m.Addr()})
@@ -145,7 +145,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			}
 			if time.Now().After(deadline) {
 				client.Close()
-				t.Fatalf("the cluster never became ok on %s:\n%s", m.Addr(), info)
+				t.Fatalf("%s never saw the cluster ok:\n%s", m.Addr(), info)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

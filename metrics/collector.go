@@ -1,0 +1,126 @@
+// Package metrics exports a Stapler's metrics to Prometheus. It is a
+// module of its own, so that the core keeps its two dependencies:
+//
+//	prometheus.MustRegister(metrics.New(s))
+//
+// Series (all prefixed staplerkit_ocsp_):
+//
+//	handshakes_total{outcome="stapled|unstapled|refused"}    counter
+//	queries_total{result="good|revoked"}                      counter
+//	query_failures_total{kind="http_status|content_type|timeout|invalid_response|rate_limited|responder_status|unknown|other"}  counter
+//	query_duration_seconds                                    histogram
+//	certificates{state="good|revoked|unknown|failed|none|expired|disabled|not_applicable"}  gauge
+//	staple_expires_in_seconds{id,subject}                     gauge, per certificate
+//	last_success_age_seconds{id,subject}                      gauge, per certificate
+//	certificate_state{id,subject,state}                       gauge (1), per certificate
+//
+// Labels are bounded: the per-certificate series are exported only while
+// the Stapler manages at most PerCertificateLimit certificates (100 by
+// default; 0 turns them off), so that 100,000 certificates never become
+// 100,000 series unless asked for. The aggregate series always are.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/staplerkit/ocsp/stapler"
+)
+
+// DefaultPerCertificateLimit is how many certificates the per-certificate
+// series cover by default.
+const DefaultPerCertificateLimit = 100
+
+// Option configures a Collector.
+type Option func(*Collector)
+
+// PerCertificateLimit exports the per-certificate series while the Stapler
+// manages at most n certificates (0: never).
+func PerCertificateLimit(n int) Option { return func(c *Collector) { c.limit = n } }
+
+// Collector is a prometheus.Collector for one Stapler.
+type Collector struct {
+	s     *stapler.Stapler
+	limit int
+	now   func() time.Time
+
+	handshakes, queries, failures, duration, certificates *prometheus.Desc
+	expiresIn, successAge, state                          *prometheus.Desc
+}
+
+// New returns a Collector for s.
+func New(s *stapler.Stapler, opts ...Option) *Collector {
+	const ns = "staplerkit_ocsp_"
+	c := &Collector{
+		s: s, limit: DefaultPerCertificateLimit, now: time.Now,
+		handshakes:   prometheus.NewDesc(ns+"handshakes_total", "TLS handshakes served, by outcome: stapled, unstapled (no valid staple, served anyway), refused (by the policy).", []string{"outcome"}, nil),
+		queries:      prometheus.NewDesc(ns+"queries_total", "Responder queries answered good or revoked.", []string{"result"}, nil),
+		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, nil),
+		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, nil),
+		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, nil),
+		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", []string{"id", "subject"}, nil),
+		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", []string{"id", "subject"}, nil),
+		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", []string{"id", "subject", "state"}, nil),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
+		ch <- d
+	}
+}
+
+// allStates are the states counted by the certificates gauge, present
+// even at zero.
+var allStates = []stapler.State{stapler.StateGood, stapler.StateRevoked, stapler.StateUnknown, stapler.StateFailed, stapler.StateNone, stapler.StateExpired, stapler.StateDisabled, stapler.StateNotApplicable}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.s.Metrics()
+	counter := func(d *prometheus.Desc, v uint64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
+	}
+	counter(c.handshakes, m.HandshakesStapled, "stapled")
+	counter(c.handshakes, m.HandshakesUnstapled, "unstapled")
+	counter(c.handshakes, m.HandshakesRefused, "refused")
+	counter(c.queries, m.QueriesGood, "good")
+	counter(c.queries, m.QueriesRevoked, "revoked")
+	for kind, v := range m.QueryFailures {
+		counter(c.failures, v, string(kind))
+	}
+	buckets := make(map[float64]uint64, len(m.QueryLatency.Bounds))
+	var cumulative uint64
+	for i, b := range m.QueryLatency.Bounds {
+		cumulative += m.QueryLatency.Counts[i]
+		buckets[b.Seconds()] = cumulative
+	}
+	ch <- prometheus.MustNewConstHistogram(c.duration, m.QueryLatency.Count, m.QueryLatency.Sum.Seconds(), buckets)
+
+	statuses := c.s.Status()
+	byState := make(map[stapler.State]int, len(allStates))
+	for _, st := range statuses {
+		byState[st.State]++
+	}
+	for _, state := range allStates {
+		ch <- prometheus.MustNewConstMetric(c.certificates, prometheus.GaugeValue, float64(byState[state]), string(state))
+	}
+	if len(statuses) > c.limit {
+		return
+	}
+	now := c.now()
+	for _, st := range statuses {
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, 1, st.ID, st.Subject, string(st.State))
+		if st.Stapled && !st.StapleExpires.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.expiresIn, prometheus.GaugeValue, st.StapleExpires.Sub(now).Seconds(), st.ID, st.Subject)
+		}
+		if !st.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.successAge, prometheus.GaugeValue, now.Sub(st.LastSuccess.Time).Seconds(), st.ID, st.Subject)
+		}
+	}
+}

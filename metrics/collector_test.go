@@ -1,0 +1,169 @@
+package metrics
+
+import (
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
+)
+
+// scrape fetches url over HTTP and parses the exposition with Prometheus's
+// own parser.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v", err)
+	}
+	return families
+}
+
+// value is the value of the series of family whose labels include want.
+func value(families map[string]*dto.MetricFamily, family string, want map[string]string) (float64, bool) {
+	f := families[family]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		for k, v := range want {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestScrapeThroughAnOutageAndARevocation(t *testing.T) {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	r := responder.New(ca)
+	ocspServer := responder.NewServer(r)
+	defer ocspServer.Close()
+	leaf, _ := ocspServer.Issue(responder.LeafOptions{})
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg := s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+	if err := s.Ready(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(s))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
+	cfg.GetCertificate(hello)
+
+	f := scrape(t, srv.URL)
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"staplerkit_ocsp_handshakes_total", map[string]string{"outcome": "stapled"}, 1},
+		{"staplerkit_ocsp_queries_total", map[string]string{"result": "good"}, 1},
+		{"staplerkit_ocsp_query_duration_seconds", nil, 1},
+		{"staplerkit_ocsp_certificates", map[string]string{"state": "good"}, 1},
+		{"staplerkit_ocsp_certificate_state", map[string]string{"state": "good"}, 1},
+	} {
+		if got, ok := value(f, c.family, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.family, c.labels, got, ok, c.want)
+		}
+	}
+	if left, ok := value(f, "staplerkit_ocsp_staple_expires_in_seconds", nil); !ok || left < 3600 {
+		t.Errorf("staple_expires_in_seconds = %v (present %v)", left, ok)
+	}
+
+	// An outage: the query fails, and says how.
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	r.SetFault(responder.Fault{Kind: responder.FaultHTTP503HTML})
+	s.Test(t.Context(), id)
+	f = scrape(t, srv.URL)
+	if got, _ := value(f, "staplerkit_ocsp_query_failures_total", map[string]string{"kind": "http_status"}); got != 1 {
+		t.Errorf("http_status failures = %v, want 1", got)
+	}
+	// Back, and revoked.
+	r.SetFault(responder.Fault{})
+	r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(time.Now().Add(-time.Minute), ocsp.KeyCompromise))
+	if _, err := s.Test(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	f = scrape(t, srv.URL)
+	if got, _ := value(f, "staplerkit_ocsp_queries_total", map[string]string{"result": "revoked"}); got != 1 {
+		t.Errorf("revoked answers = %v, want 1", got)
+	}
+	if got, _ := value(f, "staplerkit_ocsp_certificates", map[string]string{"state": "revoked"}); got != 1 {
+		t.Errorf("revoked certificates = %v, want 1", got)
+	}
+}
+
+// TestPerCertificateSeriesAreBounded: past the limit, no per-certificate
+// series; the aggregates stay.
+func TestPerCertificateSeriesAreBounded(t *testing.T) {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var certs []tls.Certificate
+	for _, name := range []string{"a.test", "b.test", "c.test"} {
+		l, _ := ocspServer.Issue(responder.LeafOptions{DNSNames: []string{name}})
+		certs = append(certs, l.Certificate)
+	}
+	s.Wrap(&tls.Config{Certificates: certs})
+	s.Ready(t.Context())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(s, PerCertificateLimit(2)))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	f := scrape(t, srv.URL)
+	for name := range f {
+		if strings.Contains(name, "certificate_state") || strings.Contains(name, "expires_in") {
+			t.Fatalf("per-certificate series %s past the limit", name)
+		}
+	}
+	if got, _ := value(f, "staplerkit_ocsp_certificates", map[string]string{"state": "good"}); got != 3 {
+		t.Fatalf("good certificates = %v, want 3", got)
+	}
+}

@@ -1,0 +1,156 @@
+package stapler
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// QueryFailure names a kind of failed query, for metrics.
+type QueryFailure string
+
+// The kinds of failed queries.
+const (
+	// FailureHTTPStatus: an HTTP status other than 200.
+	FailureHTTPStatus QueryFailure = "http_status"
+	// FailureContentType: a body not labelled application/ocsp-response.
+	FailureContentType QueryFailure = "content_type"
+	// FailureTimeout: response_timeout passed.
+	FailureTimeout QueryFailure = "timeout"
+	// FailureInvalidResponse: an answer that does not verify (malformed,
+	// for another certificate, an unauthorized signer, bad times, too
+	// large, SHA-1).
+	FailureInvalidResponse QueryFailure = "invalid_response"
+	// FailureRateLimited: the responder asked to try later (tryLater).
+	FailureRateLimited QueryFailure = "rate_limited"
+	// FailureResponderStatus: another OCSP error status (internalError,
+	// malformedRequest, unauthorized, sigRequired).
+	FailureResponderStatus QueryFailure = "responder_status"
+	// FailureUnknown: the responder does not know the certificate.
+	FailureUnknown QueryFailure = "unknown"
+	// FailureOther: anything else (a connection refused, a bad redirect).
+	FailureOther QueryFailure = "other"
+)
+
+// queryFailures lists the kinds, in a fixed order.
+var queryFailures = [...]QueryFailure{FailureHTTPStatus, FailureContentType, FailureTimeout, FailureInvalidResponse, FailureRateLimited, FailureResponderStatus, FailureUnknown, FailureOther}
+
+// QueryLatencyBounds are the upper bounds of the query latency histogram's
+// buckets (the last bucket is everything slower).
+var queryLatencyBounds = [...]time.Duration{
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// Metrics is a snapshot of the Stapler's counters since New: cheap to keep
+// (atomic adds; the handshake hit stays lock-free and allocation-free) and
+// free of dependencies, for any metrics system (the metrics module exports
+// them to Prometheus).
+type Metrics struct {
+	// Handshakes served, by outcome.
+	HandshakesStapled   uint64 // with a staple
+	HandshakesUnstapled uint64 // without one (no valid staple, lenient policy)
+	HandshakesRefused   uint64 // refused by the policy (revoked, or no staple under MustStaple)
+	// Queries answered good or revoked, and failed queries by kind.
+	QueriesGood    uint64
+	QueriesRevoked uint64
+	QueryFailures  map[QueryFailure]uint64
+	// QueryLatency is the latency of every query, successful or not.
+	QueryLatency Histogram
+}
+
+// Histogram is a latency histogram: Counts[i] queries took at most
+// Bounds[i] (and more than Bounds[i-1]); Counts[len(Bounds)] took longer.
+type Histogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Count  uint64
+	Sum    time.Duration
+}
+
+// counters are the atomics behind Metrics.
+type counters struct {
+	stapled, unstapled, refused atomic.Uint64
+	good, revoked               atomic.Uint64
+	failures                    [len(queryFailures)]atomic.Uint64
+	latency                     [len(queryLatencyBounds) + 1]atomic.Uint64
+	latencySum                  atomic.Int64
+}
+
+// Metrics returns the counters as they stand.
+func (s *Stapler) Metrics() Metrics {
+	c := &s.counters
+	m := Metrics{
+		HandshakesStapled:   c.stapled.Load(),
+		HandshakesUnstapled: c.unstapled.Load(),
+		HandshakesRefused:   c.refused.Load(),
+		QueriesGood:         c.good.Load(),
+		QueriesRevoked:      c.revoked.Load(),
+		QueryFailures:       make(map[QueryFailure]uint64, len(queryFailures)),
+		QueryLatency:        Histogram{Bounds: queryLatencyBounds[:], Counts: make([]uint64, len(c.latency))},
+	}
+	for i, kind := range queryFailures {
+		m.QueryFailures[kind] = c.failures[i].Load()
+	}
+	for i := range c.latency {
+		m.QueryLatency.Counts[i] = c.latency[i].Load()
+		m.QueryLatency.Count += m.QueryLatency.Counts[i]
+	}
+	m.QueryLatency.Sum = time.Duration(c.latencySum.Load())
+	return m
+}
+
+// countQuery records one query to the responder: its outcome and latency.
+func (c *counters) countQuery(e *cache.Entry, err error, took time.Duration) {
+	i := len(queryLatencyBounds)
+	for j, b := range queryLatencyBounds {
+		if took <= b {
+			i = j
+			break
+		}
+	}
+	c.latency[i].Add(1)
+	c.latencySum.Add(int64(took))
+	switch {
+	case err == nil && e.Status == cache.Good:
+		c.good.Add(1)
+	case err == nil && e.Status == cache.Revoked:
+		c.revoked.Add(1)
+	default:
+		kind := classifyFailure(e, err)
+		for j, k := range queryFailures {
+			if k == kind {
+				c.failures[j].Add(1)
+			}
+		}
+	}
+}
+
+// classifyFailure names the kind of a failed query.
+func classifyFailure(e *cache.Entry, err error) QueryFailure {
+	var status *ResponseStatusError
+	switch {
+	case err == nil && e != nil && e.Status == cache.Unknown, errors.Is(err, ErrUnknownStatus):
+		return FailureUnknown
+	case errors.Is(err, ErrHTTPStatus):
+		return FailureHTTPStatus
+	case errors.Is(err, ErrContentType):
+		return FailureContentType
+	case errors.Is(err, context.DeadlineExceeded):
+		return FailureTimeout
+	case errors.As(err, &status) && status.Status == ocsp.TryLater:
+		return FailureRateLimited
+	case errors.As(err, &status):
+		return FailureResponderStatus
+	case errors.Is(err, ErrMalformedResponse), errors.Is(err, ErrWrongCertificate), errors.Is(err, ErrUnauthorizedSigner),
+		errors.Is(err, ErrNotYetValid), errors.Is(err, ErrExpired), errors.Is(err, ErrNoNextUpdate),
+		errors.Is(err, ErrCriticalExtension), errors.Is(err, ErrSHA1Signature), errors.Is(err, ErrResponseTooLarge):
+		return FailureInvalidResponse
+	}
+	return FailureOther
+}
