@@ -137,6 +137,19 @@ func (s *scheduler) run(ctx context.Context) {
 	}
 }
 
+// serve is a worker: it runs refresh for each certificate handed out, one
+// at a time, until ctx ends.
+func (s *scheduler) serve(ctx context.Context, refresh func(*managed)) {
+	for {
+		select {
+		case m := <-s.work:
+			refresh(m)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // jitter returns d shortened by up to a tenth, at random, so that
 // certificates loaded together do not refresh in the same second.
 func jitter(d time.Duration) time.Duration {

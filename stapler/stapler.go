@@ -171,14 +171,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	for range o.workers {
 		go func() {
 			defer s.wg.Done()
-			for {
-				select {
-				case m := <-s.sched.work:
-					s.refresh(m)
-				case <-s.ctx.Done():
-					return
-				}
-			}
+			s.sched.serve(s.ctx, s.refresh)
 		}()
 	}
 	return s, nil
