@@ -47,6 +47,13 @@ type managed struct {
 	pending atomic.Pointer[chan struct{}]
 	// removed is set by Remove: the certificate is no longer managed.
 	removed atomic.Bool
+	// listed is set for a certificate in a wrapped config's Certificates:
+	// it never retires for want of handshakes.
+	listed atomic.Bool
+	// lastServed is when a handshake last served the certificate (Unix
+	// seconds), written only when that second has passed, so that
+	// handshakes on many cores rarely write the same cache line.
+	lastServed atomic.Int64
 
 	// mu guards the fields below it, up to due and index (the scheduler's).
 	mu          sync.Mutex

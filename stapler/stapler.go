@@ -163,6 +163,11 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 			runCoarseClock(s.coarse, s.ctx.Done())
 		}()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runRetirement()
+	}()
 	s.wg.Add(1 + o.workers)
 	go func() {
 		defer s.wg.Done()

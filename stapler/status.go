@@ -52,7 +52,10 @@ type CertificateStatus struct {
 	StapleExpires config.HTTPDate `json:"staple_expires,omitzero"`
 	LastAttempt   config.HTTPDate `json:"last_attempt,omitzero"`
 	LastSuccess   config.HTTPDate `json:"last_success,omitzero"`
-	NextRefresh   config.HTTPDate `json:"next_refresh,omitzero"`
+	// LastServed is when a handshake last served the certificate (to the
+	// second; its registration until then).
+	LastServed  config.HTTPDate `json:"last_served,omitzero"`
+	NextRefresh config.HTTPDate `json:"next_refresh,omitzero"`
 	// LastError is why the latest query failed; empty after a success.
 	LastError string `json:"last_error,omitempty"`
 	// Queries counts the queries answered or failed so far.
@@ -119,6 +122,7 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	}
 	cs.LastAttempt = config.Date(m.lastAttempt.Time())
 	cs.LastSuccess = config.Date(m.lastSuccess.Time())
+	cs.LastServed = config.Date(time.Unix(m.lastServed.Load(), 0))
 	if m.lastErr != nil {
 		cs.LastError = m.lastErr.Error()
 	}
