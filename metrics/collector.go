@@ -47,7 +47,7 @@ type Collector struct {
 	now   func() time.Time
 
 	handshakes, queries, failures, duration, certificates, retired *prometheus.Desc
-	expiresIn, successAge, state                          *prometheus.Desc
+	expiresIn, successAge, state                                   *prometheus.Desc
 }
 
 // New returns a Collector for s.
