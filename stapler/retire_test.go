@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/staplerkit/ocsp/responder"
 )
@@ -35,6 +36,7 @@ func TestRotatingLeavesFollowTheLiveSet(t *testing.T) {
 		},
 	})
 	var all []*responder.Leaf
+	var firstState weak.Pointer[managed] // the first day's leaf's state, once managed
 	requestsOnDay := make([]int, 31)
 	for d := range 30 {
 		leaf, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("day%d.test", d)}})
@@ -63,6 +65,13 @@ func TestRotatingLeavesFollowTheLiveSet(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // let due refreshes run
 		}
 		requestsOnDay[d] = e.r.RequestCount() - before
+		if d == 0 {
+			m, err := e.s.lookup(CertificateID(leaf.Cert.Raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			firstState = weak.Make(m)
+		}
 	}
 	eventually(t, "the last retirements", func() bool { return len(e.s.Status()) <= 1+3+2 })
 	n := len(e.s.Status())
@@ -81,6 +90,11 @@ func TestRotatingLeavesFollowTheLiveSet(t *testing.T) {
 	if last := requestsOnDay[28]; last > 6*30 {
 		t.Fatalf("%d requests on day 28", last)
 	}
+	// A retired certificate's state is memory no more: nothing holds it.
+	eventually(t, "the retired state to be collected", func() bool {
+		runtime.GC()
+		return firstState.Value() == nil
+	})
 	// Served again, a retired leaf is managed afresh, with a fetch.
 	old := all[0]
 	mu.Lock()
