@@ -6,6 +6,7 @@
 // Series (all prefixed staplerkit_ocsp_):
 //
 //	handshakes_total{outcome="stapled|unstapled|refused"}    counter
+//	retired_total                                             counter
 //	queries_total{result="good|revoked"}                      counter
 //	query_failures_total{kind="http_status|content_type|timeout|invalid_response|rate_limited|responder_status|unknown|other"}  counter
 //	query_duration_seconds                                    histogram
@@ -45,8 +46,8 @@ type Collector struct {
 	limit int
 	now   func() time.Time
 
-	handshakes, queries, failures, duration, certificates *prometheus.Desc
-	expiresIn, successAge, state                          *prometheus.Desc
+	handshakes, queries, failures, duration, certificates, retired *prometheus.Desc
+	expiresIn, successAge, state                                   *prometheus.Desc
 }
 
 // New returns a Collector for s.
@@ -56,6 +57,7 @@ func New(s *stapler.Stapler, opts ...Option) *Collector {
 		s: s, limit: DefaultPerCertificateLimit, now: time.Now,
 		handshakes:   prometheus.NewDesc(ns+"handshakes_total", "TLS handshakes served, by outcome: stapled, unstapled (no valid staple, served anyway), refused (by the policy).", []string{"outcome"}, nil),
 		queries:      prometheus.NewDesc(ns+"queries_total", "Responder queries answered good or revoked.", []string{"result"}, nil),
+		retired:      prometheus.NewDesc(ns+"retired_total", "Certificates retired for want of handshakes, or by the bound on managed certificates.", nil, nil),
 		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, nil),
 		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, nil),
 		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, nil),
@@ -71,7 +73,7 @@ func New(s *stapler.Stapler, opts ...Option) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
 		ch <- d
 	}
 }
@@ -89,6 +91,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakes, m.HandshakesStapled, "stapled")
 	counter(c.handshakes, m.HandshakesUnstapled, "unstapled")
 	counter(c.handshakes, m.HandshakesRefused, "refused")
+	ch <- prometheus.MustNewConstMetric(c.retired, prometheus.CounterValue, float64(m.Retired))
 	counter(c.queries, m.QueriesGood, "good")
 	counter(c.queries, m.QueriesRevoked, "revoked")
 	for kind, v := range m.QueryFailures {

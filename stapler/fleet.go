@@ -1,11 +1,12 @@
 package stapler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -63,17 +64,41 @@ type fleetError string
 
 func (e fleetError) Error() string { return string(e) }
 
-// refreshFleet is refresh for a shared store. syncOnly (a change
-// notification) adopts what the store has and never queries the responder.
-func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
-	if s.storeDown.Load() && time.Now().UnixNano() < s.storeRetryAt.Load() {
+// fleetSource is the mode with a store shared by a fleet (a cache.Leaser).
+// A due refresh reads what the fleet stored and adopts it when it is newer;
+// when the fleet has nothing newer and no retry planned, it takes the
+// certificate's lease, looks once more, queries, and shares what it
+// installed, fenced by the lease. While the store cannot be reached, it
+// queries on its own. Change notifications (cache.Notifier) go to a worker
+// of their own, which adopts what the fleet stored: they never pass
+// through the timer heap, and plan a query only when they adopted
+// something.
+type fleetSource struct {
+	s      *Stapler
+	store  cache.Store
+	leaser cache.Leaser
+
+	// The store's health, shared by every certificate: while it is down,
+	// each refresh queries alone until retryAt.
+	down atomic.Bool           // the store is unreachable
+	err  atomic.Pointer[error] // why
+	// retryAt is when to try the store again (Unix nanoseconds, real time:
+	// it paces network attempts, not OCSP schedules).
+	retryAt atomic.Int64
+
+	notices notices // certificates the fleet announced a change for
+}
+
+func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSource {
+	return &fleetSource{s: s, store: store, leaser: leaser, notices: notices{set: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
+}
+
+func (f *fleetSource) refresh(m *managed) {
+	s := f.s
+	if f.isDown() {
 		// The store is down and not due for another try: no point waiting
 		// on its timeouts for every certificate.
-		if syncOnly {
-			s.keepPlan(m)
-		} else {
-			s.refreshAlone(m)
-		}
+		f.refreshAlone(m)
 		return
 	}
 	cfg := s.cfg.Load()
@@ -84,46 +109,35 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 	// notification meanwhile), there is nothing to fetch.
 	m.mu.Lock()
 	base := m.entry
-	early := m.plan > s.clock.Now().UnixNano() // woken before our plan: adopt only
+	// A notification adopted a result after m fell due, and planned the
+	// next query from it (checked under m.mu, where adopt plans).
+	replanned := s.sched.planned(m)
 	m.mu.Unlock()
-	syncOnly = syncOnly || early
+	if replanned {
+		return
+	}
 	replaced := func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.entry != base
 	}
-	shared, state, err := s.readShared(ctx, m)
+	shared, state, err := f.readShared(ctx, m)
 	if err != nil {
-		s.storeFailed(err)
-		if syncOnly {
-			s.keepPlan(m)
-		} else {
-			s.refreshAlone(m)
-		}
+		f.failed(err)
+		f.refreshAlone(m)
 		return
 	}
-	s.storeOK()
+	f.ok()
 	now := s.clock.Now()
-	if s.adoptShared(m, shared, state, now) || replaced() {
+	if s.adopt(m, shared, state, now) || replaced() {
 		return
 	}
-	if syncOnly {
-		s.keepPlan(m)
+	if state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
+		// Another server failed and plans the retry: adopt followed its
+		// plan. Unless it would let the staple held here expire first (the
+		// state is unsigned: anyone may have written it); then it is our
+		// turn.
 		return
-	}
-	if state != nil && state.Next > now.UnixNano() {
-		// Another server failed and plans the retry: follow its plan, unless
-		// it would let the staple held here expire first (the state is
-		// unsigned: anyone may have written it); then it is our turn.
-		m.mu.Lock()
-		planned := time.Unix(0, state.Next)
-		if next := beforeExpiry(m.entry, now, planned); next.Equal(planned) {
-			m.plan = next.UnixNano()
-			m.mu.Unlock()
-			s.sched.schedule(m, next)
-			return
-		}
-		m.mu.Unlock()
 	}
 	var attempted int64 // the fleet's last attempt, as this refresh saw it
 	if state != nil {
@@ -132,14 +146,22 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 
 	// Our turn: take the lease, then look again, since the holder before us
 	// may have just stored a fresh response, or just tried and failed.
-	token, ok, err := s.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
 	if err != nil {
-		s.storeFailed(err)
-		s.refreshAlone(m)
+		f.failed(err)
+		f.refreshAlone(m)
 		return
 	}
 	if !ok {
-		s.sched.schedule(m, now.Add(leaseWait(cfg.Timeout())))
+		// Another server is querying: look again after its lease, unless a
+		// notification has meanwhile brought its result (and planned the
+		// next query from it). Checked and planned under m.mu, as adopt
+		// plans, so that neither plan overwrites the other's newer one.
+		m.mu.Lock()
+		if m.entry == base {
+			s.sched.schedule(m, now.Add(leaseWait(cfg.Timeout())))
+		}
+		m.mu.Unlock()
 		return
 	}
 	defer func() {
@@ -147,60 +169,68 @@ func (s *Stapler) refreshFleet(m *managed, syncOnly bool) {
 		// at once; bounded, so that a hung store cannot stall Close.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
-		s.leaser.Release(rctx, m.ID(), token)
+		f.leaser.Release(rctx, m.ID(), token)
 	}()
-	if shared, state, err = s.readShared(ctx, m); err == nil {
-		if s.adoptShared(m, shared, state, now) || replaced() {
+	if shared, state, err = f.readShared(ctx, m); err == nil {
+		if s.adopt(m, shared, state, now) || replaced() {
 			return
 		}
 		if state != nil && state.LastAttempt > attempted {
-			s.keepPlan(m) // another server just tried: its plan is ours
+			// Another server just tried: its plan is ours (adopt followed
+			// it), or, when it planned none, look again now.
+			if state.Next <= now.UnixNano() {
+				s.sched.schedule(m, now)
+			}
 			return
 		}
 	}
 	o := s.query(s.ctx, m)
-	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
-		m.disarm()
-		return // closing
+	if s.closing(m, o) {
+		return
 	}
 	m.mu.Lock()
 	if state != nil { // continue the fleet's count, not ours
 		m.tries, m.failed = int32(state.Tries), state.Failed
 	}
 	m.mu.Unlock()
-	next, installed := s.apply(m, o, true)
-	if err := s.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
+	next, installed := s.apply(m, o)
+	if err := f.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
 		// Paused past the lease: another server may have taken over and
 		// stored its result, which nothing of ours overwrote. Adopt it.
 		s.log.Info("ocsp: the lease ran out during the query; adopting what the fleet stored", "id", m.ID())
 		rctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 		defer cancel()
-		if shared, state, err := s.readShared(rctx, m); err == nil {
+		if shared, state, err := f.readShared(rctx, m); err == nil {
 			if state != nil {
 				m.mu.Lock()
 				m.lastAttempt = min(m.lastAttempt, cache.Instant(state.LastAttempt))
 				m.mu.Unlock()
 			}
-			s.adoptShared(m, shared, state, s.clock.Now())
+			s.adopt(m, shared, state, s.clock.Now())
 		}
 	}
 }
 
+// recorded shares a Test's result with the fleet (unfenced: no lease is
+// held for a Test).
+func (f *fleetSource) recorded(m *managed, next time.Time, installed *cache.Entry) {
+	f.writeShared(m, next, installed, "")
+}
+
 // refreshAlone queries without the fleet, when the store cannot be reached.
-func (s *Stapler) refreshAlone(m *managed) {
-	o := s.query(s.ctx, m)
-	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
-		m.disarm()
-		return
+func (f *fleetSource) refreshAlone(m *managed) {
+	s := f.s
+	if o := s.query(s.ctx, m); !s.closing(m, o) {
+		s.apply(m, o)
 	}
-	s.apply(m, o, true)
 }
 
 // readShared reads and verifies the stored response (nil when absent or
 // unusable: such a value is replaced by the next fetch) and the fleet state.
-func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+	s := f.s
 	var state *fleetState
-	value, err := s.persist.store.Get(ctx, m.ID()+stateSuffix)
+	value, err := f.store.Get(ctx, m.ID()+stateSuffix)
 	switch {
 	case err == nil:
 		state = new(fleetState)
@@ -214,7 +244,7 @@ func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fl
 	case !errors.Is(err, cache.ErrCacheMiss):
 		return nil, nil, err
 	}
-	value, err = s.persist.store.Get(ctx, m.ID())
+	value, err = f.store.Get(ctx, m.ID())
 	if errors.Is(err, cache.ErrCacheMiss) {
 		return nil, state, nil
 	}
@@ -229,82 +259,14 @@ func (s *Stapler) readShared(ctx context.Context, m *managed) (*cache.Entry, *fl
 	return e, state, nil
 }
 
-// adoptShared takes the fleet's state and, when it is newer than ours, the
-// stored response, and plans the next query from them. It reports whether
-// the store held a response newer than ours (so there is nothing to fetch).
-func (s *Stapler) adoptShared(m *managed, shared *cache.Entry, state *fleetState, now time.Time) bool {
-	cfg := s.cfg.Load()
-	st := m.settings.Load().stapling
-	m.mu.Lock()
-	// Adopted only when the response's own times allow it (never an older
-	// response, never revoked back to good: store metadata decides nothing
-	// there), and when it is news: newer, fetched later by another server,
-	// or different at the same instant (the store breaks the tie, so that
-	// every server converges on what it holds).
-	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry, now) &&
-		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
-			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
-	if newer && m.entry != nil && shared.ThisUpdate == m.entry.ThisUpdate && shared.ProducedAt == m.entry.ProducedAt &&
-		shared.Status == m.entry.Status && shared.Expires > m.entry.Expires {
-		// The same answer, said to be fetched later: the fetch time is
-		// store metadata, anyone's to write, so it moves the plan (another
-		// server asked) but never the staple's cache_ttl past what this
-		// server knows.
-		same := *shared
-		same.Expires = m.entry.Expires
-		shared = &same
-	}
-	if newer {
-		m.entry, m.latest, m.lastSuccess = shared, shared, shared.FetchedAt
-		m.publishLocked()
-	}
-	if state != nil && cache.Instant(state.LastAttempt) >= m.lastAttempt {
-		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, cache.Instant(state.LastAttempt)
-		m.lastErr = nil
-		if state.LastError != "" {
-			m.lastErr = fleetError(state.LastError)
-		}
-	}
-	from, to := m.state, m.stateLocked()
-	m.state = to
-	var next time.Time
-	switch {
-	case state != nil && state.Next > now.UnixNano():
-		// Never past the staple held here: the state is unsigned.
-		next = beforeExpiry(m.entry, now, time.Unix(0, state.Next))
-	case newer:
-		next = nextRefresh(m.entry, cfg, st, now)
-	}
-	if !next.IsZero() {
-		m.plan = next.UnixNano()
-	}
-	m.mu.Unlock()
-	if !next.IsZero() {
-		s.sched.schedule(m, next)
-	}
-	if newer {
-		m.disarm()
-	}
-	s.reportChange(m, from, to)
-	return newer
-}
-
-// keepPlan puts m back on the scheduler at its plan, for a refresh that ends
-// without a query (the scheduler dropped m when it handed it out).
-func (s *Stapler) keepPlan(m *managed) {
-	m.mu.Lock()
-	plan := m.plan
-	m.mu.Unlock()
-	s.sched.schedule(m, time.Unix(0, plan))
-}
-
 // writeShared stores what a server got: the fresh response, if any, and
 // the fleet state. A lease holder passes its token, and its writes are
 // fenced by it: once the lease is lost nothing is written, and the result
 // is cache.ErrLeaseLost. The writes get a context of their own, so that a
 // holder paused past its context's deadline does not report the store
 // unreachable.
-func (s *Stapler) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+	s := f.s
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
 	m.mu.Lock()
@@ -316,9 +278,9 @@ func (s *Stapler) writeShared(m *managed, next time.Time, fresh *cache.Entry, to
 	m.mu.Unlock()
 	put := func(key string, value []byte) error {
 		if token == "" {
-			return s.persist.store.Put(ctx, key, value)
+			return f.store.Put(ctx, key, value)
 		}
-		return s.leaser.PutLeased(ctx, m.ID(), token, key, value)
+		return f.leaser.PutLeased(ctx, m.ID(), token, key, value)
 	}
 	var err error
 	if fresh != nil {
@@ -332,21 +294,93 @@ func (s *Stapler) writeShared(m *managed, next time.Time, fresh *cache.Entry, to
 		return cache.ErrLeaseLost
 	}
 	if err != nil {
-		s.storeFailed(err)
+		f.failed(err)
 	}
 	return err
 }
 
-// watchFleet adopts the changes other servers make as they are notified.
-func (s *Stapler) watchFleet(n cache.Notifier) {
-	n.Subscribe(s.ctx, func(key string) {
-		m, err := s.lookup(strings.TrimSuffix(key, stateSuffix))
-		if err != nil {
-			return
+// run adopts the changes other servers announce, until ctx ends.
+func (f *fleetSource) run(ctx context.Context) {
+	n, ok := f.store.(cache.Notifier)
+	if !ok {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { f.adoptNotified(ctx) })
+	n.Subscribe(ctx, func(key string) {
+		if m, err := f.s.lookup(strings.TrimSuffix(key, stateSuffix)); err == nil {
+			f.notices.add(m)
 		}
-		m.syncPending.Store(true)
-		s.sched.schedule(m, s.clock.Now())
 	})
+	wg.Wait()
+}
+
+// adoptNotified is the worker that adopts what the fleet stored for each
+// certificate it announced a change for: a newer response, or the fleet's
+// recovery state (and with it the fleet's plan). It never queries, and
+// plans a query only when it adopted something.
+func (f *fleetSource) adoptNotified(ctx context.Context) {
+	s := f.s
+	for {
+		m := f.notices.take()
+		if m == nil {
+			select {
+			case <-f.notices.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !s.active(m) || f.isDown() {
+			continue // the next refresh reads the store
+		}
+		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		shared, state, err := f.readShared(rctx, m)
+		cancel()
+		if err != nil {
+			f.failed(err)
+			continue
+		}
+		f.ok()
+		s.adopt(m, shared, state, s.clock.Now())
+	}
+}
+
+// notices is the set of certificates with a change announced and not yet
+// adopted: each is adopted once however often it was announced meanwhile,
+// and none is dropped.
+type notices struct {
+	mu    sync.Mutex // guards set and queue
+	set   map[*managed]bool
+	queue []*managed
+	wake  chan struct{}
+}
+
+func (n *notices) add(m *managed) {
+	n.mu.Lock()
+	if !n.set[m] {
+		n.set[m] = true
+		n.queue = append(n.queue, m)
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the certificate announced first, or nil.
+func (n *notices) take() *managed {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.queue) == 0 {
+		return nil
+	}
+	m := n.queue[0]
+	n.queue[0] = nil
+	n.queue = n.queue[1:]
+	delete(n.set, m)
+	return m
 }
 
 // StoreRetryInterval is how long a server that found the shared store
@@ -354,19 +388,31 @@ func (s *Stapler) watchFleet(n cache.Notifier) {
 // again: coordination resumes within this long of the store coming back.
 const StoreRetryInterval = time.Second
 
-// storeFailed notes that the store could not be reached, logging it once
-// per outage.
-func (s *Stapler) storeFailed(err error) {
-	s.storeErr.Store(&err)
-	s.storeRetryAt.Store(time.Now().Add(StoreRetryInterval).UnixNano())
-	if !s.storeDown.Swap(true) {
-		s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
+// isDown reports whether the store is down and not yet due for another try.
+func (f *fleetSource) isDown() bool {
+	return f.down.Load() && time.Now().UnixNano() < f.retryAt.Load()
+}
+
+// failed notes that the store could not be reached, logging it once per
+// outage.
+func (f *fleetSource) failed(err error) {
+	f.err.Store(&err)
+	f.retryAt.Store(time.Now().Add(StoreRetryInterval).UnixNano())
+	if !f.down.Swap(true) {
+		f.s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
 	}
 }
 
-func (s *Stapler) storeOK() {
-	if s.storeDown.Swap(false) {
-		s.storeErr.Store(nil)
-		s.log.Info("ocsp: the shared store is back; coordinating with the fleet again")
+func (f *fleetSource) ok() {
+	if f.down.Swap(false) {
+		f.err.Store(nil)
+		f.s.log.Info("ocsp: the shared store is back; coordinating with the fleet again")
 	}
+}
+
+func (f *fleetSource) storeError() error {
+	if p := f.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

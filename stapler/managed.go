@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/staplerkit/ocsp/cache"
-	"github.com/staplerkit/ocsp/config"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -17,13 +16,6 @@ import (
 func CertificateID(leafDER []byte) string {
 	sum := sha256.Sum256(leafDER)
 	return hex.EncodeToString(sum[:])
-}
-
-// settings are a certificate's per-certificate knobs, swapped whole.
-type settings struct {
-	stapling  config.Stapling
-	policy    Policy
-	policySet bool
 }
 
 // view is what the handshake path reads: ready copies of the certificate,
@@ -53,11 +45,17 @@ type managed struct {
 	// that has no staple; it is closed when that fetch ends, so that a cold
 	// handshake can wait for it.
 	pending atomic.Pointer[chan struct{}]
-	// syncPending asks the next refresh only to adopt what the fleet stored.
-	syncPending atomic.Bool
 	// removed is set by Remove: the certificate is no longer managed.
 	removed atomic.Bool
+	// listed is set for a certificate in a wrapped config's Certificates:
+	// it never retires for want of handshakes.
+	listed atomic.Bool
+	// lastServed is when a handshake last served the certificate (Unix
+	// seconds), written only when that second has passed, so that
+	// handshakes on many cores rarely write the same cache line.
+	lastServed atomic.Int64
 
+	// mu guards the fields below it, up to due and index (the scheduler's).
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
@@ -66,14 +64,10 @@ type managed struct {
 	lastErr     error
 	lastAttempt cache.Instant
 	lastSuccess cache.Instant
-	// plan is when the next regular query is due (Unix nanoseconds; 0: now).
-	// A refresh that runs before it (woken by a change notification) only
-	// adopts what the fleet stored.
-	plan       int64
-	queries    int32 // queries recorded, successful or not
-	tries      int32 // failed attempts in the current recovery
-	state      stateCode
-	mustStaple bool
+	queries     int32 // queries recorded, successful or not
+	tries       int32 // failed attempts in the current recovery
+	state       stateCode
+	mustStaple  bool
 	// issuerChecked: issuer is known to have signed the leaf.
 	issuerChecked bool
 	restored      bool // the store was read for this certificate
@@ -88,8 +82,9 @@ type managed struct {
 	// two refreshes is counted once.
 	applied *outcome
 
-	// Owned by the scheduler, under its lock.
-	due   int64 // Unix nanoseconds
+	// Owned by the scheduler, under its lock: when the next query is due
+	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
+	due   int64
 	index int
 }
 

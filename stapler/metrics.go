@@ -62,6 +62,9 @@ type Metrics struct {
 	QueryFailures  map[QueryFailure]uint64
 	// QueryLatency is the latency of every query, successful or not.
 	QueryLatency Histogram
+	// Retired counts the certificates retired for want of handshakes (or
+	// by WithMaxCertificates).
+	Retired uint64
 }
 
 // Histogram is a latency histogram: Counts[i] queries took at most
@@ -76,6 +79,7 @@ type Histogram struct {
 // counters are the atomics behind Metrics.
 type counters struct {
 	stapled, unstapled, refused atomic.Uint64
+	retired                     atomic.Uint64
 	good, revoked               atomic.Uint64
 	failures                    [len(queryFailures)]atomic.Uint64
 	latency                     [len(queryLatencyBounds) + 1]atomic.Uint64
@@ -91,6 +95,7 @@ func (s *Stapler) Metrics() Metrics {
 		HandshakesRefused:   c.refused.Load(),
 		QueriesGood:         c.good.Load(),
 		QueriesRevoked:      c.revoked.Load(),
+		Retired:             c.retired.Load(),
 		QueryFailures:       make(map[QueryFailure]uint64, len(queryFailures)),
 		QueryLatency:        Histogram{Bounds: queryLatencyBounds[:], Counts: make([]uint64, len(c.latency))},
 	}

@@ -31,6 +31,8 @@ type options struct {
 	ratePerSecond   float64
 	rateBurst       int
 	allowSHA1       bool
+	idleRetirement  time.Duration
+	maxManaged      int
 }
 
 func defaultOptions() options {
@@ -42,6 +44,7 @@ func defaultOptions() options {
 		skew:            5 * time.Minute,
 		ratePerSecond:   DefaultRateLimit,
 		rateBurst:       DefaultRateLimit,
+		idleRetirement:  DefaultIdleRetirement,
 	}
 }
 
@@ -179,4 +182,31 @@ func WithRateLimit(perSecond float64, burst int) Option {
 // takes VerifierAllowSHA1.
 func AllowSHA1() Option {
 	return func(o *options) { o.allowSHA1 = true }
+}
+
+// DefaultIdleRetirement is how long a certificate the Stapler found on its
+// own (through GetCertificate, GetConfigForClient, GetClientCertificate or
+// Add; not one listed in a wrapped config's Certificates) may go without a
+// handshake before it retires: 30 days, longer than a response's usual
+// validity (7 days at most at the public CAs) several times over, so that a
+// certificate in real use, even served once a day or once a week, never
+// goes cold.
+const DefaultIdleRetirement = 30 * 24 * time.Hour
+
+// WithIdleRetirement sets how long a certificate the Stapler found on its
+// own may go without a handshake before it retires (DefaultIdleRetirement;
+// 0 or less: never). A retired certificate is no longer queried, its state
+// and staple are dropped, and it is logged once at Info; served again, it
+// is managed afresh, with a fetch.
+func WithIdleRetirement(d time.Duration) Option {
+	return func(o *options) { o.idleRetirement = d }
+}
+
+// WithMaxCertificates bounds how many certificates the Stapler manages
+// (off by default): past n, the certificates it found on its own that were
+// served least recently retire first, so that memory and responder load
+// follow the live set even under a flood of distinct leaves. Listed
+// certificates never retire.
+func WithMaxCertificates(n int) Option {
+	return func(o *options) { o.maxManaged = n }
 }

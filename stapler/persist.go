@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,6 +17,69 @@ const storeTimeout = 10 * time.Second
 // them: Close stays prompt even when the store hangs.
 const closeGrace = 2 * time.Second
 
+// dirSource is the mode with a store of this server's own (a DirStore,
+// say): a certificate's first refresh restores the stored response, which
+// needs no responder request, and every response installed from a query is
+// written back, on a goroutine of its own.
+type dirSource struct {
+	s     *Stapler
+	store cache.Store
+	w     *persister
+}
+
+func (src *dirSource) refresh(m *managed) {
+	s := src.s
+	if src.restore(m) {
+		return
+	}
+	if o := s.query(s.ctx, m); !s.closing(m, o) {
+		s.record(m, o)
+	}
+}
+
+func (src *dirSource) recorded(m *managed, _ time.Time, installed *cache.Entry) {
+	if installed != nil {
+		src.w.put(m.ID(), cache.EncodeRecord(installed.Raw, installed.FetchedAt.Time()))
+	}
+}
+
+func (src *dirSource) run(ctx context.Context) { src.w.run(ctx) }
+func (src *dirSource) storeError() error       { return nil }
+
+// restore staples m's persisted response when it still verifies and is
+// usable, so that a restart makes no responder request. It reports whether
+// it did. A missing, corrupt or foreign value is logged and left to be
+// replaced by a fresh fetch; it never stops the server.
+func (src *dirSource) restore(m *managed) bool {
+	s := src.s
+	m.mu.Lock()
+	done := m.restored
+	m.restored = true
+	m.mu.Unlock()
+	if done {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	// A store that hangs must not hold up the first fetch past the cold
+	// wait: handshakes are waiting for it.
+	getCtx, getCancel := context.WithTimeout(ctx, s.coldWait())
+	value, err := src.store.Get(getCtx, m.ID())
+	getCancel()
+	if err != nil {
+		if !errors.Is(err, cache.ErrCacheMiss) {
+			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
+		}
+		return false
+	}
+	e, err := s.loadStored(ctx, m, value)
+	if err != nil {
+		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
+		return false
+	}
+	return s.adopt(m, e, nil, s.clock.Now())
+}
+
 // persister writes responses to the store on its own goroutine, so that a
 // slow or failing store never delays a staple: memory is updated first, and
 // the store catches up. Writes for one certificate coalesce: only the newest
@@ -24,7 +88,7 @@ type persister struct {
 	store cache.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pending
 	pending map[string][]byte
 	wake    chan struct{}
 }

@@ -12,29 +12,49 @@ import (
 	"github.com/staplerkit/ocsp/config"
 )
 
+// A refresh, top to bottom: the scheduler (schedule.go) hands a due
+// certificate to a worker, which runs refresh here; refresh checks that the
+// certificate is still active and its leaf unexpired, then hands it to the
+// mode's source (source.go: memory, a store, a fleet), picked once in New.
+// The source queries (query, below; the fetcher in fetcher.go asks and
+// verifies), restores or adopts, and every path ends in one transition:
+// apply (a query's outcome) or adopt (a response read from a store, which
+// never counts as a query), each an install (installLocked) and a settle
+// (settleLocked: the new state, the next query, cold handshakes released,
+// the change reported).
+
 // refresh is a scheduled query for m, run on a worker.
 func (s *Stapler) refresh(m *managed) {
-	cfg := s.cfg.Load()
-	if !cfg.OCSPFunctionality || !m.settings.Load().stapling.Enabled || m.leaf == nil || s.urlFor(m) == "" || m.removed.Load() {
+	if !s.active(m) {
 		m.disarm()
 		return
 	}
 	if s.retireExpired(m, s.clock.Now()) {
 		return
 	}
-	if s.leaser != nil {
-		s.refreshFleet(m, m.syncPending.Swap(false))
-		return
-	}
-	if s.persist != nil && s.restore(m) {
-		return
-	}
-	o := s.query(s.ctx, m)
+	s.src.refresh(m)
+}
+
+// active reports whether m is to be queried: OCSP on, stapling enabled for
+// it, a leaf with a responder, and still managed.
+func (s *Stapler) active(m *managed) bool {
+	return s.cfg.Load().OCSPFunctionality && m.settings.Load().stapling.Enabled && s.applicable(m) && !m.removed.Load()
+}
+
+// applicable reports whether m can be stapled at all: its leaf parses and
+// a responder URL is known for it.
+func (s *Stapler) applicable(m *managed) bool {
+	return m.leaf != nil && s.urlFor(m) != ""
+}
+
+// closing reports whether o failed because the Stapler is closing; the
+// refresh then ends, releasing cold handshakes, and plans nothing.
+func (s *Stapler) closing(m *managed, o *outcome) bool {
 	if errors.Is(o.err, context.Canceled) && s.ctx.Err() != nil {
 		m.disarm()
-		return // closing
+		return true
 	}
-	s.record(m, o)
+	return false
 }
 
 // retireExpired retires m when its leaf is past its NotAfter: no responder
@@ -44,17 +64,13 @@ func (s *Stapler) retireExpired(m *managed, now time.Time) bool {
 	if !now.After(m.leaf.NotAfter) {
 		return false
 	}
+	s.sched.unschedule(m)
 	m.mu.Lock()
 	already := m.expired
 	m.expired = true
-	from, to := m.state, m.stateLocked()
-	m.state = to
-	m.mu.Unlock()
-	s.sched.unschedule(m)
-	m.disarm()
+	s.settleLocked(m, time.Time{}, true)
 	if !already {
 		s.log.Info("ocsp: certificate expired; no longer queried", "id", m.ID(), "subject", m.leaf.Subject.String(), "not_after", m.leaf.NotAfter)
-		s.reportChange(m, from, to)
 	}
 	return true
 }
@@ -70,24 +86,18 @@ type outcome struct {
 // query fetches and verifies m's response, sharing one request among all
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
-	ch := s.flight.DoChan(m.ID(), func() (any, error) {
-		if err := s.startFetch(); err != nil {
-			return &outcome{err: err}, nil
-		}
-		defer s.fetches.Done()
+	v, err := s.fetcher.share(ctx, m.ID(), func() any {
 		start := time.Now()
 		e, err := s.fetchAndVerify(m)
 		if !errors.Is(err, context.Canceled) { // closing: no query to count
 			s.counters.countQuery(e, err, time.Since(start))
 		}
-		return &outcome{e: e, err: err}, nil
+		return &outcome{e: e, err: err}
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*outcome)
-	case <-ctx.Done():
-		return &outcome{err: ctx.Err()}
+	if err != nil {
+		return &outcome{err: err}
 	}
+	return v.(*outcome)
 }
 
 func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
@@ -104,15 +114,13 @@ func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
-	raw, _, err := fetchResponse(ctx, s.client, url, m.leaf, issuer)
+	var fetched time.Time
+	now := func() time.Time { fetched = s.clock.Now(); return fetched }
+	e, err := s.fetcher.fetch(ctx, url, m.leaf, issuer, now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
-	now := s.clock.Now()
-	e, err := s.verifyFor(ctx, m, issuer, raw, now, now)
-	if err != nil {
-		return nil, m.fetchError(url, err)
-	}
+	s.cacheTimes(m, e, fetched)
 	e.ResponderURL = url
 	return e, nil
 }
@@ -148,62 +156,22 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 }
 
 // verifyFor verifies raw, fetched at fetched, as m's response at now, with
-// m's settings, and sets how long it may be served. A delegated signer
-// without id-pkix-ocsp-nocheck must not be known to be revoked.
+// m's settings, and sets how long it may be served.
 func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
-	st := m.settings.Load().stapling
-	e, signer, err := verifyResponseSigner(raw, m.leaf, issuer, now, s.verifyOptions(st.SkipVerify))
+	e, err := s.fetcher.verify(ctx, raw, m.leaf, issuer, s.urlFor(m), now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, err
 	}
-	if signer != nil {
-		if err := s.delegates.check(ctx, signer, issuer, s.urlFor(m), now); err != nil {
-			return nil, err
-		}
-	}
-	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
-	e.FetchedAt = cache.At(fetched)
-	e.Expires = cache.At(cache.Expiry(fetched, st.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
+	s.cacheTimes(m, e, fetched)
 	return e, nil
 }
 
-// verifyOptions are the Stapler's verification settings.
-func (s *Stapler) verifyOptions(skipSignature bool) verifyOptions {
-	return verifyOptions{skipSignature: skipSignature, skew: s.opts.skew, allowSHA1: s.opts.allowSHA1}
-}
-
-// restore staples m's persisted response when it still verifies and is
-// usable, so that a restart makes no responder request. It reports whether
-// it did. A missing, corrupt or foreign value is logged and left to be
-// replaced by a fresh fetch; it never stops the server.
-func (s *Stapler) restore(m *managed) bool {
-	m.mu.Lock()
-	done := m.restored
-	m.restored = true
-	m.mu.Unlock()
-	if done {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
-	defer cancel()
-	// A store that hangs must not hold up the first fetch past the cold
-	// wait: handshakes are waiting for it.
-	getCtx, getCancel := context.WithTimeout(ctx, s.coldWait())
-	value, err := s.persist.store.Get(getCtx, m.ID())
-	getCancel()
-	if err != nil {
-		if !errors.Is(err, cache.ErrCacheMiss) {
-			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
-		}
-		return false
-	}
-	e, err := s.loadStored(ctx, m, value)
-	if err != nil {
-		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
-		return false
-	}
-	s.apply(m, &outcome{e: e}, false)
-	return true
+// cacheTimes sets when e, fetched at fetched, was fetched and until when it
+// may be served, with m's cache_ttl.
+func (s *Stapler) cacheTimes(m *managed, e *cache.Entry, fetched time.Time) {
+	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
+	e.FetchedAt = cache.At(fetched)
+	e.Expires = cache.At(cache.Expiry(fetched, m.settings.Load().stapling.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 }
 
 // errNotStapleable: a stored response that verifies but is no longer
@@ -238,12 +206,10 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 
 // record applies the outcome of a query to m: a new staple and the next
 // regular refresh, or a retry after recovery_frequency and, when the tries
-// are used up, the failed state.
+// are used up, the failed state; and tells the source.
 func (s *Stapler) record(m *managed, o *outcome) {
-	next, installed := s.apply(m, o, true)
-	if s.leaser != nil { // a Test: share what it found
-		s.writeShared(m, next, installed, "")
-	}
+	next, installed := s.apply(m, o)
+	s.src.recorded(m, next, installed)
 }
 
 // ErrOlderResponse: the responder answered with a valid response that is
@@ -272,31 +238,26 @@ func supersedes(e, held *cache.Entry, now time.Time) bool {
 	return e.Status == held.Status || held.Status != cache.Revoked
 }
 
-// apply installs an outcome; queried says it came from the responder (and
-// so counts as a query, and is persisted) rather than from the store. It
-// returns when the next query is planned, and the response it installed
-// (nil when none: a failure, an unknown status, an older answer), the only
-// one that may be shared with a fleet.
-func (s *Stapler) apply(m *managed, o *outcome, queried bool) (time.Time, *cache.Entry) {
+// apply installs the outcome of a query. It returns when the next query
+// is planned, and the response it installed (nil when none: a failure, an
+// unknown status, an older answer), the only one that may be shared with a
+// fleet or stored.
+func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
 	e, err := o.e, o.err
 
 	m.mu.Lock()
-	if queried {
-		if m.applied == o {
-			// Another refresh shared this query and recorded it already:
-			// one request, counted once.
-			next := time.Unix(0, m.plan)
-			m.mu.Unlock()
-			s.sched.schedule(m, next)
-			return next, nil
-		}
-		m.applied = o
-		m.lastAttempt = cache.At(now)
-		m.queries++
+	if m.applied == o {
+		// Another refresh shared this query, recorded it and planned the
+		// next one already: one request, counted once.
+		m.mu.Unlock()
+		return s.sched.next(m), nil
 	}
+	m.applied = o
+	m.lastAttempt = cache.At(now)
+	m.queries++
 	var next time.Time
 	var installed *cache.Entry
 	older := false
@@ -310,13 +271,10 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) (time.Time, *cache
 		m.lastErr = err
 		next = now.Add(staleBackoff(m.entry, cfg, now))
 	case err == nil && e.Status != cache.Unknown:
-		m.entry, m.latest, installed = e, e, e
-		m.lastErr, m.tries, m.failed, m.lastSuccess = nil, 0, false, e.FetchedAt
-		m.publishLocked()
+		installed = e
+		m.installLocked(e)
+		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)
-		if queried && s.persist != nil && s.leaser == nil {
-			s.persist.put(m.ID(), cache.EncodeRecord(e.Raw, e.FetchedAt.Time()))
-		}
 	default:
 		if err == nil {
 			m.latest = e
@@ -336,21 +294,89 @@ func (s *Stapler) apply(m *managed, o *outcome, queried bool) (time.Time, *cache
 		}
 		next = beforeExpiry(m.entry, now, next)
 	}
-	from, to := m.state, m.stateLocked()
-	m.state = to
-	m.plan = next.UnixNano()
-	m.mu.Unlock()
-
-	s.sched.schedule(m, next)
-	m.disarm()
+	s.settleLocked(m, next, true)
 	switch {
 	case older:
 		s.log.Warn("ocsp: ignoring a response older than the one held", "id", m.ID(), "err", err, "retry_at", next)
 	case err != nil:
 		s.log.Warn("ocsp: query failed", "id", m.ID(), "err", err, "retry_at", next)
 	}
-	s.reportChange(m, from, to)
 	return next, installed
+}
+
+// installLocked makes e, a verified response, m's staple: served from the
+// next handshake on. m.mu is held.
+func (m *managed) installLocked(e *cache.Entry) {
+	m.entry, m.latest, m.lastSuccess = e, e, e.FetchedAt
+	m.publishLocked()
+}
+
+// settleLocked ends a transition of m made under m.mu, and releases the
+// lock: m's state follows from what it now holds, its next query is
+// planned at next (unless next is zero: the plan stands), cold handshakes
+// waiting for a fetch are released when release is set, and a change of
+// state is reported. The plan is set under m.mu, so that two transitions
+// of m plan in the order they happened.
+func (s *Stapler) settleLocked(m *managed, next time.Time, release bool) {
+	from, to := m.state, m.stateLocked()
+	m.state = to
+	if !next.IsZero() {
+		s.sched.schedule(m, next)
+	}
+	m.mu.Unlock()
+	if release {
+		m.disarm()
+	}
+	s.reportChange(m, from, to)
+}
+
+// adopt installs shared, a response read from a store and verified again
+// (nil when there is none), and, in a fleet, the fleet's state (nil when
+// absent or not plausible); neither counts as a query. It plans the next
+// query from them, and reports whether shared was newer than what m holds
+// (so there is nothing to fetch).
+func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now time.Time) bool {
+	cfg := s.cfg.Load()
+	st := m.settings.Load().stapling
+	m.mu.Lock()
+	// Adopted only when the response's own times allow it (never an older
+	// response, never revoked back to good: store metadata decides nothing
+	// there), and when it is news: newer, fetched later by another server,
+	// or different at the same instant (the store breaks the tie, so that
+	// every server converges on what it holds).
+	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry, now) &&
+		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
+			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
+	if newer && m.entry != nil && shared.ThisUpdate == m.entry.ThisUpdate && shared.ProducedAt == m.entry.ProducedAt &&
+		shared.Status == m.entry.Status && shared.Expires > m.entry.Expires {
+		// The same answer, said to be fetched later: the fetch time is
+		// store metadata, anyone's to write, so it moves the plan (another
+		// server asked) but never the staple's cache_ttl past what this
+		// server knows.
+		same := *shared
+		same.Expires = m.entry.Expires
+		shared = &same
+	}
+	if newer {
+		m.installLocked(shared)
+	}
+	if state != nil && cache.Instant(state.LastAttempt) >= m.lastAttempt {
+		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, cache.Instant(state.LastAttempt)
+		m.lastErr = nil
+		if state.LastError != "" {
+			m.lastErr = fleetError(state.LastError)
+		}
+	}
+	var next time.Time
+	switch {
+	case state != nil && state.Next > now.UnixNano():
+		// Never past the staple held here: the state is unsigned.
+		next = beforeExpiry(m.entry, now, time.Unix(0, state.Next))
+	case newer:
+		next = nextRefresh(m.entry, cfg, st, now)
+	}
+	s.settleLocked(m, next, newer)
+	return newer
 }
 
 // beforeExpiry moves a retry planned at next to before the held staple

@@ -63,26 +63,27 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 	}
 	s.index.putAll(fresh)
 	s.order = append(s.order, fresh...)
+	for _, m := range fresh {
+		m.lastServed.Store(s.clock.Now().Unix())
+	}
 	if s.byKey != nil {
 		for _, m := range fresh {
 			s.byKey[m.key] = m
 		}
 	}
+	s.boundLocked()
 	now := s.clock.Now()
 	on := s.cfg.Load().OCSPFunctionality
 	for _, m := range fresh {
 		if m.leaf == nil {
 			continue
 		}
-		if s.urlFor(m) == "" {
+		if !s.applicable(m) {
 			s.log.Info("ocsp: certificate has no OCSP responder URL; not stapled", "id", m.ID(), "subject", m.leaf.Subject.String())
 			continue
 		}
 		if on && m.settings.Load().stapling.Enabled {
 			m.arm()
-			m.mu.Lock()
-			m.plan = now.UnixNano()
-			m.mu.Unlock()
 			s.sched.schedule(m, now)
 		}
 	}
@@ -207,8 +208,14 @@ func (s *Stapler) Remove(id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.removeLocked(m)
+	return nil
+}
+
+// removeLocked stops managing m. Callers hold s.mu.
+func (s *Stapler) removeLocked(m *managed) bool {
 	if m.removed.Swap(true) {
-		return nil
+		return false
 	}
 	if v := m.view.Load(); v != nil && v.revoked {
 		s.revokedCount.Add(-1)
@@ -218,7 +225,7 @@ func (s *Stapler) Remove(id string) error {
 	s.index.remove(m)
 	s.sched.unschedule(m)
 	m.disarm()
-	return nil
+	return true
 }
 
 // managedList returns the managed certificates in the order they were found.

@@ -10,13 +10,17 @@ import (
 
 // scheduler keeps one timer heap for every managed certificate: one
 // goroutine and one timer, however many certificates. Due certificates go to
-// a fixed pool of workers, which bounds how many fetches run at once.
+// a fixed pool of workers, which bounds how many fetches run at once. It is
+// the one owner of "when next": a certificate's due time (its next query)
+// is set here and nowhere else, and read back with next. Only queries go
+// through the heap: fleet notifications have a worker of their own
+// (fleet.go), so a due time is never a guess to be undone.
 type scheduler struct {
 	clock Clock
 	work  chan *managed
 	wake  chan struct{}
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards queue and every managed's due and index
 	queue timerHeap
 }
 
@@ -50,13 +54,34 @@ func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
 	}
 }
 
-// unschedule removes m from the heap.
+// unschedule removes m from the heap: no query is planned.
 func (s *scheduler) unschedule(m *managed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m.index >= 0 {
 		heap.Remove(&s.queue, m.index)
 	}
+	m.due = 0
+}
+
+// planned reports whether m is on the heap: planned and not yet handed to
+// a worker. A refresh that finds its certificate planned again was
+// overtaken by a newer plan.
+func (s *scheduler) planned(m *managed) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m.index >= 0
+}
+
+// next reports when m's next query is planned: its due time, kept while a
+// worker runs it (zero when none is planned).
+func (s *scheduler) next(m *managed) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.due == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, m.due)
 }
 
 // dueAt reports when m is next due (zero when not scheduled).
@@ -106,6 +131,19 @@ func (s *scheduler) run(ctx context.Context) {
 		select {
 		case <-timer.C():
 		case <-s.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// serve is a worker: it runs refresh for each certificate handed out, one
+// at a time, until ctx ends.
+func (s *scheduler) serve(ctx context.Context, refresh func(*managed)) {
+	for {
+		select {
+		case m := <-s.work:
+			refresh(m)
 		case <-ctx.Done():
 			return
 		}

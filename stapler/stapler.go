@@ -11,9 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
@@ -56,54 +53,58 @@ type Stapler struct {
 	client *http.Client
 	clock  Clock
 	log    *slog.Logger
+	cfg    atomic.Pointer[config.OCSP]
 
-	cfg atomic.Pointer[config.OCSP]
-	// index finds a leaf's state on the handshake path without a lock.
-	index *certIndex
+	registry // the managed certificates (registry.go)
 
-	mu         sync.Mutex                   // serializes Update and registration
-	settingsMu sync.Mutex                   // serializes changes to per-certificate settings
-	issuers    map[string]*x509.Certificate // parsed issuers by DER, shared
-	byKey      map[[32]byte]*managed        // by ID, in a fleet only
-	// defaultSettings is shared by every certificate until its settings change.
-	defaultSettings *settings
-	order           []*managed
+	fetcher *fetcher   // asks responders and verifies (fetcher.go)
+	limit   *limiter   // paces responder requests; nil without a rate limit
+	sched   *scheduler // when each certificate is queried next (schedule.go)
+	src     source     // the mode: memory, a store, a fleet (source.go)
 
-	delegates *delegateChecker
-
-	sched   *scheduler
-	flight  singleflight.Group
-	persist *persister   // nil without a store
-	leaser  cache.Leaser // the store, when it coordinates a fleet
-
-	storeDown atomic.Bool           // the shared store is unreachable
-	storeErr  atomic.Pointer[error] // why
-	// storeRetryAt is when to try the store again (Unix nanoseconds, real
-	// time: it paces network attempts, not OCSP schedules).
-	storeRetryAt atomic.Int64
-	limit        *limiter // nil without a rate limit
+	// The wrap cache (wrap.go, configcache.go): the wrapped clones of
+	// configs returned by wrapped GetConfigForClient callbacks.
+	configs *configCache
 	// counters are the metrics (Metrics).
 	counters counters
 	// revokedCount counts the managed certificates stapled revoked; while
 	// it is not zero, wrapped configs resume no session (see wrap).
 	revokedCount atomic.Int64
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	// fetches counts the shared fetches in flight (each on a goroutine of
-	// its own, which a caller that gives up leaves running); closeMu makes
-	// Close's wait for them safe: no fetch starts once Close has begun.
-	fetches sync.WaitGroup
-	closeMu sync.RWMutex
 	// coarse is the coarse clock (Unix nanoseconds) when the clock is the
 	// system clock; nil with an injected clock.
 	coarse *atomic.Int64
 
-	// configs holds the wrapped clones of configs returned by wrapped
-	// GetConfigForClient callbacks.
-	configs *configCache
+	// Lifetime.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines New started, but the source's
+	// srcStop ends the source's background work, after the workers have
+	// ended; srcDone is closed when it has.
+	srcStop context.CancelFunc
+	srcDone chan struct{}
+	closed  atomic.Bool
+	// fetches counts the shared fetches in flight (each on a goroutine of
+	// its own, which a caller that gives up leaves running).
+	fetches sync.WaitGroup
+	// closeMu makes Close's wait for fetches safe: no fetch starts once
+	// Close has begun. It guards nothing else.
+	closeMu sync.RWMutex
+}
+
+// registry is the set of managed certificates.
+type registry struct {
+	// index finds a leaf's state on the handshake path without a lock.
+	index *certIndex
+	// mu guards issuers, byKey and order, and serializes registration,
+	// Remove and Update.
+	mu      sync.Mutex
+	issuers map[string]*x509.Certificate // parsed issuers by DER, shared
+	byKey   map[[32]byte]*managed        // by ID, kept in a fleet only
+	order   []*managed                   // in the order they were found
+	// settingsMu serializes changes to per-certificate settings.
+	settingsMu sync.Mutex
+	// defaultSettings is shared by every certificate until its settings change.
+	defaultSettings *settings
 }
 
 // New returns a Stapler with the given cluster configuration (zero fields
@@ -136,31 +137,23 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.index = newCertIndex()
 	s.configs = newConfigCache()
 	s.issuers = map[string]*x509.Certificate{}
-	s.delegates = newDelegateChecker(s.client, s.verifyOptions(false))
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if o.store != nil {
-		s.persist = newPersister(o.store, s.log)
-		s.leaser, _ = o.store.(cache.Leaser)
-		if s.leaser != nil {
-			s.byKey = map[[32]byte]*managed{}
-		}
-		if s.leaser == nil { // a fleet's lease holder writes for itself
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.persist.run(s.ctx)
-			}()
-		}
-		if n, ok := o.store.(cache.Notifier); ok && s.leaser != nil {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.watchFleet(n)
-			}()
-		}
+	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1}, s.ctx,
+		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
+	s.src = newSource(s, o.store)
+	if _, fleet := s.src.(*fleetSource); fleet {
+		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
 	}
+	// The source's background work ends after the workers, so that a
+	// result they record while Close begins still reaches the store.
+	srcCtx, srcStop := context.WithCancel(context.Background())
+	s.srcStop, s.srcDone = srcStop, make(chan struct{})
+	go func() {
+		defer close(s.srcDone)
+		s.src.run(srcCtx)
+	}()
 	if _, system := s.clock.(clock.System); system {
 		s.coarse = new(atomic.Int64)
 		s.coarse.Store(time.Now().UnixNano())
@@ -170,6 +163,11 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 			runCoarseClock(s.coarse, s.ctx.Done())
 		}()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runRetirement()
+	}()
 	s.wg.Add(1 + o.workers)
 	go func() {
 		defer s.wg.Done()
@@ -178,14 +176,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	for range o.workers {
 		go func() {
 			defer s.wg.Done()
-			for {
-				select {
-				case m := <-s.sched.work:
-					s.refresh(m)
-				case <-s.ctx.Done():
-					return
-				}
-			}
+			s.sched.serve(s.ctx, s.refresh)
 		}()
 	}
 	return s, nil
@@ -205,6 +196,8 @@ func (s *Stapler) Close() error {
 	s.cancel()
 	s.closeMu.Unlock()
 	s.wg.Wait()
+	s.srcStop()
+	<-s.srcDone
 	fetched := make(chan struct{})
 	go func() {
 		s.fetches.Wait()
@@ -225,17 +218,17 @@ func (s *Stapler) Close() error {
 	return nil
 }
 
-// startFetch registers a fetch that is about to start, unless the Stapler
-// is closing (it then returns the reason, context.Canceled); the caller
-// calls s.fetches.Done when the fetch ends.
-func (s *Stapler) startFetch() error {
+// startFetch registers a shared fetch that is about to start, unless the
+// Stapler is closing (it then returns the reason, context.Canceled); the
+// caller calls end when the fetch ends.
+func (s *Stapler) startFetch() (end func(), err error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if err := s.ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	s.fetches.Add(1)
-	return nil
+	return s.fetches.Done, nil
 }
 
 // Get returns the cluster configuration, with responder_url set to the
@@ -292,7 +285,7 @@ func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 // reschedule moves m's next query earlier when the configuration asks for
 // it sooner than planned (now, when refetch is set).
 func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now time.Time) {
-	if m.leaf == nil || s.urlFor(m) == "" || !m.settings.Load().stapling.Enabled {
+	if !s.active(m) {
 		return
 	}
 	m.mu.Lock()
@@ -307,88 +300,6 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	case m.entry != nil:
 		at = nextRefresh(m.entry, cfg, m.settings.Load().stapling, now)
 	}
-	m.plan = min(m.plan, at.UnixNano())
-	m.mu.Unlock()
 	s.sched.scheduleEarlier(m, at)
-}
-
-// Stapling returns the per-certificate settings of a managed certificate.
-func (s *Stapler) Stapling(id string) (config.Stapling, error) {
-	m, err := s.lookup(id)
-	if err != nil {
-		return config.Stapling{}, err
-	}
-	return m.settings.Load().stapling, nil
-}
-
-// UpdateStapling merges a PATCH body into a certificate's ocsp_stapling
-// object atomically (see config.StaplingUpdate) and returns the result; a
-// rejected update changes nothing. {"ocsp_stapling": null} (u.Remove) puts
-// the certificate back to the Stapler's defaults for the certificates it
-// finds (WithDefaultStapling: enabled, unless set otherwise), not to the
-// documented object's defaults, which would turn stapling off.
-func (s *Stapler) UpdateStapling(id string, u config.StaplingUpdate) (config.Stapling, error) {
-	m, err := s.lookup(id)
-	if err != nil {
-		return config.Stapling{}, err
-	}
-	s.settingsMu.Lock()
-	defer s.settingsMu.Unlock()
-	if u.Remove { // back to the defaults of certificates the Stapler finds
-		return s.opts.defaultStapling, s.setStaplingLocked(m, s.opts.defaultStapling)
-	}
-	next, err := u.Apply(m.settings.Load().stapling)
-	if err != nil {
-		return m.settings.Load().stapling, err
-	}
-	return next, s.setStaplingLocked(m, next)
-}
-
-// SetStapling replaces a certificate's ocsp_stapling object. An invalid
-// object (cache_ttl below 60) is an invalid_schema *config.Error and changes
-// nothing. Enabling stapling, changing skip_verify or shortening cache_ttl
-// fetches a fresh response now.
-func (s *Stapler) SetStapling(id string, st config.Stapling) error {
-	if err := st.Validate(); err != nil {
-		return err
-	}
-	st = st.WithDefaults()
-	m, err := s.lookup(id)
-	if err != nil {
-		return err
-	}
-	s.settingsMu.Lock()
-	defer s.settingsMu.Unlock()
-	return s.setStaplingLocked(m, st)
-}
-
-func (s *Stapler) setStaplingLocked(m *managed, st config.Stapling) error {
-	if err := st.Validate(); err != nil {
-		return err
-	}
-	st = st.WithDefaults()
-	old := m.settings.Load()
-	next := *old
-	next.stapling = st
-	m.settings.Store(&next)
-	o := old.stapling
-	if st.Enabled && (!o.Enabled || st.SkipVerify != o.SkipVerify || st.CacheTTL < o.CacheTTL) && s.cfg.Load().OCSPFunctionality {
-		s.reschedule(m, s.cfg.Load(), true, s.clock.Now())
-	}
-	return nil
-}
-
-// SetPolicy overrides the Stapler's policy for one certificate. A
-// must-staple leaf stays MustStaple whatever is set.
-func (s *Stapler) SetPolicy(id string, p Policy) error {
-	m, err := s.lookup(id)
-	if err != nil {
-		return err
-	}
-	s.settingsMu.Lock()
-	defer s.settingsMu.Unlock()
-	next := *m.settings.Load()
-	next.policy, next.policySet = p, true
-	m.settings.Store(&next)
-	return nil
+	m.mu.Unlock()
 }

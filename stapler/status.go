@@ -53,7 +53,10 @@ type CertificateStatus struct {
 	StapleExpires config.HTTPDate `json:"staple_expires,omitzero"`
 	LastAttempt   config.HTTPDate `json:"last_attempt,omitzero"`
 	LastSuccess   config.HTTPDate `json:"last_success,omitzero"`
-	NextRefresh   config.HTTPDate `json:"next_refresh,omitzero"`
+	// LastServed is when a handshake last served the certificate (to the
+	// second; its registration until then).
+	LastServed  config.HTTPDate `json:"last_served,omitzero"`
+	NextRefresh config.HTTPDate `json:"next_refresh,omitzero"`
 	// LastError is why the latest query failed; empty after a success.
 	LastError string `json:"last_error,omitempty"`
 	// Queries counts the queries answered or failed so far.
@@ -120,21 +123,25 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	}
 	cs.LastAttempt = config.Date(m.lastAttempt.Time())
 	cs.LastSuccess = config.Date(m.lastSuccess.Time())
+	cs.LastServed = config.Date(time.Unix(m.lastServed.Load(), 0))
 	if m.lastErr != nil {
 		cs.LastError = m.lastErr.Error()
 	}
-	plan := m.plan
 	cs.Tries = int(m.tries)
 	cs.Queries = int(m.queries)
 	m.mu.Unlock()
-	if plan > 0 {
-		cs.NextRefresh = config.Date(time.Unix(0, plan))
+	if next := s.sched.next(m); !next.IsZero() {
+		// A query due is running now, or about to: never a time past.
+		if next.Before(now) {
+			next = now
+		}
+		cs.NextRefresh = config.Date(next)
 	}
-	if p := s.storeErr.Load(); p != nil && *p != nil {
-		cs.StoreError = (*p).Error()
+	if err := s.src.storeError(); err != nil {
+		cs.StoreError = err.Error()
 	}
 	switch {
-	case m.leaf == nil || cs.ResponderURL == "":
+	case !s.applicable(m):
 		cs.State = StateNotApplicable
 	case !s.cfg.Load().OCSPFunctionality || !st.stapling.Enabled:
 		cs.State, cs.Stapled, cs.NextRefresh = StateDisabled, false, config.HTTPDate{}
@@ -164,7 +171,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	if err != nil {
 		return CertificateStatus{}, err
 	}
-	if m.leaf == nil || s.urlFor(m) == "" {
+	if !s.applicable(m) {
 		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.ID())}
 	}
 	if s.closed.Load() {

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
@@ -172,8 +170,7 @@ type Verifier struct {
 	skew         time.Duration
 	allowSHA1    bool
 
-	flight    singleflight.Group
-	delegates *delegateChecker
+	fetcher *fetcher
 
 	mu sync.Mutex // guards known and pruned
 	// known is what the Verifier knows of each certificate, by ID, up to
@@ -206,7 +203,8 @@ func NewVerifier(opts ...VerifierOption) *Verifier {
 	if v.client == nil {
 		v.client = &http.Client{CheckRedirect: checkRedirect}
 	}
-	v.delegates = newDelegateChecker(v.client, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
+	v.fetcher = newFetcher(v.client, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1}, context.Background(),
+		func() time.Duration { return v.fetchTimeout }, nil)
 	return v
 }
 
@@ -423,16 +421,11 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 // caller allows network requests), a delegated signer is also checked for
 // revocation at the leaf's responder, within ctx.
 func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
-	if err != nil || signer == nil || v.fetchTimeout <= 0 {
-		return e, err
+	url := ""
+	if v.fetchTimeout > 0 {
+		url = responderURL(leaf)
 	}
-	if url := responderURL(leaf); url != "" {
-		if err := v.delegates.check(ctx, signer, issuer, url, now); err != nil {
-			return nil, err
-		}
-	}
-	return e, nil
+	return v.fetcher.verify(ctx, raw, leaf, issuer, url, now, false)
 }
 
 // answer returns the newest valid answer about leaf: a current one known,
@@ -458,18 +451,21 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 	if url == "" {
 		return nil, ErrNoResponderURL
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("no time left to ask %s: %w", url, err)
+	// No time left: by the context, or by the clock when the deadline has
+	// passed and the context's timer has not fired yet (a delegate check
+	// that ran out its own time may return first).
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
+		return nil, fmt.Errorf("no time left to ask %s: %w", url, context.DeadlineExceeded)
 	}
-	ch := v.flight.DoChan(id, func() (any, error) {
+	type result struct {
+		e   *cache.Entry
+		err error
+	}
+	r, err := v.fetcher.share(ctx, id, func() any {
 		// The request outlives a caller that gives up: it is shared.
 		fctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
 		defer cancel()
-		raw, _, err := fetchResponse(fctx, v.client, url, leaf, issuer)
-		var e *cache.Entry
-		if err == nil {
-			e, err = v.verify(fctx, raw, leaf, issuer, v.clock.Now())
-		}
+		e, err := v.fetcher.fetch(fctx, url, leaf, issuer, v.clock.Now, false)
 		now := v.clock.Now()
 		if err != nil {
 			err = fmt.Errorf("%s: %w", url, err)
@@ -479,7 +475,7 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 			st.failed = err
 			st.retryAt = now.Add(min(verifierRetryMin<<min(st.failures-1, 16), verifierRetryMax))
 			v.mu.Unlock()
-			return nil, err
+			return result{err: err}
 		}
 		v.learn(id, leaf, e, now)
 		v.mu.Lock()
@@ -489,15 +485,10 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 			e = st.newest // an older answer never replaces a newer one
 		}
 		v.mu.Unlock()
-		return e, nil
+		return result{e: e}
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*cache.Entry), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", url, ctx.Err())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
 	}
+	return r.(result).e, r.(result).err
 }

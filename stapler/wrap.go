@@ -95,6 +95,9 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 		}
 	}
 	added := s.addAll(listed)
+	for _, m := range added {
+		m.listed.Store(true)
+	}
 	w.managedAt = make([]*managed, len(w.certs))
 	w.views = make([]atomic.Pointer[view], len(w.certs))
 	for i, j := 0, 0; i < len(w.certs); i++ {
@@ -355,6 +358,7 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		return s.serve(ctx, c)
 	}
+	s.markServed(m)
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		s.counters.unstapled.Add(1)
 		return c, nil

@@ -1,0 +1,156 @@
+package stapler
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// fetcher is the one way from a question to a verified answer, for the
+// Stapler and the Verifier alike: it asks a responder, verifies the answer
+// (verify.go) and checks a delegated signer's own status, and it shares
+// each request among the callers that ask at the same time. A shared
+// request runs on the fetcher's context, never a caller's: a caller that
+// gives up stops waiting, and the request goes on for the others.
+type fetcher struct {
+	client *http.Client
+	opts   verifyOptions // skew and SHA-1; skipSignature is per call
+	// base ends shared requests (the Stapler's Close); timeout bounds a
+	// delegate check (the Stapler's response_timeout, the Verifier's
+	// FetchWhenMissing).
+	base    context.Context
+	timeout func() time.Duration
+	// begin registers a shared request about to start, so that Close can
+	// wait for it; it fails once the owner is closing. end is called when
+	// the request ends.
+	begin func() (end func(), err error)
+
+	flight singleflight.Group // one request per key in flight
+
+	mu    sync.Mutex                // guards known
+	known map[string]delegateStatus // delegate statuses, by delegate DER
+}
+
+func newFetcher(client *http.Client, opts verifyOptions, base context.Context, timeout func() time.Duration, begin func() (func(), error)) *fetcher {
+	if begin == nil {
+		begin = func() (func(), error) { return func() {}, nil }
+	}
+	return &fetcher{client: client, opts: opts, base: base, timeout: timeout, begin: begin, known: map[string]delegateStatus{}}
+}
+
+// share runs fn once for every caller that asks under key while it runs,
+// and waits for its result until ctx ends. fn runs on a goroutine of its
+// own, registered with begin; it is not cancelled by ctx.
+func (f *fetcher) share(ctx context.Context, key string, fn func() any) (any, error) {
+	ch := f.flight.DoChan(key, func() (any, error) {
+		end, err := f.begin()
+		if err != nil {
+			return nil, err
+		}
+		defer end()
+		return fn(), nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetch asks the responder at url about leaf and verifies the answer as of
+// now() (read once the answer is in), within ctx.
+func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate, now func() time.Time, skipSignature bool) (*cache.Entry, error) {
+	raw, _, err := fetchResponse(ctx, f.client, url, leaf, issuer)
+	if err != nil {
+		return nil, err
+	}
+	return f.verify(ctx, raw, leaf, issuer, url, now(), skipSignature)
+}
+
+// verify verifies raw as leaf's response at now. A delegated signer
+// without id-pkix-ocsp-nocheck must not be known to be revoked: it is
+// asked about at url, within ctx (not at all when url is empty).
+func (f *fetcher) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, url string, now time.Time, skipSignature bool) (*cache.Entry, error) {
+	opts := f.opts
+	opts.skipSignature = skipSignature
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, opts)
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil && url != "" {
+		if err := f.checkDelegate(ctx, signer, issuer, url, now); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// delegateStatus is what is known of a delegated responder's revocation.
+type delegateStatus struct {
+	revoked error // non-nil when revoked
+	until   time.Time
+}
+
+// delegateRecheck is how long an undetermined delegate status is trusted
+// before it is asked again.
+const delegateRecheck = 10 * time.Minute
+
+// checkDelegate asks the responder whether the delegated responder
+// certificate that signed a response is revoked (RFC 6960 4.2.2.2.1),
+// returning an ErrUnauthorizedSigner error when it is. Only an answer
+// signed by the issuer itself counts; when the status cannot be
+// established (no answer, or one signed by the delegate itself) the
+// delegate is accepted, as the RFC leaves to the client. A delegate with
+// id-pkix-ocsp-nocheck is never asked about. Answers are cached until they
+// expire and shared by every certificate the delegate signs for. The
+// request is the fetcher's, bounded by its timeout: a caller whose ctx
+// ends stops waiting (the status is undetermined for it, and the delegate
+// accepted) but neither cancels the request nor decides what is cached.
+func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Certificate, url string, now time.Time) error {
+	if hasOCSPNoCheck(delegate) {
+		return nil
+	}
+	key := string(delegate.Raw)
+	f.mu.Lock()
+	st, ok := f.known[key]
+	f.mu.Unlock()
+	if ok && now.Before(st.until) {
+		return st.revoked
+	}
+	if ctx.Err() != nil { // no time left to ask
+		return nil
+	}
+	v, err := f.share(ctx, "delegate:"+key, func() any {
+		rctx, cancel := context.WithTimeout(f.base, f.timeout())
+		defer cancel()
+		st := delegateStatus{until: now.Add(delegateRecheck)}
+		raw, _, err := fetchResponse(rctx, f.client, url, delegate, issuer)
+		if err == nil {
+			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, f.opts)
+			if err == nil && signer == nil {
+				st.until = e.Expires.Time()
+				if e.Status == cache.Revoked {
+					st.revoked = fmt.Errorf("%w: signer %q was revoked at %s", ErrUnauthorizedSigner, delegate.Subject.CommonName, e.RevokedAt.Time().Format(time.RFC3339))
+				}
+			}
+		}
+		if f.base.Err() == nil { // closing decides nothing either
+			f.mu.Lock()
+			f.known[key] = st
+			f.mu.Unlock()
+		}
+		return st
+	})
+	if err != nil {
+		return nil
+	}
+	return v.(delegateStatus).revoked
+}

@@ -1,0 +1,55 @@
+package stapler
+
+import (
+	"context"
+	"time"
+
+	"github.com/staplerkit/ocsp/cache"
+)
+
+// source is how one mode refreshes certificates: in memory alone
+// (memorySource), with a store that keeps staples across restarts
+// (dirSource, persist.go), or with a store shared by a fleet of servers
+// (fleetSource, fleet.go). New picks one, once; the rest of the Stapler
+// never asks which mode it runs in.
+type source interface {
+	// refresh runs a due refresh of m, an active certificate with an
+	// unexpired leaf: it queries, restores or adopts, and ends in apply or
+	// adopt, which plan m's next query.
+	refresh(m *managed)
+	// recorded tells the source that a query's outcome for m was applied
+	// outside its refresh (Test): next is when m is queried next,
+	// installed the response installed (nil when none).
+	recorded(m *managed, next time.Time, installed *cache.Entry)
+	// run does the source's background work (store writes, fleet
+	// notifications) until ctx ends.
+	run(ctx context.Context)
+	// storeError says why the shared store cannot be reached now (nil when
+	// it can, or when there is none).
+	storeError() error
+}
+
+// newSource picks the mode for store (nil: memory alone).
+func newSource(s *Stapler, store cache.Store) source {
+	if store == nil {
+		return memorySource{s}
+	}
+	if leaser, ok := store.(cache.Leaser); ok {
+		return newFleetSource(s, store, leaser)
+	}
+	return &dirSource{s: s, store: store, w: newPersister(store, s.log)}
+}
+
+// memorySource queries the responder and keeps what it gets in memory.
+type memorySource struct{ s *Stapler }
+
+func (src memorySource) refresh(m *managed) {
+	s := src.s
+	if o := s.query(s.ctx, m); !s.closing(m, o) {
+		s.record(m, o)
+	}
+}
+
+func (memorySource) recorded(*managed, time.Time, *cache.Entry) {}
+func (memorySource) run(context.Context)                        {}
+func (memorySource) storeError() error                          { return nil }
