@@ -67,6 +67,8 @@ type Stapler struct {
 	configs *configCache
 	// counters are the metrics (Metrics).
 	counters counters
+	// tickets are the session ticket keys of the configs Wrap makes.
+	tickets ticketKeys
 	// revokedCount counts the managed certificates stapled revoked; while
 	// it is not zero, wrapped configs resume no session (see wrap).
 	revokedCount atomic.Int64

@@ -74,6 +74,7 @@ type wrapper struct {
 	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
 	getClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	appUnwrapSession     func([]byte, tls.ConnectionState) (*tls.SessionState, error)
+	appWrapSession       func(tls.ConnectionState, *tls.SessionState) ([]byte, error)
 
 	probe *wrapperProbe // the answer to a probe, made once
 }
@@ -134,8 +135,12 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	c.Certificates = nil
 	c.NameToCertificate = nil // cleared with Certificates
 	c.GetCertificate = w.serverCertificate
-	w.appUnwrapSession = cfg.UnwrapSession
-	c.UnwrapSession = w.unwrapSession(c, cfg.UnwrapSession)
+	w.appUnwrapSession, w.appWrapSession = cfg.UnwrapSession, cfg.WrapSession
+	if cfg.WrapSession == nil && cfg.UnwrapSession == nil {
+		c.WrapSession, c.UnwrapSession = s.sealSession, s.openSession
+	} else {
+		c.UnwrapSession = w.unwrapSession(c, cfg.UnwrapSession)
+	}
 	if w.getConfigForClient != nil {
 		c.GetConfigForClient = w.configForClient
 	}
@@ -173,14 +178,11 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	return w.s.serve(hello.Context(), cert)
 }
 
-// unwrapSession is the wrapped config's UnwrapSession: a resumed session
-// skips GetCertificate, and with it the policy's refusals, so while any
-// certificate the Stapler manages is known to be revoked, no session is
-// resumed: the client falls back to a full handshake, which the policy
-// sees. (Which certificate a session was made with is not known here, so
-// this holds for every session; revocations are rare, full handshakes
-// cheap.) Otherwise the application's UnwrapSession, or crypto/tls's own
-// ticket decryption, decides.
+// unwrapSession is the wrapped config's UnwrapSession when the
+// application has session hooks of its own: while any certificate the
+// Stapler manages is known revoked, no session is resumed (see
+// tickets.go); otherwise the application's UnwrapSession, or crypto/tls's
+// own ticket decryption, decides.
 func (w *wrapper) unwrapSession(c *tls.Config, user func([]byte, tls.ConnectionState) (*tls.SessionState, error)) func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
 	return func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		if w.s.revokedCount.Load() > 0 {
@@ -325,7 +327,7 @@ func (w *wrapper) unchanged(cfg *tls.Config) bool {
 func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
 	c.GetCertificate = w.getCertificate
-	c.UnwrapSession = w.appUnwrapSession
+	c.UnwrapSession, c.WrapSession = w.appUnwrapSession, w.appWrapSession
 	if configWrapper(c.GetConfigForClient) == w {
 		c.GetConfigForClient = w.getConfigForClient
 	}
