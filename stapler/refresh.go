@@ -81,6 +81,9 @@ func (s *Stapler) retireExpired(m *managed, now time.Time) bool {
 type outcome struct {
 	e   *cache.Entry
 	err error
+	// unverified: the signature was not checked (skip_verify was on when
+	// the query began).
+	unverified bool
 }
 
 // query fetches and verifies m's response, sharing one request among all
@@ -88,11 +91,12 @@ type outcome struct {
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	v, err := s.fetcher.share(ctx, m.ID(), func() any {
 		start := time.Now()
-		e, err := s.fetchAndVerify(m)
+		skip := m.settings.Load().stapling.SkipVerify
+		e, err := s.fetchAndVerify(m, skip)
 		if !errors.Is(err, context.Canceled) { // closing: no query to count
 			s.counters.countQuery(e, err, time.Since(start))
 		}
-		return &outcome{e: e, err: err}
+		return &outcome{e: e, err: err, unverified: skip}
 	})
 	if err != nil {
 		return &outcome{err: err}
@@ -100,7 +104,7 @@ func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	return v.(*outcome)
 }
 
-func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
+func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*cache.Entry, error) {
 	url := s.urlFor(m)
 	if url == "" {
 		return nil, m.fetchError(url, ErrNoResponderURL)
@@ -116,7 +120,7 @@ func (s *Stapler) fetchAndVerify(m *managed) (*cache.Entry, error) {
 	}
 	var fetched time.Time
 	now := func() time.Time { fetched = s.clock.Now(); return fetched }
-	e, err := s.fetcher.fetch(ctx, url, m.leaf, issuer, now, m.settings.Load().stapling.SkipVerify)
+	e, err := s.fetcher.fetch(ctx, url, m.leaf, issuer, now, skipVerify)
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
@@ -262,6 +266,11 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 	var installed *cache.Entry
 	older := false
 	switch {
+	case err == nil && o.unverified && !st.SkipVerify:
+		// Fetched under skip_verify, which was turned off meanwhile: its
+		// signature was never checked, so it is not installed; asked
+		// again at once, verified.
+		next = now
 	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry, now):
 		// Valid, but older than what is held: never installed. The
 		// responder did answer, so no recovery starts; ask again later,

@@ -35,12 +35,13 @@ func (s *Stapler) add(c *tls.Certificate) *managed {
 	if m := s.index.get(c.Certificate[0]); m != nil {
 		return m
 	}
-	return s.addAll([]*tls.Certificate{c})[0]
+	return s.addAll([]*tls.Certificate{c}, false)[0]
 }
 
 // addAll registers certificates in one batch (one pass over the index, not
-// one per certificate) and returns the state of each, in order.
-func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
+// one per certificate) and returns the state of each, in order. listed
+// says they are a wrapped config's Certificates, which never retire.
+func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
 	out := make([]*managed, len(certs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,6 +70,11 @@ func (s *Stapler) addAll(certs []*tls.Certificate) []*managed {
 	if s.byKey != nil {
 		for _, m := range fresh {
 			s.byKey[m.key] = m
+		}
+	}
+	if listed { // marked before the bound is applied: listed certificates never retire
+		for _, m := range out {
+			m.listed.Store(true)
 		}
 	}
 	s.boundLocked()

@@ -1,11 +1,13 @@
 package stapler
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
+	"reflect"
 	"strings"
 	"sync/atomic"
 )
@@ -153,7 +155,11 @@ func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Cert
 		return supportsIgnoringName(hello, c)
 	}
 	if *fp == 0 {
-		*fp = helloFingerprint(hello)
+		cfg, ok := helloConfig(hello)
+		if !ok {
+			return supportsIgnoringName(hello, c)
+		}
+		*fp = helloFingerprint(hello, cfg)
 	}
 	key := (*fp ^ uint64(class)*0x9e3779b97f4a7c15) | 1 // never 0: 0 is an empty slot
 	slot := &x.supported[key%uint64(len(x.supported))]
@@ -179,36 +185,66 @@ func supportsIgnoringName(hello *tls.ClientHelloInfo, c *tls.Certificate) bool {
 }
 
 // keyClass names what SupportsCertificate looks at in a certificate: its
-// key's algorithm, curve or size. 0 (never cached) for a certificate that
-// restricts its signature algorithms or has a key of another kind.
+// private key's public half (algorithm, curve or size), and whether the
+// key can decrypt (static RSA key exchange needs it). 0 (never cached) for
+// a certificate that restricts its signature algorithms or whose key is
+// of another kind.
 func keyClass(c *tls.Certificate) uint32 {
-	if c.SupportedSignatureAlgorithms != nil || c.Leaf == nil {
+	priv, ok := c.PrivateKey.(crypto.Signer)
+	if c.SupportedSignatureAlgorithms != nil || c.Leaf == nil || !ok {
 		return 0
 	}
-	switch k := c.Leaf.PublicKey.(type) {
+	var class uint32
+	switch k := priv.Public().(type) {
 	case *ecdsa.PublicKey:
 		switch k.Curve {
 		case elliptic.P256():
-			return 1
+			class = 1
 		case elliptic.P384():
-			return 2
+			class = 2
 		case elliptic.P521():
-			return 3
+			class = 3
 		}
 	case ed25519.PublicKey:
-		return 4
+		class = 4
 	case *rsa.PublicKey:
-		return 1<<16 | uint32(min(k.N.BitLen(), 1<<15))
+		class = 1<<16 | uint32(min(k.N.BitLen(), 1<<15))
 	}
-	return 0
+	if _, decrypts := c.PrivateKey.(crypto.Decrypter); decrypts && class != 0 {
+		class |= 1 << 31
+	}
+	return class
+}
+
+// helloConfig finds the config a hello belongs to (the connection's,
+// which SupportsCertificate consults: versions, cipher suites, curves):
+// crypto/tls keeps it in an unexported field, read here by reflection
+// (no allocation). ok is false if a future crypto/tls has no such field;
+// then answers are not cached.
+var helloConfigField = func() int {
+	f, ok := reflect.TypeFor[tls.ClientHelloInfo]().FieldByName("config")
+	if !ok || len(f.Index) != 1 || f.Type != reflect.TypeFor[*tls.Config]() {
+		return -1
+	}
+	return f.Index[0]
+}()
+
+func helloConfig(h *tls.ClientHelloInfo) (uintptr, bool) {
+	if helloConfigField < 0 {
+		return 0, false
+	}
+	return reflect.ValueOf(h).Elem().Field(helloConfigField).Pointer(), true
 }
 
 // helloFingerprint hashes (FNV-1a, 64 bits) what SupportsCertificate reads
-// of a hello besides the server name. Never 0.
-func helloFingerprint(h *tls.ClientHelloInfo) uint64 {
+// of a hello besides the server name, and the config it belongs to (a
+// clone of a wrapped config may allow other versions, suites or curves).
+// Never 0.
+func helloFingerprint(h *tls.ClientHelloInfo, cfg uintptr) uint64 {
 	const prime = 1099511628211
 	fp := uint64(14695981039346656037)
 	mix := func(v uint64) { fp = (fp ^ v) * prime }
+	mix(uint64(cfg))
 	mix(uint64(len(h.SupportedVersions)))
 	for _, v := range h.SupportedVersions {
 		mix(uint64(v))

@@ -95,10 +95,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 			listed = append(listed, &w.certs[i])
 		}
 	}
-	added := s.addAll(listed)
-	for _, m := range added {
-		m.listed.Store(true)
-	}
+	added := s.addAll(listed, true)
 	w.managedAt = make([]*managed, len(w.certs))
 	w.views = make([]atomic.Pointer[view], len(w.certs))
 	for i, j := 0, 0; i < len(w.certs); i++ {

@@ -104,11 +104,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	var results []result
-	exit := exitOK
+	exit, unknown := exitOK, 0
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		r := check(ctx, *connect, *serverName, roots, v, *fetch, *warn, *timeout)
+		r := check(ctx, *connect, *serverName, host, roots, v, *fetch, *warn, *timeout)
 		results = append(results, r)
+		if r.Exit == exitUnknown {
+			unknown++ // a version the server does not speak is no verdict
+			continue
+		}
 		exit = max(exit, r.Exit)
+	}
+	if unknown == len(results) {
+		exit = exitUnknown
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -123,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // check does one handshake with version v and judges its staple.
-func check(ctx context.Context, addr, serverName string, roots *x509.CertPool, v uint16, fetch bool, warn, timeout time.Duration) result {
+func check(ctx context.Context, addr, serverName, host string, roots *x509.CertPool, v uint16, fetch bool, warn, timeout time.Duration) result {
 	r := result{Version: tls.VersionName(v)}
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: &tls.Config{
 		ServerName: serverName, RootCAs: roots, MinVersion: v, MaxVersion: v,
@@ -144,7 +151,7 @@ func check(ctx context.Context, addr, serverName string, roots *x509.CertPool, v
 	leaf := st.PeerCertificates[0]
 	r.Subject = leaf.Subject.String()
 	r.MustStaple = mustStaple(leaf)
-	issuer, err := issuerOf(st, roots)
+	issuer, err := issuerOf(st, roots, host)
 	if err != nil {
 		r.Problems = append(r.Problems, err.Error())
 		r.Exit = exitCritical
@@ -198,15 +205,19 @@ func check(ctx context.Context, addr, serverName string, roots *x509.CertPool, v
 		if r.Fetched {
 			r.Problems = append(r.Problems, "not stapled (the answer above is the responder's)")
 			r.Exit = max(r.Exit, exitWarning)
+			if r.MustStaple {
+				r.Problems = append(r.Problems, "the certificate is must-staple (RFC 7633): clients refuse it without a staple")
+				r.Exit = exitCritical
+			}
 		}
 	}
 	return r
 }
 
 // issuerOf is the leaf's issuer: from the verified chain, else the
-// presented chain, checked against the roots when the server name was not
-// (an IP address).
-func issuerOf(st tls.ConnectionState, roots *x509.CertPool) (*x509.Certificate, error) {
+// presented chain, checked against the roots and the address dialled when
+// no server name was sent (an IP address: the leaf must name it).
+func issuerOf(st tls.ConnectionState, roots *x509.CertPool, host string) (*x509.Certificate, error) {
 	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 1 {
 		return st.VerifiedChains[0][1], nil
 	}
@@ -214,7 +225,7 @@ func issuerOf(st tls.ConnectionState, roots *x509.CertPool) (*x509.Certificate, 
 	for _, c := range st.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
-	chains, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+	chains, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host})
 	if err != nil {
 		return nil, fmt.Errorf("the server's chain does not verify: %v", err)
 	}
