@@ -369,11 +369,13 @@ func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now 
 	if newer {
 		m.installLocked(shared)
 	}
+	failedAttempt := false // the fleet's last attempt failed, and is now ours
 	if state != nil && cache.Instant(state.LastAttempt) >= m.lastAttempt {
 		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, cache.Instant(state.LastAttempt)
 		m.lastErr = nil
 		if state.LastError != "" {
 			m.lastErr = fleetError(state.LastError)
+			failedAttempt = state.LastAttempt != 0
 		}
 	}
 	var next time.Time
@@ -384,7 +386,10 @@ func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now 
 	case newer:
 		next = nextRefresh(m.entry, cfg, st, now)
 	}
-	s.settleLocked(m, next, newer)
+	// Handshakes waiting for a first staple (and Ready) stop waiting on a
+	// newer response, or on the fleet's failed attempt: a first attempt
+	// with a reason.
+	s.settleLocked(m, next, newer || failedAttempt)
 	return newer
 }
 
