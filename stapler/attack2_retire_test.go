@@ -1,7 +1,11 @@
 package stapler
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"runtime/debug"
 	"crypto/tls"
 	"fmt"
 	"testing"
@@ -45,5 +49,46 @@ func TestAttack2BoundRetiresListedCertificatesAtWrap(t *testing.T) {
 	}
 	if stapled != len(certs) {
 		t.Fatalf("%d of %d listed certificates stapled after Ready", stapled, len(certs))
+	}
+}
+
+// TestAttack2BoundWithListedAtTheLimitRecursesForever: with as many listed
+// certificates as WithMaxCertificates allows, a certificate found on its
+// own (the application's GetCertificate) is retired by the bound in the
+// very add that registers it; serveManaged sees it removed and serves it
+// "afresh": add, retired again, and so on, without end — a stack overflow,
+// fatal to the process, on one handshake for the name. Run in a child
+// process so that the crash fails this test alone.
+func TestAttack2BoundWithListedAtTheLimitRecursesForever(t *testing.T) {
+	if os.Getenv("ATTACK2_CHILD") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAttack2BoundWithListedAtTheLimitRecursesForever$", "-test.timeout=2m")
+		cmd.Env = append(os.Environ(), "ATTACK2_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			if i := bytes.Index(out, []byte("stack overflow")); i >= 0 {
+				out = out[max(0, i-200):min(len(out), i+100)]
+			} else if len(out) > 1000 {
+				out = out[:1000]
+			}
+			t.Fatalf("one handshake for a certificate from GetCertificate, with the bound reached by listed certificates: %v\n%s", err, out)
+		}
+		return
+	}
+	debug.SetMaxStack(64 << 20) // the recursion overflows in seconds, not minutes
+	e := newEnv(t, on, WithMaxCertificates(1))
+	other, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"other.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tlsConfigFor(e.leaf) // one listed certificate: the bound
+	cfg.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if h.ServerName == "other.test" {
+			return &other.Certificate, nil
+		}
+		return nil, nil
+	}
+	addr := e.serve(e.s.Wrap(cfg))
+	if _, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = "other.test" }); err != nil {
+		t.Fatal(err)
 	}
 }

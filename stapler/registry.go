@@ -77,7 +77,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
 			m.listed.Store(true)
 		}
 	}
-	s.boundLocked()
+	s.boundLocked(fresh)
 	now := s.clock.Now()
 	on := s.cfg.Load().OCSPFunctionality
 	for _, m := range fresh {

@@ -71,15 +71,22 @@ func (s *Stapler) retireIdle(now time.Time, idle time.Duration) {
 // boundLocked retires the least recently served certificates found on
 // their own while more than the bound are managed: a sixteenth of the
 // bound more than needed, so that a flood of new leaves does not scan the
-// list at every one. Callers hold s.mu.
-func (s *Stapler) boundLocked() {
+// list at every one. The certificates just registered (fresh) are never
+// retired by it: the handshake that brought one is serving it (retiring it
+// there would have the handshake register it again, and again). Listed
+// and fresh certificates may exceed the bound. Callers hold s.mu.
+func (s *Stapler) boundLocked(fresh []*managed) {
 	limit := s.opts.maxManaged
 	if limit <= 0 || len(s.order) <= limit {
 		return
 	}
+	isFresh := make(map[*managed]bool, len(fresh))
+	for _, m := range fresh {
+		isFresh[m] = true
+	}
 	var found []*managed
 	for _, m := range s.order {
-		if !m.listed.Load() {
+		if !m.listed.Load() && !isFresh[m] {
 			found = append(found, m)
 		}
 	}

@@ -355,7 +355,15 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 // the application's GetCertificate).
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slot *atomic.Pointer[view]) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
-		return s.serve(ctx, c)
+		if !s.cfg.Load().OCSPFunctionality {
+			return c, nil
+		}
+		again := s.add(c)
+		if again.removed.Load() { // removed again at once: served bare, never a loop
+			s.counters.unstapled.Add(1)
+			return c, nil
+		}
+		m = again
 	}
 	s.markServed(m)
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
