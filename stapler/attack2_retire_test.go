@@ -3,11 +3,11 @@ package stapler
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime/debug"
-	"crypto/tls"
-	"fmt"
 	"testing"
 
 	"github.com/staplerkit/ocsp/responder"

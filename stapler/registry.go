@@ -220,12 +220,17 @@ func (s *Stapler) Remove(id string) error {
 
 // removeLocked stops managing m. Callers hold s.mu.
 func (s *Stapler) removeLocked(m *managed) bool {
+	// Under m.mu, which publishLocked holds while it counts revocations:
+	// the count stays exact whatever runs at the same time.
+	m.mu.Lock()
 	if m.removed.Swap(true) {
+		m.mu.Unlock()
 		return false
 	}
 	if v := m.view.Load(); v != nil && v.revoked {
 		s.revokedCount.Add(-1)
 	}
+	m.mu.Unlock()
 	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
 	delete(s.byKey, m.key)
 	s.index.remove(m)

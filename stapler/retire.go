@@ -27,9 +27,9 @@ func (s *Stapler) markServed(m *managed) {
 }
 
 // sweepInterval is how often idle certificates are looked for: a
-// sixteenth of the idle period, at most an hour.
+// sixteenth of the idle period, at most an hour, at least a second.
 func sweepInterval(idle time.Duration) time.Duration {
-	return min(idle/16, time.Hour)
+	return max(min(idle/16, time.Hour), time.Second)
 }
 
 // runRetirement retires idle certificates until the Stapler closes.
