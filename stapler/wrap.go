@@ -371,27 +371,18 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 		return c, nil
 	}
 	v := m.viewOf(c, slot)
-	policy := m.policy(s.opts.policy)
-	if v.stapled != nil && s.usable(v) {
-		if v.revoked && policy >= Strict {
-			s.counters.refused.Add(1)
-			return nil, m.refusal(ErrRevoked)
-		}
-		s.counters.stapled.Add(1)
-		return v.stapled, nil
-	}
 	if v.stapled == nil {
 		if p := m.pending.Load(); p != nil {
 			s.waitCold(ctx, *p)
-			return s.serveAfterWait(m, c, slot, policy)
+			v = m.viewOf(c, slot)
 		}
 	}
-	return s.noStaple(m, v, policy)
+	return s.decide(m, v, m.policy(s.opts.policy))
 }
 
-// serveAfterWait is serve's decision once the cold wait is over.
-func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, slot *atomic.Pointer[view], policy Policy) (*tls.Certificate, error) {
-	v := m.viewOf(c, slot)
+// decide is what a handshake gets from v under policy: the staple, or the
+// certificate without one, or a refusal; each outcome counted.
+func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, error) {
 	if v.stapled != nil && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			s.counters.refused.Add(1)
@@ -400,11 +391,6 @@ func (s *Stapler) serveAfterWait(m *managed, c *tls.Certificate, slot *atomic.Po
 		s.counters.stapled.Add(1)
 		return v.stapled, nil
 	}
-	return s.noStaple(m, v, policy)
-}
-
-// noStaple is what a handshake gets when no usable staple is at hand.
-func (s *Stapler) noStaple(m *managed, v *view, policy Policy) (*tls.Certificate, error) {
 	switch {
 	case policy >= MustStaple:
 		s.counters.refused.Add(1)
