@@ -173,6 +173,9 @@ func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Cert
 	if class == 0 {
 		return supportsIgnoringName(hello, c)
 	}
+	if ok, known := supports13(hello, c, class); known {
+		return ok
+	}
 	if *fp == 0 {
 		cfg, ok := helloConfig(hello)
 		if !ok {
