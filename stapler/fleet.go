@@ -11,6 +11,7 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // Fleet coordination, used when the store is a cache.Leaser shared by
@@ -203,7 +204,7 @@ func (f *fleetSource) refresh(m *managed) {
 		if shared, state, err := f.readShared(rctx, m); err == nil {
 			if state != nil {
 				m.mu.Lock()
-				m.lastAttempt = min(m.lastAttempt, cache.Instant(state.LastAttempt))
+				m.lastAttempt = min(m.lastAttempt, record.Instant(state.LastAttempt))
 				m.mu.Unlock()
 			}
 			s.adopt(m, shared, state, s.clock.Now())
@@ -213,7 +214,7 @@ func (f *fleetSource) refresh(m *managed) {
 
 // recorded shares a Test's result with the fleet (unfenced: no lease is
 // held for a Test).
-func (f *fleetSource) recorded(m *managed, next time.Time, installed *cache.Entry) {
+func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
 	f.writeShared(m, next, installed, "")
 }
 
@@ -227,7 +228,7 @@ func (f *fleetSource) refreshAlone(m *managed) {
 
 // readShared reads and verifies the stored response (nil when absent or
 // unusable: such a value is replaced by the next fetch) and the fleet state.
-func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry, *fleetState, error) {
 	s := f.s
 	var state *fleetState
 	value, err := f.store.Get(ctx, m.ID()+stateSuffix)
@@ -265,7 +266,7 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry,
 // is cache.ErrLeaseLost. The writes get a context of their own, so that a
 // holder paused past its context's deadline does not report the store
 // unreachable.
-func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entry, token string) error {
 	s := f.s
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
@@ -284,7 +285,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry
 	}
 	var err error
 	if fresh != nil {
-		err = put(m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
+		err = put(m.ID(), record.Encode(fresh.Raw, fresh.FetchedAt.Time()))
 	}
 	if err == nil {
 		value, _ := json.Marshal(state)

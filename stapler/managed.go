@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -59,11 +59,11 @@ type managed struct {
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
-	entry       *cache.Entry // the response stapled (good or revoked)
-	latest      *cache.Entry // the latest verified answer (may be unknown)
+	entry       *record.Entry // the response stapled (good or revoked)
+	latest      *record.Entry // the latest verified answer (may be unknown)
 	lastErr     error
-	lastAttempt cache.Instant
-	lastSuccess cache.Instant
+	lastAttempt record.Instant
+	lastSuccess record.Instant
 	queries     int32 // queries recorded, successful or not
 	tries       int32 // failed attempts in the current recovery
 	state       stateCode
@@ -133,7 +133,7 @@ func (m *managed) viewForLocked(c *tls.Certificate) *view {
 		stapled.OCSPStaple = m.entry.Raw
 		v.stapled = &stapled
 		v.expires = int64(m.entry.Expires)
-		v.revoked = m.entry.Status == cache.Revoked
+		v.revoked = m.entry.Status == record.Revoked
 	}
 	return v
 }
@@ -213,9 +213,9 @@ func (m *managed) stateLocked() stateCode {
 		return codeFailed
 	case m.latest == nil:
 		return codeNone
-	case m.latest.Status == cache.Good:
+	case m.latest.Status == record.Good:
 		return codeGood
-	case m.latest.Status == cache.Revoked:
+	case m.latest.Status == record.Revoked:
 		return codeRevoked
 	}
 	return codeUnknown

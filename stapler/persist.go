@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // storeTimeout bounds one read or write of the store.
@@ -37,9 +38,9 @@ func (src *dirSource) refresh(m *managed) {
 	}
 }
 
-func (src *dirSource) recorded(m *managed, _ time.Time, installed *cache.Entry) {
+func (src *dirSource) recorded(m *managed, _ time.Time, installed *record.Entry) {
 	if installed != nil {
-		src.w.put(m.ID(), cache.EncodeRecord(installed.Raw, installed.FetchedAt.Time()))
+		src.w.put(m.ID(), record.Encode(installed.Raw, installed.FetchedAt.Time()))
 	}
 }
 

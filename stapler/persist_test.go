@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // restart replaces e's Stapler with a new one using opts.
@@ -65,10 +65,10 @@ func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
 		value []byte
 	}{
 		{"garbage", []byte("not a record")},
-		{"truncated", cache.EncodeRecord(good, e.clock.Now())[:40]},
-		{"another certificate's response", cache.EncodeRecord(otherStaple.OCSPStaple, e.clock.Now())},
-		{"an expired response", cache.EncodeRecord(expired, e.clock.Now().Add(-3*time.Hour))},
-		{"a response fetched too long ago for cache_ttl", cache.EncodeRecord(good, e.clock.Now().Add(-8*24*time.Hour))},
+		{"truncated", record.Encode(good, e.clock.Now())[:40]},
+		{"another certificate's response", record.Encode(otherStaple.OCSPStaple, e.clock.Now())},
+		{"an expired response", record.Encode(expired, e.clock.Now().Add(-3*time.Hour))},
+		{"a response fetched too long ago for cache_ttl", record.Encode(good, e.clock.Now().Add(-8*24*time.Hour))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := cache.DirStore(t.TempDir())
@@ -89,7 +89,7 @@ func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, _, err := cache.DecodeRecord(value)
+			raw, _, err := record.Decode(value)
 			if err != nil {
 				t.Fatalf("store not repaired: %v", err)
 			}

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler/clock"
+	"golang.org/x/crypto/ocsp"
 )
 
 // mintLeaves issues n leaf certificates from ca quickly: they share one key
@@ -121,7 +121,7 @@ func signedStore(tb testing.TB, ca *responder.CA, certs []tls.Certificate) *memS
 			panic(err)
 		}
 		mu.Lock()
-		store.m[CertificateID(certs[i].Certificate[0])] = cache.EncodeRecord(der, now)
+		store.m[CertificateID(certs[i].Certificate[0])] = record.Encode(der, now)
 		mu.Unlock()
 	})
 	return store
@@ -184,7 +184,7 @@ func BenchmarkScale100k(b *testing.B) {
 		baseline := make(map[string]*tls.Certificate, n)
 		for i := range certs {
 			value, _ := store.Get(context.Background(), CertificateID(certs[i].Certificate[0]))
-			raw, _, _ := cache.DecodeRecord(value)
+			raw, _, _ := record.Decode(value)
 			c := certs[i]
 			c.OCSPStaple = slices.Clone(raw)
 			baseline[certs[i].Leaf.SerialNumber.String()] = &c

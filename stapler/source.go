@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // source is how one mode refreshes certificates: in memory alone
@@ -20,7 +21,7 @@ type source interface {
 	// recorded tells the source that a query's outcome for m was applied
 	// outside its refresh (Test): next is when m is queried next,
 	// installed the response installed (nil when none).
-	recorded(m *managed, next time.Time, installed *cache.Entry)
+	recorded(m *managed, next time.Time, installed *record.Entry)
 	// run does the source's background work (store writes, fleet
 	// notifications) until ctx ends.
 	run(ctx context.Context)
@@ -50,6 +51,6 @@ func (src memorySource) refresh(m *managed) {
 	}
 }
 
-func (memorySource) recorded(*managed, time.Time, *cache.Entry) {}
-func (memorySource) run(context.Context)                        {}
-func (memorySource) storeError() error                          { return nil }
+func (memorySource) recorded(*managed, time.Time, *record.Entry) {}
+func (memorySource) run(context.Context)                         {}
+func (memorySource) storeError() error                           { return nil }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // State is a certificate's stapling state, as Status reports it. There is
@@ -149,13 +149,13 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	return cs
 }
 
-func fillStatus(st *config.Status, e *cache.Entry) {
+func fillStatus(st *config.Status, e *record.Entry) {
 	st.ResponderURL = e.ResponderURL
 	st.CertStatus = e.Status.String()
 	st.ProducedAt = config.Date(e.ProducedAt.Time())
 	st.ThisUpdate = config.Date(e.ThisUpdate.Time())
 	st.NextUpdate = config.Date(e.NextUpdate.Time())
-	if e.Status == cache.Revoked {
+	if e.Status == record.Revoked {
 		st.RevocationTime = config.Date(e.RevokedAt.Time())
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
@@ -184,7 +184,7 @@ type Verifier struct {
 type peerState struct {
 	// newest is the newest valid answer seen, kept until it expires, or
 	// until the certificate's NotAfter when it says revoked.
-	newest    *cache.Entry
+	newest    *record.Entry
 	keepUntil time.Time
 	// After a failed request: how many in a row, the last error, and when
 	// the responder may be asked again.
@@ -251,7 +251,7 @@ type peerCheck struct {
 func (c *peerCheck) run(raw []byte, resumed bool) error {
 	v := c.v
 	var err error = errPeerSentNoStaple
-	var staple *cache.Entry
+	var staple *record.Entry
 	if len(raw) > 0 {
 		staple, err = v.verify(c.ctx, raw, c.leaf, c.issuer, c.now)
 		if errors.Is(err, ErrWrongCertificate) {
@@ -262,7 +262,7 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		}
 		if err == nil {
 			v.learn(c.id, c.leaf, staple, c.now)
-			if staple.Status == cache.Revoked {
+			if staple.Status == record.Revoked {
 				// A valid revocation is final, whatever else is known.
 				return c.revoked(staple)
 			}
@@ -270,11 +270,11 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 	}
 	// The newest answer known decides, the staple's included.
 	newest := v.newest(c.id, c.now)
-	if newest != nil && newest.Status == cache.Revoked {
+	if newest != nil && newest.Status == record.Revoked {
 		return c.revoked(newest)
 	}
 	if staple != nil {
-		if staple.Status == cache.Good || newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+		if staple.Status == record.Good || newest != nil && newest.Status == record.Good && newest.Usable(c.now) {
 			return nil
 		}
 		err = ErrUnknownStatus
@@ -284,7 +284,7 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		// A current good answer, known or asked for, stands in for the
 		// staple when fetching is allowed, and on a resumed session, where
 		// the peer sends none.
-		if newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+		if newest != nil && newest.Status == record.Good && newest.Usable(c.now) {
 			return nil
 		}
 	}
@@ -292,9 +292,9 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		e, ferr := v.answer(c.ctx, c.id, c.leaf, c.issuer)
 		if ferr == nil {
 			switch e.Status {
-			case cache.Revoked:
+			case record.Revoked:
 				return c.revoked(e)
-			case cache.Good:
+			case record.Good:
 				return nil
 			}
 			ferr = ErrUnknownStatus
@@ -314,7 +314,7 @@ func (c *peerCheck) refuse(err error) error {
 	return &StapleError{Subject: c.leaf.Subject.String(), MustStaple: c.mustStaple, HardFail: c.v.hardFail, Err: err}
 }
 
-func (c *peerCheck) revoked(e *cache.Entry) error {
+func (c *peerCheck) revoked(e *record.Entry) error {
 	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
 }
 
@@ -337,12 +337,12 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 		return false
 	}
 	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
-	return err == nil && e.Status == cache.Good
+	return err == nil && e.Status == record.Good
 }
 
 // newer reports whether a is a newer answer than b: a later thisUpdate, or
 // the same and a later producedAt.
-func newer(a, b *cache.Entry) bool {
+func newer(a, b *record.Entry) bool {
 	if a.ThisUpdate != b.ThisUpdate {
 		return a.ThisUpdate > b.ThisUpdate
 	}
@@ -351,12 +351,12 @@ func newer(a, b *cache.Entry) bool {
 
 // learn records e, a valid answer about leaf, unless a newer one is known.
 // An unknown status decides nothing and is not kept.
-func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now time.Time) {
-	if e.Status != cache.Good && e.Status != cache.Revoked {
+func (v *Verifier) learn(id string, leaf *x509.Certificate, e *record.Entry, now time.Time) {
+	if e.Status != record.Good && e.Status != record.Revoked {
 		return
 	}
 	keep := e.Expires.Time()
-	if e.Status == cache.Revoked {
+	if e.Status == record.Revoked {
 		keep = leaf.NotAfter
 	}
 	v.mu.Lock()
@@ -365,7 +365,7 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 	// Newer replaces; at the same times a revocation replaces a good
 	// answer (never the other way round).
 	sameTimes := st.newest != nil && e.ThisUpdate == st.newest.ThisUpdate && e.ProducedAt == st.newest.ProducedAt
-	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == cache.Revoked || !now.Before(st.keepUntil) {
+	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == record.Revoked || !now.Before(st.keepUntil) {
 		kept := *e
 		kept.Raw = nil // the verdict needs the parsed fields only
 		st.newest, st.keepUntil = &kept, keep
@@ -373,7 +373,7 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 }
 
 // newest returns the newest answer known about id, or nil.
-func (v *Verifier) newest(id string, now time.Time) *cache.Entry {
+func (v *Verifier) newest(id string, now time.Time) *record.Entry {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if st := v.known[id]; st != nil && st.newest != nil && now.Before(st.keepUntil) {
@@ -405,7 +405,7 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 				if len(v.known) < v.maxKnown-v.maxKnown/4 {
 					break
 				}
-				if revoked := st.newest != nil && st.newest.Status == cache.Revoked; revoked == revocations {
+				if revoked := st.newest != nil && st.newest.Status == record.Revoked; revoked == revocations {
 					delete(v.known, k)
 				}
 			}
@@ -420,7 +420,7 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 // verify checks a response as the Stapler does. With FetchWhenMissing (the
 // caller allows network requests), a delegated signer is also checked for
 // revocation at the leaf's responder, within ctx.
-func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
+func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*record.Entry, error) {
 	url := ""
 	if v.fetchTimeout > 0 {
 		url = responderURL(leaf)
@@ -432,7 +432,7 @@ func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Ce
 // else the responder's, asked once for all concurrent connections and
 // waited for until ctx ends. A failed request is remembered, and the
 // responder not asked again until its backoff has passed.
-func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*cache.Entry, error) {
+func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*record.Entry, error) {
 	now := v.clock.Now()
 	v.mu.Lock()
 	if st := v.known[id]; st != nil {
@@ -458,7 +458,7 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 		return nil, fmt.Errorf("no time left to ask %s: %w", url, context.DeadlineExceeded)
 	}
 	type result struct {
-		e   *cache.Entry
+		e   *record.Entry
 		err error
 	}
 	r, err := v.fetcher.share(ctx, id, func() any {

@@ -4,9 +4,8 @@ import (
 	"crypto/x509"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // Response is an OCSP response that VerifyResponse accepted: the answer
@@ -97,9 +96,9 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts ...VerifyOp
 		Raw:        e.Raw,
 	}
 	switch e.Status {
-	case cache.Good:
+	case record.Good:
 		r.Status = ocsp.Good
-	case cache.Revoked:
+	case record.Revoked:
 		r.Status = ocsp.Revoked
 		r.RevokedAt, r.RevocationReason = e.RevokedAt.Time(), e.RevocationReason
 	default:

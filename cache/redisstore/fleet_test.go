@@ -22,15 +22,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/redis/go-redis/v9"
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 	"github.com/staplerkit/ocsp/stapler/clock"
+	"golang.org/x/crypto/ocsp"
 )
 
 // fleet is n Staplers sharing one Redis and one manual clock, each with
@@ -492,7 +491,7 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 	}{
 		{"garbage", id0, value([]byte("garbage"))},
 		{"another certificate's response", id0, value(other)},
-		{"an expired response", id0, value(cache.EncodeRecord(expired, f.clock.Now().Add(-3*time.Hour)))},
+		{"an expired response", id0, value(record.Encode(expired, f.clock.Now().Add(-3*time.Hour)))},
 		// The fleet state is not signed; one no server could have written
 		// must not be adopted either.
 		{"a garbage state", stateKey, value([]byte("{garbage"))},
@@ -523,7 +522,7 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stored, _, err := cache.DecodeRecord(value)
+			stored, _, err := record.Decode(value)
 			if err != nil {
 				t.Fatalf("store not repaired: %v", err)
 			}
@@ -686,7 +685,7 @@ func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
 		return true
 	})
 	raw := New(f.redis.Client(), "fleet:")
-	if err := raw.Put(context.Background(), id, cache.EncodeRecord(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
+	if err := raw.Put(context.Background(), id, record.Encode(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	// The replay is announced; give every node time to read it, then check.
