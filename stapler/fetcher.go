@@ -23,7 +23,7 @@ type fetcher struct {
 	opts   verifyOptions // skew and SHA-1; skipSignature is per call
 	// base ends shared requests (the Stapler's Close); timeout bounds a
 	// delegate check (the Stapler's response_timeout, the Verifier's
-	// FetchWhenMissing).
+	// FetchTimeout).
 	base    context.Context
 	timeout func() time.Duration
 	// begin registers a shared request about to start, so that Close can
