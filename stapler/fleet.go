@@ -45,12 +45,12 @@ func (st *fleetState) plausible(cfg *config.OCSP, now time.Time, skew time.Durat
 		st.Next <= time.Unix(0, st.LastAttempt).Add(cfg.QueryInterval()+skew).UnixNano()
 }
 
-// LeaseTTL is how long a server holds a certificate's lease while it
+// leaseTTL is how long a server holds a certificate's lease while it
 // queries the responder, for a given response_timeout: if it dies mid-query,
 // its lease runs out after at most this long, and another server takes over
 // when it next looks (servers that found the lease taken look again every
 // response_timeout + 1 s).
-func LeaseTTL(responseTimeout time.Duration) time.Duration {
+func leaseTTL(responseTimeout time.Duration) time.Duration {
 	return 2*responseTimeout + 2*time.Second
 }
 
@@ -147,7 +147,7 @@ func (f *fleetSource) refresh(m *managed) {
 
 	// Our turn: take the lease, then look again, since the holder before us
 	// may have just stored a fresh response, or just tried and failed.
-	token, ok, err := f.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
 		f.failed(err)
 		f.refreshAlone(m)
@@ -384,10 +384,10 @@ func (n *notices) take() *managed {
 	return m
 }
 
-// StoreRetryInterval is how long a server that found the shared store
+// storeRetryInterval is how long a server that found the shared store
 // unreachable queries the responder on its own before it tries the store
 // again: coordination resumes within this long of the store coming back.
-const StoreRetryInterval = time.Second
+const storeRetryInterval = time.Second
 
 // isDown reports whether the store is down and not yet due for another try.
 func (f *fleetSource) isDown() bool {
@@ -398,7 +398,7 @@ func (f *fleetSource) isDown() bool {
 // outage.
 func (f *fleetSource) failed(err error) {
 	f.err.Store(&err)
-	f.retryAt.Store(time.Now().Add(StoreRetryInterval).UnixNano())
+	f.retryAt.Store(time.Now().Add(storeRetryInterval).UnixNano())
 	if !f.down.Swap(true) {
 		f.s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
 	}

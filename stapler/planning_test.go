@@ -54,7 +54,7 @@ func TestOlderGoodNeverReplacesRevoked(t *testing.T) {
 	// A good response from two days ago, valid for a week.
 	e.r.SetWindow(responder.Window{Backdate: 2 * 24 * time.Hour, Lifetime: 7 * 24 * time.Hour})
 	old := mustFetchRaw(t, e, e.leaf)
-	e.r.SetWindow(responder.DefaultWindow)
+	e.r.SetWindow(responder.Window{})
 
 	addr := e.wrapAndServe(e.leaf.Certificate)
 	e.waitStapled(e.leaf)

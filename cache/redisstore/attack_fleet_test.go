@@ -219,7 +219,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.r.SetWindow(responder.DefaultWindow)
+	f.r.SetWindow(responder.Window{})
 	addNode()
 	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
@@ -308,7 +308,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.r.SetWindow(responder.DefaultWindow)
+	f.r.SetWindow(responder.Window{})
 	addNode()
 	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
