@@ -2,7 +2,6 @@ package stapler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -163,16 +162,19 @@ func fillStatus(st *config.Status, e *record.Entry) {
 // Test queries the responder for one certificate now (an empty id means the
 // only one) and returns the status it answered, as POST /v1/ocsp/test does.
 // When OCSP is on, the answer is also cached and stapled as a scheduled
-// refresh would. Errors are *config.Error values: no_responder_url when
-// the certificate has no responder, invalid_ocsp_response (wrapping the
-// cause) when the query failed; ErrUnknownCertificate for an unknown id.
+// refresh would. On failure it returns the certificate's status as it
+// stands and an error: ErrUnknownCertificate for an unknown id,
+// ErrNoResponderURL (wrapped, naming the certificate) for a certificate
+// without a responder, ErrClosed, ctx's error, or the failed query's
+// *FetchError, whose Err matches ErrHTTPStatus, ErrWrongCertificate and the
+// package's other sentinels.
 func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error) {
 	m, err := s.lookup(id)
 	if err != nil {
 		return CertificateStatus{}, err
 	}
 	if !s.applicable(m) {
-		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.ID())}
+		return s.statusOf(m), fmt.Errorf("certificate %s: %w", m.ID(), ErrNoResponderURL)
 	}
 	if s.closed.Load() {
 		return s.statusOf(m), ErrClosed
@@ -180,10 +182,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	o := s.query(ctx, m)
 	e, err := o.e, o.err
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return s.statusOf(m), err
-		}
-		return s.statusOf(m), &config.Error{Code: config.CodeInvalidOCSPResponse, Status: 500, Message: err.Error(), Err: err}
+		return s.statusOf(m), err
 	}
 	if s.cfg.Load().OCSPFunctionality {
 		s.record(m, o)

@@ -1,6 +1,17 @@
-package stapler
+// Package admin serves a Stapler's HTTP admin API, the documented Redis
+// Enterprise OCSP endpoints (/v1/ocsp, /v1/ocsp/status, /v1/ocsp/test) and
+// per-certificate settings (/v1/certificates), as net/http/pprof serves
+// what runtime/pprof measures. It uses only the Stapler's exported methods;
+// errors become the documented {"error_code", "message"} bodies here, and
+// nowhere in the stapler's Go API.
+//
+//	h, err := admin.NewHandler(s, admin.Options{APIKey: key})
+//	if err != nil { ... }
+//	go http.Serve(adminListener, h)
+package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -12,45 +23,35 @@ import (
 	"strings"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/stapler"
 )
 
-// MaxAdminBodyBytes caps the body of an admin request; the documented
-// objects are a few hundred bytes.
-const MaxAdminBodyBytes = 64 << 10
+// MaxBodyBytes caps the body of an admin request; the documented objects
+// are a few hundred bytes. A larger body is answered 413 payload_too_large.
+const MaxBodyBytes = 64 << 10
 
-// HandlerOption configures the admin handler.
-type HandlerOption func(*handlerOptions)
-
-type handlerOptions struct {
-	apiKey    string
-	authorize func(http.Handler) http.Handler
-	insecure  bool
+// Options says who may use the admin API. Its zero value allows no one:
+// NewHandler refuses it with ErrNoAuth, since anyone who can reach the
+// handler could otherwise turn stapling off.
+type Options struct {
+	// APIKey, when set, is required in the X-API-KEY header of every
+	// request, compared in constant time; a request without it is answered
+	// 401 unauthorized.
+	APIKey string
+	// Authorize, when set, wraps the handler in the application's own
+	// authorization middleware, instead of or inside the API key check.
+	Authorize func(http.Handler) http.Handler
+	// InsecureWithoutAuthentication allows a handler with neither APIKey
+	// nor Authorize, that anyone who can reach may use. For tests only.
+	InsecureWithoutAuthentication bool
 }
 
-// WithAPIKey requires every admin request to carry key in the X-API-KEY
-// header, compared in constant time.
-func WithAPIKey(key string) HandlerOption {
-	return func(o *handlerOptions) { o.apiKey = key }
-}
+// ErrNoAuth is returned by NewHandler for Options with neither APIKey nor
+// Authorize (nor, in tests, InsecureWithoutAuthentication).
+var ErrNoAuth = errors.New("admin: the handler needs an APIKey or Authorize (or, in tests, InsecureWithoutAuthentication)")
 
-// WithAuthorization wraps the admin handler in the application's own
-// authorization middleware instead of (or besides) an API key.
-func WithAuthorization(middleware func(http.Handler) http.Handler) HandlerOption {
-	return func(o *handlerOptions) { o.authorize = middleware }
-}
-
-// InsecureWithoutAuthentication allows a handler that anyone who can reach
-// it may use to turn stapling off. For tests only.
-func InsecureWithoutAuthentication() HandlerOption {
-	return func(o *handlerOptions) { o.insecure = true }
-}
-
-// ErrNoAdminAuth: Handler was asked for without WithAPIKey,
-// WithAuthorization or InsecureWithoutAuthentication.
-var ErrNoAdminAuth = errors.New("stapler: admin handler needs WithAPIKey or WithAuthorization (or, in tests, InsecureWithoutAuthentication)")
-
-// Handler returns the admin API, an http.Handler for the application's
-// admin listener that mirrors the documented endpoints:
+// NewHandler returns the admin API of s, an http.Handler for the
+// application's admin listener that mirrors the documented endpoints:
 //
 //	GET  /v1/ocsp                the configuration object
 //	PUT  /v1/ocsp                a partial configuration object; 400 invalid_schema or no_responder_url
@@ -66,26 +67,28 @@ var ErrNoAdminAuth = errors.New("stapler: admin handler needs WithAPIKey or With
 //	                             a body without "ocsp_stapling" ({}) changes nothing
 //	DELETE /v1/certificates/{id} stop managing a certificate no longer served (Remove)
 //
-// Bodies are JSON in and out, capped at MaxAdminBodyBytes, decoded strictly
+// Bodies are JSON in and out, capped at MaxBodyBytes, decoded strictly
 // (unknown fields are invalid_schema). A wrong method is 405 with Allow, an
-// unknown certificate 404. Every request must pass WithAPIKey or
-// WithAuthorization; a handler with neither is refused (ErrNoAdminAuth).
-func (s *Stapler) Handler(opts ...HandlerOption) (http.Handler, error) {
-	var o handlerOptions
-	for _, opt := range opts {
-		opt(&o)
+// unknown certificate 404, any other failure 500 internal_error. Every
+// request must pass the APIKey check or the Authorize middleware; Options
+// with neither are refused (ErrNoAuth).
+func NewHandler(s *stapler.Stapler, opts Options) (http.Handler, error) {
+	if opts.APIKey == "" && opts.Authorize == nil && !opts.InsecureWithoutAuthentication {
+		return nil, ErrNoAuth
 	}
-	if o.apiKey == "" && o.authorize == nil && !o.insecure {
-		return nil, ErrNoAdminAuth
+	var h http.Handler = &handler{s: s}
+	if opts.Authorize != nil {
+		h = opts.Authorize(h)
 	}
-	var h http.Handler = http.HandlerFunc(s.serveAdmin)
-	if o.authorize != nil {
-		h = o.authorize(h)
-	}
-	if o.apiKey != "" {
-		h = requireAPIKey(o.apiKey, h)
+	if opts.APIKey != "" {
+		h = requireAPIKey(opts.APIKey, h)
 	}
 	return h, nil
+}
+
+// handler serves the admin API of one Stapler.
+type handler struct {
+	s *stapler.Stapler
 }
 
 func requireAPIKey(key string, next http.Handler) http.Handler {
@@ -102,19 +105,21 @@ func requireAPIKey(key string, next http.Handler) http.Handler {
 
 // certificateResource is one entry of /v1/certificates.
 type certificateResource struct {
-	ID           string            `json:"id"`
-	SNIs         []string          `json:"snis"`
-	Subject      string            `json:"subject"`
-	Serial       string            `json:"serial"`
-	OCSPStapling config.Stapling   `json:"ocsp_stapling"`
-	Status       CertificateStatus `json:"status"`
+	ID           string                    `json:"id"`
+	SNIs         []string                  `json:"snis"`
+	Subject      string                    `json:"subject"`
+	Serial       string                    `json:"serial"`
+	OCSPStapling config.Stapling           `json:"ocsp_stapling"`
+	Status       stapler.CertificateStatus `json:"status"`
 }
 
-func resourceOf(st CertificateStatus) certificateResource {
+func resourceOf(st stapler.CertificateStatus) certificateResource {
 	return certificateResource{ID: st.ID, SNIs: st.SNIs, Subject: st.Subject, Serial: st.Serial, OCSPStapling: st.Stapling, Status: st}
 }
 
-func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers one admin request.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.s
 	if r.URL.RawPath != "" { // an encoded '/' or the like: not a canonical path
 		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.EscapedPath(), Status: http.StatusNotFound})
 		return
@@ -151,8 +156,13 @@ func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := r.URL.Query().Get("id")
-		if id == "" && len(s.managedList()) != 1 {
-			writeJSON(w, http.StatusOK, s.Status())
+		if id == "" {
+			// The only certificate, or the list of all.
+			if list := s.Status(); len(list) != 1 {
+				writeJSON(w, http.StatusOK, list)
+			} else {
+				writeJSON(w, http.StatusOK, list[0])
+			}
 			return
 		}
 		st, err := s.StatusOf(id)
@@ -168,7 +178,7 @@ func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		st, err := s.Test(r.Context(), r.URL.Query().Get("id"))
 		if err != nil {
-			writeError(w, err)
+			writeError(w, testError(r.Context(), st, err))
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
@@ -183,21 +193,22 @@ func (s *Stapler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, list)
 	case strings.HasPrefix(path, "/v1/certificates/") && !strings.Contains(strings.TrimPrefix(path, "/v1/certificates/"), "/"):
-		s.serveCertificate(w, r, strings.TrimPrefix(path, "/v1/certificates/"))
+		h.serveCertificate(w, r, strings.TrimPrefix(path, "/v1/certificates/"))
 	default:
 		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound})
 	}
 }
 
-func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id string) {
+func (h *handler) serveCertificate(w http.ResponseWriter, r *http.Request, id string) {
+	s := h.s
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete:
 	default: // a wrong method is 405 whether or not the certificate exists
 		methodNotAllowed(w, "GET, HEAD, PUT, PATCH, DELETE")
 		return
 	}
-	if _, err := s.lookup(id); err != nil || id == "" {
-		writeError(w, fmt.Errorf("%w %q", ErrUnknownCertificate, id))
+	if _, err := s.StatusOf(id); err != nil || id == "" {
+		writeError(w, fmt.Errorf("%w %q", stapler.ErrUnknownCertificate, id))
 		return
 	}
 	switch r.Method {
@@ -242,7 +253,7 @@ func (s *Stapler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 	writeJSON(w, http.StatusOK, resourceOf(st))
 }
 
-// readBody reads a JSON request body of at most MaxAdminBodyBytes.
+// readBody reads a JSON request body of at most MaxBodyBytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
@@ -250,11 +261,11 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAdminBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxAdminBodyBytes), Status: http.StatusRequestEntityTooLarge})
+			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxBodyBytes), Status: http.StatusRequestEntityTooLarge})
 		} else {
 			writeError(w, &config.Error{Code: config.CodeInvalidSchema, Message: "could not read the body"})
 		}
@@ -268,13 +279,38 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeError(w, &config.Error{Code: config.CodeMethodNotAllowed, Message: "allowed: " + allow, Status: http.StatusMethodNotAllowed})
 }
 
+// testError is the documented error of a failed POST /v1/ocsp/test:
+// no_responder_url for a certificate without a responder, and
+// invalid_ocsp_response for a query that failed, both 500. An unknown
+// certificate, a closed Stapler and a request given up are left to
+// writeError.
+func testError(ctx context.Context, st stapler.CertificateStatus, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return err
+	case isQueryError(err):
+	case errors.Is(err, stapler.ErrUnknownCertificate), errors.Is(err, stapler.ErrClosed):
+		return err
+	case errors.Is(err, stapler.ErrNoResponderURL):
+		return &config.Error{Code: config.CodeNoResponderURL, Status: http.StatusInternalServerError, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", st.ID), Err: err}
+	}
+	return &config.Error{Code: config.CodeInvalidOCSPResponse, Status: http.StatusInternalServerError, Message: err.Error(), Err: err}
+}
+
+// isQueryError reports whether err is the failure of a query (which names
+// its responder), rather than the refusal to query at all.
+func isQueryError(err error) bool {
+	var fe *stapler.FetchError
+	return errors.As(err, &fe)
+}
+
 // writeError answers err as the documented error body: a *config.Error as
 // it is, an unknown certificate as 404, anything else as 500.
 func writeError(w http.ResponseWriter, err error) {
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
-	case errors.Is(err, ErrUnknownCertificate):
+	case errors.Is(err, stapler.ErrUnknownCertificate):
 		ce = &config.Error{Code: config.CodeNotFound, Message: err.Error(), Status: http.StatusNotFound}
 	default:
 		ce = &config.Error{Code: config.CodeInternalError, Message: err.Error(), Status: http.StatusInternalServerError}
