@@ -218,6 +218,22 @@ func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Ent
 	f.writeShared(m, next, installed, "")
 }
 
+// forget deletes m's shared response and state, which Remove stopped
+// managing. Other servers still serving m keep stapling what they hold and
+// store it anew at their next refresh; a write racing the deletion may
+// leave a value behind, which is harmless (every value is verified again).
+func (f *fleetSource) forget(m *managed) {
+	s := f.s
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
+		if err := f.store.Delete(ctx, key); err != nil {
+			s.log.Warn("ocsp: deleting the stored values of a removed certificate failed", "id", m.ID(), "key", key, "err", err)
+			return
+		}
+	}
+}
+
 // refreshAlone queries without the fleet, when the store cannot be reached.
 func (f *fleetSource) refreshAlone(m *managed) {
 	s := f.s

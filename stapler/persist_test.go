@@ -179,3 +179,33 @@ func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 	}
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 }
+
+// TestRemoveDeletesTheStoredResponse: Remove means forget; with a store,
+// the certificate's stored response is deleted too (on the writer's
+// goroutine, after the writes queued before it; Close flushes it).
+func TestRemoveDeletesTheStoredResponse(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	other, err := e.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrapAndServe(e.leaf.Certificate, other.Certificate)
+	id, otherID := CertificateID(e.leaf.Cert.Raw), CertificateID(other.Cert.Raw)
+	for _, key := range []string{id, otherID} {
+		eventually(t, "the response stored", func() bool {
+			_, err := store.Get(context.Background(), key)
+			return err == nil
+		})
+	}
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	e.s.Close()
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("the removed certificate's response: %v, want ErrCacheMiss", err)
+	}
+	if _, err := store.Get(context.Background(), otherID); err != nil {
+		t.Fatalf("the other certificate's response: %v, want it kept", err)
+	}
+}

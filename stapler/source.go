@@ -28,6 +28,10 @@ type source interface {
 	// storeError says why the shared store cannot be reached now (nil when
 	// it can, or when there is none).
 	storeError() error
+	// forget deletes what the store holds of m (its response and, in a
+	// fleet, its state), once Remove has stopped managing it: best effort,
+	// bounded in time, logged on failure.
+	forget(m *managed)
 }
 
 // newSource picks the mode for store (nil: memory alone).
@@ -54,3 +58,4 @@ func (src memorySource) refresh(m *managed) {
 func (memorySource) recorded(*managed, time.Time, *record.Entry) {}
 func (memorySource) run(context.Context)                         {}
 func (memorySource) storeError() error                           { return nil }
+func (memorySource) forget(*managed)                             {}
