@@ -112,7 +112,6 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
 	}
 	if leaf != nil {
 		m.leaf = leaf
-		m.url = responderURL(leaf)
 		m.mustStaple = hasMustStaple(leaf)
 		m.issuer, m.issuerChecked = s.chainIssuer(c, leaf)
 	}
@@ -173,7 +172,7 @@ func (s *Stapler) urlFor(m *managed) string {
 	if s.opts.responderURL != "" {
 		return s.opts.responderURL
 	}
-	return m.url
+	return m.url()
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID
