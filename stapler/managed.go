@@ -33,14 +33,6 @@ type view struct {
 	revoked   bool
 }
 
-// staple returns orig with the staple, or nil when there is none.
-func (v *view) staple() *tls.Certificate {
-	if !v.hasStaple {
-		return nil
-	}
-	return &v.stapled
-}
-
 // managed is one certificate the Stapler looks after. The handshake path
 // touches only the atomics; the rest is guarded by mu. Fields are packed:
 // at 100,000 certificates every word counts.
