@@ -73,5 +73,6 @@
 // so that it is configured once, before anything runs; a value that starts
 // nothing is a struct whose exported fields have documented, useful zero
 // values, like tls.Config and autocert.Manager (Verifier, VerifyOptions,
-// admin.Options). Fields are read on first use and must not change after.
+// admin.Options, metrics.Options). Fields are read on first use and must
+// not change after.
 package stapler

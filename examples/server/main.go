@@ -279,7 +279,7 @@ func listenMetrics(addr string, s *stapler.Stapler, logger *slog.Logger) (net.Li
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.New(s))
+	reg.MustRegister(metrics.New(s, metrics.Options{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
