@@ -30,7 +30,7 @@
 //     serial), an authorized signer (the issuer, or a delegate it issued with
 //     id-kp-OCSPSigning that is valid now, with no unknown critical extension
 //     and a keyUsage allowing signatures; every embedded certificate is
-//     tried), no SHA-1 unless AllowSHA1, thisUpdate within the clock skew, a
+//     tried), no SHA-1 unless WithAllowSHA1, thisUpdate within the clock skew, a
 //     nextUpdate that has not passed, no unknown critical extension.
 //     skip_verify skips the signer checks only. What is stapled is the
 //     canonical form: the signed part, its signature and only the signer's

@@ -174,13 +174,13 @@ func WithRateLimit(perSecond float64, burst int) Option {
 	return func(o *options) { o.ratePerSecond, o.rateBurst = perSecond, burst }
 }
 
-// AllowSHA1 accepts OCSP responses signed with SHA-1, and delegated responder
+// WithAllowSHA1 accepts OCSP responses signed with SHA-1, and delegated responder
 // certificates signed with SHA-1, for legacy private PKI. By default both
 // are refused with an error that matches ErrSHA1Signature: SHA-1 signatures
 // can be forged (a chosen-prefix collision costs tens of thousands of
 // dollars), and public CAs stopped signing with it years ago. The Verifier
 // has its AllowSHA1 field, VerifyResponse VerifyOptions.AllowSHA1.
-func AllowSHA1() Option {
+func WithAllowSHA1() Option {
 	return func(o *options) { o.allowSHA1 = true }
 }
 

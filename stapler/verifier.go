@@ -165,7 +165,7 @@ type Verifier struct {
 
 	// AllowSHA1 accepts staples signed with SHA-1, and delegated responder
 	// certificates signed with SHA-1, for legacy private PKI; see the
-	// Stapler's AllowSHA1. They are refused with ErrSHA1Signature when
+	// Stapler's WithAllowSHA1. They are refused with ErrSHA1Signature when
 	// false.
 	AllowSHA1 bool
 

@@ -39,7 +39,7 @@ var (
 	ErrCriticalExtension = errors.New("OCSP response has an unknown critical extension")
 	// ErrSHA1Signature: the response, or the delegated responder certificate
 	// that signed it, is signed with SHA-1, which is refused unless
-	// AllowSHA1 (the Stapler's option, the Verifier's field, VerifyOptions) is set.
+	// WithAllowSHA1 (Stapler), Verifier.AllowSHA1 or VerifyOptions.AllowSHA1 is set.
 	ErrSHA1Signature = errors.New("SHA-1 signature refused")
 )
 

@@ -41,7 +41,7 @@ type VerifyOptions struct {
 	ClockSkew time.Duration
 	// AllowSHA1 accepts SHA-1 signatures on the response and on a
 	// delegated responder's certificate, for legacy private PKI (see the
-	// Stapler's AllowSHA1).
+	// Stapler's WithAllowSHA1).
 	AllowSHA1 bool
 }
 
