@@ -203,3 +203,36 @@ func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
 		t.Fatalf("offline verifier: %v", err)
 	}
 }
+
+// TestZeroVerifierFirstUseIsSafeForConcurrentUse: the zero Verifier is
+// ready to use, and sets itself up once however many connections check
+// with it at the same time.
+func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	v := &Verifier{HardFail: true, Time: e.clock.Now}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- e.dialVerified(addr, v) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a stapled good certificate refused: %v", err)
+		}
+	}
+}
+
+// TestClockSkewFieldDefaults: a zero ClockSkew (Verifier, VerifyOptions)
+// is the default 5 minutes, a negative one none.
+func TestClockSkewFieldDefaults(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, 5 * time.Minute},
+		{-1, 0},
+		{time.Minute, time.Minute},
+	} {
+		if got := skewOrDefault(tc.in); got != tc.want {
+			t.Errorf("ClockSkew %v: got %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
