@@ -96,7 +96,7 @@ func requireAPIKey(key string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(r.Header.Get("X-API-KEY")))
 		if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
-			writeError(w, &config.Error{Code: config.CodeUnauthorized, Message: "missing or wrong X-API-KEY", Status: http.StatusUnauthorized})
+			writeError(w, &config.Error{Code: config.CodeUnauthorized, Message: "missing or wrong X-API-KEY"})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -121,7 +121,7 @@ func resourceOf(st stapler.CertificateStatus) certificateResource {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	if r.URL.RawPath != "" { // an encoded '/' or the like: not a canonical path
-		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.EscapedPath(), Status: http.StatusNotFound})
+		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.EscapedPath()})
 		return
 	}
 	path := r.URL.Path
@@ -195,7 +195,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/v1/certificates/") && !strings.Contains(strings.TrimPrefix(path, "/v1/certificates/"), "/"):
 		h.serveCertificate(w, r, strings.TrimPrefix(path, "/v1/certificates/"))
 	default:
-		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound})
+		writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
 	}
 }
 
@@ -257,7 +257,7 @@ func (h *handler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeError(w, &config.Error{Code: config.CodeUnsupportedMediaType, Message: "the body must be application/json", Status: http.StatusUnsupportedMediaType})
+			writeError(w, &config.Error{Code: config.CodeUnsupportedMediaType, Message: "the body must be application/json"})
 			return nil, false
 		}
 	}
@@ -265,7 +265,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxBodyBytes), Status: http.StatusRequestEntityTooLarge})
+			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxBodyBytes)})
 		} else {
 			writeError(w, &config.Error{Code: config.CodeInvalidSchema, Message: "could not read the body"})
 		}
@@ -276,7 +276,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, &config.Error{Code: config.CodeMethodNotAllowed, Message: "allowed: " + allow, Status: http.StatusMethodNotAllowed})
+	writeError(w, &config.Error{Code: config.CodeMethodNotAllowed, Message: "allowed: " + allow})
 }
 
 // testError is the documented error of a failed POST /v1/ocsp/test:
@@ -292,9 +292,10 @@ func testError(ctx context.Context, st stapler.CertificateStatus, err error) err
 	case errors.Is(err, stapler.ErrUnknownCertificate), errors.Is(err, stapler.ErrClosed):
 		return err
 	case errors.Is(err, stapler.ErrNoResponderURL):
-		return &config.Error{Code: config.CodeNoResponderURL, Status: http.StatusInternalServerError, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", st.ID), Err: err}
+		// 500 here, where PUT /v1/ocsp answers no_responder_url with 400.
+		return &statusError{http.StatusInternalServerError, &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", st.ID), Err: err}}
 	}
-	return &config.Error{Code: config.CodeInvalidOCSPResponse, Status: http.StatusInternalServerError, Message: err.Error(), Err: err}
+	return &config.Error{Code: config.CodeInvalidOCSPResponse, Message: err.Error(), Err: err}
 }
 
 // isQueryError reports whether err is the failure of a query (which names
@@ -304,18 +305,59 @@ func isQueryError(err error) bool {
 	return errors.As(err, &fe)
 }
 
-// writeError answers err as the documented error body: a *config.Error as
-// it is, an unknown certificate as 404, anything else as 500.
+// statusError is a documented error body answered with a status other than
+// its code's usual one (statusOf).
+type statusError struct {
+	status int
+	body   *config.Error
+}
+
+func (e *statusError) Error() string { return e.body.Error() }
+func (e *statusError) Unwrap() error { return e.body }
+
+// statusOf is the HTTP status the admin API answers an error code with: as
+// the documented API does (400 for invalid_schema and no_responder_url, as
+// PUT /v1/ocsp answers them; 406 for ocsp_unsupported_by_capability; 500
+// for the rest of the documented codes), and the usual status for the
+// admin API's own codes.
+func statusOf(code string) int {
+	switch code {
+	case config.CodeInvalidSchema, config.CodeNoResponderURL:
+		return http.StatusBadRequest
+	case config.CodeUnsupportedByCapability:
+		return http.StatusNotAcceptable
+	case config.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case config.CodeNotFound:
+		return http.StatusNotFound
+	case config.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case config.CodePayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case config.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers err as the documented error body: a *statusError as
+// it says, a *config.Error with its code's status, an unknown certificate
+// as 404 not_found, anything else as 500 internal_error.
 func writeError(w http.ResponseWriter, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		writeJSON(w, se.status, se.body)
+		return
+	}
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
 	case errors.Is(err, stapler.ErrUnknownCertificate):
-		ce = &config.Error{Code: config.CodeNotFound, Message: err.Error(), Status: http.StatusNotFound}
+		ce = &config.Error{Code: config.CodeNotFound, Message: err.Error()}
 	default:
-		ce = &config.Error{Code: config.CodeInternalError, Message: err.Error(), Status: http.StatusInternalServerError}
+		ce = &config.Error{Code: config.CodeInternalError, Message: err.Error()}
 	}
-	writeJSON(w, ce.HTTPStatus(), ce)
+	writeJSON(w, statusOf(ce.Code), ce)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -240,3 +240,25 @@ func TestAdminAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatusOfCodes: every error code is answered with the status the
+// documented API gives it (and the usual one for the admin API's own).
+func TestStatusOfCodes(t *testing.T) {
+	for code, want := range map[string]int{
+		config.CodeInvalidSchema:           400,
+		config.CodeNoResponderURL:          400, // 500 from POST /v1/ocsp/test: TestAdminNoResponderURL
+		config.CodeUnsupportedByCapability: 406,
+		config.CodeInvalidOCSPResponse:     500,
+		config.CodeTaskQueuedTooLong:       500,
+		config.CodeUnauthorized:            401,
+		config.CodeNotFound:                404,
+		config.CodeMethodNotAllowed:        405,
+		config.CodeUnsupportedMediaType:    415,
+		config.CodePayloadTooLarge:         413,
+		config.CodeInternalError:           500,
+	} {
+		if got := statusOf(code); got != want {
+			t.Errorf("%s: %d, want %d", code, got, want)
+		}
+	}
+}
