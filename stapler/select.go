@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
+	"hash/maphash"
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Selecting a certificate from a wrapped config's list, as crypto/tls does
@@ -22,9 +24,10 @@ import (
 // crypto/tls's choice.
 
 // nameIndex maps names to the positions, ascending, of the certificates
-// whose leaves are valid for them: exact DNS names, and wildcard names
-// ("*.example.com") under the name they stand for one label below
-// ("example.com").
+// whose leaves are valid for them: exact DNS names that are plain host
+// names (so that a server name found there is plain too, and a hit needs no
+// check of its characters), and wildcard names ("*.example.com") under the
+// name they stand for one label below ("example.com").
 type nameIndex struct {
 	exact    map[string][]int32
 	wildcard map[string][]int32
@@ -47,7 +50,9 @@ func newNameIndex(certs []tls.Certificate) *nameIndex {
 		x.class[i] = keyClass(&certs[i])
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
-			x.exact[name] = appendOnce(x.exact[name], int32(i))
+			if plainHostname(name) { // only a plain name can equal a plain server name
+				x.exact[name] = appendOnce(x.exact[name], int32(i))
+			}
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
 			}
@@ -72,20 +77,24 @@ func plainHostname(name string) bool {
 	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
 		return false
 	}
+	// An all-digit dotted name may parse as an IP address, matched
+	// against IP SANs only: it is left to the slow path.
+	allDigits := true
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		labelStart := i == 0 || name[i-1] == '.'
 		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_':
+		case 'a' <= c && c <= 'z', c == '_':
+			allDigits = false
+		case '0' <= c && c <= '9':
 		case c == '-' && !labelStart: // x509 takes a label starting with '-' as no hostname
+			allDigits = false
 		case c == '.' && !labelStart:
 		default:
 			return false
 		}
 	}
-	// An all-digit dotted name may parse as an IP address, matched
-	// against IP SANs only: leave it to the slow path.
-	return strings.ContainsFunc(name, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+	return !allDigits
 }
 
 // selectCertificate picks from w.certs as crypto/tls does. It returns the
@@ -112,8 +121,11 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 			return -1, cert
 		}
 	}
-	if name := hello.ServerName; name != "" && w.names != nil && plainHostname(name) {
-		exact := w.names.exact[name]
+	if name := hello.ServerName; name != "" && w.names != nil {
+		exact, hit := w.names.exact[name]
+		if !hit && !plainHostname(name) {
+			return w.selectSlowly(hello)
+		}
 		var wild []int32
 		if len(w.names.wildcard) > 0 {
 			if _, rest, ok := strings.Cut(name, "."); ok {
@@ -138,6 +150,13 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 		}
 		return 0, &certs[0]
 	}
+	return w.selectSlowly(hello)
+}
+
+// selectSlowly is crypto/tls's rule: the first certificate the hello
+// supports, asking each in turn, else the first.
+func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
+	certs := w.certs
 	for i := range certs {
 		if hello.SupportsCertificate(&certs[i]) == nil {
 			return i, &certs[i]
@@ -218,52 +237,52 @@ func keyClass(c *tls.Certificate) uint32 {
 
 // helloConfig finds the config a hello belongs to (the connection's,
 // which SupportsCertificate consults: versions, cipher suites, curves):
-// crypto/tls keeps it in an unexported field, read here by reflection
-// (no allocation). ok is false if a future crypto/tls has no such field;
-// then answers are not cached.
-var helloConfigField = func() int {
+// crypto/tls keeps it in an unexported field, whose offset reflection
+// finds once; it is then read without reflection (no allocation). ok is
+// false if a future crypto/tls has no such field; then answers are not
+// cached.
+var helloConfigOffset = func() uintptr {
 	f, ok := reflect.TypeFor[tls.ClientHelloInfo]().FieldByName("config")
 	if !ok || len(f.Index) != 1 || f.Type != reflect.TypeFor[*tls.Config]() {
-		return -1
+		return ^uintptr(0)
 	}
-	return f.Index[0]
+	return f.Offset
 }()
 
 func helloConfig(h *tls.ClientHelloInfo) (uintptr, bool) {
-	if helloConfigField < 0 {
+	if helloConfigOffset == ^uintptr(0) {
 		return 0, false
 	}
-	return reflect.ValueOf(h).Elem().Field(helloConfigField).Pointer(), true
+	return uintptr(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(h), helloConfigOffset))), true
 }
 
-// helloFingerprint hashes (FNV-1a, 64 bits) what SupportsCertificate reads
-// of a hello besides the server name, and the config it belongs to (a
-// clone of a wrapped config may allow other versions, suites or curves).
-// Never 0.
+// fingerprintSeed keys the hellos' fingerprints: a client cannot make its
+// hello's fingerprint equal another kind of hello's to plant a wrong answer
+// in the support cache, since it cannot know the seed.
+var fingerprintSeed = maphash.MakeSeed()
+
+// helloFingerprint hashes (maphash, keyed by a random seed) what
+// SupportsCertificate reads of a hello besides the server name, and the
+// config it belongs to (a clone of a wrapped config may allow other
+// versions, suites or curves). Never 0.
 func helloFingerprint(h *tls.ClientHelloInfo, cfg uintptr) uint64 {
-	const prime = 1099511628211
-	fp := uint64(14695981039346656037)
-	mix := func(v uint64) { fp = (fp ^ v) * prime }
-	mix(uint64(cfg))
-	mix(uint64(len(h.SupportedVersions)))
-	for _, v := range h.SupportedVersions {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SignatureSchemes)) | 1<<32)
-	for _, v := range h.SignatureSchemes {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SupportedCurves)) | 2<<32)
-	for _, v := range h.SupportedCurves {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SupportedPoints)) | 3<<32)
-	for _, v := range h.SupportedPoints {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.CipherSuites)) | 4<<32)
-	for _, v := range h.CipherSuites {
-		mix(uint64(v))
-	}
+	// One keyed hash per list (fewer calls into a buffer cost more in
+	// copies than they save), chained by an odd multiplier: equal
+	// fingerprints need equal hashes of every list.
+	const k = 0x9e3779b97f4a7c15
+	fp := uint64(cfg) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedVersions))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SignatureSchemes))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedCurves))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, h.SupportedPoints)) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.CipherSuites))) * k
 	return fp | 1<<63
+}
+
+// uint16Bytes is the memory of s as bytes, without a copy.
+func uint16Bytes[T ~uint16](s []T) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*2)
 }
