@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/staplerkit/ocsp/internal/record"
 )
@@ -46,7 +47,7 @@ type managed struct {
 	// pending is set while a fetch is due or in flight for a certificate
 	// that has no staple; it is closed when that fetch ends, so that a cold
 	// handshake can wait for it.
-	pending atomic.Pointer[chan struct{}]
+	pending atomic.Pointer[coldGate]
 	// removed is set by Remove: the certificate is no longer managed.
 	removed atomic.Bool
 	// listed is set for a certificate in a wrapped config's Certificates:
@@ -99,16 +100,33 @@ func (m *managed) url() string {
 // ID is the certificate's ID, the hex SHA-256 of its leaf DER.
 func (m *managed) ID() string { return hex.EncodeToString(m.key[:]) }
 
+// coldGate is where cold handshakes wait for a certificate's first staple.
+type coldGate struct {
+	done chan struct{} // closed when the attempt ends
+	// until is, while the attempt's query to the responder is under way,
+	// its deadline (Unix nanoseconds, real time): a handshake keeps waiting
+	// past its cold wait for a query that has started, which ends by then;
+	// 0 before the query starts.
+	until atomic.Int64
+}
+
 // arm tells cold handshakes that a fetch is coming.
 func (m *managed) arm() {
-	ch := make(chan struct{})
-	m.pending.CompareAndSwap(nil, &ch)
+	m.pending.CompareAndSwap(nil, &coldGate{done: make(chan struct{})})
 }
 
 // disarm releases the handshakes waiting for a fetch.
 func (m *managed) disarm() {
-	if p := m.pending.Swap(nil); p != nil {
-		close(*p)
+	if g := m.pending.Swap(nil); g != nil {
+		close(g.done)
+	}
+}
+
+// querying tells the handshakes waiting for m's first staple that its query
+// is under way and ends by deadline.
+func (m *managed) querying(deadline time.Time) {
+	if g := m.pending.Load(); g != nil {
+		g.until.Store(deadline.UnixNano())
 	}
 }
 

@@ -121,7 +121,13 @@ func WithDefaultStapling(s config.Stapling) Option {
 
 // WithColdWait bounds how long a handshake for a certificate that has no
 // staple yet waits for the first fetch before it goes on without one. The
-// default is a quarter of response_timeout.
+// default is a quarter of response_timeout. A handshake whose cold wait
+// ends while the fetch's query to the responder is under way waits on for
+// that query, which ends within response_timeout of its start (plus one
+// cold wait for its verification): on a machine slowed down by a herd of
+// first handshakes, the one query that staples them all is not given up
+// on. A fetch not yet started (held by the rate limit or the workers) is
+// waited for only for the cold wait.
 func WithColdWait(d time.Duration) Option {
 	return func(o *options) { o.coldWait = d }
 }

@@ -114,6 +114,9 @@ func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*record.Entry, er
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Load().Timeout())
 	defer cancel()
+	if deadline, ok := ctx.Deadline(); ok {
+		m.querying(deadline)
+	}
 	issuer, err := s.issuerFor(ctx, m)
 	if err != nil {
 		return nil, m.fetchError(url, err)

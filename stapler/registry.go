@@ -290,12 +290,12 @@ func truncateID(id string) string {
 // returns when it ends first.
 func (s *Stapler) Ready(ctx context.Context) error {
 	for _, m := range s.managedList() {
-		p := m.pending.Load()
-		if p == nil {
+		g := m.pending.Load()
+		if g == nil {
 			continue
 		}
 		select {
-		case <-*p:
+		case <-g.done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -510,3 +510,97 @@ func BenchmarkRegistration100k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFirstHerd is the issue-14 herd: 1000 concurrent handshakes (real
+// TLS 1.3 on loopback) the moment Wrap returns, for a certificate listed in
+// the config, against a responder that answers at once; every setting at
+// its default (cold wait a quarter of response_timeout, rate limit 100/s).
+// "ready" calls Ready first, as examples/server does; "no-ready" does not.
+// stapled-fraction must be 1 in every run of either: .ci/herd runs it 20
+// times with a CPU hog on each core and counts the runs that were not.
+func BenchmarkFirstHerd(b *testing.B) {
+	for _, ready := range []bool{true, false} {
+		name := "no-ready"
+		if ready {
+			name = "ready"
+		}
+		b.Run(name, func(b *testing.B) { firstHerd(b, ready) })
+	}
+}
+
+func firstHerd(b *testing.B, ready bool) {
+	const n = 1000
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	r := responder.New(ca)
+	srv := responder.NewServer(r)
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	for b.Loop() {
+		b.StopTimer()
+		leaf, err := srv.Issue(responder.LeafOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The clients' connections are set up before the server exists,
+		// so that the herd arrives all at once.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			if conns[i], err = net.Dial("tcp", ln.Addr().String()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.ResetRequests()
+		b.StartTimer()
+		start := time.Now()
+		var stapledAt atomic.Int64
+		s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithStatusHook(func(c StatusChange) {
+			if c.To == StateGood {
+				stapledAt.Store(int64(time.Since(start)))
+			}
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+		if ready {
+			if err := s.Ready(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { tls.Server(c, cfg).Handshake(); c.Close() }()
+			}
+		}()
+		var stapled atomic.Int64
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+				if conn.Handshake() == nil && conn.ConnectionState().OCSPResponse != nil {
+					stapled.Add(1)
+				}
+				conn.Close()
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		b.ReportMetric(float64(stapled.Load())/n, "stapled-fraction")
+		b.ReportMetric(float64(r.RequestCount()), "requests")
+		b.ReportMetric(float64(time.Duration(stapledAt.Load()).Milliseconds()), "ms-to-stapled")
+		ln.Close()
+		s.Close()
+		b.StartTimer()
+	}
+}

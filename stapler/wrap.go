@@ -385,8 +385,8 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	}
 	v := m.viewOf(c, slots, i)
 	if !v.hasStaple {
-		if p := m.pending.Load(); p != nil {
-			s.waitCold(ctx, *p)
+		if g := m.pending.Load(); g != nil {
+			s.waitCold(ctx, g)
 			v = m.viewOf(c, slots, i)
 		}
 	}
@@ -432,9 +432,15 @@ func (s *Stapler) coldWait() time.Duration {
 	return s.cfg.Load().Timeout() / 4
 }
 
-// waitCold waits, for a bounded time, for the first fetch of a certificate
-// that has no staple yet.
-func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
+// waitCold waits for the first fetch of a certificate that has no staple
+// yet: up to the cold wait, and then on while the fetch's query to the
+// responder is under way, until that query's deadline (response_timeout
+// from its start) and a cold wait more for its verification. A fetch still
+// waiting for its turn (the rate limit, the workers) is not waited for
+// past the cold wait; a query under way is, so that a herd of handshakes
+// which slows the machine down does not give up on the one query that
+// would staple them all.
+func (s *Stapler) waitCold(ctx context.Context, g *coldGate) {
 	wait := s.coldWait()
 	var done <-chan struct{}
 	if ctx != nil {
@@ -442,10 +448,23 @@ func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-pending:
-	case <-t.C:
-	case <-done:
+	for {
+		select {
+		case <-g.done:
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		until := g.until.Load()
+		if until == 0 {
+			return
+		}
+		left := time.Until(time.Unix(0, until).Add(wait))
+		if left <= 0 {
+			return
+		}
+		t.Reset(left)
 	}
 }
 
