@@ -11,6 +11,7 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // Fleet coordination, used when the store is a cache.Leaser shared by
@@ -44,12 +45,12 @@ func (st *fleetState) plausible(cfg *config.OCSP, now time.Time, skew time.Durat
 		st.Next <= time.Unix(0, st.LastAttempt).Add(cfg.QueryInterval()+skew).UnixNano()
 }
 
-// LeaseTTL is how long a server holds a certificate's lease while it
+// leaseTTL is how long a server holds a certificate's lease while it
 // queries the responder, for a given response_timeout: if it dies mid-query,
 // its lease runs out after at most this long, and another server takes over
 // when it next looks (servers that found the lease taken look again every
 // response_timeout + 1 s).
-func LeaseTTL(responseTimeout time.Duration) time.Duration {
+func leaseTTL(responseTimeout time.Duration) time.Duration {
 	return 2*responseTimeout + 2*time.Second
 }
 
@@ -146,7 +147,7 @@ func (f *fleetSource) refresh(m *managed) {
 
 	// Our turn: take the lease, then look again, since the holder before us
 	// may have just stored a fresh response, or just tried and failed.
-	token, ok, err := f.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
 		f.failed(err)
 		f.refreshAlone(m)
@@ -203,7 +204,7 @@ func (f *fleetSource) refresh(m *managed) {
 		if shared, state, err := f.readShared(rctx, m); err == nil {
 			if state != nil {
 				m.mu.Lock()
-				m.lastAttempt = min(m.lastAttempt, cache.Instant(state.LastAttempt))
+				m.lastAttempt = min(m.lastAttempt, record.Instant(state.LastAttempt))
 				m.mu.Unlock()
 			}
 			s.adopt(m, shared, state, s.clock.Now())
@@ -213,8 +214,24 @@ func (f *fleetSource) refresh(m *managed) {
 
 // recorded shares a Test's result with the fleet (unfenced: no lease is
 // held for a Test).
-func (f *fleetSource) recorded(m *managed, next time.Time, installed *cache.Entry) {
+func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
 	f.writeShared(m, next, installed, "")
+}
+
+// forget deletes m's shared response and state, which Remove stopped
+// managing. Other servers still serving m keep stapling what they hold and
+// store it anew at their next refresh; a write racing the deletion may
+// leave a value behind, which is harmless (every value is verified again).
+func (f *fleetSource) forget(m *managed) {
+	s := f.s
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
+		if err := f.store.Delete(ctx, key); err != nil {
+			s.log.Warn("ocsp: deleting the stored values of a removed certificate failed", "id", m.ID(), "key", key, "err", err)
+			return
+		}
+	}
 }
 
 // refreshAlone queries without the fleet, when the store cannot be reached.
@@ -227,7 +244,7 @@ func (f *fleetSource) refreshAlone(m *managed) {
 
 // readShared reads and verifies the stored response (nil when absent or
 // unusable: such a value is replaced by the next fetch) and the fleet state.
-func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry, *fleetState, error) {
 	s := f.s
 	var state *fleetState
 	value, err := f.store.Get(ctx, m.ID()+stateSuffix)
@@ -265,7 +282,7 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry,
 // is cache.ErrLeaseLost. The writes get a context of their own, so that a
 // holder paused past its context's deadline does not report the store
 // unreachable.
-func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entry, token string) error {
 	s := f.s
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
@@ -284,7 +301,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry
 	}
 	var err error
 	if fresh != nil {
-		err = put(m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
+		err = put(m.ID(), record.Encode(fresh.Raw, fresh.FetchedAt.Time()))
 	}
 	if err == nil {
 		value, _ := json.Marshal(state)
@@ -383,10 +400,10 @@ func (n *notices) take() *managed {
 	return m
 }
 
-// StoreRetryInterval is how long a server that found the shared store
+// storeRetryInterval is how long a server that found the shared store
 // unreachable queries the responder on its own before it tries the store
 // again: coordination resumes within this long of the store coming back.
-const StoreRetryInterval = time.Second
+const storeRetryInterval = time.Second
 
 // isDown reports whether the store is down and not yet due for another try.
 func (f *fleetSource) isDown() bool {
@@ -397,7 +414,7 @@ func (f *fleetSource) isDown() bool {
 // outage.
 func (f *fleetSource) failed(err error) {
 	f.err.Store(&err)
-	f.retryAt.Store(time.Now().Add(StoreRetryInterval).UnixNano())
+	f.retryAt.Store(time.Now().Add(storeRetryInterval).UnixNano())
 	if !f.down.Swap(true) {
 		f.s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -32,14 +32,6 @@ type view struct {
 	gen       uint64 // the certificate's generation it was made at
 	hasStaple bool
 	revoked   bool
-}
-
-// staple returns orig with the staple, or nil when there is none.
-func (v *view) staple() *tls.Certificate {
-	if !v.hasStaple {
-		return nil
-	}
-	return &v.stapled
 }
 
 // managed is one certificate the Stapler looks after. The handshake path
@@ -70,11 +62,11 @@ type managed struct {
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
-	entry       *cache.Entry // the response stapled (good or revoked)
-	latest      *cache.Entry // the latest verified answer (may be unknown)
+	entry       *record.Entry // the response stapled (good or revoked)
+	latest      *record.Entry // the latest verified answer (may be unknown)
 	lastErr     error
-	lastAttempt cache.Instant
-	lastSuccess cache.Instant
+	lastAttempt record.Instant
+	lastSuccess record.Instant
 	queries     int32 // queries recorded, successful or not
 	tries       int32 // failed attempts in the current recovery
 	state       stateCode
@@ -170,7 +162,7 @@ func (m *managed) viewForLocked(c *tls.Certificate) *view {
 		v.stapled.OCSPStaple = m.entry.Raw
 		v.hasStaple = true
 		v.expires = int64(m.entry.Expires)
-		v.revoked = m.entry.Status == cache.Revoked
+		v.revoked = m.entry.Status == record.Revoked
 	}
 	return v
 }
@@ -275,9 +267,9 @@ func (m *managed) stateLocked() stateCode {
 		return codeFailed
 	case m.latest == nil:
 		return codeNone
-	case m.latest.Status == cache.Good:
+	case m.latest.Status == record.Good:
 		return codeGood
-	case m.latest.Status == cache.Revoked:
+	case m.latest.Status == record.Revoked:
 		return codeRevoked
 	}
 	return codeUnknown

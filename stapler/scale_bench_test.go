@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler/clock"
+	"golang.org/x/crypto/ocsp"
 )
 
 // mintLeaves issues n leaf certificates from ca quickly: they share one key
@@ -134,7 +134,7 @@ func signedStoreBy(tb testing.TB, ca *responder.CA, delegate *responder.Signer, 
 			panic(err)
 		}
 		mu.Lock()
-		store.m[CertificateID(certs[i].Certificate[0])] = cache.EncodeRecord(der, now)
+		store.m[CertificateID(certs[i].Certificate[0])] = record.Encode(der, now)
 		mu.Unlock()
 	})
 	return store
@@ -222,7 +222,7 @@ func scale100kOnce(b *testing.B, r *responder.Responder, certs []tls.Certificate
 	baseline := make(map[string]*tls.Certificate, n)
 	for i := range certs {
 		value, _ := store.Get(context.Background(), CertificateID(certs[i].Certificate[0]))
-		raw, _, _ := cache.DecodeRecord(value)
+		raw, _, _ := record.Decode(value)
 		c := certs[i]
 		c.OCSPStaple = slices.Clone(raw)
 		baseline[certs[i].Leaf.SerialNumber.String()] = &c

@@ -51,7 +51,7 @@ func (e *FetchError) Unwrap() error { return e.Err }
 type Stapler struct {
 	opts   options
 	client *http.Client
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	cfg    atomic.Pointer[config.OCSP]
 
