@@ -38,8 +38,8 @@ type view struct {
 // touches only the atomics; the rest is guarded by mu. Fields are packed:
 // at 100,000 certificates every word counts.
 type managed struct {
-	key  [32]byte          // SHA-256 of der; ID() is its hex
-	der  []byte            // the leaf DER, shared with the application's certificate
+	// The handshake path's fields come first, to share as few cache
+	// lines as they can.
 	leaf *x509.Certificate // nil when the leaf does not parse
 
 	settings atomic.Pointer[settings]
@@ -57,6 +57,8 @@ type managed struct {
 	// seconds), written only when that second has passed, so that
 	// handshakes on many cores rarely write the same cache line.
 	lastServed atomic.Int64
+
+	der []byte // the leaf DER, shared with the application's certificate
 
 	// mu guards the fields below it, up to due and index (the scheduler's).
 	mu          sync.Mutex
@@ -86,6 +88,8 @@ type managed struct {
 	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
 	due   int64
 	index int
+
+	key [32]byte // SHA-256 of der; ID() is its hex
 }
 
 // url is the leaf's AIA OCSP URL, or "" (derived, not kept: at 100,000

@@ -29,7 +29,7 @@ import (
 // check of its characters), and wildcard names ("*.example.com") under the
 // name they stand for one label below ("example.com").
 type nameIndex struct {
-	exact    map[string][]int32
+	exact    map[string]nameEntry
 	wildcard map[string][]int32
 	// class[i] is the key class of certs[i] (keyClass), for the support
 	// cache; 0 when its support is never cached.
@@ -40,8 +40,24 @@ type nameIndex struct {
 	supported [256]atomic.Uint64
 }
 
-func newNameIndex(certs []tls.Certificate) *nameIndex {
-	x := &nameIndex{exact: map[string][]int32{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
+// nameEntry is the certificates valid for an exact name: the first (in
+// list order) with what the handshake path needs of it kept in the map's
+// own memory, so that with 100,000 certificates a hit costs no further
+// cache misses to find it; and any others.
+type nameEntry struct {
+	m     *managed // certs[first]'s state; nil when it has none
+	first int32
+	class uint32
+	more  []int32 // further candidates, ascending
+}
+
+// candidates returns the entry's positions as one ascending list.
+func (e nameEntry) candidates() []int32 {
+	return append([]int32{e.first}, e.more...)
+}
+
+func newNameIndex(certs []tls.Certificate, managedAt []*managed) *nameIndex {
+	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
 	for i := range certs {
 		leaf := certs[i].Leaf
 		if leaf == nil {
@@ -51,7 +67,12 @@ func newNameIndex(certs []tls.Certificate) *nameIndex {
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
 			if plainHostname(name) { // only a plain name can equal a plain server name
-				x.exact[name] = appendOnce(x.exact[name], int32(i))
+				if e, ok := x.exact[name]; !ok {
+					x.exact[name] = nameEntry{m: managedAt[i], first: int32(i), class: x.class[i]}
+				} else if e.first != int32(i) {
+					e.more = appendOnce(e.more, int32(i))
+					x.exact[name] = e
+				}
 			}
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
@@ -100,9 +121,16 @@ func plainHostname(name string) bool {
 // selectCertificate picks from w.certs as crypto/tls does. It returns the
 // index in w.certs, or -1 for a NameToCertificate entry outside the list.
 func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
+	i, c, _ := w.choose(hello)
+	return i, c
+}
+
+// choose is selectCertificate, and also returns the chosen certificate's
+// state when the name index had it at hand (nil otherwise: see managedAt).
+func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *tls.Certificate, *managed) {
 	certs := w.certs
 	if len(certs) == 1 {
-		return 0, &certs[0]
+		return 0, &certs[0], nil
 	}
 	if w.byName != nil {
 		name := strings.ToLower(hello.ServerName)
@@ -115,16 +143,17 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 		if ok {
 			for i := range certs {
 				if cert == &certs[i] {
-					return i, cert
+					return i, cert, nil
 				}
 			}
-			return -1, cert
+			return -1, cert, nil
 		}
 	}
 	if name := hello.ServerName; name != "" && w.names != nil {
-		exact, hit := w.names.exact[name]
+		entry, hit := w.names.exact[name]
 		if !hit && !plainHostname(name) {
-			return w.selectSlowly(hello)
+			i, c := w.selectSlowly(hello)
+			return i, c, nil
 		}
 		var wild []int32
 		if len(w.names.wildcard) > 0 {
@@ -133,24 +162,49 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 			}
 		}
 		var fp uint64 // the hello's fingerprint, made on first use
-		// The candidates in list order: both lists are ascending.
-		for len(exact) > 0 || len(wild) > 0 {
-			var i int32
-			switch {
-			case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
-				i, exact = exact[0], exact[1:]
-			case len(exact) == 0 || wild[0] < exact[0]:
-				i, wild = wild[0], wild[1:]
-			default: // the same certificate in both
-				i, exact, wild = exact[0], exact[1:], wild[1:]
+		if hit && len(entry.more) == 0 && (len(wild) == 0 || wild[0] >= entry.first) {
+			// The usual case: the first candidate is the name's own
+			// certificate; nothing else to read unless the client does
+			// not support it.
+			i := entry.first
+			if w.names.supportsClass(hello, &fp, &certs[i], entry.class) {
+				return int(i), &certs[i], entry.m
 			}
-			if w.names.supports(hello, &fp, &certs[i], i) {
-				return int(i), &certs[i]
+			if len(wild) > 0 && wild[0] == i {
+				wild = wild[1:]
 			}
+			j, c := w.names.firstSupported(hello, &fp, certs, nil, wild)
+			return j, c, nil
 		}
-		return 0, &certs[0]
+		var exact []int32
+		if hit {
+			exact = entry.candidates()
+		}
+		i, c := w.names.firstSupported(hello, &fp, certs, exact, wild)
+		return i, c, nil
 	}
-	return w.selectSlowly(hello)
+	i, c := w.selectSlowly(hello)
+	return i, c, nil
+}
+
+// firstSupported returns the first of the candidates (two ascending lists
+// of positions in certs) the hello supports, else certs[0].
+func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs []tls.Certificate, exact, wild []int32) (int, *tls.Certificate) {
+	for len(exact) > 0 || len(wild) > 0 {
+		var i int32
+		switch {
+		case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
+			i, exact = exact[0], exact[1:]
+		case len(exact) == 0 || wild[0] < exact[0]:
+			i, wild = wild[0], wild[1:]
+		default: // the same certificate in both
+			i, exact, wild = exact[0], exact[1:], wild[1:]
+		}
+		if x.supports(hello, fp, &certs[i], i) {
+			return int(i), &certs[i]
+		}
+	}
+	return 0, &certs[0]
 }
 
 // selectSlowly is crypto/tls's rule: the first certificate the hello
@@ -169,7 +223,11 @@ func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) (int, *tls.Certificat
 // already known to be valid for the hello's server name, remembered by the
 // hello's fingerprint (*fp, computed once per hello) and c's key class.
 func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, i int32) bool {
-	class := x.class[i]
+	return x.supportsClass(hello, fp, c, x.class[i])
+}
+
+// supportsClass is supports for a certificate of key class class.
+func (x *nameIndex) supportsClass(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, class uint32) bool {
 	if class == 0 {
 		return supportsIgnoringName(hello, c)
 	}

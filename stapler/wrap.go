@@ -125,7 +125,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 		}
 	}
 	if len(w.certs) > 1 {
-		w.names = newNameIndex(w.certs)
+		w.names = newNameIndex(w.certs, w.managedAt)
 	}
 	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
 		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
@@ -181,9 +181,12 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if len(w.certs) == 0 {
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
-	i, cert := w.selectCertificate(hello)
-	if i >= 0 && w.managedAt[i] != nil {
-		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views, i)
+	i, cert, m := w.choose(hello)
+	if m == nil && i >= 0 {
+		m = w.managedAt[i]
+	}
+	if m != nil {
+		return w.s.serveManaged(hello.Context(), m, cert, &w.views, i)
 	}
 	return w.s.serve(hello.Context(), cert)
 }
