@@ -1,0 +1,63 @@
+package admin
+
+import (
+	"testing"
+
+	"github.com/staplerkit/ocsp/responder"
+)
+
+// DEFECT (PUT /v1/ocsp refuses the documented body on a running server):
+// OCSP is already on and stapling a certificate that has a responder; the
+// server also serves a certificate without an AIA OCSP URL (an internal
+// CA's, or any Let's Encrypt certificate since 2025), which New accepted
+// with OCSP on. The documented PUT example body (which repeats
+// "ocsp_functionality": true) only changes the intervals, and a client that
+// GETs the object, edits it and PUTs it back does the same; both are
+// refused 400 no_responder_url and change nothing, although a responder
+// URL is known (GET /v1/ocsp shows it) and OCSP is not being enabled (it is
+// on). The spec's no_responder_url is "tried to enable OCSP while no
+// responder URL is known".
+func TestAttack3PutDocumentedBodyRefusedWhileOCSPIsOn(t *testing.T) {
+	e := newEnv(t, on)
+	noAIA, err := e.ca.Issue(responder.LeafOptions{DNSNames: []string{"internal.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrap(e.leaf.Certificate, noAIA.Certificate)
+	e.waitStapled(e.leaf)
+	c := newAdmin(t, e)
+	code, _, obj, raw := c.do("GET", "/v1/ocsp", "")
+	if code != 200 || obj["ocsp_functionality"] != true || obj["responder_url"] != e.srv.URL {
+		t.Fatalf("GET: %d %s", code, raw)
+	}
+	code, _, _, raw = c.do("PUT", "/v1/ocsp", `{
+    "ocsp_functionality": true,
+    "query_frequency": 3800,
+    "response_timeout": 2,
+    "recovery_frequency": 80,
+    "recovery_max_tries": 20
+}`)
+	if code != 200 {
+		t.Fatalf("the documented PUT body, with OCSP already on and a responder URL known: %d %s", code, raw)
+	}
+}
+
+// DEFECT (POST /v1/ocsp/test off the documented codes): a server whose
+// certificates come from GetCertificate (autocert, say) has none managed
+// until its first handshake; GET /v1/ocsp then shows "responder_url": "".
+// The documented answer to testing with no responder URL is 500
+// no_responder_url; the handler answers 404 not_found with the message
+// `stapler: unknown certificate ""`, a code the documented endpoint never
+// returns, for a request that named no certificate at all.
+func TestAttack3TestWithNoCertificateIsNotNoResponderURL(t *testing.T) {
+	e := newEnv(t, on)
+	c := newAdmin(t, e)
+	code, _, obj, raw := c.do("GET", "/v1/ocsp", "")
+	if code != 200 || obj["responder_url"] != "" {
+		t.Fatalf("GET: %d %s", code, raw)
+	}
+	code, _, obj, raw = c.do("POST", "/v1/ocsp/test", "")
+	if code != 500 || obj["error_code"] != "no_responder_url" {
+		t.Fatalf("POST /v1/ocsp/test with no responder URL known: %d %s, want 500 no_responder_url", code, raw)
+	}
+}
