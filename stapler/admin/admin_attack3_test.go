@@ -2,6 +2,7 @@ package admin
 
 import (
 	"testing"
+	"time"
 
 	"github.com/staplerkit/ocsp/responder"
 )
@@ -59,5 +60,34 @@ func TestAttack3TestWithNoCertificateIsNotNoResponderURL(t *testing.T) {
 	code, _, obj, raw = c.do("POST", "/v1/ocsp/test", "")
 	if code != 500 || obj["error_code"] != "no_responder_url" {
 		t.Fatalf("POST /v1/ocsp/test with no responder URL known: %d %s, want 500 no_responder_url", code, raw)
+	}
+}
+
+// DEFECT (POST /v1/ocsp/test reports an answer it did not cache): the
+// documented endpoint "queries the responder now, caches the answer when
+// OCSP is on, and returns it". When the responder answers with a response
+// older than the one held (a stale cache or a replay: GOOD, thisUpdate two
+// hours back, after a REVOKED one), the Stapler rightly refuses to install
+// it (ErrOlderResponse), yet Test returns it with 200 and no error: the
+// operator reads cert_status GOOD from the test while the server keeps
+// stapling REVOKED and GET /v1/ocsp/status says REVOKED. The refusal to
+// roll back is invisible on the wire.
+func TestAttack3TestReportsAnOlderAnswerItDidNotCache(t *testing.T) {
+	e := newEnv(t, on)
+	e.wrap(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	c := newAdmin(t, e)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(time.Now().Add(-time.Minute), 1))
+	if code, _, obj, raw := c.do("POST", "/v1/ocsp/test", ""); code != 200 || obj["cert_status"] != "REVOKED" {
+		t.Fatalf("test after the revocation: %d %s", code, raw)
+	}
+	// A stale answer: GOOD, produced two hours before the revocation seen.
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Good())
+	e.r.SetClock(func() time.Time { return time.Now().Add(-2 * time.Hour) })
+	code, _, tested, raw := c.do("POST", "/v1/ocsp/test", "")
+	_, _, status, statusRaw := c.do("GET", "/v1/ocsp/status", "")
+	if code == 200 && tested["cert_status"] != status["cert_status"] {
+		t.Fatalf("POST /v1/ocsp/test answered 200 cert_status %v (this_update %v), but that answer was not cached: GET /v1/ocsp/status says %v\ntest: %s\nstatus: %s",
+			tested["cert_status"], tested["this_update"], status["cert_status"], raw, statusRaw)
 	}
 }
