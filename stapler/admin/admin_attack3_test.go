@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 )
 
@@ -89,5 +90,38 @@ func TestAttack3TestReportsAnOlderAnswerItDidNotCache(t *testing.T) {
 	if code == 200 && tested["cert_status"] != status["cert_status"] {
 		t.Fatalf("POST /v1/ocsp/test answered 200 cert_status %v (this_update %v), but that answer was not cached: GET /v1/ocsp/status says %v\ntest: %s\nstatus: %s",
 			tested["cert_status"], tested["this_update"], status["cert_status"], raw, statusRaw)
+	}
+}
+
+// DEFECT (GET /v1/ocsp/status off the documented object): config.Status
+// documents cert_status as "CertGood, CertRevoked or CertUnknown" and the
+// spec's enum is GOOD, REVOKED, UNKNOWN; the spec lists
+// invalid_ocsp_response as GET /v1/ocsp/status's error when the responder
+// returned something that is not a valid OCSP response. After exactly that
+// (OCSP turned on, the responder answers garbage, nothing cached), the
+// handler answers 200 with "cert_status": "" — neither a documented status
+// nor the documented error. A client switching on the three values (as the
+// Redis Enterprise UI does) falls through.
+func TestAttack3StatusAfterAnInvalidResponseIsOffTheDocumentedObject(t *testing.T) {
+	e := newEnv(t, config.OCSP{})
+	e.wrap(e.leaf.Certificate)
+	c := newAdmin(t, e)
+	e.r.SetFault(responder.Fault{Kind: responder.FaultGarbageBody})
+	if code, _, _, raw := c.do("PUT", "/v1/ocsp", `{"ocsp_functionality": true}`); code != 200 {
+		t.Fatalf("PUT: %d %s", code, raw)
+	}
+	if code, _, obj, raw := c.do("POST", "/v1/ocsp/test", ""); code != 500 || obj["error_code"] != "invalid_ocsp_response" {
+		t.Fatalf("test: %d %s", code, raw)
+	}
+	code, _, obj, raw := c.do("GET", "/v1/ocsp/status", "")
+	if code == 200 {
+		switch obj["cert_status"] {
+		case "GOOD", "REVOKED", "UNKNOWN":
+			return
+		}
+		t.Fatalf("GET /v1/ocsp/status after an invalid response: 200 with cert_status %q, want GOOD, REVOKED or UNKNOWN (or the documented invalid_ocsp_response error)\n%.300s", obj["cert_status"], raw)
+	}
+	if obj["error_code"] != "invalid_ocsp_response" {
+		t.Fatalf("GET /v1/ocsp/status after an invalid response: %d %s", code, raw)
 	}
 }
