@@ -132,3 +132,41 @@ func TestAttack3RemoveAfterCloseLeavesTheStoredValue(t *testing.T) {
 }
 
 func timeAfterHang() <-chan time.Time { return time.After(hangLimit) }
+
+// DEFECT (same root cause, no race needed): the natural use of the status
+// hook, "when a certificate turns revoked, stop managing it", resurrects
+// its stored response every time. The hook runs inside apply, before
+// record hands the installed response to the store; Remove (from the hook)
+// queues the deletion, and the write queued right after it puts the
+// revoked response back. After Close the removed certificate's response is
+// on disk.
+func TestAttack3RemoveFromTheStatusHookResurrectsTheStoredValue(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	var s *Stapler
+	removed := make(chan error, 1)
+	e := newEnv(t, on, WithStore(store), WithStatusHook(func(c StatusChange) {
+		if c.To == StateRevoked {
+			removed <- s.Remove(c.ID)
+		}
+	}))
+	s = e.s
+	e.wrapAndServe(e.leaf.Certificate)
+	id := CertificateID(e.leaf.Cert.Raw)
+	e.waitStapled(e.leaf)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), 1))
+	if _, err := e.s.Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatalf("Remove from the hook: %v", err)
+		}
+	case <-timeAfterHang():
+		t.Fatal("the hook never saw the revocation")
+	}
+	e.s.Close()
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("the certificate removed from the status hook still has its response in the store (err %v), want ErrCacheMiss", err)
+	}
+}
