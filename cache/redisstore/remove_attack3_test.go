@@ -112,3 +112,65 @@ func TestAttack3RemoveThenInFlightQueryResurrectsRedisValues(t *testing.T) {
 		}
 	}
 }
+
+// DEFECT (same root cause, deterministic, in a fleet): a status hook that
+// removes a certificate once it is revoked ("stop serving it") runs inside
+// apply; Remove deletes both Redis keys before it returns, then the
+// fleet's write of that very response (writeShared, after apply) puts them
+// back, with no TTL.
+func TestAttack3RemoveFromTheStatusHookResurrectsRedisValues(t *testing.T) {
+	rs := redistest.Start(t)
+	clk := clock.NewManual(time.Now().Truncate(time.Second))
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := responder.New(ca)
+	r.SetClock(clk.Now)
+	srv := responder.NewServer(r)
+	t.Cleanup(srv.Close)
+	leaf, err := srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *stapler.Stapler
+	removed := make(chan error, 1)
+	s, err = stapler.New(config.OCSP{OCSPFunctionality: true},
+		stapler.WithClock(clk), stapler.WithLogger(testLogger()),
+		stapler.WithStore(New(rs.Client(), "fleet:")),
+		stapler.WithStatusHook(func(c stapler.StatusChange) {
+			if c.To == stapler.StateRevoked {
+				removed <- s.Remove(c.ID)
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	id, err := s.Add(&leaf.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(clk.Now().Add(-time.Minute), 1))
+	if _, err := s.Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatalf("Remove from the hook: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the hook never saw the revocation")
+	}
+	raw := New(rs.Client(), "fleet:")
+	for _, key := range []string{id, id + ".state"} {
+		if _, err := raw.Get(ctx, key); !errors.Is(err, cache.ErrCacheMiss) {
+			t.Errorf("%s of the certificate removed from the status hook is in Redis: %v, want ErrCacheMiss", key, err)
+		}
+	}
+}
