@@ -211,7 +211,8 @@ func (d DirStore) Put(ctx context.Context, key string, value []byte) error {
 	return syncDir(string(d))
 }
 
-// Delete removes the file for key.
+// Delete removes the file for key and syncs the directory, so that the
+// removal survives a crash.
 func (d DirStore) Delete(ctx context.Context, key string) error {
 	p, err := d.path(key)
 	if err != nil {
@@ -220,13 +221,18 @@ func (d DirStore) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		return err
 	}
-	return nil
+	// Durable like Put's rename: a crash after Delete returns must not
+	// bring the file back.
+	return syncDir(string(d))
 }
 
-// syncDir makes a rename durable.
+// syncDir makes a rename or a removal in dir durable.
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {

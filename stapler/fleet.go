@@ -79,6 +79,10 @@ type fleetSource struct {
 	store  cache.Store
 	leaser cache.Leaser
 
+	// writes is held for reading by every write of a certificate's
+	// values, and for writing by forget while it deletes them.
+	writes sync.RWMutex
+
 	// The store's health, shared by every certificate: while it is down,
 	// each refresh queries alone until retryAt.
 	down atomic.Bool           // the store is unreachable
@@ -219,12 +223,16 @@ func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Ent
 }
 
 // forget deletes m's shared response and state, which Remove stopped
-// managing. Other servers still serving m keep stapling what they hold and
-// store it anew at their next refresh; a write racing the deletion may
-// leave a value behind, which is harmless (every value is verified again).
+// managing (after Close too: the deletion has a context of its own).
+// Other servers still serving m keep stapling what they hold and store it
+// anew at their next refresh. No write of this server's outlives the
+// deletion: m is marked removed before forget takes f.writes, and
+// writeShared checks the mark under it.
 func (f *fleetSource) forget(m *managed) {
 	s := f.s
-	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	f.writes.Lock()
+	defer f.writes.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), storeTimeout)
 	defer cancel()
 	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
 		if err := f.store.Delete(ctx, key); err != nil {
@@ -284,6 +292,15 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry
 // unreachable.
 func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entry, token string) error {
 	s := f.s
+	// A removed certificate writes nothing, whether Remove ran during the
+	// query or from the status hook: checked under f.writes, which
+	// forget holds while it deletes, so that no write lands after the
+	// deletion.
+	f.writes.RLock()
+	defer f.writes.RUnlock()
+	if m.removed.Load() {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
 	m.mu.Lock()

@@ -40,12 +40,15 @@ func (src *dirSource) refresh(m *managed) {
 
 func (src *dirSource) recorded(m *managed, _ time.Time, installed *record.Entry) {
 	if installed != nil {
-		src.w.put(m.ID(), record.Encode(installed.Raw, installed.FetchedAt.Time()))
+		src.w.put(m, record.Encode(installed.Raw, installed.FetchedAt.Time()))
 	}
 }
 
 // forget queues the deletion of m's stored response behind any write
-// still pending for it, so that the deletion is the last word.
+// still pending for it, so that the deletion is the last word: m is
+// already marked removed, so no later write of m's is queued (put checks
+// under the same lock). Once the writer has stopped (Close), the file is
+// deleted at once, bounded by storeTimeout.
 func (src *dirSource) forget(m *managed) { src.w.remove(m.ID()) }
 
 func (src *dirSource) run(ctx context.Context) { src.w.run(ctx) }
@@ -62,6 +65,11 @@ func (src *dirSource) restore(m *managed) bool {
 	m.restored = true
 	m.mu.Unlock()
 	if done {
+		return false
+	}
+	if src.w.deleting(m.ID()) {
+		// Served again right after Remove: the old response is being
+		// deleted, and Remove means forget.
 		return false
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
@@ -94,9 +102,14 @@ type persister struct {
 	store cache.Store
 	log   *slog.Logger
 
-	mu sync.Mutex // guards pending
+	mu sync.Mutex // guards pending, inflight and stopped
 	// pending is the newest value queued for each key; nil deletes the key.
 	pending map[string][]byte
+	// inflight is the batch being written now.
+	inflight map[string][]byte
+	// stopped: run has written its last batch; a deletion is then made
+	// at once by remove, and a write is dropped.
+	stopped bool
 	wake    chan struct{}
 }
 
@@ -104,19 +117,52 @@ func newPersister(store cache.Store, log *slog.Logger) *persister {
 	return &persister{store: store, log: log, pending: map[string][]byte{}, wake: make(chan struct{}, 1)}
 }
 
-// put queues value to be written under key.
-func (p *persister) put(key string, value []byte) {
+// put queues value to be written as m's response, unless m was removed:
+// checked under p.mu, which remove also takes after Remove marked m, so
+// that no write of a removed certificate is ever queued after its
+// deletion (Remove from the status hook, or during a query in flight).
+func (p *persister) put(m *managed, value []byte) {
 	p.mu.Lock()
-	p.pending[key] = value
+	if m.removed.Load() || p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.pending[m.ID()] = value
 	p.mu.Unlock()
+	p.poke()
+}
+
+func (p *persister) poke() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-// remove queues the deletion of key.
-func (p *persister) remove(key string) { p.put(key, nil) }
+// remove queues the deletion of key, or, once the writer has stopped,
+// deletes it now, bounded by storeTimeout.
+func (p *persister) remove(key string) {
+	p.mu.Lock()
+	if !p.stopped {
+		p.pending[key] = nil
+		p.mu.Unlock()
+		p.poke()
+		return
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	p.delete(ctx, key)
+}
+
+// deleting reports whether the deletion of key is queued or being made.
+func (p *persister) deleting(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, queued := p.pending[key]
+	w, writing := p.inflight[key]
+	return queued && v == nil || !queued && writing && w == nil
+}
 
 // run writes queued values until ctx ends, then writes what is left,
 // giving up closeGrace after ctx ended.
@@ -128,28 +174,48 @@ func (p *persister) run(ctx context.Context) {
 	for {
 		select {
 		case <-p.wake:
-			p.flush(base)
+			p.flush(base, false)
 		case <-ctx.Done():
-			p.flush(base)
+			// Until nothing is left: a deletion queued while the last
+			// batch was written (Remove racing Close) is made too.
+			for p.flush(base, true) {
+			}
 			return
 		}
 	}
 }
 
-func (p *persister) flush(base context.Context) {
+// flush writes what is queued, and reports whether there was anything.
+// When last is set and nothing is queued, the writer is marked stopped,
+// under the same lock: nothing queued is ever left unwritten.
+func (p *persister) flush(base context.Context, last bool) bool {
 	p.mu.Lock()
 	batch := p.pending
+	if len(batch) == 0 {
+		p.stopped = last
+		p.mu.Unlock()
+		return false
+	}
 	p.pending = map[string][]byte{}
+	p.inflight = batch
 	p.mu.Unlock()
 	for key, value := range batch {
 		ctx, cancel := context.WithTimeout(base, storeTimeout)
 		if value == nil {
-			if err := p.store.Delete(ctx, key); err != nil {
-				p.log.Warn("ocsp: deleting the stored response of a removed certificate failed", "id", key, "err", err)
-			}
+			p.delete(ctx, key)
 		} else if err := p.store.Put(ctx, key, value); err != nil {
 			p.log.Warn("ocsp: storing the response failed; it is still stapled", "id", key, "err", err)
 		}
 		cancel()
+	}
+	p.mu.Lock()
+	p.inflight = nil
+	p.mu.Unlock()
+	return true
+}
+
+func (p *persister) delete(ctx context.Context, key string) {
+	if err := p.store.Delete(ctx, key); err != nil {
+		p.log.Warn("ocsp: deleting the stored response of a removed certificate failed", "id", key, "err", err)
 	}
 }

@@ -208,13 +208,22 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 // handshake serves it again, it is managed afresh, as on first sight.
 //
 // Remove means forget: with a store (WithStore), the certificate's stored
-// values are deleted too, best effort and logged on failure. A store of this
-// server's own (a DirStore) has the response deleted in the background,
-// after any write still pending for it. A shared store (a cache.Leaser) has
-// the response and the fleet state deleted before Remove returns, within
-// 10 seconds; other servers still serving the certificate keep their
-// staple and store it anew at their next refresh. Certificates retired for
-// want of handshakes (WithIdleRetirement) keep their stored values.
+// values are deleted too, best effort and logged on failure, and from the
+// moment Remove is called this server writes nothing of the certificate's
+// to the store again: not the result of a query already in flight (a Test,
+// a scheduled refresh), nor the response whose status hook called Remove.
+// A store of this server's own (a DirStore) has the response deleted in
+// the background, after any write still pending for it, and at the latest
+// by Close; served again right after Remove, the certificate is fetched
+// afresh, not restored from the file being deleted. A shared store (a
+// cache.Leaser) has the response and the fleet state deleted before Remove
+// returns, within 10 seconds. Other servers of a fleet still serving the
+// certificate are not told: they keep their staple and store it anew at
+// their next refresh. Certificates retired for want of handshakes
+// (WithIdleRetirement) keep their stored values.
+//
+// Remove works after Close too: the certificate leaves Status and its
+// stored values are deleted before Remove returns, within 10 seconds.
 func (s *Stapler) Remove(id string) error {
 	m, err := s.lookup(id)
 	if err != nil {
@@ -223,7 +232,7 @@ func (s *Stapler) Remove(id string) error {
 	s.mu.Lock()
 	removed := s.removeLocked(m)
 	s.mu.Unlock()
-	if removed && !s.closed.Load() {
+	if removed {
 		s.src.forget(m)
 	}
 	return nil
