@@ -68,8 +68,10 @@ func TestOlderGoodNeverReplacesRevoked(t *testing.T) {
 	}
 	replay := func([]byte) []byte { return old }
 	tamper.Store(&replay)
-	if _, err := e.s.Test(t.Context(), id); err != nil {
-		t.Fatal(err) // the test call reports what the responder said
+	// The test call never reports an answer it refused to cache
+	// (TestAttack3TestReportsAnOlderAnswerItDidNotCache).
+	if _, err := e.s.Test(t.Context(), id); !errors.Is(err, ErrOlderResponse) {
+		t.Fatalf("Test with the replay: %v, want ErrOlderResponse", err)
 	}
 	st := e.status(e.leaf)
 	if st.State != StateRevoked || !strings.Contains(st.LastError, "older") {

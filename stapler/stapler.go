@@ -252,20 +252,21 @@ func (s *Stapler) Get() config.OCSP {
 
 // Update applies a partial configuration atomically and returns the result.
 // A rejected update (an invalid_schema or no_responder_url *config.Error)
-// changes nothing. An accepted one takes effect at once: turning OCSP on
+// changes nothing. no_responder_url refuses only to turn OCSP on while it
+// is off when no responder URL is known at all: certificates are managed,
+// and neither WithResponderURL nor any certificate with stapling enabled
+// gives one. Certificates without a URL beside one that has it are served
+// without a staple (StateNotApplicable), and an update that leaves OCSP on
+// (the documented PUT body repeats "ocsp_functionality": true) is never
+// refused for want of a URL. An accepted one takes effect at once: turning OCSP on
 // fetches every certificate now, shorter intervals move refreshes earlier,
 // and turning it off stops fetching and stapling.
 func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 	s.mu.Lock()
 	cur := *s.cfg.Load()
 	next, err := u.Apply(cur)
-	if err == nil && u.OCSPFunctionality != nil && *u.OCSPFunctionality && s.opts.responderURL == "" {
-		for _, m := range s.order {
-			if m.leaf != nil && m.url() == "" && m.settings.Load().stapling.Enabled {
-				err = &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %q (id %s) has no OCSP responder URL", m.leaf.Subject.String(), m.ID())}
-				break
-			}
-		}
+	if err == nil && !cur.OCSPFunctionality && next.OCSPFunctionality {
+		err = s.noResponderLocked()
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -304,4 +305,30 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	}
 	s.sched.scheduleEarlier(m, at)
 	m.mu.Unlock()
+}
+
+// noResponderLocked is the no_responder_url refusal of Update when OCSP is
+// turned on: nil when a responder URL is known, or when no certificate is
+// managed yet (GetCertificate servers meet theirs at the first handshake).
+// Callers hold s.mu.
+func (s *Stapler) noResponderLocked() error {
+	if s.opts.responderURL != "" {
+		return nil
+	}
+	var first *managed
+	for _, m := range s.order {
+		if m.leaf == nil || !m.settings.Load().stapling.Enabled {
+			continue
+		}
+		if m.url() != "" {
+			return nil
+		}
+		if first == nil {
+			first = m
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("no OCSP responder URL is known: certificate %q (id %s) has none", first.leaf.Subject.String(), first.ID())}
 }

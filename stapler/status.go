@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -162,13 +163,20 @@ func fillStatus(st *config.Status, e *record.Entry) {
 // Test queries the responder for one certificate now (an empty id means the
 // only one) and returns the status it answered, as POST /v1/ocsp/test does.
 // When OCSP is on, the answer is also cached and stapled as a scheduled
-// refresh would. On failure it returns the certificate's status as it
-// stands and an error: ErrUnknownCertificate for an unknown id,
-// ErrNoResponderURL (wrapped, naming the certificate) for a certificate
-// without a responder, ErrClosed, ctx's error, or the failed query's
-// *FetchError, whose Err matches ErrHTTPStatus, ErrWrongCertificate and the
-// package's other sentinels.
+// refresh would, and Test never returns an answer it did not cache: a
+// valid answer older than the one held (a stale cache, a replay) is
+// refused as a scheduled refresh refuses it, and Test returns the status
+// as it stands and a *FetchError matching ErrOlderResponse. On failure it
+// returns the certificate's status as it stands and an error:
+// ErrUnknownCertificate for an unknown id, ErrNoResponderURL (wrapped,
+// naming the certificate) for a certificate without a responder and for
+// an empty id while no certificate is managed, ErrClosed, ctx's error, or
+// the failed query's *FetchError, whose Err matches ErrHTTPStatus,
+// ErrWrongCertificate and the package's other sentinels.
 func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error) {
+	if id == "" && len(s.managedList()) == 0 {
+		return CertificateStatus{}, fmt.Errorf("no certificate is managed: %w", ErrNoResponderURL)
+	}
 	m, err := s.lookup(id)
 	if err != nil {
 		return CertificateStatus{}, err
@@ -186,9 +194,27 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	}
 	if s.cfg.Load().OCSPFunctionality {
 		s.record(m, o)
+		m.mu.Lock()
+		held := m.entry == e
+		m.mu.Unlock()
+		// An unknown status is never installed, but it is the latest
+		// cached status (Status reports it): it is returned. Any other
+		// answer not held now was refused (older than held).
+		if !held && e.Status != record.Unknown {
+			err := m.fetchError(e.ResponderURL, ErrOlderResponse)
+			if o.unverified {
+				err = m.fetchError(e.ResponderURL, errUnverified)
+			}
+			return s.statusOf(m), err
+		}
 	}
 	cs := s.statusOf(m)
 	cs.Status = config.Status{}
 	fillStatus(&cs.Status, e)
 	return cs, nil
 }
+
+// errUnverified: a Test's answer was fetched under skip_verify, turned off
+// while it was in flight; its signature was never checked, so it was not
+// installed.
+var errUnverified = errors.New("response fetched unverified while skip_verify was turned off; not installed")

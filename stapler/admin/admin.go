@@ -54,9 +54,13 @@ var ErrNoAuth = errors.New("admin: the handler needs an APIKey or Authorize (or,
 // application's admin listener that mirrors the documented endpoints:
 //
 //	GET  /v1/ocsp                the configuration object
-//	PUT  /v1/ocsp                a partial configuration object; 400 invalid_schema or no_responder_url
-//	GET  /v1/ocsp/status         the status object (?id=ID, or the only certificate); a list when several and no id
-//	POST /v1/ocsp/test           query the responder now (?id=ID); 500 no_responder_url or invalid_ocsp_response
+//	PUT  /v1/ocsp                a partial configuration object; 400 invalid_schema, or no_responder_url
+//	                             when it turns OCSP on while no responder URL is known at all
+//	GET  /v1/ocsp/status         the status object (?id=ID, or the only certificate); a list when several and no id;
+//	                             500 invalid_ocsp_response when the last query failed and no status is cached
+//	POST /v1/ocsp/test           query the responder now (?id=ID); 500 no_responder_url (also with no
+//	                             certificate managed) or invalid_ocsp_response (also for an answer older
+//	                             than the one held, which is not cached: never reported as the status)
 //	GET  /v1/certificates        the managed certificates with their ocsp_stapling objects and status
 //	GET, PUT, PATCH /v1/certificates/{id}   one certificate; the body is {"ocsp_stapling": {...}}:
 //	                             PUT replaces the object (absent fields take the documented
@@ -156,17 +160,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := r.URL.Query().Get("id")
+		var st stapler.CertificateStatus
 		if id == "" {
 			// The only certificate, or the list of all.
-			if list := s.Status(); len(list) != 1 {
+			list := s.Status()
+			if len(list) != 1 {
 				writeJSON(w, http.StatusOK, list)
-			} else {
-				writeJSON(w, http.StatusOK, list[0])
+				return
 			}
-			return
+			st = list[0]
+		} else {
+			var err error
+			if st, err = s.StatusOf(id); err != nil {
+				writeError(w, err)
+				return
+			}
 		}
-		st, err := s.StatusOf(id)
-		if err != nil {
+		if err := noStatusError(st); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -279,6 +289,18 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeError(w, &config.Error{Code: config.CodeMethodNotAllowed, Message: "allowed: " + allow})
 }
 
+// noStatusError is the documented error of GET /v1/ocsp/status for one
+// certificate whose last query failed with no status cached:
+// invalid_ocsp_response (500), as the documented API answers, rather than
+// a status object whose cert_status is none of GOOD, REVOKED, UNKNOWN.
+// A certificate not queried yet, with no error, is answered as it stands.
+func noStatusError(st stapler.CertificateStatus) error {
+	if st.CertStatus != "" || st.LastError == "" {
+		return nil
+	}
+	return &config.Error{Code: config.CodeInvalidOCSPResponse, Message: fmt.Sprintf("certificate %s: no status cached; the last query failed: %s", st.ID, st.LastError)}
+}
+
 // testError is the documented error of a failed POST /v1/ocsp/test:
 // no_responder_url for a certificate without a responder, and
 // invalid_ocsp_response for a query that failed, both 500. An unknown
@@ -293,7 +315,11 @@ func testError(ctx context.Context, st stapler.CertificateStatus, err error) err
 		return err
 	case errors.Is(err, stapler.ErrNoResponderURL):
 		// 500 here, where PUT /v1/ocsp answers no_responder_url with 400.
-		return &statusError{http.StatusInternalServerError, &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", st.ID), Err: err}}
+		msg := fmt.Sprintf("certificate %s has no OCSP responder URL", st.ID)
+		if st.ID == "" { // no certificate managed yet
+			msg = "no OCSP responder URL is known: no certificate is managed"
+		}
+		return &statusError{http.StatusInternalServerError, &config.Error{Code: config.CodeNoResponderURL, Message: msg, Err: err}}
 	}
 	return &config.Error{Code: config.CodeInvalidOCSPResponse, Message: err.Error(), Err: err}
 }
