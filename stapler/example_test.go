@@ -133,7 +133,25 @@ func ExampleVerifier() {
 	s.Test(context.Background(), stapler.CertificateID(leaf.Cert.Raw))
 	var revoked *stapler.RevokedError
 	fmt.Println("refused as revoked:", errors.As(dial(), &revoked))
+
+	// A must-staple certificate (RFC 7633) from a server that staples
+	// nothing: the client refuses it, even without HardFail.
+	must, _ := ocspServer.Issue(responder.LeafOptions{MustStaple: true})
+	bare, _ := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{must.Certificate}})
+	defer bare.Close()
+	go serveHandshakes(bare)
+	conn, err := tls.Dial("tcp", bare.Addr().String(), &tls.Config{
+		RootCAs:          roots,
+		ServerName:       "localhost",
+		VerifyConnection: verifier.VerifyConnection,
+	})
+	if err == nil {
+		conn.Close()
+	}
+	var stapleErr *stapler.StapleError
+	fmt.Println("must-staple without a staple refused:", errors.As(err, &stapleErr) && stapleErr.MustStaple && errors.Is(err, stapler.ErrNoStaple))
 	// Output:
 	// connected: true
 	// refused as revoked: true
+	// must-staple without a staple refused: true
 }

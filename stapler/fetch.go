@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ocsp"
 )
@@ -58,9 +60,29 @@ var (
 // transport (so Close can drop its idle connections) and redirects only to
 // http and https, at most maxRedirects.
 func newHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := ownTransport()
 	t.MaxIdleConnsPerHost = 16
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// ownTransport is a transport of the library's own: a clone of
+// http.DefaultTransport (its proxy and timeouts), or, when the application
+// replaced that with another RoundTripper (a tracing or mocking one), a
+// transport with net/http's default settings. OCSP requests never go
+// through the process-wide transport itself.
+func ownTransport() *http.Transport {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		return t.Clone()
+	}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
 }
 
 func checkRedirect(req *http.Request, via []*http.Request) error {

@@ -141,14 +141,13 @@ func WithWorkers(n int) Option {
 	}
 }
 
-// WithClockSkew sets how far a response's thisUpdate may be ahead of the
-// local clock (5 minutes by default, as nginx and HAProxy allow).
+// WithClockSkew sets how far a response's thisUpdate, and a delegated
+// responder's notBefore, may be ahead of the local clock, with the same
+// convention as Verifier.ClockSkew and VerifyOptions.ClockSkew: zero means
+// the default, 5 minutes (as nginx and HAProxy allow); a negative value
+// allows none.
 func WithClockSkew(d time.Duration) Option {
-	return func(o *options) {
-		if d >= 0 {
-			o.skew = d
-		}
-	}
+	return func(o *options) { o.skew = skewOrDefault(d) }
 }
 
 // WithDropOnFailure drops a certificate's staple as soon as its recovery

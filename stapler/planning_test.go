@@ -1,6 +1,7 @@
 package stapler
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"

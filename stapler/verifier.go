@@ -154,13 +154,16 @@ type Verifier struct {
 	FetchTimeout time.Duration
 
 	// Client makes the requests of FetchTimeout. If nil, the Verifier uses
-	// its own transport and follows at most 3 redirects, to http and https
-	// only, as the Stapler does.
+	// its own transport, made on first use (a clone of
+	// http.DefaultTransport's settings, never that transport itself), and
+	// follows at most 3 redirects, to http and https only, as the Stapler
+	// does.
 	Client *http.Client
 
 	// ClockSkew is how far a response's thisUpdate, and a delegated
 	// responder's notBefore, may be ahead of the local clock. Zero means 5
 	// minutes (as nginx and HAProxy allow); a negative value allows none.
+	// The Stapler's WithClockSkew reads its value the same way.
 	ClockSkew time.Duration
 
 	// AllowSHA1 accepts staples signed with SHA-1, and delegated responder
@@ -193,7 +196,9 @@ func (v *Verifier) init() {
 		}
 		client := v.Client
 		if client == nil {
-			client = &http.Client{CheckRedirect: checkRedirect}
+			// Its own transport, made on first use as the Stapler's is:
+			// never the process-wide http.DefaultTransport.
+			client = newHTTPClient()
 		}
 		v.fetcher = newFetcher(client, v.verifyOptions(), context.Background(),
 			func() time.Duration { return v.FetchTimeout }, nil)

@@ -37,7 +37,8 @@ type VerifyOptions struct {
 	CurrentTime time.Time
 	// ClockSkew is how far thisUpdate, and a delegated responder's
 	// notBefore, may be ahead of CurrentTime. Zero means 5 minutes; a
-	// negative value allows none.
+	// negative value allows none (as for Verifier.ClockSkew and the
+	// Stapler's WithClockSkew).
 	ClockSkew time.Duration
 	// AllowSHA1 accepts SHA-1 signatures on the response and on a
 	// delegated responder's certificate, for legacy private PKI (see the
