@@ -8,7 +8,9 @@
 //     ocsp-stapling plugin; StaplingUpdate is a PUT or PATCH body on a
 //     certificate resource, where "ocsp_stapling": null removes the object.
 //   - Status is the OCSP status object (GET /v1/ocsp/status, POST /v1/ocsp/test).
-//   - Error is the documented error body, with its codes and HTTP statuses.
+//   - Error is the documented error body ({"error_code", "message"}) with
+//     its codes; which HTTP status answers each code is decided by the
+//     package that speaks HTTP (stapler/admin), not here.
 //
 // Decoding is strict: unknown fields, wrong JSON types, out-of-range values,
 // duplicated members and trailing data are all invalid_schema errors whose
