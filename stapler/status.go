@@ -137,7 +137,7 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 		}
 		cs.NextRefresh = config.Date(next)
 	}
-	if err := s.src.storeError(); err != nil {
+	if err := s.src.storeError(m); err != nil {
 		cs.StoreError = err.Error()
 	}
 	switch {
