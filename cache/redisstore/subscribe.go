@@ -100,7 +100,8 @@ func (s *Store) subscribeCluster(ctx context.Context, cc *redis.ClusterClient, h
 				if listeners[addr] == nil {
 					lctx, stop := context.WithCancel(ctx)
 					listeners[addr] = stop
-					wg.Go(func() { s.listen(lctx, c, h, late) })
+					started := late
+					wg.Go(func() { s.listen(lctx, c, h, started) })
 				}
 			}
 			for addr, stop := range listeners {
