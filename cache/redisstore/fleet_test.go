@@ -93,10 +93,17 @@ func (f *fleet) addNode() *stapler.Stapler {
 // addNodeWith adds a node with its own cluster configuration.
 func (f *fleet) addNodeWith(cfg config.OCSP) *stapler.Stapler {
 	f.t.Helper()
+	return f.addNodeOn(cfg, f.redis.Client())
+}
+
+// addNodeOn adds a node on a Redis client of its own (a Cluster's or a
+// Sentinel's, say).
+func (f *fleet) addNodeOn(cfg config.OCSP, client redis.UniversalClient) *stapler.Stapler {
+	f.t.Helper()
 	s, err := stapler.New(cfg,
 		stapler.WithClock(f.clock),
 		stapler.WithLogger(testLogger()),
-		stapler.WithStore(New(f.redis.Client(), "fleet:")),
+		stapler.WithStore(New(client, "fleet:")),
 		stapler.WithColdWait(10*time.Millisecond),
 		stapler.WithRateLimit(0, 0))
 	if err != nil {
