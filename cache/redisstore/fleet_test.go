@@ -148,6 +148,16 @@ func (f *fleet) settle(what string, step time.Duration, cond func() bool) {
 					}
 				}
 				f.t.Logf("node %d: %d of %d stapled; first: %+v", i, n, len(f.leaves), s.Status()[0])
+				if os.Getenv("FLEET_DEBUG") != "" {
+					for j, l := range f.leaves {
+						st, _ := s.StatusOf(stapler.CertificateID(l.Cert.Raw))
+						var served time.Time
+						if resp, err := ocsp.ParseResponse(f.staple(i, j), nil); err == nil {
+							served = resp.ThisUpdate
+						}
+						f.t.Logf("node %d c%d: thisUpdate %v, served %v, next %v, last %v, queries %d, store_error %q, last_error %q", i, j, st.ThisUpdate, served, st.NextRefresh, st.LastAttempt, st.Queries, st.StoreError, st.LastError)
+					}
+				}
 			}
 			f.t.Fatalf("timed out waiting for %s (%s)", what, f.why)
 		}
@@ -165,6 +175,7 @@ func (f *fleet) allStapledSince(since time.Time) bool {
 		for i := range f.nodes {
 			st := f.staple(i, j)
 			if st == nil {
+				f.why = fmt.Sprintf("node %d staples nothing for c%d", i, j)
 				return false
 			}
 			resp, err := ocsp.ParseResponseForCert(st, leaf.Cert, f.ca.Cert)
@@ -172,11 +183,13 @@ func (f *fleet) allStapledSince(since time.Time) bool {
 				f.t.Fatalf("node %d staples an invalid response for c%d: %v", i, j, err)
 			}
 			if resp.ThisUpdate.Before(since) {
+				f.why = fmt.Sprintf("node %d staples c%d from %v, before %v", i, j, resp.ThisUpdate, since)
 				return false
 			}
 			if first == nil {
 				first = st
 			} else if !bytes.Equal(first, st) {
+				f.why = fmt.Sprintf("node %d staples another response for c%d than node 0", i, j)
 				return false
 			}
 		}
