@@ -254,3 +254,50 @@ func TestSentinelFailover(t *testing.T) {
 	f.settle("the refresh with one master", time.Second, func() bool { return f.allStapledSince(before) })
 	f.expectRequestsPerLeaf(1)
 }
+
+// TestANotificationIsNeverDroppedWhileTheStoreFails: node 1 hears of a
+// revocation while its reads of that certificate's keys fail (its Redis
+// user loses the right to read: a real error from a real server). It
+// reports store_error for that certificate only, every other certificate
+// goes on as before, and the notification is not dropped: once the reads
+// work again, node 1 adopts the revocation with the clock standing still
+// (no refresh can have brought it).
+func TestANotificationIsNeverDroppedWhileTheStoreFails(t *testing.T) {
+	f := newFleet(t, 1, 4)
+	admin := f.redis.Client()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "flaky", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	flaky := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Username: "flaky", Password: "pw",
+		MaxRetries: 1, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { flaky.Close() })
+	f.addNodeOn(fleetConfig, flaky)
+	f.addNode()
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "flaky", "-getrange").Err(); err != nil {
+		t.Fatal(err)
+	}
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("node 1 to fail reading the revoked certificate's keys", func() bool { return f.storeErrors(1)[id] != "" })
+	for other, e := range f.storeErrors(1) {
+		if other != id && e != "" {
+			t.Fatalf("node 1 reports a store error for another certificate: %s", e)
+		}
+	}
+	if f.revokedEverywhere(0) {
+		t.Fatal("node 1 adopted the revocation without reading it")
+	}
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "flaky", "+getrange").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the revocation on every node", func() bool { return f.revokedEverywhere(0) })
+	f.waitFor("node 1 to clear its store error", func() bool { return f.storeErrors(1)[id] == "" })
+}
