@@ -66,10 +66,11 @@ func (f *fleet) leafKey(j int) string {
 // health is per certificate: in a refresh round, the certificates on the
 // live masters still cost one responder request across the fleet, and only
 // those on the dead master's slots are queried by each server alone, which
-// reports store_error for those only. When the master is back, the
-// subscription to it is made again, every server reads the store again
-// (which clears the errors), and the next round is one request per
-// certificate again.
+// reports store_error for those only, although reads of those go on
+// failing all through the round (a resync retries them every
+// StoreRetryInterval). When the master is back, the subscription to it is
+// made again, every server reads the store again (which clears the
+// errors), and the next round is one request per certificate again.
 func TestClusterMasterKilledAndBack(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
 	f := newFleet(t, 0, 24)
@@ -88,6 +89,32 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 	f.expectRequestsPerLeaf(1)
 
 	dead.Kill()
+	// The live masters drop their subscribers (as a Sentinel does on a
+	// failover): every node subscribes again and reads every certificate
+	// again, and keeps retrying those on the dead master, so that failures
+	// go on all through the refresh round.
+	for _, m := range cluster.Masters {
+		if m != dead {
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			err := c.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err()
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.waitFor("every node to fail on the dead master's certificates", func() bool {
+		for i := range f.nodes {
+			errs := f.storeErrors(i)
+			for j, l := range f.leaves {
+				if onDead[j] && errs[stapler.CertificateID(l.Cert.Raw)] == "" {
+					f.why = fmt.Sprintf("node %d, c%d", i, j)
+					return false
+				}
+			}
+		}
+		return true
+	})
 	f.r.ResetRequests()
 	before := f.clock.Now()
 	f.clock.Advance(refreshDue)
