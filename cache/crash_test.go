@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // TestCrashWriterHelper is the child of TestKillMidWriteLosesNothing: it
@@ -26,7 +28,7 @@ func TestCrashWriterHelper(t *testing.T) {
 	payload := make([]byte, 2000) // about the size of a response with a delegate
 	for i := start; ; i++ {
 		binary.BigEndian.PutUint64(payload, uint64(i))
-		if err := s.Put(context.Background(), "k", EncodeRecord(payload, time.Unix(int64(i), 0))); err != nil {
+		if err := s.Put(context.Background(), "k", record.Encode(payload, time.Unix(int64(i), 0))); err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
@@ -93,7 +95,7 @@ func TestKillMidWriteLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		raw, _, err := DecodeRecord(value)
+		raw, _, err := record.Decode(value)
 		if err != nil {
 			t.Fatalf("round %d: value on disk is damaged: %v", round, err)
 		}

@@ -20,7 +20,7 @@ type Leaser interface {
 	// Lease takes the lease on key for ttl if no one holds it, and returns a
 	// token for Release; ok is false when another holder has it. The lease
 	// ends by itself after ttl, so a holder that dies holds the others up
-	// for at most ttl.
+	// for at most ttl (the Stapler asks for 2 × response_timeout + 2 s).
 	Lease(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
 	// Release ends the lease if token still holds it; a lease taken over by
 	// another holder since is left alone.

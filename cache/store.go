@@ -13,10 +13,14 @@ import (
 var ErrCacheMiss = errors.New("cache: miss")
 
 // Store keeps OCSP responses across restarts (and, with a shared backend,
-// across servers). Keys are short strings of letters, digits, '.', '-' and
-// '_' that the Stapler chooses (a certificate's ID, or its ID with a
-// suffix for the fleet's state); an implementation stores them as they
-// are and relies on no other shape.
+// across servers), as autocert's Cache keeps certificates.
+//
+// Keys and values are opaque. Keys are short strings (at most 200 bytes)
+// of letters, digits, '.', '-' and '_' that the Stapler chooses, and have
+// no other shape to rely on: today a certificate's ID for its response and
+// the ID with a suffix for a fleet's state, tomorrow perhaps others. Values
+// are at most MaxValueBytes. An implementation stores both as they are.
+//
 // The Stapler never trusts what a Store returns: every value is verified
 // again, as if just fetched, before it is stapled. Implementations must be
 // safe for concurrent use.
@@ -25,7 +29,8 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Put stores value under key, replacing any earlier value.
 	Put(ctx context.Context, key string, value []byte) error
-	// Delete removes key; deleting a missing key is not an error.
+	// Delete removes key; deleting a missing key is not an error. The
+	// Stapler deletes a certificate's values when Stapler.Remove forgets it.
 	Delete(ctx context.Context, key string) error
 }
 

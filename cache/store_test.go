@@ -1,13 +1,11 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 func TestDirStore(t *testing.T) {
@@ -61,28 +59,5 @@ func TestDirStoreKeysCannotEscape(t *testing.T) {
 		if err := s.Delete(ctx, key); !errors.Is(err, ErrBadKey) {
 			t.Errorf("Delete(%q): %v", key, err)
 		}
-	}
-}
-
-func TestRecordRoundTripAndCorruption(t *testing.T) {
-	raw := []byte{0x30, 0x03, 0x0a, 0x01, 0x00}
-	at := time.Unix(1700000000, 123)
-	rec := EncodeRecord(raw, at)
-	got, fetched, err := DecodeRecord(rec)
-	if err != nil || !bytes.Equal(got, raw) || !fetched.Equal(at) {
-		t.Fatalf("got %x %v %v", got, fetched, err)
-	}
-	for i := range len(rec) {
-		if _, _, err := DecodeRecord(rec[:i]); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("truncated to %d accepted", i)
-		}
-		flipped := bytes.Clone(rec)
-		flipped[i] ^= 0x40
-		if _, _, err := DecodeRecord(flipped); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("bit flip at %d accepted", i)
-		}
-	}
-	if _, _, err := DecodeRecord([]byte("<html>not ours</html>")); !errors.Is(err, ErrCorrupt) {
-		t.Fatal("foreign value accepted")
 	}
 }

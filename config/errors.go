@@ -3,7 +3,6 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 )
 
 // Error codes of the documented API. They travel in the "error_code" member
@@ -57,9 +56,6 @@ type Error struct {
 	Code string
 	// Message says what was wrong, naming the field and the rule broken.
 	Message string
-	// Status is the HTTP status to answer with; zero means the documented
-	// default for Code (see HTTPStatus).
-	Status int
 	// Err is the underlying cause, if any; it is not sent on the wire.
 	Err error
 }
@@ -79,24 +75,6 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Message == "" && t.Code == e.Code
-}
-
-// HTTPStatus is the status code the documented API answers this error with:
-// Status when set, else 400 for invalid_schema and no_responder_url (as PUT
-// /v1/ocsp documents), 406 for ocsp_unsupported_by_capability and 500 for the
-// rest.
-func (e *Error) HTTPStatus() int {
-	if e.Status != 0 {
-		return e.Status
-	}
-	switch e.Code {
-	case CodeInvalidSchema, CodeNoResponderURL:
-		return http.StatusBadRequest
-	case CodeUnsupportedByCapability:
-		return http.StatusNotAcceptable
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 type errorWire struct {

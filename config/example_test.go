@@ -19,11 +19,11 @@ func ExampleDecodeOCSPUpdate() {
 	_, err = config.DecodeOCSPUpdate([]byte(`{"response_timeout": 90}`))
 	var e *config.Error
 	if errors.As(err, &e) {
-		fmt.Println(e.HTTPStatus(), e.Code, e.Message)
+		fmt.Println(e.Code, e.Message)
 	}
 	// Output:
 	// true 1h3m20s <nil>
-	// 400 invalid_schema response_timeout: must be an integer from 1 to 60 seconds, got 90
+	// invalid_schema response_timeout: must be an integer from 1 to 60 seconds, got 90
 }
 
 func ExampleDecodeStaplingUpdate() {

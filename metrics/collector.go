@@ -1,7 +1,7 @@
 // Package metrics exports a Stapler's metrics to Prometheus. It is a
 // module of its own, so that the core keeps its two dependencies:
 //
-//	prometheus.MustRegister(metrics.New(s))
+//	prometheus.MustRegister(metrics.New(s, metrics.Options{}))
 //
 // Series (all prefixed staplerkit_ocsp_):
 //
@@ -16,9 +16,10 @@
 //	certificate_state{id,subject,state}                       gauge (1), per certificate
 //
 // Labels are bounded: the per-certificate series are exported only while
-// the Stapler manages at most PerCertificateLimit certificates (100 by
-// default; 0 turns them off), so that 100,000 certificates never become
-// 100,000 series unless asked for. The aggregate series always are.
+// the Stapler manages at most Options.PerCertificateLimit certificates
+// (100 by default; a negative limit turns them off), so that 100,000
+// certificates never become 100,000 series unless asked for. The aggregate
+// series always are.
 package metrics
 
 import (
@@ -33,12 +34,14 @@ import (
 // series cover by default.
 const DefaultPerCertificateLimit = 100
 
-// Option configures a Collector.
-type Option func(*Collector)
-
-// PerCertificateLimit exports the per-certificate series while the Stapler
-// manages at most n certificates (0: never).
-func PerCertificateLimit(n int) Option { return func(c *Collector) { c.limit = n } }
+// Options tune a Collector; the zero value is the default, as with
+// prometheus.CounterOpts.
+type Options struct {
+	// PerCertificateLimit exports the per-certificate series while the
+	// Stapler manages at most this many certificates. Zero means
+	// DefaultPerCertificateLimit; a negative value means never.
+	PerCertificateLimit int
+}
 
 // Collector is a prometheus.Collector for one Stapler.
 type Collector struct {
@@ -51,7 +54,7 @@ type Collector struct {
 }
 
 // New returns a Collector for s.
-func New(s *stapler.Stapler, opts ...Option) *Collector {
+func New(s *stapler.Stapler, opts Options) *Collector {
 	const ns = "staplerkit_ocsp_"
 	c := &Collector{
 		s: s, limit: DefaultPerCertificateLimit, now: time.Now,
@@ -65,8 +68,11 @@ func New(s *stapler.Stapler, opts ...Option) *Collector {
 		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", []string{"id", "subject"}, nil),
 		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", []string{"id", "subject", "state"}, nil),
 	}
-	for _, o := range opts {
-		o(c)
+	switch {
+	case opts.PerCertificateLimit > 0:
+		c.limit = opts.PerCertificateLimit
+	case opts.PerCertificateLimit < 0:
+		c.limit = 0
 	}
 	return c
 }

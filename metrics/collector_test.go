@@ -86,7 +86,7 @@ func TestScrapeThroughAnOutageAndARevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(s))
+	reg.MustRegister(New(s, Options{}))
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
 	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
@@ -154,7 +154,7 @@ func TestPerCertificateSeriesAreBounded(t *testing.T) {
 	s.Wrap(&tls.Config{Certificates: certs})
 	s.Ready(t.Context())
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(s, PerCertificateLimit(2)))
+	reg.MustRegister(New(s, Options{PerCertificateLimit: 2}))
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
 	f := scrape(t, srv.URL)

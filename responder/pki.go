@@ -35,8 +35,8 @@ func (k KeyType) String() string {
 	return "ECDSA"
 }
 
-// OIDTLSFeature is the RFC 7633 TLS feature extension (id-pe-tlsfeature).
-var OIDTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
+// oidTLSFeature is the RFC 7633 TLS feature extension (id-pe-tlsfeature).
+var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
 
 // mustStapleValue is the extension value SEQUENCE { INTEGER 5 }: the
 // status_request feature.
@@ -148,7 +148,7 @@ func (ca *CA) Issue(opts LeafOptions) (*Leaf, error) {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if opts.MustStaple {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: OIDTLSFeature, Value: mustStapleValue})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidTLSFeature, Value: mustStapleValue})
 	}
 	cert, keyPEM, err := createCert(tmpl, ca.Cert, key, ca.Key)
 	if err != nil {

@@ -45,7 +45,8 @@ func Revoked(at time.Time, reason int) Status {
 }
 
 // Window sets thisUpdate and nextUpdate of the responses, relative to the
-// responder's clock.
+// responder's clock. The zero Window is the default of a new Responder:
+// thisUpdate a minute ago, nextUpdate a day later.
 type Window struct {
 	// Backdate puts thisUpdate this far before now.
 	Backdate time.Duration
@@ -55,9 +56,8 @@ type Window struct {
 	NoNextUpdate bool
 }
 
-// DefaultWindow is the window of a new Responder: thisUpdate a minute ago,
-// nextUpdate a day later.
-var DefaultWindow = Window{Backdate: time.Minute, Lifetime: 24 * time.Hour}
+// defaultWindow is what the zero Window stands for.
+var defaultWindow = Window{Backdate: time.Minute, Lifetime: 24 * time.Hour}
 
 // Request is what the responder was asked.
 type Request struct {
@@ -96,7 +96,7 @@ func New(ca *CA) *Responder {
 	return &Responder{
 		ca:          ca,
 		statuses:    map[string]Status{},
-		window:      DefaultWindow,
+		window:      defaultWindow,
 		now:         time.Now,
 		serialFault: map[string]Fault{},
 	}
@@ -127,8 +127,12 @@ func (r *Responder) Forget(serial *big.Int) {
 	delete(r.statuses, serial.String())
 }
 
-// SetWindow sets thisUpdate and nextUpdate of the responses from now on.
+// SetWindow sets thisUpdate and nextUpdate of the responses from now on;
+// the zero Window restores the default.
 func (r *Responder) SetWindow(w Window) {
+	if w == (Window{}) {
+		w = defaultWindow
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.window = w

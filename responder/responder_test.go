@@ -430,7 +430,7 @@ func TestMustStapleAndAIA(t *testing.T) {
 	}
 	found := false
 	for _, ext := range ms.Cert.Extensions {
-		found = found || ext.Id.Equal(OIDTLSFeature)
+		found = found || ext.Id.Equal(oidTLSFeature)
 	}
 	if !found || len(ms.Cert.OCSPServer) != 0 {
 		t.Fatalf("must-staple %v, AIA %v", found, ms.Cert.OCSPServer)

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // AttackRevokedServedGoodFromAPlantedStoreValue: OCSP responses are public;
@@ -31,7 +31,7 @@ func TestAttackRevokedServedGoodFromAPlantedStoreValue(t *testing.T) {
 	e := newEnv(t, on, WithStore(cache.DirStore(dir)), WithPolicy(Strict))
 	good := mustFetchRaw(t, e, e.leaf) // public: anyone may ask
 	id := CertificateID(e.leaf.Cert.Raw)
-	if err := os.WriteFile(filepath.Join(dir, id), cache.EncodeRecord(good, e.clock.Now()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, id), record.Encode(good, e.clock.Now()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Minute)

@@ -28,7 +28,7 @@ func TestAttackStrictRevokedServedOnResumption(t *testing.T) {
 			e := newEnv(t, on, WithPolicy(Strict))
 			addr := e.serveGreeting(e.s.Wrap(tlsConfigFor(e.leaf)))
 			e.waitStapled(e.leaf)
-			client := e.sessionClient(NewVerifier(), v)
+			client := e.sessionClient(&Verifier{}, v)
 			if resumed, err := dialSession(addr, client); err != nil || resumed {
 				t.Fatalf("first connection: resumed %v, %v", resumed, err)
 			}

@@ -46,13 +46,13 @@ func TestAttackResumedSessionWithAMultiResponseStaple(t *testing.T) {
 			})
 			// The full handshake accepts it: the Verifier's parser allows
 			// several answers.
-			if _, err := NewVerifier().verify(t.Context(), staple, e.leaf.Cert, e.ca.Cert, e.clock.Now()); err != nil {
+			if _, err := (&Verifier{}).verify(t.Context(), staple, e.leaf.Cert, e.ca.Cert, e.clock.Now()); err != nil {
 				t.Fatalf("the staple does not verify: %v", err)
 			}
 			cert := e.leaf.Certificate
 			cert.OCSPStaple = staple
 			addr := e.serveGreeting(&tls.Config{Certificates: []tls.Certificate{cert}})
-			client := e.sessionClient(NewVerifier(HardFail(), VerifierClock(e.clock)), tls.VersionTLS13)
+			client := e.sessionClient(&Verifier{HardFail: true, Time: e.clock.Now}, tls.VersionTLS13)
 			if resumed, err := dialSession(addr, client); err != nil || resumed {
 				t.Fatalf("first connection: resumed %v, %v", resumed, err)
 			}

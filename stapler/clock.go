@@ -3,17 +3,7 @@ package stapler
 import (
 	"sync/atomic"
 	"time"
-
-	"github.com/staplerkit/ocsp/stapler/clock"
 )
-
-// Clock is the source of time for refresh schedules, response validity and
-// staple expiry: clock.System by default; tests inject a clock.Manual to
-// run a week of refreshes in milliseconds.
-type Clock = clock.Clock
-
-// Timer is the part of *time.Timer the scheduler uses.
-type Timer = clock.Timer
 
 // The coarse clock: with the system clock, a Stapler keeps the time in an
 // atomic, updated every coarseTick, for the handshake path.

@@ -30,7 +30,7 @@
 //     serial), an authorized signer (the issuer, or a delegate it issued with
 //     id-kp-OCSPSigning that is valid now, with no unknown critical extension
 //     and a keyUsage allowing signatures; every embedded certificate is
-//     tried), no SHA-1 unless AllowSHA1, thisUpdate within the clock skew, a
+//     tried), no SHA-1 unless WithAllowSHA1, thisUpdate within the clock skew, a
 //     nextUpdate that has not passed, no unknown critical extension.
 //     skip_verify skips the signer checks only. What is stapled is the
 //     canonical form: the signed part, its signature and only the signer's
@@ -60,5 +60,19 @@
 //   - Get and Update mirror GET and PUT /v1/ocsp, Status and StatusOf GET
 //     /v1/ocsp/status, Test POST /v1/ocsp/test; Stapling and SetStapling the
 //     per-certificate ocsp_stapling object. WithStatusHook reports state
-//     changes such as good -> revoked as they happen.
+//     changes such as good -> revoked as they happen. Package
+//     stapler/admin serves them over HTTP, with the documented error
+//     bodies; this package's errors are plain Go errors, matched with
+//     errors.Is and errors.As.
+//
+// # Configuration
+//
+// One convention, as in the standard library: a type that starts
+// goroutines and owns resources until Close is made by a constructor that
+// takes functional options (New(cfg, WithStore(...), WithLogger(...))),
+// so that it is configured once, before anything runs; a value that starts
+// nothing is a struct whose exported fields have documented, useful zero
+// values, like tls.Config and autocert.Manager (Verifier, VerifyOptions,
+// admin.Options, metrics.Options). Fields are read on first use and must
+// not change after.
 package stapler

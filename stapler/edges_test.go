@@ -43,7 +43,6 @@ func TestHostileIDsNeverPanic(t *testing.T) {
 	}
 	e.wrapAndServe(e.leaf.Certificate, second.Certificate)
 	e.waitStapled(e.leaf)
-	c := newAdmin(t, e)
 	valid := CertificateID(e.leaf.Cert.Raw)
 	for _, id := range hostileIDs(valid) {
 		calls := map[string]error{}
@@ -58,18 +57,6 @@ func TestHostileIDsNeverPanic(t *testing.T) {
 			if !errors.Is(err, ErrUnknownCertificate) {
 				t.Errorf("%s(%q): got %v, want ErrUnknownCertificate", name, brief(id), err)
 			}
-		}
-		//lint:ignore SA1011 the bytes of hostile IDs, not text
-		if id == "" || strings.ContainsAny(id, "/\x00\xff") || strings.Contains(id, "\u00e9") {
-			continue // the list, or not a path segment an HTTP client sends as is
-		}
-		for _, method := range []string{"GET", "PUT", "PATCH", "DELETE"} {
-			if code, _, _, body := c.do(method, "/v1/certificates/"+id, `{"ocsp_stapling": null}`); code != 404 {
-				t.Errorf("%s /v1/certificates/%s: %d %s, want 404", method, brief(id), code, body)
-			}
-		}
-		if code, _, _, body := c.do("GET", "/v1/ocsp/status?id="+id, ""); code != 404 {
-			t.Errorf("GET /v1/ocsp/status?id=%s: %d %s, want 404", brief(id), code, body)
 		}
 	}
 	if !e.status(e.leaf).Stapled || len(e.s.Status()) != 2 {
@@ -117,41 +104,6 @@ func TestDefaultStaplingIsValidated(t *testing.T) {
 	}
 }
 
-// TestStaplingNullAndEmptyBodies: null returns to the Stapler's defaults
-// (enabled), an empty PUT changes nothing, and the walkthrough ends stapled.
-func TestStaplingNullAndEmptyBodies(t *testing.T) {
-	e := newEnv(t, on)
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.waitStapled(e.leaf)
-	c := newAdmin(t, e)
-	path := "/v1/certificates/" + CertificateID(e.leaf.Cert.Raw)
-	get := func() map[string]any {
-		_, _, obj, _ := c.do("GET", path, "")
-		return obj["ocsp_stapling"].(map[string]any)
-	}
-	if code, _, _, body := c.do("PUT", path, `{}`); code != 200 || get()["enabled"] != true {
-		t.Fatalf("PUT {}: %d %s; stapling now %v, want unchanged (enabled)", code, body, get())
-	}
-	if code, _, _, body := c.do("PATCH", path, `{}`); code != 200 || get()["enabled"] != true {
-		t.Fatalf("PATCH {}: %d %s; stapling now %v", code, body, get())
-	}
-	if code, _, _, _ := c.do("PUT", path, `{"ocsp_stapling": {"cache_ttl": 600}}`); code != 200 || get()["enabled"] != false || get()["cache_ttl"] != 600.0 {
-		t.Fatalf("PUT replaces the object with the documented defaults: %v", get())
-	}
-	e.mustGetNoStaple(addr)
-	for _, method := range []string{"PATCH", "PUT"} {
-		c.do("PATCH", path, `{"ocsp_stapling": {"enabled": false}}`)
-		if code, _, _, body := c.do(method, path, `{"ocsp_stapling": null}`); code != 200 {
-			t.Fatalf("%s null: %d %s", method, code, body)
-		}
-		if st := get(); st["enabled"] != true || st["cache_ttl"] != float64(DefaultDiscoveredCacheTTL) {
-			t.Fatalf("%s null: %v, want the Stapler's defaults", method, st)
-		}
-	}
-	e.waitStapled(e.leaf)
-	e.mustGetStaple(addr, e.leaf, 0)
-}
-
 // lockedBuffer is a log sink safe for the Stapler's goroutines.
 type lockedBuffer struct {
 	mu  sync.Mutex
@@ -186,30 +138,6 @@ func TestOCSPOffIsLoggedOnce(t *testing.T) {
 	out := logs.String()
 	if n := strings.Count(out, "OCSP is off"); n != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "ocsp_functionality") {
 		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
-	}
-}
-
-// TestAdminCanonicalPaths: a wrong method is 405 even for an unknown
-// certificate, and a certificate has one path: no upper case, no trailing
-// or encoded slash.
-func TestAdminCanonicalPaths(t *testing.T) {
-	e := newEnv(t, on)
-	e.wrapAndServe(e.leaf.Certificate)
-	c := newAdmin(t, e)
-	id := CertificateID(e.leaf.Cert.Raw)
-	if code, hdr, _, _ := c.do("POST", "/v1/certificates/"+strings.Repeat("0", 64), ""); code != 405 || hdr.Get("Allow") == "" {
-		t.Fatalf("POST on an unknown id: %d, want 405 with Allow", code)
-	}
-	for _, p := range []string{"/v1/certificates/" + strings.ToUpper(id), "/v1/certificates/" + id + "/", "/v1/certificates/" + id + "%2F", "/v1/certificates/" + id[:10] + "%61" + id[11:]} {
-		if code, _, _, body := c.do("GET", p, ""); code != 404 {
-			t.Errorf("GET %s: %d %s, want 404", p, code, body)
-		}
-	}
-	if code, _, _, _ := c.do("GET", "/v1/certificates/"+id, ""); code != 200 {
-		t.Fatalf("the canonical path: %d", code)
-	}
-	if code, _, _, _ := c.do("GET", "/v1/certificates/", ""); code != 200 {
-		t.Fatalf("the list with a trailing slash: %d", code)
 	}
 }
 

@@ -112,7 +112,7 @@ func ExampleVerifier() {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	verifier := stapler.NewVerifier()
+	verifier := &stapler.Verifier{}
 	dial := func() error {
 		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
 			RootCAs:          roots,

@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // fetcher is the one way from a question to a verified answer, for the
@@ -24,7 +23,7 @@ type fetcher struct {
 	opts   verifyOptions // skew and SHA-1; skipSignature is per call
 	// base ends shared requests (the Stapler's Close); timeout bounds a
 	// delegate check (the Stapler's response_timeout, the Verifier's
-	// FetchWhenMissing).
+	// FetchTimeout).
 	base    context.Context
 	timeout func() time.Duration
 	// begin registers a shared request about to start, so that Close can
@@ -67,7 +66,7 @@ func (f *fetcher) share(ctx context.Context, key string, fn func() any) (any, er
 
 // fetch asks the responder at url about leaf and verifies the answer as of
 // now() (read once the answer is in), within ctx.
-func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate, now func() time.Time, skipSignature bool) (*cache.Entry, error) {
+func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate, now func() time.Time, skipSignature bool) (*record.Entry, error) {
 	raw, _, err := fetchResponse(ctx, f.client, url, leaf, issuer)
 	if err != nil {
 		return nil, err
@@ -78,7 +77,7 @@ func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Cert
 // verify verifies raw as leaf's response at now. A delegated signer
 // without id-pkix-ocsp-nocheck must not be known to be revoked: it is
 // asked about at url, within ctx (not at all when url is empty).
-func (f *fetcher) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, url string, now time.Time, skipSignature bool) (*cache.Entry, error) {
+func (f *fetcher) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, url string, now time.Time, skipSignature bool) (*record.Entry, error) {
 	opts := f.opts
 	opts.skipSignature = skipSignature
 	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, opts)
@@ -137,7 +136,7 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, f.opts)
 			if err == nil && signer == nil {
 				st.until = e.Expires.Time()
-				if e.Status == cache.Revoked {
+				if e.Status == record.Revoked {
 					st.revoked = fmt.Errorf("%w: signer %q was revoked at %s", ErrUnauthorizedSigner, delegate.Subject.CommonName, e.RevokedAt.Time().Format(time.RFC3339))
 				}
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // Fleet coordination, used when the store is a cache.Leaser shared by
@@ -43,12 +44,12 @@ func (st *fleetState) plausible(cfg *config.OCSP, now time.Time, skew time.Durat
 		st.Next <= time.Unix(0, st.LastAttempt).Add(cfg.QueryInterval()+skew).UnixNano()
 }
 
-// LeaseTTL is how long a server holds a certificate's lease while it
+// leaseTTL is how long a server holds a certificate's lease while it
 // queries the responder, for a given response_timeout: if it dies mid-query,
 // its lease runs out after at most this long, and another server takes over
 // when it next looks (servers that found the lease taken look again every
 // response_timeout + 1 s).
-func LeaseTTL(responseTimeout time.Duration) time.Duration {
+func leaseTTL(responseTimeout time.Duration) time.Duration {
 	return 2*responseTimeout + 2*time.Second
 }
 
@@ -142,7 +143,7 @@ func (f *fleetSource) refresh(m *managed) {
 
 	// Our turn: take the lease, then look again, since the holder before us
 	// may have just stored a fresh response, or just tried and failed.
-	token, ok, err := f.leaser.Lease(ctx, m.ID(), LeaseTTL(cfg.Timeout()))
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
 		f.failed(m, err)
 		f.refreshAlone(m)
@@ -199,7 +200,7 @@ func (f *fleetSource) refresh(m *managed) {
 		if shared, state, err := f.readShared(rctx, m); err == nil {
 			if state != nil {
 				m.mu.Lock()
-				m.lastAttempt = min(m.lastAttempt, cache.Instant(state.LastAttempt))
+				m.lastAttempt = min(m.lastAttempt, record.Instant(state.LastAttempt))
 				m.mu.Unlock()
 			}
 			s.adopt(m, shared, state, s.clock.Now())
@@ -209,8 +210,25 @@ func (f *fleetSource) refresh(m *managed) {
 
 // recorded shares a Test's result with the fleet (unfenced: no lease is
 // held for a Test).
-func (f *fleetSource) recorded(m *managed, next time.Time, installed *cache.Entry) {
+func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
 	f.writeShared(m, next, installed, "")
+}
+
+// forget deletes m's shared response and state, which Remove stopped
+// managing. Other servers still serving m keep stapling what they hold and
+// store it anew at their next refresh; a write racing the deletion may
+// leave a value behind, which is harmless (every value is verified again).
+func (f *fleetSource) forget(m *managed) {
+	s := f.s
+	f.dropHealth(m)
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
+		if err := f.store.Delete(ctx, key); err != nil {
+			s.log.Warn("ocsp: deleting the stored values of a removed certificate failed", "id", m.ID(), "key", key, "err", err)
+			return
+		}
+	}
 }
 
 // refreshAlone queries without the fleet, when the store cannot be reached.
@@ -223,7 +241,7 @@ func (f *fleetSource) refreshAlone(m *managed) {
 
 // readShared reads and verifies the stored response (nil when absent or
 // unusable: such a value is replaced by the next fetch) and the fleet state.
-func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry, *fleetState, error) {
+func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry, *fleetState, error) {
 	s := f.s
 	var state *fleetState
 	value, err := f.store.Get(ctx, m.ID()+stateSuffix)
@@ -261,7 +279,7 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*cache.Entry,
 // is cache.ErrLeaseLost. The writes get a context of their own, so that a
 // holder paused past its context's deadline does not report the store
 // unreachable.
-func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry, token string) error {
+func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entry, token string) error {
 	s := f.s
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
@@ -280,7 +298,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *cache.Entry
 	}
 	var err error
 	if fresh != nil {
-		err = put(m.ID(), cache.EncodeRecord(fresh.Raw, fresh.FetchedAt.Time()))
+		err = put(m.ID(), record.Encode(fresh.Raw, fresh.FetchedAt.Time()))
 	}
 	if err == nil {
 		value, _ := json.Marshal(state)
@@ -339,7 +357,7 @@ func (f *fleetSource) resync() {
 // certificate it announced a change for: a newer response, or the fleet's
 // recovery state (and with it the fleet's plan). It never queries, and
 // plans a query only when it adopted something. A read that fails is
-// tried again later (StoreRetryInterval): a notification is never dropped
+// tried again later (storeRetryInterval): a notification is never dropped
 // while the certificate is managed.
 func (f *fleetSource) adoptNotified(ctx context.Context) {
 	s := f.s
@@ -362,11 +380,11 @@ func (f *fleetSource) adoptNotified(ctx context.Context) {
 			continue
 		}
 		if !s.active(m) {
-			f.forget(m)
+			f.dropHealth(m)
 			continue // read again if it comes back
 		}
 		if f.isDown(m) {
-			f.notices.later(m, time.Now().Add(StoreRetryInterval))
+			f.notices.later(m, time.Now().Add(storeRetryInterval))
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -377,7 +395,7 @@ func (f *fleetSource) adoptNotified(ctx context.Context) {
 				return
 			}
 			f.failed(m, err)
-			f.notices.later(m, time.Now().Add(StoreRetryInterval))
+			f.notices.later(m, time.Now().Add(storeRetryInterval))
 			continue
 		}
 		f.ok(m)
@@ -457,11 +475,11 @@ func (n *notices) take(now time.Time) (*managed, time.Duration) {
 	return m, 0
 }
 
-// StoreRetryInterval is how long a server that found a certificate's keys
+// storeRetryInterval is how long a server that found a certificate's keys
 // in the shared store unreachable queries the responder on its own for
 // that certificate before it tries the store again: coordination resumes
 // within this long of the store coming back.
-const StoreRetryInterval = time.Second
+const storeRetryInterval = time.Second
 
 // storeHealth is the store's health per certificate: the certificates
 // whose last store operation failed, each retried on its own. One store
@@ -501,7 +519,7 @@ func (f *fleetSource) failed(m *managed, err error) {
 	h := &f.health
 	h.mu.Lock()
 	first := len(h.failing) == 0
-	h.failing[m] = storeFault{err: err, retryAt: time.Now().Add(StoreRetryInterval)}
+	h.failing[m] = storeFault{err: err, retryAt: time.Now().Add(storeRetryInterval)}
 	if len(h.failing) >= h.prune {
 		for other := range h.failing {
 			if other.removed.Load() {
@@ -530,8 +548,8 @@ func (f *fleetSource) ok(m *managed) {
 	}
 }
 
-// forget drops m (no longer managed) from the failing certificates.
-func (f *fleetSource) forget(m *managed) {
+// dropHealth drops m (no longer managed) from the failing certificates.
+func (f *fleetSource) dropHealth(m *managed) {
 	h := &f.health
 	h.mu.Lock()
 	delete(h.failing, m)

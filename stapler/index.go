@@ -67,9 +67,9 @@ func (ix *certIndex) putAll(ms []*managed) {
 		t = ix.grow(t, size)
 	}
 	for _, m := range ms {
-		m.hash = maphash.Bytes(ix.seed, m.der)
-		b := &t.buckets[m.hash&t.mask]
-		b.Store(&indexNode{hash: m.hash, m: m, next: b.Load()})
+		h := maphash.Bytes(ix.seed, m.der)
+		b := &t.buckets[h&t.mask]
+		b.Store(&indexNode{hash: h, m: m, next: b.Load()})
 		t.count++
 	}
 }
@@ -96,7 +96,7 @@ func (ix *certIndex) grow(t *indexTable, size int) *indexTable {
 // chain is rebuilt without it. Callers serialize it with putAll.
 func (ix *certIndex) remove(m *managed) {
 	t := ix.table.Load()
-	b := &t.buckets[m.hash&t.mask]
+	b := &t.buckets[maphash.Bytes(ix.seed, m.der)&t.mask]
 	var kept []*indexNode
 	found := false
 	for n := b.Load(); n != nil; n = n.next {

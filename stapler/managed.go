@@ -7,8 +7,9 @@ import (
 	"encoding/hex"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -21,30 +22,32 @@ func CertificateID(leafDER []byte) string {
 // view is what the handshake path reads: ready copies of the certificate,
 // swapped atomically whenever the staple changes.
 type view struct {
-	orig    *tls.Certificate // the certificate the copies were made from
-	stapled *tls.Certificate // orig with the staple; nil when there is none
-	bare    *tls.Certificate // orig without any staple
-	expires int64            // Unix nanoseconds when the staple stops being usable
-	gen     uint64           // the certificate's generation it was made at
-	revoked bool
+	orig *tls.Certificate // the certificate the copies were made from
+	bare *tls.Certificate // orig without any staple
+	// stapled is orig with the staple, when hasStaple; kept in the view
+	// itself (one allocation per view, not two: at 100,000 certificates
+	// the header and the rounding of a second object are 16 bytes each).
+	stapled   tls.Certificate
+	expires   int64  // Unix nanoseconds when the staple stops being usable
+	gen       uint64 // the certificate's generation it was made at
+	hasStaple bool
+	revoked   bool
 }
 
 // managed is one certificate the Stapler looks after. The handshake path
 // touches only the atomics; the rest is guarded by mu. Fields are packed:
 // at 100,000 certificates every word counts.
 type managed struct {
-	key  [32]byte          // SHA-256 of der; ID() is its hex
-	der  []byte            // the leaf DER, shared with the application's certificate
-	hash uint64            // der's hash in the index
+	// The handshake path's fields come first, to share as few cache
+	// lines as they can.
 	leaf *x509.Certificate // nil when the leaf does not parse
-	url  string            // AIA OCSP URL, may be empty
 
 	settings atomic.Pointer[settings]
 	view     atomic.Pointer[view]
 	// pending is set while a fetch is due or in flight for a certificate
 	// that has no staple; it is closed when that fetch ends, so that a cold
 	// handshake can wait for it.
-	pending atomic.Pointer[chan struct{}]
+	pending atomic.Pointer[coldGate]
 	// removed is set by Remove: the certificate is no longer managed.
 	removed atomic.Bool
 	// listed is set for a certificate in a wrapped config's Certificates:
@@ -55,15 +58,17 @@ type managed struct {
 	// handshakes on many cores rarely write the same cache line.
 	lastServed atomic.Int64
 
+	der []byte // the leaf DER, shared with the application's certificate
+
 	// mu guards the fields below it, up to due and index (the scheduler's).
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
-	entry       *cache.Entry // the response stapled (good or revoked)
-	latest      *cache.Entry // the latest verified answer (may be unknown)
+	entry       *record.Entry // the response stapled (good or revoked)
+	latest      *record.Entry // the latest verified answer (may be unknown)
 	lastErr     error
-	lastAttempt cache.Instant
-	lastSuccess cache.Instant
+	lastAttempt record.Instant
+	lastSuccess record.Instant
 	queries     int32 // queries recorded, successful or not
 	tries       int32 // failed attempts in the current recovery
 	state       stateCode
@@ -75,9 +80,6 @@ type managed struct {
 	expired       bool // the leaf is past its NotAfter: retired
 	// revoked is the Stapler's count of certificates stapled revoked.
 	revoked *atomic.Int64
-	// gen counts the staple changes, so that views made for other
-	// certificate pointers know when they are stale.
-	gen uint64
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome
@@ -86,29 +88,57 @@ type managed struct {
 	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
 	due   int64
 	index int
+
+	key [32]byte // SHA-256 of der; ID() is its hex
+}
+
+// url is the leaf's AIA OCSP URL, or "" (derived, not kept: at 100,000
+// certificates a string header each is 1.6 MB).
+func (m *managed) url() string {
+	if m.leaf == nil {
+		return ""
+	}
+	return responderURL(m.leaf)
 }
 
 // ID is the certificate's ID, the hex SHA-256 of its leaf DER.
 func (m *managed) ID() string { return hex.EncodeToString(m.key[:]) }
 
+// coldGate is where cold handshakes wait for a certificate's first staple.
+type coldGate struct {
+	done chan struct{} // closed when the attempt ends
+	// until is, while the attempt's query to the responder is under way,
+	// its deadline (Unix nanoseconds, real time): a handshake keeps waiting
+	// past its cold wait for a query that has started, which ends by then;
+	// 0 before the query starts.
+	until atomic.Int64
+}
+
 // arm tells cold handshakes that a fetch is coming.
 func (m *managed) arm() {
-	ch := make(chan struct{})
-	m.pending.CompareAndSwap(nil, &ch)
+	m.pending.CompareAndSwap(nil, &coldGate{done: make(chan struct{})})
 }
 
 // disarm releases the handshakes waiting for a fetch.
 func (m *managed) disarm() {
-	if p := m.pending.Swap(nil); p != nil {
-		close(*p)
+	if g := m.pending.Swap(nil); g != nil {
+		close(g.done)
+	}
+}
+
+// querying tells the handshakes waiting for m's first staple that its query
+// is under way and ends by deadline.
+func (m *managed) querying(deadline time.Time) {
+	if g := m.pending.Load(); g != nil {
+		g.until.Store(deadline.UnixNano())
 	}
 }
 
 // publishLocked makes a new view from orig and entry, and keeps the
 // Stapler's count of revoked certificates.
 func (m *managed) publishLocked() {
-	m.gen++
 	v := m.viewForLocked(m.orig)
+	v.gen++ // a new generation: views made for other certificate pointers are stale
 	if old := m.view.Load(); m.revoked != nil && !m.removed.Load() {
 		switch {
 		case v.revoked && (old == nil || !old.revoked):
@@ -122,35 +152,63 @@ func (m *managed) publishLocked() {
 
 // viewForLocked makes the copies of c with the current staple.
 func (m *managed) viewForLocked(c *tls.Certificate) *view {
-	v := &view{orig: c, bare: c, gen: m.gen}
+	v := &view{orig: c, bare: c}
+	if cur := m.view.Load(); cur != nil {
+		v.gen = cur.gen // the generation of the staple (views count the staple changes)
+	}
 	if c.OCSPStaple != nil {
 		bare := *c
 		bare.OCSPStaple = nil
 		v.bare = &bare
 	}
 	if m.entry != nil {
-		stapled := *c
-		stapled.OCSPStaple = m.entry.Raw
-		v.stapled = &stapled
+		v.stapled = *c
+		v.stapled.OCSPStaple = m.entry.Raw
+		v.hasStaple = true
 		v.expires = int64(m.entry.Expires)
-		v.revoked = m.entry.Status == cache.Revoked
+		v.revoked = m.entry.Status == record.Revoked
 	}
 	return v
 }
 
-// viewOf returns the view to serve c from. slot, when not nil, is where a
-// wrapped config keeps the view of its own copy of the certificate: a view
-// made for c and still current (no staple change since) is served from it,
-// so that configs listing the same leaf do not take turns rebuilding the
-// certificate's view (a lock and allocations per handshake).
-func (m *managed) viewOf(c *tls.Certificate, slot *atomic.Pointer[view]) *view {
+// viewSlots is where a wrapped config keeps, for each certificate of its
+// list, the view of its own copy when that copy is not the one the
+// certificate's state serves (the same leaf listed in two configs). Made
+// on first need: most configs never need it.
+type viewSlots struct {
+	p atomic.Pointer[[]atomic.Pointer[view]]
+	n int
+}
+
+// at returns slot i, making the slots on first use.
+func (vs *viewSlots) at(i int) *atomic.Pointer[view] {
+	p := vs.p.Load()
+	if p == nil {
+		fresh := make([]atomic.Pointer[view], vs.n)
+		if !vs.p.CompareAndSwap(nil, &fresh) {
+			p = vs.p.Load()
+		} else {
+			p = &fresh
+		}
+	}
+	return &(*p)[i]
+}
+
+// viewOf returns the view to serve c from. slots, when not nil, are where a
+// wrapped config keeps the views of its own copies, c's at slots.at(i): a
+// view made for c and still current (no staple change since) is served
+// from it, so that configs listing the same leaf do not take turns
+// rebuilding the certificate's view (a lock and allocations per
+// handshake).
+func (m *managed) viewOf(c *tls.Certificate, slots *viewSlots, i int) *view {
 	v := m.view.Load()
 	if v.orig == c {
 		return v
 	}
-	if slot == nil {
+	if slots == nil {
 		return m.rebase(c)
 	}
+	slot := slots.at(i)
 	if sv := slot.Load(); sv != nil && sv.gen == v.gen && sv.orig == c {
 		return sv
 	}
@@ -213,9 +271,9 @@ func (m *managed) stateLocked() stateCode {
 		return codeFailed
 	case m.latest == nil:
 		return codeNone
-	case m.latest.Status == cache.Good:
+	case m.latest.Status == record.Good:
 		return codeGood
-	case m.latest.Status == cache.Revoked:
+	case m.latest.Status == record.Revoked:
 		return codeRevoked
 	}
 	return codeUnknown

@@ -6,9 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // QueryFailure names a kind of failed query, for metrics.
@@ -111,7 +110,7 @@ func (s *Stapler) Metrics() Metrics {
 }
 
 // countQuery records one query to the responder: its outcome and latency.
-func (c *counters) countQuery(e *cache.Entry, err error, took time.Duration) {
+func (c *counters) countQuery(e *record.Entry, err error, took time.Duration) {
 	i := len(queryLatencyBounds)
 	for j, b := range queryLatencyBounds {
 		if took <= b {
@@ -122,9 +121,9 @@ func (c *counters) countQuery(e *cache.Entry, err error, took time.Duration) {
 	c.latency[i].Add(1)
 	c.latencySum.Add(int64(took))
 	switch {
-	case err == nil && e.Status == cache.Good:
+	case err == nil && e.Status == record.Good:
 		c.good.Add(1)
-	case err == nil && e.Status == cache.Revoked:
+	case err == nil && e.Status == record.Revoked:
 		c.revoked.Add(1)
 	default:
 		kind := classifyFailure(e, err)
@@ -137,10 +136,10 @@ func (c *counters) countQuery(e *cache.Entry, err error, took time.Duration) {
 }
 
 // classifyFailure names the kind of a failed query.
-func classifyFailure(e *cache.Entry, err error) QueryFailure {
+func classifyFailure(e *record.Entry, err error) QueryFailure {
 	var status *ResponseStatusError
 	switch {
-	case err == nil && e != nil && e.Status == cache.Unknown, errors.Is(err, ErrUnknownStatus):
+	case err == nil && e != nil && e.Status == record.Unknown, errors.Is(err, ErrUnknownStatus):
 		return FailureUnknown
 	case errors.Is(err, ErrHTTPStatus):
 		return FailureHTTPStatus

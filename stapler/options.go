@@ -17,7 +17,7 @@ type Option func(*options)
 type options struct {
 	logger          *slog.Logger
 	client          *http.Client
-	clock           Clock
+	clock           clock.Clock
 	issuers         []*x509.Certificate
 	responderURL    string
 	hook            func(StatusChange)
@@ -41,7 +41,7 @@ func defaultOptions() options {
 		clock:           clock.System{},
 		defaultStapling: config.Stapling{Enabled: true, CacheTTL: DefaultDiscoveredCacheTTL},
 		workers:         16,
-		skew:            5 * time.Minute,
+		skew:            defaultClockSkew,
 		ratePerSecond:   DefaultRateLimit,
 		rateBurst:       DefaultRateLimit,
 		idleRetirement:  DefaultIdleRetirement,
@@ -66,9 +66,9 @@ func WithHTTPClient(c *http.Client) Option {
 	return func(o *options) { o.client = c }
 }
 
-// WithClock sets the clock (the system clock by default), so tests can run
+// WithClock sets the clock (clock.System by default), so tests can run
 // refreshes, retries and expiry on an injected clock.
-func WithClock(c Clock) Option {
+func WithClock(c clock.Clock) Option {
 	return func(o *options) {
 		if c != nil {
 			o.clock = c
@@ -121,7 +121,13 @@ func WithDefaultStapling(s config.Stapling) Option {
 
 // WithColdWait bounds how long a handshake for a certificate that has no
 // staple yet waits for the first fetch before it goes on without one. The
-// default is a quarter of response_timeout.
+// default is a quarter of response_timeout. A handshake whose cold wait
+// ends while the fetch's query to the responder is under way waits on for
+// that query, which ends within response_timeout of its start (plus one
+// cold wait for its verification): on a machine slowed down by a herd of
+// first handshakes, the one query that staples them all is not given up
+// on. A fetch not yet started (held by the rate limit or the workers) is
+// waited for only for the cold wait.
 func WithColdWait(d time.Duration) Option {
 	return func(o *options) { o.coldWait = d }
 }
@@ -174,13 +180,13 @@ func WithRateLimit(perSecond float64, burst int) Option {
 	return func(o *options) { o.ratePerSecond, o.rateBurst = perSecond, burst }
 }
 
-// AllowSHA1 accepts OCSP responses signed with SHA-1, and delegated responder
+// WithAllowSHA1 accepts OCSP responses signed with SHA-1, and delegated responder
 // certificates signed with SHA-1, for legacy private PKI. By default both
 // are refused with an error that matches ErrSHA1Signature: SHA-1 signatures
 // can be forged (a chosen-prefix collision costs tens of thousands of
 // dollars), and public CAs stopped signing with it years ago. The Verifier
-// takes VerifierAllowSHA1.
-func AllowSHA1() Option {
+// has its AllowSHA1 field, VerifyResponse VerifyOptions.AllowSHA1.
+func WithAllowSHA1() Option {
 	return func(o *options) { o.allowSHA1 = true }
 }
 

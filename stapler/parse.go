@@ -7,11 +7,10 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // The parsed form of an RFC 6960 4.2.1 response. Parsing is strict DER: no
@@ -40,7 +39,7 @@ type parsedSingle struct {
 	nameHash   []byte
 	keyHash    []byte
 	serial     *big.Int
-	status     cache.Status
+	status     record.Status
 	revokedAt  time.Time
 	reason     int
 	thisUpdate time.Time
@@ -248,14 +247,14 @@ func parseSingle(single cryptobyte.String) (parsedSingle, error) {
 		if !status.Empty() {
 			return r, malformed("bad certStatus good")
 		}
-		r.status = cache.Good
+		r.status = record.Good
 	case tag2:
 		if !status.Empty() {
 			return r, malformed("bad certStatus unknown")
 		}
-		r.status = cache.Unknown
+		r.status = record.Unknown
 	case ctag1:
-		r.status = cache.Revoked
+		r.status = record.Revoked
 		if !status.ReadASN1GeneralizedTime(&r.revokedAt) {
 			return r, malformed("bad revocationTime")
 		}

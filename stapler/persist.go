@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // storeTimeout bounds one read or write of the store.
@@ -37,11 +38,15 @@ func (src *dirSource) refresh(m *managed) {
 	}
 }
 
-func (src *dirSource) recorded(m *managed, _ time.Time, installed *cache.Entry) {
+func (src *dirSource) recorded(m *managed, _ time.Time, installed *record.Entry) {
 	if installed != nil {
-		src.w.put(m.ID(), cache.EncodeRecord(installed.Raw, installed.FetchedAt.Time()))
+		src.w.put(m.ID(), record.Encode(installed.Raw, installed.FetchedAt.Time()))
 	}
 }
+
+// forget queues the deletion of m's stored response behind any write
+// still pending for it, so that the deletion is the last word.
+func (src *dirSource) forget(m *managed) { src.w.remove(m.ID()) }
 
 func (src *dirSource) run(ctx context.Context)   { src.w.run(ctx) }
 func (src *dirSource) storeError(*managed) error { return nil }
@@ -83,12 +88,14 @@ func (src *dirSource) restore(m *managed) bool {
 // persister writes responses to the store on its own goroutine, so that a
 // slow or failing store never delays a staple: memory is updated first, and
 // the store catches up. Writes for one certificate coalesce: only the newest
-// value is written.
+// value is written. A deletion is queued the same way, so that it is
+// ordered after the writes queued before it.
 type persister struct {
 	store cache.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex // guards pending
+	mu sync.Mutex // guards pending
+	// pending is the newest value queued for each key; nil deletes the key.
 	pending map[string][]byte
 	wake    chan struct{}
 }
@@ -107,6 +114,9 @@ func (p *persister) put(key string, value []byte) {
 	default:
 	}
 }
+
+// remove queues the deletion of key.
+func (p *persister) remove(key string) { p.put(key, nil) }
 
 // run writes queued values until ctx ends, then writes what is left,
 // giving up closeGrace after ctx ended.
@@ -133,7 +143,11 @@ func (p *persister) flush(base context.Context) {
 	p.mu.Unlock()
 	for key, value := range batch {
 		ctx, cancel := context.WithTimeout(base, storeTimeout)
-		if err := p.store.Put(ctx, key, value); err != nil {
+		if value == nil {
+			if err := p.store.Delete(ctx, key); err != nil {
+				p.log.Warn("ocsp: deleting the stored response of a removed certificate failed", "id", key, "err", err)
+			}
+		} else if err := p.store.Put(ctx, key, value); err != nil {
 			p.log.Warn("ocsp: storing the response failed; it is still stapled", "id", key, "err", err)
 		}
 		cancel()

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // restart replaces e's Stapler with a new one using opts.
@@ -58,17 +58,17 @@ func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
 	}
 	e.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
 	expired := mustFetchRaw(t, e, e.leaf)
-	e.r.SetWindow(responder.DefaultWindow)
+	e.r.SetWindow(responder.Window{})
 	good := mustFetchRaw(t, e, e.leaf)
 	for _, tc := range []struct {
 		name  string
 		value []byte
 	}{
 		{"garbage", []byte("not a record")},
-		{"truncated", cache.EncodeRecord(good, e.clock.Now())[:40]},
-		{"another certificate's response", cache.EncodeRecord(otherStaple.OCSPStaple, e.clock.Now())},
-		{"an expired response", cache.EncodeRecord(expired, e.clock.Now().Add(-3*time.Hour))},
-		{"a response fetched too long ago for cache_ttl", cache.EncodeRecord(good, e.clock.Now().Add(-8*24*time.Hour))},
+		{"truncated", record.Encode(good, e.clock.Now())[:40]},
+		{"another certificate's response", record.Encode(otherStaple.OCSPStaple, e.clock.Now())},
+		{"an expired response", record.Encode(expired, e.clock.Now().Add(-3*time.Hour))},
+		{"a response fetched too long ago for cache_ttl", record.Encode(good, e.clock.Now().Add(-8*24*time.Hour))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := cache.DirStore(t.TempDir())
@@ -89,7 +89,7 @@ func TestBadStoredValuesAreReplacedByAFreshFetch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, _, err := cache.DecodeRecord(value)
+			raw, _, err := record.Decode(value)
 			if err != nil {
 				t.Fatalf("store not repaired: %v", err)
 			}
@@ -178,4 +178,34 @@ func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 		t.Fatalf("%d responder requests, want 1", n)
 	}
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+}
+
+// TestRemoveDeletesTheStoredResponse: Remove means forget; with a store,
+// the certificate's stored response is deleted too (on the writer's
+// goroutine, after the writes queued before it; Close flushes it).
+func TestRemoveDeletesTheStoredResponse(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	other, err := e.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrapAndServe(e.leaf.Certificate, other.Certificate)
+	id, otherID := CertificateID(e.leaf.Cert.Raw), CertificateID(other.Cert.Raw)
+	for _, key := range []string{id, otherID} {
+		eventually(t, "the response stored", func() bool {
+			_, err := store.Get(context.Background(), key)
+			return err == nil
+		})
+	}
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	e.s.Close()
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("the removed certificate's response: %v, want ErrCacheMiss", err)
+	}
+	if _, err := store.Get(context.Background(), otherID); err != nil {
+		t.Fatalf("the other certificate's response: %v, want it kept", err)
+	}
 }

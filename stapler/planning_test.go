@@ -8,22 +8,21 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 func TestSupersedes(t *testing.T) {
-	at := func(this, produced int64, st cache.Status) *cache.Entry {
-		return &cache.Entry{ThisUpdate: cache.Instant(this), ProducedAt: cache.Instant(produced), Status: st, Expires: 1 << 62}
+	at := func(this, produced int64, st record.Status) *record.Entry {
+		return &record.Entry{ThisUpdate: record.Instant(this), ProducedAt: record.Instant(produced), Status: st, Expires: 1 << 62}
 	}
-	expired := func(e *cache.Entry) *cache.Entry { e.Expires = 1; return e }
-	good, revoked := cache.Good, cache.Revoked
+	expired := func(e *record.Entry) *record.Entry { e.Expires = 1; return e }
+	good, revoked := record.Good, record.Revoked
 	for _, tc := range []struct {
 		name     string
-		e, held  *cache.Entry
+		e, held  *record.Entry
 		replaces bool
 	}{
 		{"nothing held", at(1, 1, good), nil, true},
@@ -55,7 +54,7 @@ func TestOlderGoodNeverReplacesRevoked(t *testing.T) {
 	// A good response from two days ago, valid for a week.
 	e.r.SetWindow(responder.Window{Backdate: 2 * 24 * time.Hour, Lifetime: 7 * 24 * time.Hour})
 	old := mustFetchRaw(t, e, e.leaf)
-	e.r.SetWindow(responder.DefaultWindow)
+	e.r.SetWindow(responder.Window{})
 
 	addr := e.wrapAndServe(e.leaf.Certificate)
 	e.waitStapled(e.leaf)

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // A refresh, top to bottom: the scheduler (schedule.go) hands a due
@@ -79,7 +79,7 @@ func (s *Stapler) retireExpired(m *managed, now time.Time) bool {
 // on it: its identity lets a query be counted once however many refreshes
 // shared it.
 type outcome struct {
-	e   *cache.Entry
+	e   *record.Entry
 	err error
 	// unverified: the signature was not checked (skip_verify was on when
 	// the query began).
@@ -104,7 +104,7 @@ func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
 	return v.(*outcome)
 }
 
-func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*cache.Entry, error) {
+func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*record.Entry, error) {
 	url := s.urlFor(m)
 	if url == "" {
 		return nil, m.fetchError(url, ErrNoResponderURL)
@@ -114,6 +114,9 @@ func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*cache.Entry, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Load().Timeout())
 	defer cancel()
+	if deadline, ok := ctx.Deadline(); ok {
+		m.querying(deadline)
+	}
 	issuer, err := s.issuerFor(ctx, m)
 	if err != nil {
 		return nil, m.fetchError(url, err)
@@ -161,7 +164,7 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 
 // verifyFor verifies raw, fetched at fetched, as m's response at now, with
 // m's settings, and sets how long it may be served.
-func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*cache.Entry, error) {
+func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*record.Entry, error) {
 	e, err := s.fetcher.verify(ctx, raw, m.leaf, issuer, s.urlFor(m), now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, err
@@ -172,10 +175,10 @@ func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certif
 
 // cacheTimes sets when e, fetched at fetched, was fetched and until when it
 // may be served, with m's cache_ttl.
-func (s *Stapler) cacheTimes(m *managed, e *cache.Entry, fetched time.Time) {
+func (s *Stapler) cacheTimes(m *managed, e *record.Entry, fetched time.Time) {
 	e.Raw = bytes.Clone(e.Raw) // exactly its size, not the read buffer's
-	e.FetchedAt = cache.At(fetched)
-	e.Expires = cache.At(cache.Expiry(fetched, m.settings.Load().stapling.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
+	e.FetchedAt = record.At(fetched)
+	e.Expires = record.At(record.Expiry(fetched, m.settings.Load().stapling.CacheDuration(), e.NextUpdate.Time(), e.Expires.Time()))
 }
 
 // errNotStapleable: a stored response that verifies but is no longer
@@ -184,8 +187,8 @@ var errNotStapleable = errors.New("stored response expired or unknown")
 
 // loadStored decodes a stored record and verifies it again, as if just
 // fetched: the store is never trusted.
-func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*cache.Entry, error) {
-	raw, fetched, err := cache.DecodeRecord(value)
+func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*record.Entry, error) {
+	raw, fetched, err := record.Decode(value)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +204,7 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*ca
 	if err != nil {
 		return nil, err
 	}
-	if !e.Usable(now) || e.Status == cache.Unknown {
+	if !e.Usable(now) || e.Status == record.Unknown {
 		return nil, errNotStapleable
 	}
 	e.ResponderURL = s.urlFor(m)
@@ -228,7 +231,7 @@ var ErrOlderResponse = errors.New("responder answered with a response older than
 // good. An older answer with held's status may replace a held response
 // that can no longer be served (cache_ttl ran out): that rolls nothing
 // back, and is better than no staple.
-func supersedes(e, held *cache.Entry, now time.Time) bool {
+func supersedes(e, held *record.Entry, now time.Time) bool {
 	switch {
 	case held == nil:
 		return true
@@ -239,14 +242,14 @@ func supersedes(e, held *cache.Entry, now time.Time) bool {
 	case e.ProducedAt != held.ProducedAt:
 		return e.ProducedAt > held.ProducedAt
 	}
-	return e.Status == held.Status || held.Status != cache.Revoked
+	return e.Status == held.Status || held.Status != record.Revoked
 }
 
 // apply installs the outcome of a query. It returns when the next query
 // is planned, and the response it installed (nil when none: a failure, an
 // unknown status, an older answer), the only one that may be shared with a
 // fleet or stored.
-func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
+func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	now := s.clock.Now()
@@ -260,10 +263,10 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 		return s.sched.next(m), nil
 	}
 	m.applied = o
-	m.lastAttempt = cache.At(now)
+	m.lastAttempt = record.At(now)
 	m.queries++
 	var next time.Time
-	var installed *cache.Entry
+	var installed *record.Entry
 	older := false
 	switch {
 	case err == nil && o.unverified && !st.SkipVerify:
@@ -271,7 +274,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 		// signature was never checked, so it is not installed; asked
 		// again at once, verified.
 		next = now
-	case err == nil && e.Status != cache.Unknown && !supersedes(e, m.entry, now):
+	case err == nil && e.Status != record.Unknown && !supersedes(e, m.entry, now):
 		// Valid, but older than what is held: never installed. The
 		// responder did answer, so no recovery starts; ask again later,
 		// backing off rather than polling.
@@ -279,7 +282,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 		err = m.fetchError(e.ResponderURL, ErrOlderResponse)
 		m.lastErr = err
 		next = now.Add(staleBackoff(m.entry, cfg, now))
-	case err == nil && e.Status != cache.Unknown:
+	case err == nil && e.Status != record.Unknown:
 		installed = e
 		m.installLocked(e)
 		m.lastErr, m.tries, m.failed = nil, 0, false
@@ -315,7 +318,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *cache.Entry) {
 
 // installLocked makes e, a verified response, m's staple: served from the
 // next handshake on. m.mu is held.
-func (m *managed) installLocked(e *cache.Entry) {
+func (m *managed) installLocked(e *record.Entry) {
 	m.entry, m.latest, m.lastSuccess = e, e, e.FetchedAt
 	m.publishLocked()
 }
@@ -344,7 +347,7 @@ func (s *Stapler) settleLocked(m *managed, next time.Time, release bool) {
 // absent or not plausible); neither counts as a query. It plans the next
 // query from them, and reports whether shared was newer than what m holds
 // (so there is nothing to fetch).
-func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now time.Time) bool {
+func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now time.Time) bool {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	m.mu.Lock()
@@ -370,8 +373,8 @@ func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now 
 		m.installLocked(shared)
 	}
 	failedAttempt := false // the fleet's last attempt failed, and is now ours
-	if state != nil && cache.Instant(state.LastAttempt) >= m.lastAttempt {
-		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, cache.Instant(state.LastAttempt)
+	if state != nil && record.Instant(state.LastAttempt) >= m.lastAttempt {
+		m.tries, m.failed, m.lastAttempt = int32(state.Tries), state.Failed, record.Instant(state.LastAttempt)
 		m.lastErr = nil
 		if state.LastError != "" {
 			m.lastErr = fleetError(state.LastError)
@@ -396,7 +399,7 @@ func (s *Stapler) adopt(m *managed, shared *cache.Entry, state *fleetState, now 
 // beforeExpiry moves a retry planned at next to before the held staple
 // expires, so that a staple is never lost for want of an attempt while the
 // responder may be back: half the time left, at most.
-func beforeExpiry(held *cache.Entry, now, next time.Time) time.Time {
+func beforeExpiry(held *record.Entry, now, next time.Time) time.Time {
 	if held == nil {
 		return next
 	}
@@ -415,7 +418,7 @@ const staleRetry = 30 * time.Minute
 // staleBackoff is how long to wait after an answer no newer than held:
 // staleRetry, query_frequency if shorter, and never past half the time
 // the held staple has left; jittered, at least a second.
-func staleBackoff(held *cache.Entry, cfg *config.OCSP, now time.Time) time.Duration {
+func staleBackoff(held *record.Entry, cfg *config.OCSP, now time.Time) time.Duration {
 	d := min(staleRetry, cfg.QueryInterval())
 	if held != nil {
 		if left := held.Expires.Time().Sub(now); left > 0 {
@@ -444,7 +447,7 @@ func (s *Stapler) reportChange(m *managed, from, to stateCode) {
 // query_frequency, if shorter) after the response was fetched, unless half
 // the time the response has left is shorter: a responder that keeps serving
 // a response past its half-life is asked about twice an hour, not polled.
-func nextRefresh(e *cache.Entry, cfg *config.OCSP, st config.Stapling, now time.Time) time.Time {
+func nextRefresh(e *record.Entry, cfg *config.OCSP, st config.Stapling, now time.Time) time.Time {
 	fetched, thisUpdate, nextUpdate := e.FetchedAt.Time(), e.ThisUpdate.Time(), e.NextUpdate.Time()
 	next := fetched.Add(cfg.QueryInterval())
 	ttl := st.CacheDuration()

@@ -112,7 +112,6 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
 	}
 	if leaf != nil {
 		m.leaf = leaf
-		m.url = responderURL(leaf)
 		m.mustStaple = hasMustStaple(leaf)
 		m.issuer, m.issuerChecked = s.chainIssuer(c, leaf)
 	}
@@ -173,7 +172,7 @@ func (s *Stapler) urlFor(m *managed) string {
 	if s.opts.responderURL != "" {
 		return s.opts.responderURL
 	}
-	return m.url
+	return m.url()
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID
@@ -207,14 +206,26 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 // Remove stops managing a certificate that is no longer served (after a
 // rotation, say): it is no longer refreshed and leaves Status. If a
 // handshake serves it again, it is managed afresh, as on first sight.
+//
+// Remove means forget: with a store (WithStore), the certificate's stored
+// values are deleted too, best effort and logged on failure. A store of this
+// server's own (a DirStore) has the response deleted in the background,
+// after any write still pending for it. A shared store (a cache.Leaser) has
+// the response and the fleet state deleted before Remove returns, within
+// 10 seconds; other servers still serving the certificate keep their
+// staple and store it anew at their next refresh. Certificates retired for
+// want of handshakes (WithIdleRetirement) keep their stored values.
 func (s *Stapler) Remove(id string) error {
 	m, err := s.lookup(id)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.removeLocked(m)
+	removed := s.removeLocked(m)
+	s.mu.Unlock()
+	if removed && !s.closed.Load() {
+		s.src.forget(m)
+	}
 	return nil
 }
 
@@ -279,12 +290,12 @@ func truncateID(id string) string {
 // returns when it ends first.
 func (s *Stapler) Ready(ctx context.Context) error {
 	for _, m := range s.managedList() {
-		p := m.pending.Load()
-		if p == nil {
+		g := m.pending.Load()
+		if g == nil {
 			continue
 		}
 		select {
-		case <-*p:
+		case <-g.done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // scheduler keeps one timer heap for every managed certificate: one
@@ -16,7 +18,7 @@ import (
 // through the heap: fleet notifications have a worker of their own
 // (fleet.go), so a due time is never a guess to be undone.
 type scheduler struct {
-	clock Clock
+	clock clock.Clock
 	work  chan *managed
 	wake  chan struct{}
 
@@ -24,8 +26,8 @@ type scheduler struct {
 	queue timerHeap
 }
 
-func newScheduler(clock Clock) *scheduler {
-	return &scheduler{clock: clock, work: make(chan *managed), wake: make(chan struct{}, 1)}
+func newScheduler(c clock.Clock) *scheduler {
+	return &scheduler{clock: c, work: make(chan *managed), wake: make(chan struct{}, 1)}
 }
 
 // schedule sets when m is next due, replacing any earlier plan.

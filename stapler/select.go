@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
+	"hash/maphash"
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Selecting a certificate from a wrapped config's list, as crypto/tls does
@@ -22,11 +24,12 @@ import (
 // crypto/tls's choice.
 
 // nameIndex maps names to the positions, ascending, of the certificates
-// whose leaves are valid for them: exact DNS names, and wildcard names
-// ("*.example.com") under the name they stand for one label below
-// ("example.com").
+// whose leaves are valid for them: exact DNS names that are plain host
+// names (so that a server name found there is plain too, and a hit needs no
+// check of its characters), and wildcard names ("*.example.com") under the
+// name they stand for one label below ("example.com").
 type nameIndex struct {
-	exact    map[string][]int32
+	exact    map[string]nameEntry
 	wildcard map[string][]int32
 	// class[i] is the key class of certs[i] (keyClass), for the support
 	// cache; 0 when its support is never cached.
@@ -37,8 +40,24 @@ type nameIndex struct {
 	supported [256]atomic.Uint64
 }
 
-func newNameIndex(certs []tls.Certificate) *nameIndex {
-	x := &nameIndex{exact: map[string][]int32{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
+// nameEntry is the certificates valid for an exact name: the first (in
+// list order) with what the handshake path needs of it kept in the map's
+// own memory, so that with 100,000 certificates a hit costs no further
+// cache misses to find it; and any others.
+type nameEntry struct {
+	m     *managed // certs[first]'s state; nil when it has none
+	first int32
+	class uint32
+	more  []int32 // further candidates, ascending
+}
+
+// candidates returns the entry's positions as one ascending list.
+func (e nameEntry) candidates() []int32 {
+	return append([]int32{e.first}, e.more...)
+}
+
+func newNameIndex(certs []tls.Certificate, managedAt []*managed) *nameIndex {
+	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
 	for i := range certs {
 		leaf := certs[i].Leaf
 		if leaf == nil {
@@ -47,7 +66,14 @@ func newNameIndex(certs []tls.Certificate) *nameIndex {
 		x.class[i] = keyClass(&certs[i])
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
-			x.exact[name] = appendOnce(x.exact[name], int32(i))
+			if plainHostname(name) { // only a plain name can equal a plain server name
+				if e, ok := x.exact[name]; !ok {
+					x.exact[name] = nameEntry{m: managedAt[i], first: int32(i), class: x.class[i]}
+				} else if e.first != int32(i) {
+					e.more = appendOnce(e.more, int32(i))
+					x.exact[name] = e
+				}
+			}
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
 			}
@@ -72,28 +98,39 @@ func plainHostname(name string) bool {
 	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
 		return false
 	}
+	// An all-digit dotted name may parse as an IP address, matched
+	// against IP SANs only: it is left to the slow path.
+	allDigits := true
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		labelStart := i == 0 || name[i-1] == '.'
 		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_':
+		case 'a' <= c && c <= 'z', c == '_':
+			allDigits = false
+		case '0' <= c && c <= '9':
 		case c == '-' && !labelStart: // x509 takes a label starting with '-' as no hostname
+			allDigits = false
 		case c == '.' && !labelStart:
 		default:
 			return false
 		}
 	}
-	// An all-digit dotted name may parse as an IP address, matched
-	// against IP SANs only: leave it to the slow path.
-	return strings.ContainsFunc(name, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+	return !allDigits
 }
 
 // selectCertificate picks from w.certs as crypto/tls does. It returns the
 // index in w.certs, or -1 for a NameToCertificate entry outside the list.
 func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
+	i, c, _ := w.choose(hello)
+	return i, c
+}
+
+// choose is selectCertificate, and also returns the chosen certificate's
+// state when the name index had it at hand (nil otherwise: see managedAt).
+func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *tls.Certificate, *managed) {
 	certs := w.certs
 	if len(certs) == 1 {
-		return 0, &certs[0]
+		return 0, &certs[0], nil
 	}
 	if w.byName != nil {
 		name := strings.ToLower(hello.ServerName)
@@ -106,14 +143,18 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 		if ok {
 			for i := range certs {
 				if cert == &certs[i] {
-					return i, cert
+					return i, cert, nil
 				}
 			}
-			return -1, cert
+			return -1, cert, nil
 		}
 	}
-	if name := hello.ServerName; name != "" && w.names != nil && plainHostname(name) {
-		exact := w.names.exact[name]
+	if name := hello.ServerName; name != "" && w.names != nil {
+		entry, hit := w.names.exact[name]
+		if !hit && !plainHostname(name) {
+			i, c := w.selectSlowly(hello)
+			return i, c, nil
+		}
 		var wild []int32
 		if len(w.names.wildcard) > 0 {
 			if _, rest, ok := strings.Cut(name, "."); ok {
@@ -121,23 +162,55 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 			}
 		}
 		var fp uint64 // the hello's fingerprint, made on first use
-		// The candidates in list order: both lists are ascending.
-		for len(exact) > 0 || len(wild) > 0 {
-			var i int32
-			switch {
-			case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
-				i, exact = exact[0], exact[1:]
-			case len(exact) == 0 || wild[0] < exact[0]:
-				i, wild = wild[0], wild[1:]
-			default: // the same certificate in both
-				i, exact, wild = exact[0], exact[1:], wild[1:]
+		if hit && len(entry.more) == 0 && (len(wild) == 0 || wild[0] >= entry.first) {
+			// The usual case: the first candidate is the name's own
+			// certificate; nothing else to read unless the client does
+			// not support it.
+			i := entry.first
+			if w.names.supportsClass(hello, &fp, &certs[i], entry.class) {
+				return int(i), &certs[i], entry.m
 			}
-			if w.names.supports(hello, &fp, &certs[i], i) {
-				return int(i), &certs[i]
+			if len(wild) > 0 && wild[0] == i {
+				wild = wild[1:]
 			}
+			j, c := w.names.firstSupported(hello, &fp, certs, nil, wild)
+			return j, c, nil
 		}
-		return 0, &certs[0]
+		var exact []int32
+		if hit {
+			exact = entry.candidates()
+		}
+		i, c := w.names.firstSupported(hello, &fp, certs, exact, wild)
+		return i, c, nil
 	}
+	i, c := w.selectSlowly(hello)
+	return i, c, nil
+}
+
+// firstSupported returns the first of the candidates (two ascending lists
+// of positions in certs) the hello supports, else certs[0].
+func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs []tls.Certificate, exact, wild []int32) (int, *tls.Certificate) {
+	for len(exact) > 0 || len(wild) > 0 {
+		var i int32
+		switch {
+		case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
+			i, exact = exact[0], exact[1:]
+		case len(exact) == 0 || wild[0] < exact[0]:
+			i, wild = wild[0], wild[1:]
+		default: // the same certificate in both
+			i, exact, wild = exact[0], exact[1:], wild[1:]
+		}
+		if x.supports(hello, fp, &certs[i], i) {
+			return int(i), &certs[i]
+		}
+	}
+	return 0, &certs[0]
+}
+
+// selectSlowly is crypto/tls's rule: the first certificate the hello
+// supports, asking each in turn, else the first.
+func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
+	certs := w.certs
 	for i := range certs {
 		if hello.SupportsCertificate(&certs[i]) == nil {
 			return i, &certs[i]
@@ -150,9 +223,16 @@ func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certi
 // already known to be valid for the hello's server name, remembered by the
 // hello's fingerprint (*fp, computed once per hello) and c's key class.
 func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, i int32) bool {
-	class := x.class[i]
+	return x.supportsClass(hello, fp, c, x.class[i])
+}
+
+// supportsClass is supports for a certificate of key class class.
+func (x *nameIndex) supportsClass(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, class uint32) bool {
 	if class == 0 {
 		return supportsIgnoringName(hello, c)
+	}
+	if ok, known := supports13(hello, c, class); known {
+		return ok
 	}
 	if *fp == 0 {
 		cfg, ok := helloConfig(hello)
@@ -218,52 +298,52 @@ func keyClass(c *tls.Certificate) uint32 {
 
 // helloConfig finds the config a hello belongs to (the connection's,
 // which SupportsCertificate consults: versions, cipher suites, curves):
-// crypto/tls keeps it in an unexported field, read here by reflection
-// (no allocation). ok is false if a future crypto/tls has no such field;
-// then answers are not cached.
-var helloConfigField = func() int {
+// crypto/tls keeps it in an unexported field, whose offset reflection
+// finds once; it is then read without reflection (no allocation). ok is
+// false if a future crypto/tls has no such field; then answers are not
+// cached.
+var helloConfigOffset = func() uintptr {
 	f, ok := reflect.TypeFor[tls.ClientHelloInfo]().FieldByName("config")
 	if !ok || len(f.Index) != 1 || f.Type != reflect.TypeFor[*tls.Config]() {
-		return -1
+		return ^uintptr(0)
 	}
-	return f.Index[0]
+	return f.Offset
 }()
 
 func helloConfig(h *tls.ClientHelloInfo) (uintptr, bool) {
-	if helloConfigField < 0 {
+	if helloConfigOffset == ^uintptr(0) {
 		return 0, false
 	}
-	return reflect.ValueOf(h).Elem().Field(helloConfigField).Pointer(), true
+	return uintptr(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(h), helloConfigOffset))), true
 }
 
-// helloFingerprint hashes (FNV-1a, 64 bits) what SupportsCertificate reads
-// of a hello besides the server name, and the config it belongs to (a
-// clone of a wrapped config may allow other versions, suites or curves).
-// Never 0.
+// fingerprintSeed keys the hellos' fingerprints: a client cannot make its
+// hello's fingerprint equal another kind of hello's to plant a wrong answer
+// in the support cache, since it cannot know the seed.
+var fingerprintSeed = maphash.MakeSeed()
+
+// helloFingerprint hashes (maphash, keyed by a random seed) what
+// SupportsCertificate reads of a hello besides the server name, and the
+// config it belongs to (a clone of a wrapped config may allow other
+// versions, suites or curves). Never 0.
 func helloFingerprint(h *tls.ClientHelloInfo, cfg uintptr) uint64 {
-	const prime = 1099511628211
-	fp := uint64(14695981039346656037)
-	mix := func(v uint64) { fp = (fp ^ v) * prime }
-	mix(uint64(cfg))
-	mix(uint64(len(h.SupportedVersions)))
-	for _, v := range h.SupportedVersions {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SignatureSchemes)) | 1<<32)
-	for _, v := range h.SignatureSchemes {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SupportedCurves)) | 2<<32)
-	for _, v := range h.SupportedCurves {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.SupportedPoints)) | 3<<32)
-	for _, v := range h.SupportedPoints {
-		mix(uint64(v))
-	}
-	mix(uint64(len(h.CipherSuites)) | 4<<32)
-	for _, v := range h.CipherSuites {
-		mix(uint64(v))
-	}
+	// One keyed hash per list (fewer calls into a buffer cost more in
+	// copies than they save), chained by an odd multiplier: equal
+	// fingerprints need equal hashes of every list.
+	const k = 0x9e3779b97f4a7c15
+	fp := uint64(cfg) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedVersions))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SignatureSchemes))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedCurves))) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, h.SupportedPoints)) * k
+	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.CipherSuites))) * k
 	return fp | 1<<63
+}
+
+// uint16Bytes is the memory of s as bytes, without a copy.
+func uint16Bytes[T ~uint16](s []T) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*2)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // source is how one mode refreshes certificates: in memory alone
@@ -20,13 +21,17 @@ type source interface {
 	// recorded tells the source that a query's outcome for m was applied
 	// outside its refresh (Test): next is when m is queried next,
 	// installed the response installed (nil when none).
-	recorded(m *managed, next time.Time, installed *cache.Entry)
+	recorded(m *managed, next time.Time, installed *record.Entry)
 	// run does the source's background work (store writes, fleet
 	// notifications) until ctx ends.
 	run(ctx context.Context)
 	// storeError says why m's keys in the shared store cannot be reached
 	// now (nil when they can, or when there is no shared store).
 	storeError(m *managed) error
+	// forget deletes what the store holds of m (its response and, in a
+	// fleet, its state), once Remove has stopped managing it: best effort,
+	// bounded in time, logged on failure.
+	forget(m *managed)
 }
 
 // newSource picks the mode for store (nil: memory alone).
@@ -50,6 +55,7 @@ func (src memorySource) refresh(m *managed) {
 	}
 }
 
-func (memorySource) recorded(*managed, time.Time, *cache.Entry) {}
-func (memorySource) run(context.Context)                        {}
-func (memorySource) storeError(*managed) error                  { return nil }
+func (memorySource) recorded(*managed, time.Time, *record.Entry) {}
+func (memorySource) run(context.Context)                         {}
+func (memorySource) storeError(*managed) error                   { return nil }
+func (memorySource) forget(*managed)                             {}

@@ -51,7 +51,7 @@ func (e *FetchError) Unwrap() error { return e.Err }
 type Stapler struct {
 	opts   options
 	client *http.Client
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	cfg    atomic.Pointer[config.OCSP]
 
@@ -241,8 +241,8 @@ func (s *Stapler) Get() config.OCSP {
 	c.ResponderURL = s.opts.responderURL
 	if c.ResponderURL == "" {
 		for _, m := range s.managedList() {
-			if m.url != "" {
-				c.ResponderURL = m.url
+			if u := m.url(); u != "" {
+				c.ResponderURL = u
 				break
 			}
 		}
@@ -261,7 +261,7 @@ func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 	next, err := u.Apply(cur)
 	if err == nil && u.OCSPFunctionality != nil && *u.OCSPFunctionality && s.opts.responderURL == "" {
 		for _, m := range s.order {
-			if m.url == "" && m.leaf != nil && m.settings.Load().stapling.Enabled {
+			if m.leaf != nil && m.url() == "" && m.settings.Load().stapling.Enabled {
 				err = &config.Error{Code: config.CodeNoResponderURL, Message: fmt.Sprintf("certificate %q (id %s) has no OCSP responder URL", m.leaf.Subject.String(), m.ID())}
 				break
 			}

@@ -2,12 +2,11 @@ package stapler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // State is a certificate's stapling state, as Status reports it. There is
@@ -149,13 +148,13 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	return cs
 }
 
-func fillStatus(st *config.Status, e *cache.Entry) {
+func fillStatus(st *config.Status, e *record.Entry) {
 	st.ResponderURL = e.ResponderURL
 	st.CertStatus = e.Status.String()
 	st.ProducedAt = config.Date(e.ProducedAt.Time())
 	st.ThisUpdate = config.Date(e.ThisUpdate.Time())
 	st.NextUpdate = config.Date(e.NextUpdate.Time())
-	if e.Status == cache.Revoked {
+	if e.Status == record.Revoked {
 		st.RevocationTime = config.Date(e.RevokedAt.Time())
 	}
 }
@@ -163,16 +162,19 @@ func fillStatus(st *config.Status, e *cache.Entry) {
 // Test queries the responder for one certificate now (an empty id means the
 // only one) and returns the status it answered, as POST /v1/ocsp/test does.
 // When OCSP is on, the answer is also cached and stapled as a scheduled
-// refresh would. Errors are *config.Error values: no_responder_url when
-// the certificate has no responder, invalid_ocsp_response (wrapping the
-// cause) when the query failed; ErrUnknownCertificate for an unknown id.
+// refresh would. On failure it returns the certificate's status as it
+// stands and an error: ErrUnknownCertificate for an unknown id,
+// ErrNoResponderURL (wrapped, naming the certificate) for a certificate
+// without a responder, ErrClosed, ctx's error, or the failed query's
+// *FetchError, whose Err matches ErrHTTPStatus, ErrWrongCertificate and the
+// package's other sentinels.
 func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error) {
 	m, err := s.lookup(id)
 	if err != nil {
 		return CertificateStatus{}, err
 	}
 	if !s.applicable(m) {
-		return s.statusOf(m), &config.Error{Code: config.CodeNoResponderURL, Status: 500, Message: fmt.Sprintf("certificate %s has no OCSP responder URL", m.ID())}
+		return s.statusOf(m), fmt.Errorf("certificate %s: %w", m.ID(), ErrNoResponderURL)
 	}
 	if s.closed.Load() {
 		return s.statusOf(m), ErrClosed
@@ -180,10 +182,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	o := s.query(ctx, m)
 	e, err := o.e, o.err
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return s.statusOf(m), err
-		}
-		return s.statusOf(m), &config.Error{Code: config.CodeInvalidOCSPResponse, Status: 500, Message: err.Error(), Err: err}
+		return s.statusOf(m), err
 	}
 	if s.cfg.Load().OCSPFunctionality {
 		s.record(m, o)

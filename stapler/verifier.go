@@ -11,8 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/staplerkit/ocsp/cache"
-	"github.com/staplerkit/ocsp/stapler/clock"
+	"github.com/staplerkit/ocsp/internal/record"
 )
 
 // ErrNoVerifiedChain: the verifier was asked to hard-fail but the
@@ -38,7 +37,7 @@ func (e *RevokedError) Error() string {
 // StapleError is a connection a Verifier refused for want of a valid OCSP
 // response: Err is ErrNoStaple (the peer sent none), a verification error
 // (ErrWrongCertificate, ErrExpired, ...) or ErrNoVerifiedChain, with what
-// asking the responder gave when FetchWhenMissing is set.
+// asking the responder gave when the Verifier has a FetchTimeout.
 type StapleError struct {
 	Subject string
 	// MustStaple says the peer's certificate carries the RFC 7633 extension.
@@ -72,35 +71,6 @@ type peerSentNoStaple struct{}
 func (peerSentNoStaple) Error() string        { return "the peer sent no OCSP staple" }
 func (peerSentNoStaple) Is(target error) bool { return target == ErrNoStaple }
 
-// VerifierOption configures a Verifier.
-type VerifierOption func(*Verifier)
-
-// HardFail refuses connections whose peer sent no valid staple (and, with
-// FetchWhenMissing, whose responder gave no valid answer either). By default
-// only must-staple certificates hard-fail.
-//
-// On an mTLS server, mind TLS 1.2: a TLS 1.2 client cannot send a staple
-// for its certificate (status_request covers the server's certificate
-// only), so HardFail alone refuses every TLS 1.2 client. Either require
-// TLS 1.3 (tls.Config.MinVersion) or add FetchWhenMissing, which asks the
-// client certificate's responder instead.
-func HardFail() VerifierOption { return func(v *Verifier) { v.hardFail = true } }
-
-// FetchWhenMissing asks the peer certificate's responder when no valid
-// staple came, and lets the Verifier ask whether a delegated responder that
-// signed a staple is revoked, as the Stapler does. timeout bounds the whole
-// check of one connection: every request it makes (delegate checks and the
-// fetch) shares that one deadline.
-//
-// Answers are kept until they expire and concurrent connections share one
-// request. A failed request is remembered too: the responder is not asked
-// again for that certificate for 5 seconds, doubling with each further
-// failure up to 5 minutes (on the Verifier's clock), and connections in
-// between get the remembered failure at once.
-func FetchWhenMissing(timeout time.Duration) VerifierOption {
-	return func(v *Verifier) { v.fetchTimeout = timeout }
-}
-
 // The backoff after failed requests for one certificate.
 const (
 	verifierRetryMin = 5 * time.Second
@@ -110,21 +80,6 @@ const (
 // maxSessionLifetime is the longest a TLS session can be resumed after it
 // began (RFC 8446 4.6.1; crypto/tls applies it to TLS 1.2 tickets too).
 const maxSessionLifetime = 7 * 24 * time.Hour
-
-// VerifierAllowSHA1 accepts staples signed with SHA-1, and delegated
-// responder certificates signed with SHA-1, for legacy private PKI; see
-// AllowSHA1.
-func VerifierAllowSHA1() VerifierOption { return func(v *Verifier) { v.allowSHA1 = true } }
-
-// VerifierClock sets the verifier's clock (the system clock by default).
-func VerifierClock(c Clock) VerifierOption { return func(v *Verifier) { v.clock = c } }
-
-// VerifierHTTPClient sets the client for FetchWhenMissing.
-func VerifierHTTPClient(c *http.Client) VerifierOption { return func(v *Verifier) { v.client = c } }
-
-// VerifierClockSkew sets how far thisUpdate may be ahead of the local clock
-// (5 minutes by default).
-func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier) { v.skew = d } }
 
 // Verifier checks the OCSP staple a peer sends, exactly as a Stapler checks
 // the responses it staples (full CertID, authorized signer, times), for
@@ -148,11 +103,11 @@ func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier
 // certificate and no staple. A known revocation is refused all the same. A
 // staple still valid is checked as on a full handshake. Otherwise the
 // session is accepted when a current good answer is known or, with
-// FetchWhenMissing, comes from the responder; failing both, when the
+// FetchTimeout, comes from the responder; failing both, when the
 // restored staple was a valid good answer when the session began (it is
 // only expired, and a session lives at most 7 days): a connection is never
 // refused for resuming a session whose peer holds a current staple. Without
-// FetchWhenMissing, a revocation the Verifier has not seen is not detected
+// FetchTimeout, a revocation the Verifier has not seen is not detected
 // on resumption; disable session resumption
 // (tls.Config.SessionTicketsDisabled, no ClientSessionCache) where that
 // matters.
@@ -162,29 +117,122 @@ func VerifierClockSkew(d time.Duration) VerifierOption { return func(v *Verifier
 // nothing to check; the connection is allowed, or refused with
 // ErrNoVerifiedChain under HardFail. A chain of the trusted root alone has
 // no issuer to ask about, and is allowed.
+//
+// A Verifier is configured through its fields, whose zero values are the
+// defaults (&stapler.Verifier{} is a soft-fail verifier on the system
+// clock that never makes a network request), and is then used as
+//
+//	cfg.VerifyConnection = (&stapler.Verifier{HardFail: true}).VerifyConnection
+//
+// It starts no goroutines. It is safe for concurrent use; its fields must
+// not be changed, and it must not be copied, once it has checked a
+// connection.
 type Verifier struct {
-	hardFail     bool
-	fetchTimeout time.Duration
-	clock        Clock
-	client       *http.Client
-	skew         time.Duration
-	allowSHA1    bool
+	// HardFail refuses connections whose peer sent no valid staple (and,
+	// with FetchTimeout, whose responder gave no valid answer either).
+	// When false, only must-staple certificates hard-fail.
+	//
+	// On an mTLS server, mind TLS 1.2: a TLS 1.2 client cannot send a
+	// staple for its certificate (status_request covers the server's
+	// certificate only), so HardFail alone refuses every TLS 1.2 client.
+	// Either require TLS 1.3 (tls.Config.MinVersion) or set FetchTimeout,
+	// which asks the client certificate's responder instead.
+	HardFail bool
 
+	// FetchTimeout, when positive, makes the Verifier ask the peer
+	// certificate's responder when no valid staple came, and ask whether a
+	// delegated responder that signed a staple is revoked, as the Stapler
+	// does. It bounds the whole check of one connection: every request the
+	// check makes (delegate checks and the fetch) shares that one deadline.
+	// Zero (the default) means no network request is ever made.
+	//
+	// Answers are kept until they expire and concurrent connections share
+	// one request. A failed request is remembered too: the responder is not
+	// asked again for that certificate for 5 seconds, doubling with each
+	// further failure up to 5 minutes (by Time), and connections in between
+	// get the remembered failure at once.
+	FetchTimeout time.Duration
+
+	// Client makes the requests of FetchTimeout. If nil, the Verifier uses
+	// its own transport and follows at most 3 redirects, to http and https
+	// only, as the Stapler does.
+	Client *http.Client
+
+	// ClockSkew is how far a response's thisUpdate, and a delegated
+	// responder's notBefore, may be ahead of the local clock. Zero means 5
+	// minutes (as nginx and HAProxy allow); a negative value allows none.
+	ClockSkew time.Duration
+
+	// AllowSHA1 accepts staples signed with SHA-1, and delegated responder
+	// certificates signed with SHA-1, for legacy private PKI; see the
+	// Stapler's WithAllowSHA1. They are refused with ErrSHA1Signature when
+	// false.
+	AllowSHA1 bool
+
+	// Time returns the current time, for response validity and the backoff
+	// of failed requests. If nil, the Verifier uses time.Now.
+	Time func() time.Time
+
+	once    sync.Once // makes fetcher and known on first use
 	fetcher *fetcher
 
 	mu sync.Mutex // guards known and pruned
 	// known is what the Verifier knows of each certificate, by ID, up to
-	// maxKnown of them.
+	// maxKnown of them (maxKnownPeers when zero).
 	known    map[string]*peerState
 	maxKnown int
 	pruned   int // len(known) after the last prune
+}
+
+// init sets up what the zero Verifier lacks, once.
+func (v *Verifier) init() {
+	v.once.Do(func() {
+		v.known = map[string]*peerState{}
+		if v.maxKnown == 0 {
+			v.maxKnown = maxKnownPeers
+		}
+		client := v.Client
+		if client == nil {
+			client = &http.Client{CheckRedirect: checkRedirect}
+		}
+		v.fetcher = newFetcher(client, v.verifyOptions(), context.Background(),
+			func() time.Duration { return v.FetchTimeout }, nil)
+	})
+}
+
+// now is the Verifier's current time.
+func (v *Verifier) now() time.Time {
+	if v.Time != nil {
+		return v.Time()
+	}
+	return time.Now()
+}
+
+// verifyOptions are the checks the fields ask for.
+func (v *Verifier) verifyOptions() verifyOptions {
+	return verifyOptions{skew: skewOrDefault(v.ClockSkew), allowSHA1: v.AllowSHA1}
+}
+
+// defaultClockSkew is the clock skew allowed when none is set.
+const defaultClockSkew = 5 * time.Minute
+
+// skewOrDefault reads a ClockSkew field: zero is the default, a negative
+// value none.
+func skewOrDefault(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return defaultClockSkew
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // peerState is what a Verifier knows of one peer certificate.
 type peerState struct {
 	// newest is the newest valid answer seen, kept until it expires, or
 	// until the certificate's NotAfter when it says revoked.
-	newest    *cache.Entry
+	newest    *record.Entry
 	keepUntil time.Time
 	// After a failed request: how many in a row, the last error, and when
 	// the responder may be asked again.
@@ -193,25 +241,11 @@ type peerState struct {
 	retryAt  time.Time
 }
 
-// NewVerifier returns a Verifier. Use its VerifyConnection method as
-// tls.Config.VerifyConnection.
-func NewVerifier(opts ...VerifierOption) *Verifier {
-	v := &Verifier{clock: clock.System{}, skew: 5 * time.Minute, known: map[string]*peerState{}, maxKnown: maxKnownPeers}
-	for _, o := range opts {
-		o(v)
-	}
-	if v.client == nil {
-		v.client = &http.Client{CheckRedirect: checkRedirect}
-	}
-	v.fetcher = newFetcher(v.client, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1}, context.Background(),
-		func() time.Duration { return v.fetchTimeout }, nil)
-	return v
-}
-
 // VerifyConnection checks the peer's staple; see Verifier.
 func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
+	v.init()
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		if v.hardFail && len(cs.PeerCertificates) > 0 {
+		if v.HardFail && len(cs.PeerCertificates) > 0 {
 			return &StapleError{Subject: cs.PeerCertificates[0].Subject.String(), HardFail: true, Err: ErrNoVerifiedChain}
 		}
 		return nil
@@ -227,12 +261,12 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 		issuer:     chain[1],
 		id:         CertificateID(chain[0].Raw),
 		mustStaple: hasMustStaple(chain[0]),
-		now:        v.clock.Now(),
+		now:        v.now(),
 	}
-	if v.fetchTimeout > 0 {
+	if v.FetchTimeout > 0 {
 		// One deadline for every request of this check.
 		var cancel context.CancelFunc
-		c.ctx, cancel = context.WithTimeout(c.ctx, v.fetchTimeout)
+		c.ctx, cancel = context.WithTimeout(c.ctx, v.FetchTimeout)
 		defer cancel()
 	}
 	return c.run(cs.OCSPResponse, cs.DidResume)
@@ -251,7 +285,7 @@ type peerCheck struct {
 func (c *peerCheck) run(raw []byte, resumed bool) error {
 	v := c.v
 	var err error = errPeerSentNoStaple
-	var staple *cache.Entry
+	var staple *record.Entry
 	if len(raw) > 0 {
 		staple, err = v.verify(c.ctx, raw, c.leaf, c.issuer, c.now)
 		if errors.Is(err, ErrWrongCertificate) {
@@ -262,7 +296,7 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		}
 		if err == nil {
 			v.learn(c.id, c.leaf, staple, c.now)
-			if staple.Status == cache.Revoked {
+			if staple.Status == record.Revoked {
 				// A valid revocation is final, whatever else is known.
 				return c.revoked(staple)
 			}
@@ -270,21 +304,21 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 	}
 	// The newest answer known decides, the staple's included.
 	newest := v.newest(c.id, c.now)
-	if newest != nil && newest.Status == cache.Revoked {
+	if newest != nil && newest.Status == record.Revoked {
 		return c.revoked(newest)
 	}
 	if staple != nil {
-		if staple.Status == cache.Good || newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+		if staple.Status == record.Good || newest != nil && newest.Status == record.Good && newest.Usable(c.now) {
 			return nil
 		}
 		err = ErrUnknownStatus
 	}
-	fetch := v.fetchTimeout > 0 && (!c.mustStaple || resumed)
+	fetch := v.FetchTimeout > 0 && (!c.mustStaple || resumed)
 	if resumed || fetch {
 		// A current good answer, known or asked for, stands in for the
 		// staple when fetching is allowed, and on a resumed session, where
 		// the peer sends none.
-		if newest != nil && newest.Status == cache.Good && newest.Usable(c.now) {
+		if newest != nil && newest.Status == record.Good && newest.Usable(c.now) {
 			return nil
 		}
 	}
@@ -292,9 +326,9 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		e, ferr := v.answer(c.ctx, c.id, c.leaf, c.issuer)
 		if ferr == nil {
 			switch e.Status {
-			case cache.Revoked:
+			case record.Revoked:
 				return c.revoked(e)
-			case cache.Good:
+			case record.Good:
 				return nil
 			}
 			ferr = ErrUnknownStatus
@@ -304,17 +338,17 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 	if resumed && staple == nil && errors.Is(err, ErrExpired) && v.checkedWhenSessionBegan(raw, c.leaf, c.issuer, c.now) {
 		return nil // only the passing of time failed the restored staple
 	}
-	if c.mustStaple || v.hardFail {
+	if c.mustStaple || v.HardFail {
 		return c.refuse(err)
 	}
 	return nil
 }
 
 func (c *peerCheck) refuse(err error) error {
-	return &StapleError{Subject: c.leaf.Subject.String(), MustStaple: c.mustStaple, HardFail: c.v.hardFail, Err: err}
+	return &StapleError{Subject: c.leaf.Subject.String(), MustStaple: c.mustStaple, HardFail: c.v.HardFail, Err: err}
 }
 
-func (c *peerCheck) revoked(e *cache.Entry) error {
+func (c *peerCheck) revoked(e *record.Entry) error {
 	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
 }
 
@@ -336,13 +370,13 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 	if err != nil || single.nextUpdate.IsZero() || now.After(single.nextUpdate.Add(maxSessionLifetime)) {
 		return false
 	}
-	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, verifyOptions{skew: v.skew, allowSHA1: v.allowSHA1})
-	return err == nil && e.Status == cache.Good
+	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, v.verifyOptions())
+	return err == nil && e.Status == record.Good
 }
 
 // newer reports whether a is a newer answer than b: a later thisUpdate, or
 // the same and a later producedAt.
-func newer(a, b *cache.Entry) bool {
+func newer(a, b *record.Entry) bool {
 	if a.ThisUpdate != b.ThisUpdate {
 		return a.ThisUpdate > b.ThisUpdate
 	}
@@ -351,12 +385,12 @@ func newer(a, b *cache.Entry) bool {
 
 // learn records e, a valid answer about leaf, unless a newer one is known.
 // An unknown status decides nothing and is not kept.
-func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now time.Time) {
-	if e.Status != cache.Good && e.Status != cache.Revoked {
+func (v *Verifier) learn(id string, leaf *x509.Certificate, e *record.Entry, now time.Time) {
+	if e.Status != record.Good && e.Status != record.Revoked {
 		return
 	}
 	keep := e.Expires.Time()
-	if e.Status == cache.Revoked {
+	if e.Status == record.Revoked {
 		keep = leaf.NotAfter
 	}
 	v.mu.Lock()
@@ -365,7 +399,7 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 	// Newer replaces; at the same times a revocation replaces a good
 	// answer (never the other way round).
 	sameTimes := st.newest != nil && e.ThisUpdate == st.newest.ThisUpdate && e.ProducedAt == st.newest.ProducedAt
-	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == cache.Revoked || !now.Before(st.keepUntil) {
+	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == record.Revoked || !now.Before(st.keepUntil) {
 		kept := *e
 		kept.Raw = nil // the verdict needs the parsed fields only
 		st.newest, st.keepUntil = &kept, keep
@@ -373,7 +407,7 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *cache.Entry, now 
 }
 
 // newest returns the newest answer known about id, or nil.
-func (v *Verifier) newest(id string, now time.Time) *cache.Entry {
+func (v *Verifier) newest(id string, now time.Time) *record.Entry {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if st := v.known[id]; st != nil && st.newest != nil && now.Before(st.keepUntil) {
@@ -405,7 +439,7 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 				if len(v.known) < v.maxKnown-v.maxKnown/4 {
 					break
 				}
-				if revoked := st.newest != nil && st.newest.Status == cache.Revoked; revoked == revocations {
+				if revoked := st.newest != nil && st.newest.Status == record.Revoked; revoked == revocations {
 					delete(v.known, k)
 				}
 			}
@@ -417,12 +451,13 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 	return st
 }
 
-// verify checks a response as the Stapler does. With FetchWhenMissing (the
+// verify checks a response as the Stapler does. With FetchTimeout (the
 // caller allows network requests), a delegated signer is also checked for
 // revocation at the leaf's responder, within ctx.
-func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*cache.Entry, error) {
+func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, now time.Time) (*record.Entry, error) {
+	v.init()
 	url := ""
-	if v.fetchTimeout > 0 {
+	if v.FetchTimeout > 0 {
 		url = responderURL(leaf)
 	}
 	return v.fetcher.verify(ctx, raw, leaf, issuer, url, now, false)
@@ -432,8 +467,9 @@ func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Ce
 // else the responder's, asked once for all concurrent connections and
 // waited for until ctx ends. A failed request is remembered, and the
 // responder not asked again until its backoff has passed.
-func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*cache.Entry, error) {
-	now := v.clock.Now()
+func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*record.Entry, error) {
+	v.init()
+	now := v.now()
 	v.mu.Lock()
 	if st := v.known[id]; st != nil {
 		if st.newest != nil && st.newest.Usable(now) {
@@ -458,15 +494,15 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 		return nil, fmt.Errorf("no time left to ask %s: %w", url, context.DeadlineExceeded)
 	}
 	type result struct {
-		e   *cache.Entry
+		e   *record.Entry
 		err error
 	}
 	r, err := v.fetcher.share(ctx, id, func() any {
 		// The request outlives a caller that gives up: it is shared.
-		fctx, cancel := context.WithTimeout(context.Background(), v.fetchTimeout)
+		fctx, cancel := context.WithTimeout(context.Background(), v.FetchTimeout)
 		defer cancel()
-		e, err := v.fetcher.fetch(fctx, url, leaf, issuer, v.clock.Now, false)
-		now := v.clock.Now()
+		e, err := v.fetcher.fetch(fctx, url, leaf, issuer, v.now, false)
+		now := v.now()
 		if err != nil {
 			err = fmt.Errorf("%s: %w", url, err)
 			v.mu.Lock()

@@ -84,10 +84,10 @@ func TestVerifierAcceptsAResumedSessionWhoseStapleHasSinceExpired(t *testing.T) 
 		for _, tc := range []struct {
 			name       string
 			mustStaple bool
-			opts       []VerifierOption
+			hardFail   bool
 		}{
-			{"hard-fail", false, []VerifierOption{HardFail()}},
-			{"must-staple", true, nil},
+			{"hard-fail", false, true},
+			{"must-staple", true, false},
 		} {
 			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
 				e := newEnv(t, on)
@@ -97,7 +97,7 @@ func TestVerifierAcceptsAResumedSessionWhoseStapleHasSinceExpired(t *testing.T) 
 				}
 				addr := e.serveGreeting(e.s.Wrap(tlsConfigFor(leaf)))
 				e.waitStapled(leaf)
-				client := e.sessionClient(NewVerifier(append(tc.opts, VerifierClock(e.clock))...), v.version)
+				client := e.sessionClient(&Verifier{HardFail: tc.hardFail, Time: e.clock.Now}, v.version)
 				if resumed, err := dialSession(addr, client); err != nil || resumed {
 					t.Fatalf("first connection: resumed %v, %v", resumed, err)
 				}
@@ -125,7 +125,7 @@ func TestVerifierRefusesAKnownRevocationOnAResumedSession(t *testing.T) {
 			e := newEnv(t, on)
 			addr := e.serveGreeting(e.s.Wrap(tlsConfigFor(e.leaf)))
 			e.waitStapled(e.leaf)
-			verifier := NewVerifier(VerifierClock(e.clock))
+			verifier := &Verifier{Time: e.clock.Now}
 			client := e.sessionClient(verifier, v.version)
 			if _, err := dialSession(addr, client); err != nil {
 				t.Fatal(err)
@@ -156,7 +156,7 @@ func TestMutualTLSServerAcceptsAResumedSessionWhoseClientStapleHasSinceExpired(t
 	client, _ := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Cert)
-	v := NewVerifier(HardFail(), VerifierClock(e.clock))
+	v := &Verifier{HardFail: true, Time: e.clock.Now}
 	resumedAtServer := make(chan bool, 4)
 	addr := e.serveGreeting(&tls.Config{
 		Certificates: []tls.Certificate{e.leaf.Certificate},
@@ -208,7 +208,7 @@ func TestVerifierNeverAcceptsAnOlderGoodOverANewerRevoked(t *testing.T) {
 
 	var re *RevokedError
 	// Learnt from a staple.
-	v := NewVerifier(VerifierClock(e.clock))
+	v := &Verifier{Time: e.clock.Now}
 	if err := e.dialVerified(honest, v); !errors.As(err, &re) {
 		t.Fatalf("revoked staple: %v", err)
 	}
@@ -216,7 +216,7 @@ func TestVerifierNeverAcceptsAnOlderGoodOverANewerRevoked(t *testing.T) {
 		t.Fatalf("an older good staple was accepted after a newer revoked one: %v", err)
 	}
 	// Learnt from the responder.
-	v = NewVerifier(VerifierClock(e.clock), FetchWhenMissing(5*time.Second))
+	v = &Verifier{FetchTimeout: 5 * time.Second, Time: e.clock.Now}
 	if err := e.dialVerified(plain, v); !errors.As(err, &re) {
 		t.Fatalf("fetched revocation: %v", err)
 	}
@@ -224,7 +224,7 @@ func TestVerifierNeverAcceptsAnOlderGoodOverANewerRevoked(t *testing.T) {
 		t.Fatalf("an older good staple was accepted after the responder said revoked: %v", err)
 	}
 	// The other way round: the newer answer still wins.
-	v = NewVerifier(VerifierClock(e.clock))
+	v = &Verifier{Time: e.clock.Now}
 	if err := e.dialVerified(replay, v); err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestVerifierRemembersFailedRequests(t *testing.T) {
 	e := newEnv(t, on)
 	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
 	plain := e.serve(tlsConfigFor(e.leaf))
-	soft := NewVerifier(VerifierClock(e.clock), FetchWhenMissing(5*time.Second))
+	soft := &Verifier{FetchTimeout: 5 * time.Second, Time: e.clock.Now}
 	for range 10 {
 		if err := e.dialVerified(plain, soft); err != nil {
 			t.Fatalf("soft fail refused: %v", err)
@@ -249,7 +249,7 @@ func TestVerifierRemembersFailedRequests(t *testing.T) {
 	if n := e.r.RequestCount(); n != 1 {
 		t.Fatalf("%d requests for 10 connections with the responder down, want 1", n)
 	}
-	hard := NewVerifier(VerifierClock(e.clock), FetchWhenMissing(5*time.Second), HardFail())
+	hard := &Verifier{HardFail: true, FetchTimeout: 5 * time.Second, Time: e.clock.Now}
 	e.dialVerified(plain, hard)
 	err := e.dialVerified(plain, hard)
 	if !errors.Is(err, ErrHTTPStatus) || !strings.Contains(err.Error(), "remembered") {
@@ -279,7 +279,7 @@ func TestVerifierConcurrentConnectionsShareOneRequest(t *testing.T) {
 	e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 300 * time.Millisecond})
 	plain := e.serve(tlsConfigFor(e.leaf))
 	for _, heal := range []bool{false, true} {
-		v := NewVerifier(VerifierClock(e.clock), FetchWhenMissing(5*time.Second), HardFail())
+		v := &Verifier{HardFail: true, FetchTimeout: 5 * time.Second, Time: e.clock.Now}
 		if !heal {
 			e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 300 * time.Millisecond})
 			e.r.QueueFaults(responder.Fault{Kind: responder.FaultHTTP500})
@@ -309,7 +309,7 @@ func TestVerifierCheckHasOneDeadline(t *testing.T) {
 	addr := e.staticStapled(e.leaf, mustFetchRaw(t, e, e.leaf))
 	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
 	before := e.r.RequestCount()
-	v := NewVerifier(VerifierClock(e.clock), FetchWhenMissing(300*time.Millisecond), HardFail())
+	v := &Verifier{HardFail: true, FetchTimeout: 300 * time.Millisecond, Time: e.clock.Now}
 	err = e.dialVerified(addr, v)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the check's deadline", err)
@@ -326,18 +326,18 @@ func TestVerifierErrorsSayWhatHappened(t *testing.T) {
 	other, _ := e.srv.Issue(responder.LeafOptions{})
 	wrong := e.staticStapled(e.leaf, mustFetchRaw(t, e, other))
 	plain := e.serve(tlsConfigFor(e.leaf))
-	err := e.dialVerified(wrong, NewVerifier(VerifierClock(e.clock)))
+	err := e.dialVerified(wrong, &Verifier{Time: e.clock.Now})
 	if err == nil || strings.Contains(err.Error(), "hard fail") || !strings.Contains(err.Error(), "another certificate") {
 		t.Fatalf("a soft-fail verifier refusing another certificate's staple says: %v", err)
 	}
-	err = e.dialVerified(plain, NewVerifier(VerifierClock(e.clock), HardFail()))
+	err = e.dialVerified(plain, &Verifier{HardFail: true, Time: e.clock.Now})
 	if !errors.Is(err, ErrNoStaple) || !strings.Contains(err.Error(), "(hard fail): the peer sent no OCSP staple") || strings.Contains(err.Error(), "to staple") {
 		t.Fatalf("no staple under hard fail says: %v", err)
 	}
 }
 
 // An mTLS server under HardFail: TLS 1.2 clients cannot staple, so they
-// are refused unless FetchWhenMissing asks the responder instead.
+// are refused unless FetchTimeout asks the responder instead.
 func TestMutualTLSHardFailAndTLS12Clients(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true})
 	client, _ := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})
@@ -346,16 +346,16 @@ func TestMutualTLSHardFailAndTLS12Clients(t *testing.T) {
 	clientConfig := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{client.Certificate}, RootCAs: roots, ServerName: "localhost"})
 	e.waitStapled(client)
 	for _, tc := range []struct {
-		opts    []VerifierOption
-		version uint16
-		want    error
+		fetchTimeout time.Duration
+		version      uint16
+		want         error
 	}{
-		{[]VerifierOption{HardFail()}, tls.VersionTLS13, nil},
-		{[]VerifierOption{HardFail()}, tls.VersionTLS12, ErrNoStaple},
-		{[]VerifierOption{HardFail(), FetchWhenMissing(5 * time.Second)}, tls.VersionTLS12, nil},
+		{0, tls.VersionTLS13, nil},
+		{0, tls.VersionTLS12, ErrNoStaple},
+		{5 * time.Second, tls.VersionTLS12, nil},
 	} {
 		verdicts := make(chan error, 1)
-		v := NewVerifier(append(tc.opts, VerifierClock(e.clock))...)
+		v := &Verifier{HardFail: true, FetchTimeout: tc.fetchTimeout, Time: e.clock.Now}
 		addr := e.serve(&tls.Config{
 			Certificates: []tls.Certificate{e.leaf.Certificate},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -415,7 +415,7 @@ func TestVerifierMemoryIsBoundedAndKeepsRevocations(t *testing.T) {
 		}
 		return &c, nil
 	}})
-	v := NewVerifier(VerifierClock(e.clock))
+	v := &Verifier{Time: e.clock.Now}
 	v.maxKnown = 4
 	dial := func(name string) error {
 		_, _, err := e.handshake(addr, func(c *tls.Config) { c.ServerName = name; c.VerifyConnection = v.VerifyConnection })
@@ -453,7 +453,7 @@ func TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer(t *testing.T) {
 	revoked := mustFetchRaw(t, e, e.leaf) // the clock stood still: the same times
 	goodSrv := e.staticStapled(e.leaf, good)
 	revokedSrv := e.staticStapled(e.leaf, revoked)
-	v := NewVerifier(VerifierClock(e.clock))
+	v := &Verifier{Time: e.clock.Now}
 	if err := e.dialVerified(goodSrv, v); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func (e *env) dialVerified(addr string, v *Verifier) error {
 func TestVerifierEndToEnd(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300})
 	addr := e.wrapAndServe(e.leaf.Certificate)
-	v := NewVerifier(VerifierClock(e.clock))
+	v := &Verifier{Time: e.clock.Now}
 	if err := e.dialVerified(addr, v); err != nil {
 		t.Fatalf("good certificate refused: %v", err)
 	}
@@ -53,20 +53,20 @@ func TestVerifierRefusesMustStapleWithoutStaple(t *testing.T) {
 	// A plain server that staples nothing, so the client's verifier decides.
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{ms.Certificate}})
 	var se *StapleError
-	if err := e.dialVerified(addr, NewVerifier()); !errors.As(err, &se) || !se.MustStaple || !errors.Is(err, ErrNoStaple) {
+	if err := e.dialVerified(addr, &Verifier{}); !errors.As(err, &se) || !se.MustStaple || !errors.Is(err, ErrNoStaple) {
 		t.Fatalf("got %v", err)
 	}
 	// And through a Stapler: the server itself refuses.
-	if err := e.dialVerified(e.wrapAndServe(ms.Certificate), NewVerifier()); err == nil {
+	if err := e.dialVerified(e.wrapAndServe(ms.Certificate), &Verifier{}); err == nil {
 		t.Fatal("must-staple certificate accepted without a staple")
 	}
 	// A certificate without must-staple and no staple: soft fail by default,
 	// refused under HardFail.
 	plain := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	if err := e.dialVerified(plain, NewVerifier()); err != nil {
+	if err := e.dialVerified(plain, &Verifier{}); err != nil {
 		t.Fatalf("soft fail refused: %v", err)
 	}
-	if err := e.dialVerified(plain, NewVerifier(HardFail())); !errors.Is(err, ErrNoStaple) {
+	if err := e.dialVerified(plain, &Verifier{HardFail: true}); !errors.Is(err, ErrNoStaple) {
 		t.Fatalf("hard fail: %v", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestVerifierRefusesAStapleForAnotherCertificate(t *testing.T) {
 	wrong := e.leaf.Certificate
 	wrong.OCSPStaple = otherStapled.OCSPStaple
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{wrong}})
-	for _, v := range []*Verifier{NewVerifier(), NewVerifier(HardFail())} {
+	for _, v := range []*Verifier{{}, {HardFail: true}} {
 		var se *StapleError
 		if err := e.dialVerified(addr, v); !errors.Is(err, ErrWrongCertificate) || !errors.As(err, &se) {
 			t.Fatalf("got %v", err)
@@ -99,10 +99,10 @@ func TestVerifierTreatsAnExpiredStapleAsMissing(t *testing.T) {
 	}
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{*own}}) // a static staple, never refreshed
 	e.clock.Advance(25 * time.Hour)
-	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock))); err != nil {
+	if err := e.dialVerified(addr, &Verifier{Time: e.clock.Now}); err != nil {
 		t.Fatalf("soft fail refused an expired staple: %v", err)
 	}
-	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrExpired) {
+	if err := e.dialVerified(addr, &Verifier{HardFail: true, Time: e.clock.Now}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("hard fail: %v", err)
 	}
 }
@@ -110,7 +110,7 @@ func TestVerifierTreatsAnExpiredStapleAsMissing(t *testing.T) {
 func TestVerifierFetchesWhenNoStapleCame(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	v := NewVerifier(FetchWhenMissing(hangLimit), HardFail(), VerifierClock(e.clock))
+	v := &Verifier{HardFail: true, FetchTimeout: hangLimit, Time: e.clock.Now}
 	for range 3 {
 		if err := e.dialVerified(addr, v); err != nil {
 			t.Fatal(err)
@@ -133,10 +133,10 @@ func TestVerifierWithoutVerifiedChains(t *testing.T) {
 	skip := func(v *Verifier) func(*tls.Config) {
 		return func(c *tls.Config) { c.InsecureSkipVerify = true; c.VerifyConnection = v.VerifyConnection }
 	}
-	if _, _, err := e.handshake(addr, skip(NewVerifier())); err != nil {
+	if _, _, err := e.handshake(addr, skip(&Verifier{})); err != nil {
 		t.Fatalf("soft fail without chains: %v", err)
 	}
-	if _, _, err := e.handshake(addr, skip(NewVerifier(HardFail()))); !errors.Is(err, ErrNoVerifiedChain) {
+	if _, _, err := e.handshake(addr, skip(&Verifier{HardFail: true})); !errors.Is(err, ErrNoVerifiedChain) {
 		t.Fatalf("hard fail without chains: %v", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestMutualTLSServerVerifiesTheClientStaple(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Cert)
 	verdicts := make(chan error, 10)
-	v := NewVerifier(HardFail(), VerifierClock(e.clock))
+	v := &Verifier{HardFail: true, Time: e.clock.Now}
 	addr := e.serve(&tls.Config{
 		Certificates: []tls.Certificate{serverLeaf.Certificate},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -195,11 +195,44 @@ func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
 	stapled.OCSPStaple = mustFetchRaw(t, e, e.leaf)
 	addr := e.serve(&tls.Config{Certificates: []tls.Certificate{stapled}})
 	// With network checks allowed, the delegate's revocation is found.
-	if err := e.dialVerified(addr, NewVerifier(FetchWhenMissing(hangLimit), VerifierClock(e.clock), HardFail())); !errors.Is(err, ErrUnauthorizedSigner) {
+	if err := e.dialVerified(addr, &Verifier{HardFail: true, FetchTimeout: hangLimit, Time: e.clock.Now}); !errors.Is(err, ErrUnauthorizedSigner) {
 		t.Fatalf("got %v", err)
 	}
 	// Without them, the signature and EKU check pass and nothing more can be known.
-	if err := e.dialVerified(addr, NewVerifier(VerifierClock(e.clock), HardFail())); err != nil {
+	if err := e.dialVerified(addr, &Verifier{HardFail: true, Time: e.clock.Now}); err != nil {
 		t.Fatalf("offline verifier: %v", err)
+	}
+}
+
+// TestZeroVerifierFirstUseIsSafeForConcurrentUse: the zero Verifier is
+// ready to use, and sets itself up once however many connections check
+// with it at the same time.
+func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
+	e := newEnv(t, on)
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.waitStapled(e.leaf)
+	v := &Verifier{HardFail: true, Time: e.clock.Now}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- e.dialVerified(addr, v) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a stapled good certificate refused: %v", err)
+		}
+	}
+}
+
+// TestClockSkewFieldDefaults: a zero ClockSkew (Verifier, VerifyOptions)
+// is the default 5 minutes, a negative one none.
+func TestClockSkewFieldDefaults(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, 5 * time.Minute},
+		{-1, 0},
+		{time.Minute, time.Minute},
+	} {
+		if got := skewOrDefault(tc.in); got != tc.want {
+			t.Errorf("ClockSkew %v: got %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

@@ -10,9 +10,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // Verification failures. A response that fails any of these is never
@@ -40,7 +39,7 @@ var (
 	ErrCriticalExtension = errors.New("OCSP response has an unknown critical extension")
 	// ErrSHA1Signature: the response, or the delegated responder certificate
 	// that signed it, is signed with SHA-1, which is refused unless
-	// AllowSHA1Signatures (Stapler) or VerifierAllowSHA1 (Verifier) is set.
+	// WithAllowSHA1 (Stapler), Verifier.AllowSHA1 or VerifyOptions.AllowSHA1 is set.
 	ErrSHA1Signature = errors.New("SHA-1 signature refused")
 )
 
@@ -114,7 +113,7 @@ type verifyOptions struct {
 // now, and returns its parsed fields. Expires of the result is capped at the
 // leaf's NotAfter and a delegated signer's NotAfter; the caller applies
 // cache_ttl.
-func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*cache.Entry, error) {
+func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*record.Entry, error) {
 	e, _, err := verifyResponseSigner(raw, leaf, issuer, now, opts)
 	return e, err
 }
@@ -122,7 +121,7 @@ func verifyResponse(raw []byte, leaf, issuer *x509.Certificate, now time.Time, o
 // verifyResponseSigner is verifyResponse that also returns the delegated
 // responder certificate that signed the response (nil when the issuer did,
 // or when the signature was not checked).
-func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*cache.Entry, *x509.Certificate, error) {
+func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.Time, opts verifyOptions) (*record.Entry, *x509.Certificate, error) {
 	if len(raw) > MaxResponseBytes {
 		return nil, nil, fmt.Errorf("%w: %d bytes, more than the %d a staple may have", ErrResponseTooLarge, len(raw), MaxResponseBytes)
 	}
@@ -172,18 +171,18 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 	if !opts.skipSignature {
 		raw = basic.canonical(signer)
 	}
-	e := &cache.Entry{
+	e := &record.Entry{
 		Raw:        raw,
 		Status:     single.status,
-		ProducedAt: cache.At(basic.producedAt),
-		ThisUpdate: cache.At(single.thisUpdate),
-		NextUpdate: cache.At(single.nextUpdate),
+		ProducedAt: record.At(basic.producedAt),
+		ThisUpdate: record.At(single.thisUpdate),
+		NextUpdate: record.At(single.nextUpdate),
 	}
-	if single.status == cache.Revoked {
-		e.RevokedAt = cache.At(single.revokedAt)
+	if single.status == record.Revoked {
+		e.RevokedAt = record.At(single.revokedAt)
 		e.RevocationReason = single.reason
 	}
-	e.Expires = cache.At(cache.Expiry(now, single.nextUpdate.Sub(now), single.nextUpdate, leaf.NotAfter, signerNotAfter))
+	e.Expires = record.At(record.Expiry(now, single.nextUpdate.Sub(now), single.nextUpdate, leaf.NotAfter, signerNotAfter))
 	return e, signer, nil
 }
 

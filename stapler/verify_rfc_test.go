@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 func readPEMCert(t *testing.T, path string) *x509.Certificate {
@@ -66,7 +65,7 @@ func TestOpenSSLVectorsSHA1(t *testing.T) {
 			if err != nil {
 				t.Fatalf("with allowSHA1: %v", err)
 			}
-			if e.Status != cache.Good || signer == nil {
+			if e.Status != record.Good || signer == nil {
 				t.Fatalf("status %v, delegate %v: want good, signed by a delegate", e.Status, signer)
 			}
 			// The delegate's own SHA-1 signature is refused as SHA-1, not as

@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 type verifyFixture struct {
@@ -99,7 +98,7 @@ func TestVerifyResponse(t *testing.T) {
 				if err != nil {
 					t.Fatalf("rejected: %v", err)
 				}
-				if e.Status != cache.Good {
+				if e.Status != record.Good {
 					t.Fatalf("status %v", e.Status)
 				}
 			case *ResponseStatusError:

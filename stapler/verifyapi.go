@@ -4,9 +4,8 @@ import (
 	"crypto/x509"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 )
 
 // Response is an OCSP response that VerifyResponse accepted: the answer
@@ -30,30 +29,21 @@ type Response struct {
 	Raw []byte
 }
 
-// VerifyOption tunes VerifyResponse.
-type VerifyOption func(*verifyAt)
-
-type verifyAt struct {
-	now  time.Time
-	opts verifyOptions
+// VerifyOptions tune VerifyResponse; the zero value checks as of now, with
+// 5 minutes of clock skew, and refuses SHA-1.
+type VerifyOptions struct {
+	// CurrentTime is the time the response is checked at. If zero, the
+	// current time is used.
+	CurrentTime time.Time
+	// ClockSkew is how far thisUpdate, and a delegated responder's
+	// notBefore, may be ahead of CurrentTime. Zero means 5 minutes; a
+	// negative value allows none.
+	ClockSkew time.Duration
+	// AllowSHA1 accepts SHA-1 signatures on the response and on a
+	// delegated responder's certificate, for legacy private PKI (see the
+	// Stapler's WithAllowSHA1).
+	AllowSHA1 bool
 }
-
-// VerifyAt checks the response as of t instead of now.
-func VerifyAt(t time.Time) VerifyOption { return func(v *verifyAt) { v.now = t } }
-
-// VerifyClockSkew sets how far thisUpdate, and a delegated responder's
-// notBefore, may be ahead of the time checked at (5 minutes by default).
-func VerifyClockSkew(d time.Duration) VerifyOption {
-	return func(v *verifyAt) {
-		if d >= 0 {
-			v.opts.skew = d
-		}
-	}
-}
-
-// VerifyAllowSHA1 accepts SHA-1 signatures on the response and on a
-// delegated responder's certificate, for legacy private PKI (see AllowSHA1).
-func VerifyAllowSHA1() VerifyOption { return func(v *verifyAt) { v.opts.allowSHA1 = true } }
 
 // VerifyResponse verifies raw as the OCSP response about leaf, issued by
 // issuer, with every check the Stapler applies before it staples a
@@ -71,7 +61,7 @@ func VerifyAllowSHA1() VerifyOption { return func(v *verifyAt) { v.opts.allowSHA
 //     id-kp-OCSPSigning, valid at the time checked (with the skew for its
 //     notBefore), with no unknown critical extension and a keyUsage that
 //     allows digitalSignature (ErrUnauthorizedSigner); SHA-1 signatures
-//     are refused (ErrSHA1Signature) unless VerifyAllowSHA1;
+//     are refused (ErrSHA1Signature) unless opts.AllowSHA1;
 //   - thisUpdate at most the skew ahead (ErrNotYetValid), nextUpdate
 //     present (ErrNoNextUpdate) and ahead (ErrExpired), no unknown critical
 //     extension (ErrCriticalExtension), a successful responseStatus
@@ -80,12 +70,12 @@ func VerifyAllowSHA1() VerifyOption { return func(v *verifyAt) { v.opts.allowSHA
 //
 // It does not ask whether a delegated responder is itself revoked (that
 // needs a network request; the Stapler and the Verifier do it).
-func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts ...VerifyOption) (*Response, error) {
-	v := verifyAt{now: time.Now(), opts: verifyOptions{skew: 5 * time.Minute}}
-	for _, o := range opts {
-		o(&v)
+func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts VerifyOptions) (*Response, error) {
+	now := opts.CurrentTime
+	if now.IsZero() {
+		now = time.Now()
 	}
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, v.now, v.opts)
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: skewOrDefault(opts.ClockSkew), allowSHA1: opts.AllowSHA1})
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +87,9 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts ...VerifyOp
 		Raw:        e.Raw,
 	}
 	switch e.Status {
-	case cache.Good:
+	case record.Good:
 		r.Status = ocsp.Good
-	case cache.Revoked:
+	case record.Revoked:
 		r.Status = ocsp.Revoked
 		r.RevokedAt, r.RevocationReason = e.RevokedAt.Time(), e.RevocationReason
 	default:

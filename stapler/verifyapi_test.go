@@ -25,7 +25,7 @@ func ExampleVerifyResponse() {
 	r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(time.Now().Add(-time.Hour), ocsp.KeyCompromise))
 	raw, _ := r.Respond(leaf.Cert) // the DER response, as a responder or a staple gives it
 
-	resp, err := stapler.VerifyResponse(raw, leaf.Cert, ca.Cert)
+	resp, err := stapler.VerifyResponse(raw, leaf.Cert, ca.Cert, stapler.VerifyOptions{})
 	if err != nil {
 		fmt.Println("refused:", err)
 		return
@@ -34,7 +34,7 @@ func ExampleVerifyResponse() {
 
 	// The same bytes are refused for a certificate they do not answer for.
 	other, _ := ca.Issue(responder.LeafOptions{})
-	_, err = stapler.VerifyResponse(raw, other.Cert, ca.Cert)
+	_, err = stapler.VerifyResponse(raw, other.Cert, ca.Cert, stapler.VerifyOptions{})
 	fmt.Println(errors.Is(err, stapler.ErrWrongCertificate))
 	// Output:
 	// revoked: true reason: 1
@@ -75,15 +75,15 @@ func readCert(t *testing.T, name string) *x509.Certificate {
 func TestVerifyResponseRefusesAnIssuerWithAnotherName(t *testing.T) {
 	raw := readVector(t, "ND1.ors")
 	leaf := readCert(t, "ND1_Cert_EE.pem")
-	at := stapler.VerifyAt(time.Date(2012, 10, 12, 0, 0, 0, 0, time.UTC))
-	if _, err := stapler.VerifyResponse(raw, leaf, readCert(t, "ND1_Issuer_ICA.pem"), at, stapler.VerifyAllowSHA1()); err != nil {
+	opts := stapler.VerifyOptions{CurrentTime: time.Date(2012, 10, 12, 0, 0, 0, 0, time.UTC), AllowSHA1: true}
+	if _, err := stapler.VerifyResponse(raw, leaf, readCert(t, "ND1_Issuer_ICA.pem"), opts); err != nil {
 		t.Fatalf("the right issuer: %v", err)
 	}
 	wrong := readCert(t, "WSNIC_ND1_Issuer_ICA.pem")
 	if _, err := ocsp.ParseResponseForCert(raw, leaf, wrong); err != nil {
 		t.Logf("x/crypto refuses it too: %v", err)
 	}
-	if _, err := stapler.VerifyResponse(raw, leaf, wrong, at, stapler.VerifyAllowSHA1()); !errors.Is(err, stapler.ErrWrongCertificate) {
+	if _, err := stapler.VerifyResponse(raw, leaf, wrong, opts); !errors.Is(err, stapler.ErrWrongCertificate) {
 		t.Fatalf("an issuer with another name: got %v, want ErrWrongCertificate", err)
 	}
 }
@@ -117,7 +117,7 @@ func FuzzVerifyResponseAgainstXCrypto(f *testing.F) {
 	delegated, _ := r.Respond(leaf.Cert)
 	f.Add(delegated)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ours, err := stapler.VerifyResponse(raw, leaf.Cert, ca.Cert, stapler.VerifyAt(now))
+		ours, err := stapler.VerifyResponse(raw, leaf.Cert, ca.Cert, stapler.VerifyOptions{CurrentTime: now})
 		if err != nil {
 			return
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sync/atomic"
 	"time"
 )
 
@@ -62,9 +61,9 @@ type wrapper struct {
 	// its staple.
 	certs     []tls.Certificate
 	managedAt []*managed
-	// views[i] is the view of certs[i] when another config's copy of the
-	// same leaf is the certificate's own (see managed.viewOf).
-	views []atomic.Pointer[view]
+	// views.at(i) is the view of certs[i] when another config's copy of
+	// the same leaf is the certificate's own (see managed.viewOf).
+	views viewSlots
 	// byName is the application's NameToCertificate, pointing into certs.
 	byName map[string]*tls.Certificate
 	// names indexes certs by the names their leaves are valid for.
@@ -79,11 +78,25 @@ type wrapper struct {
 	probe *wrapperProbe // the answer to a probe, made once
 }
 
+// certificatesOf returns cfg's Certificates for a wrapper to keep: the
+// application's own slice, as tls.Config.Clone shares it (crypto/tls
+// forbids changing a config once in use), unless a leaf must be set on a
+// certificate that lacks one; then a copy, the application's being left
+// as it was.
+func certificatesOf(cfg *tls.Config) []tls.Certificate {
+	for i := range cfg.Certificates {
+		if c := &cfg.Certificates[i]; c.Leaf == nil && len(c.Certificate) > 0 {
+			return slices.Clone(cfg.Certificates)
+		}
+	}
+	return cfg.Certificates
+}
+
 // wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	w := &wrapper{
 		s:                    s,
-		certs:                slices.Clone(cfg.Certificates),
+		certs:                certificatesOf(cfg),
 		getCertificate:       cfg.GetCertificate,
 		getConfigForClient:   cfg.GetConfigForClient,
 		getClientCertificate: cfg.GetClientCertificate,
@@ -97,7 +110,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	}
 	added := s.addAll(listed, true)
 	w.managedAt = make([]*managed, len(w.certs))
-	w.views = make([]atomic.Pointer[view], len(w.certs))
+	w.views.n = len(w.certs)
 	for i, j := 0, 0; i < len(w.certs); i++ {
 		if len(w.certs[i].Certificate) > 0 {
 			w.managedAt[i] = added[j]
@@ -112,7 +125,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 		}
 	}
 	if len(w.certs) > 1 {
-		w.names = newNameIndex(w.certs)
+		w.names = newNameIndex(w.certs, w.managedAt)
 	}
 	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
 		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
@@ -168,9 +181,12 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if len(w.certs) == 0 {
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
-	i, cert := w.selectCertificate(hello)
-	if i >= 0 && w.managedAt[i] != nil {
-		return w.s.serveManaged(hello.Context(), w.managedAt[i], cert, &w.views[i])
+	i, cert, m := w.choose(hello)
+	if m == nil && i >= 0 {
+		m = w.managedAt[i]
+	}
+	if m != nil {
+		return w.s.serveManaged(hello.Context(), m, cert, &w.views, i)
 	}
 	return w.s.serve(hello.Context(), cert)
 }
@@ -221,7 +237,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 	for i := range w.certs {
 		if cri.SupportsCertificate(&w.certs[i]) == nil {
 			if w.managedAt[i] != nil {
-				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i], &w.views[i])
+				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i], &w.views, i)
 			}
 			return w.s.serve(cri.Context(), &w.certs[i])
 		}
@@ -347,13 +363,13 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	if m == nil {
 		m = s.add(c)
 	}
-	return s.serveManaged(ctx, m, c, nil)
+	return s.serveManaged(ctx, m, c, nil, 0)
 }
 
-// serveManaged is serve once c's state m is known; slot is where the
-// wrapped config that lists c keeps its view (nil for a certificate from
-// the application's GetCertificate).
-func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slot *atomic.Pointer[view]) (*tls.Certificate, error) {
+// serveManaged is serve once c's state m is known; slots, at i, is where
+// the wrapped config that lists c keeps its view (nil for a certificate
+// from the application's GetCertificate).
+func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slots *viewSlots, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		if !s.cfg.Load().OCSPFunctionality {
 			return c, nil
@@ -370,11 +386,11 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 		s.counters.unstapled.Add(1)
 		return c, nil
 	}
-	v := m.viewOf(c, slot)
-	if v.stapled == nil {
-		if p := m.pending.Load(); p != nil {
-			s.waitCold(ctx, *p)
-			v = m.viewOf(c, slot)
+	v := m.viewOf(c, slots, i)
+	if !v.hasStaple {
+		if g := m.pending.Load(); g != nil {
+			s.waitCold(ctx, g)
+			v = m.viewOf(c, slots, i)
 		}
 	}
 	return s.decide(m, v, m.policy(s.opts.policy))
@@ -383,22 +399,22 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 // decide is what a handshake gets from v under policy: the staple, or the
 // certificate without one, or a refusal; each outcome counted.
 func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, error) {
-	if v.stapled != nil && s.usable(v) {
+	if v.hasStaple && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			s.counters.refused.Add(1)
 			return nil, m.refusal(ErrRevoked)
 		}
 		s.counters.stapled.Add(1)
-		return v.stapled, nil
+		return &v.stapled, nil
 	}
 	switch {
 	case policy >= MustStaple:
 		s.counters.refused.Add(1)
-		if v.stapled != nil {
+		if v.hasStaple {
 			return nil, m.refusal(ErrStapleExpired)
 		}
 		return nil, m.refusal(ErrNoStaple)
-	case policy == Strict && v.stapled != nil:
+	case policy == Strict && v.hasStaple:
 		s.counters.refused.Add(1)
 		return nil, m.refusal(ErrStapleExpired)
 	}
@@ -419,9 +435,15 @@ func (s *Stapler) coldWait() time.Duration {
 	return s.cfg.Load().Timeout() / 4
 }
 
-// waitCold waits, for a bounded time, for the first fetch of a certificate
-// that has no staple yet.
-func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
+// waitCold waits for the first fetch of a certificate that has no staple
+// yet: up to the cold wait, and then on while the fetch's query to the
+// responder is under way, until that query's deadline (response_timeout
+// from its start) and a cold wait more for its verification. A fetch still
+// waiting for its turn (the rate limit, the workers) is not waited for
+// past the cold wait; a query under way is, so that a herd of handshakes
+// which slows the machine down does not give up on the one query that
+// would staple them all.
+func (s *Stapler) waitCold(ctx context.Context, g *coldGate) {
 	wait := s.coldWait()
 	var done <-chan struct{}
 	if ctx != nil {
@@ -429,10 +451,23 @@ func (s *Stapler) waitCold(ctx context.Context, pending <-chan struct{}) {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-pending:
-	case <-t.C:
-	case <-done:
+	for {
+		select {
+		case <-g.done:
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		until := g.until.Load()
+		if until == 0 {
+			return
+		}
+		left := time.Until(time.Unix(0, until).Add(wait))
+		if left <= 0 {
+			return
+		}
+		t.Reset(left)
 	}
 }
 

@@ -11,13 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
-
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
+	"golang.org/x/crypto/ocsp"
 )
 
 // AttackPlausibleStateOutlivesTheStaple: the fleet state is not signed, and
@@ -129,7 +127,7 @@ func TestAttackFreshFetchTimeDefeatsCacheTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current, _, err := cache.DecodeRecord(value)
+	current, _, err := record.Decode(value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +141,7 @@ func TestAttackFreshFetchTimeDefeatsCacheTTL(t *testing.T) {
 		f.clock.Advance(time.Minute)
 		time.Sleep(20 * time.Millisecond)
 		if step%20 == 0 {
-			if err := raw.Put(ctx, id, cache.EncodeRecord(current, f.clock.Now())); err != nil {
+			if err := raw.Put(ctx, id, record.Encode(current, f.clock.Now())); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -221,7 +219,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.r.SetWindow(responder.DefaultWindow)
+	f.r.SetWindow(responder.Window{})
 	addNode()
 	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
@@ -247,7 +245,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _, err := cache.DecodeRecord(value)
+	stored, _, err := record.Decode(value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +308,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.r.SetWindow(responder.DefaultWindow)
+	f.r.SetWindow(responder.Window{})
 	addNode()
 	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
@@ -336,7 +334,7 @@ func TestAttackOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _, err := cache.DecodeRecord(value)
+	stored, _, err := record.Decode(value)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,9 @@ import (
 )
 
 // storeRetryInterval is how long a server that failed to reach a
-// certificate's keys goes on alone for it before it tries the store again.
-const storeRetryInterval = stapler.StoreRetryInterval
+// certificate's keys goes on alone for it before it tries the store again
+// (the stapler's, unexported).
+const storeRetryInterval = time.Second
 
 // hangLimit ends a wait that would otherwise hang; it is no budget.
 const hangLimit = time.Minute
@@ -68,7 +69,7 @@ func (f *fleet) leafKey(j int) string {
 // those on the dead master's slots are queried by each server alone, which
 // reports store_error for those only, although reads of those go on
 // failing all through the round (a resync retries them every
-// StoreRetryInterval). When the master is back, the subscription to it is
+// second). When the master is back, the subscription to it is
 // made again, every server reads the store again (which clears the
 // errors), and the next round is one request per certificate again.
 func TestClusterMasterKilledAndBack(t *testing.T) {

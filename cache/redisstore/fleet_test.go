@@ -22,15 +22,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/redis/go-redis/v9"
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 	"github.com/staplerkit/ocsp/stapler/clock"
+	"golang.org/x/crypto/ocsp"
 )
 
 // fleet is n Staplers sharing one Redis and one manual clock, each with
@@ -49,7 +48,7 @@ type fleet struct {
 }
 
 // fleetConfig is the nodes' configuration. Its response_timeout (10 s)
-// makes a lease live 22 s (LeaseTTL) in Redis's real time: a lease holder
+// makes a lease live 22 s (2 × response_timeout + 2 s) in Redis's real time: a lease holder
 // on a machine so busy that it runs past its lease lets a second server
 // query, as designed, and the tests that count requests would fail on the
 // machine's speed, not the code's.
@@ -297,9 +296,10 @@ func TestLeaseHolderKilledMidFetch(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Frozen at once, then killed: it never releases its lease, which
-	// lives at most LeaseTTL in Redis.
+	// lives at most 2 × response_timeout + 2 s in Redis (the lease TTL the
+	// README documents).
 	child.Process.Signal(syscall.SIGSTOP)
-	lease := stapler.LeaseTTL(childTimeout * time.Second)
+	lease := 2*childTimeout*time.Second + 2*time.Second
 	leaseKey := "fleet:{" + stapler.CertificateID(leaf.Cert.Raw) + "}:lease"
 	rc := f.redis.Client()
 	ctx := context.Background()
@@ -308,7 +308,7 @@ func TestLeaseHolderKilledMidFetch(t *testing.T) {
 		t.Fatalf("the child holds no lease: %v", err)
 	}
 	if ttl := rc.PTTL(ctx, leaseKey).Val(); ttl <= 0 || ttl > lease {
-		t.Fatalf("the lease lives %v, want at most LeaseTTL (%v)", ttl, lease)
+		t.Fatalf("the lease lives %v, want at most 2 × response_timeout + 2 s (%v)", ttl, lease)
 	}
 	child.Process.Kill()
 	child.Wait()
@@ -415,9 +415,9 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	// Redis is back (empty): coordination resumes by itself, within
-	// StoreRetryInterval.
+	// a second (the store's retry interval the README documents).
 	f.redis.Restart()
-	time.Sleep(stapler.StoreRetryInterval + 100*time.Millisecond)
+	time.Sleep(time.Second + 100*time.Millisecond)
 	f.r.ResetRequests()
 	before = f.clock.Now()
 	f.clock.Advance(refreshDue)
@@ -497,7 +497,7 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 	other, _ := raw.Get(ctx, stapler.CertificateID(f.leaves[1].Cert.Raw))
 	f.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
 	expired, _, _ := fetchDirect(f, f.leaves[0])
-	f.r.SetWindow(responder.DefaultWindow)
+	f.r.SetWindow(responder.Window{})
 	value := func(v []byte) func() []byte { return func() []byte { return v } }
 	// A state that claims the latest attempt, made when it is written.
 	state := func(tries int, next func() time.Time) func() []byte {
@@ -512,7 +512,7 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 	}{
 		{"garbage", id0, value([]byte("garbage"))},
 		{"another certificate's response", id0, value(other)},
-		{"an expired response", id0, value(cache.EncodeRecord(expired, f.clock.Now().Add(-3*time.Hour)))},
+		{"an expired response", id0, value(record.Encode(expired, f.clock.Now().Add(-3*time.Hour)))},
 		// The fleet state is not signed; one no server could have written
 		// must not be adopted either.
 		{"a garbage state", stateKey, value([]byte("{garbage"))},
@@ -543,7 +543,7 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stored, _, err := cache.DecodeRecord(value)
+			stored, _, err := record.Decode(value)
 			if err != nil {
 				t.Fatalf("store not repaired: %v", err)
 			}
@@ -706,7 +706,7 @@ func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
 		return true
 	})
 	raw := New(f.redis.Client(), "fleet:")
-	if err := raw.Put(context.Background(), id, cache.EncodeRecord(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
+	if err := raw.Put(context.Background(), id, record.Encode(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	// The replay is announced; give every node time to read it, then check.

@@ -178,7 +178,7 @@ func check(ctx context.Context, addr, serverName, host string, roots *x509.CertP
 		return r
 	}
 	r.Size = len(raw)
-	resp, err := stapler.VerifyResponse(raw, leaf, issuer)
+	resp, err := stapler.VerifyResponse(raw, leaf, issuer, stapler.VerifyOptions{})
 	if err != nil {
 		r.Problems = append(r.Problems, "invalid OCSP response: "+err.Error())
 		r.Exit = exitCritical

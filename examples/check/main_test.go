@@ -153,7 +153,7 @@ func TestCheckAgainstOpenSSL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.r.SetWindow(responder.DefaultWindow)
+		p.r.SetWindow(responder.Window{})
 		return der
 	}
 	nothing := func() {}

@@ -42,6 +42,7 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/metrics"
 	"github.com/staplerkit/ocsp/stapler"
+	"github.com/staplerkit/ocsp/stapler/admin"
 )
 
 type listFlag []string
@@ -255,7 +256,7 @@ func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logge
 	if host == "" {
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
-	h, err := s.Handler(stapler.WithAPIKey(key))
+	h, err := admin.NewHandler(s, admin.Options{APIKey: key})
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +279,7 @@ func listenMetrics(addr string, s *stapler.Stapler, logger *slog.Logger) (net.Li
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.New(s))
+	reg.MustRegister(metrics.New(s, metrics.Options{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)

@@ -32,7 +32,7 @@ func Example() {
 	pki.Revoke(leaf, staplertest.KeyCompromise)
 	staplertest.RefreshNow(context.Background(), s)
 	fmt.Println(pki.Check(srv, "example.com"))
-	_, err := pki.Dial(srv, "example.com", stapler.NewVerifier())
+	_, err := pki.Dial(srv, "example.com", &stapler.Verifier{})
 	fmt.Println("refused:", errors.As(err, new(*stapler.RevokedError)))
 	// Output:
 	// GOOD <nil>

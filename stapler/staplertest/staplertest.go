@@ -196,7 +196,7 @@ func (p *PKI) Check(srv *Server, serverName string) (Staple, error) {
 		return Staple{}, errors.New("staplertest: no verified chain")
 	}
 	chain := st.VerifiedChains[0]
-	resp, err := stapler.VerifyResponse(st.OCSPResponse, chain[0], chain[1])
+	resp, err := stapler.VerifyResponse(st.OCSPResponse, chain[0], chain[1], stapler.VerifyOptions{})
 	switch {
 	case err != nil:
 		return Staple{Status: "INVALID", Err: err}, nil

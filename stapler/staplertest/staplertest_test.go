@@ -45,7 +45,7 @@ func TestHelpers(t *testing.T) {
 		t.Fatalf("good.test after the revocation: %v %v", st, err)
 	}
 	for _, name := range []string{"good.test", ""} {
-		if _, err := pki.Dial(srv, name, stapler.NewVerifier()); !errors.As(err, new(*stapler.RevokedError)) {
+		if _, err := pki.Dial(srv, name, &stapler.Verifier{}); !errors.As(err, new(*stapler.RevokedError)) {
 			t.Fatalf("%q: a Verifier client connected to a revoked server: %v", name, err)
 		}
 	}

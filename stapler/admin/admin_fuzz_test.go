@@ -1,4 +1,4 @@
-package stapler
+package admin
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
 )
 
 // FuzzAdminHandler sends arbitrary requests to the admin API as an
@@ -30,7 +31,7 @@ func FuzzAdminHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()))
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithLogger(quietLogger()))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -41,12 +42,12 @@ func FuzzAdminHandler(f *testing.F) {
 	}
 	const key = "fuzz-key"
 	var authorized int
-	h, err := s.Handler(WithAPIKey(key), WithAuthorization(func(next http.Handler) http.Handler {
+	h, err := NewHandler(s, Options{APIKey: key, Authorize: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			authorized++
 			next.ServeHTTP(w, r)
 		})
-	}))
+	}})
 	if err != nil {
 		f.Fatal(err)
 	}

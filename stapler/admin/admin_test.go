@@ -1,4 +1,4 @@
-package stapler
+package admin
 
 import (
 	"encoding/json"
@@ -7,9 +7,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
 )
 
 type adminClient struct {
@@ -39,7 +41,7 @@ func (c adminClient) do(method, path, body string) (int, http.Header, map[string
 }
 
 func newAdmin(t *testing.T, e *env) adminClient {
-	h, err := e.s.Handler(WithAPIKey("s3cret"))
+	h, err := NewHandler(e.s, Options{APIKey: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func newAdmin(t *testing.T, e *env) adminClient {
 
 func TestAdminOCSPConfig(t *testing.T) {
 	e := newEnv(t, config.OCSP{})
-	e.wrapAndServe(e.leaf.Certificate)
+	e.wrap(e.leaf.Certificate)
 	c := newAdmin(t, e)
 
 	code, hdr, obj, _ := c.do("GET", "/v1/ocsp", "")
@@ -80,7 +82,7 @@ func TestAdminOCSPConfig(t *testing.T) {
 	if code != 405 || hdr.Get("Allow") != "GET, HEAD, PUT" {
 		t.Fatalf("DELETE: %d %q", code, hdr.Get("Allow"))
 	}
-	code, _, _, _ = c.do("PUT", "/v1/ocsp", strings.Repeat(" ", MaxAdminBodyBytes+1)+"{}")
+	code, _, _, _ = c.do("PUT", "/v1/ocsp", strings.Repeat(" ", MaxBodyBytes+1)+"{}")
 	if code != 413 {
 		t.Fatalf("huge body: %d", code)
 	}
@@ -95,7 +97,7 @@ func TestAdminOCSPConfig(t *testing.T) {
 func TestAdminNoResponderURL(t *testing.T) {
 	e := newEnv(t, config.OCSP{})
 	noAIA, _ := e.ca.Issue(responder.LeafOptions{})
-	e.wrapAndServe(noAIA.Certificate)
+	e.wrap(noAIA.Certificate)
 	c := newAdmin(t, e)
 	code, _, obj, _ := c.do("PUT", "/v1/ocsp", `{"ocsp_functionality": true}`)
 	if code != 400 || obj["error_code"] != "no_responder_url" {
@@ -109,7 +111,7 @@ func TestAdminNoResponderURL(t *testing.T) {
 
 func TestAdminStatusAndTest(t *testing.T) {
 	e := newEnv(t, on)
-	e.wrapAndServe(e.leaf.Certificate)
+	e.wrap(e.leaf.Certificate)
 	e.waitStapled(e.leaf)
 	c := newAdmin(t, e)
 	code, _, obj, _ := c.do("GET", "/v1/ocsp/status", "")
@@ -122,12 +124,12 @@ func TestAdminStatusAndTest(t *testing.T) {
 		t.Fatalf("test with a broken responder: %d %v", code, obj)
 	}
 	e.r.SetFault(responder.Fault{})
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), 1))
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(time.Now(), 1))
 	code, _, obj, _ = c.do("POST", "/v1/ocsp/test", "")
 	if code != 200 || obj["cert_status"] != "REVOKED" || obj["revocation_time"] == nil {
 		t.Fatalf("test: %d %v", code, obj)
 	}
-	code, _, obj, _ = c.do("GET", "/v1/ocsp/status?id="+CertificateID(e.leaf.Cert.Raw), "")
+	code, _, obj, _ = c.do("GET", "/v1/ocsp/status?id="+stapler.CertificateID(e.leaf.Cert.Raw), "")
 	if code != 200 || obj["cert_status"] != "REVOKED" {
 		t.Fatalf("status after test: %d %v", code, obj)
 	}
@@ -140,7 +142,7 @@ func TestAdminStatusAndTest(t *testing.T) {
 	}
 	// Several certificates and no id: the list form.
 	other, _ := e.srv.Issue(responder.LeafOptions{})
-	e.wrapAndServe(other.Certificate)
+	e.wrap(other.Certificate)
 	_, _, _, raw := c.do("GET", "/v1/ocsp/status", "")
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(raw), &list); err != nil || len(list) != 2 {
@@ -150,10 +152,10 @@ func TestAdminStatusAndTest(t *testing.T) {
 
 func TestAdminCertificates(t *testing.T) {
 	e := newEnv(t, on)
-	e.wrapAndServe(e.leaf.Certificate)
+	e.wrap(e.leaf.Certificate)
 	e.waitStapled(e.leaf)
 	c := newAdmin(t, e)
-	id := CertificateID(e.leaf.Cert.Raw)
+	id := stapler.CertificateID(e.leaf.Cert.Raw)
 	_, _, _, raw := c.do("GET", "/v1/certificates", "")
 	var list []certificateResource
 	if err := json.Unmarshal([]byte(raw), &list); err != nil || len(list) != 1 || list[0].ID != id || list[0].SNIs[0] != "localhost" || !list[0].OCSPStapling.Enabled || !list[0].Status.Stapled {
@@ -170,7 +172,7 @@ func TestAdminCertificates(t *testing.T) {
 		{"PATCH", `{"ocsp_stapling": {"enabled": "yes"}}`, 400, config.Stapling{Enabled: true, CacheTTL: 120}},
 		{"PATCH", `{"cert": "-----BEGIN"}`, 400, config.Stapling{Enabled: true, CacheTTL: 120}},
 		{"PATCH", `{"ocsp_stapling": {"enabled": false}}`, 200, config.Stapling{Enabled: false, CacheTTL: 120}},
-		{"PATCH", `{"ocsp_stapling": null}`, 200, config.Stapling{Enabled: true, CacheTTL: DefaultDiscoveredCacheTTL}}, // the Stapler's defaults
+		{"PATCH", `{"ocsp_stapling": null}`, 200, config.Stapling{Enabled: true, CacheTTL: stapler.DefaultDiscoveredCacheTTL}}, // the Stapler's defaults
 		{"PUT", `{"ocsp_stapling": {"skip_verify": true, "enabled": true}}`, 200, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}},
 	}
 	for _, step := range steps {
@@ -204,7 +206,7 @@ func TestAdminCertificates(t *testing.T) {
 
 func TestAdminAuthentication(t *testing.T) {
 	e := newEnv(t, on)
-	if _, err := e.s.Handler(); err != ErrNoAdminAuth {
+	if _, err := NewHandler(e.s, Options{}); err != ErrNoAuth {
 		t.Fatalf("handler without auth: %v", err)
 	}
 	c := newAdmin(t, e)
@@ -217,7 +219,7 @@ func TestAdminAuthentication(t *testing.T) {
 		}
 	}
 	// The application's own middleware.
-	h, err := e.s.Handler(WithAuthorization(func(next http.Handler) http.Handler {
+	h, err := NewHandler(e.s, Options{Authorize: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "Bearer ok" {
 				http.Error(w, "no", http.StatusForbidden)
@@ -225,7 +227,7 @@ func TestAdminAuthentication(t *testing.T) {
 			}
 			next.ServeHTTP(w, r)
 		})
-	}))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,29 @@ func TestAdminAuthentication(t *testing.T) {
 	if rec.Code != 403 {
 		t.Fatalf("middleware not applied: %d", rec.Code)
 	}
-	if _, err := e.s.Handler(InsecureWithoutAuthentication()); err != nil {
+	if _, err := NewHandler(e.s, Options{InsecureWithoutAuthentication: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatusOfCodes: every error code is answered with the status the
+// documented API gives it (and the usual one for the admin API's own).
+func TestStatusOfCodes(t *testing.T) {
+	for code, want := range map[string]int{
+		config.CodeInvalidSchema:           400,
+		config.CodeNoResponderURL:          400, // 500 from POST /v1/ocsp/test: TestAdminNoResponderURL
+		config.CodeUnsupportedByCapability: 406,
+		config.CodeInvalidOCSPResponse:     500,
+		config.CodeTaskQueuedTooLong:       500,
+		config.CodeUnauthorized:            401,
+		config.CodeNotFound:                404,
+		config.CodeMethodNotAllowed:        405,
+		config.CodeUnsupportedMediaType:    415,
+		config.CodePayloadTooLarge:         413,
+		config.CodeInternalError:           500,
+	} {
+		if got := statusOf(code); got != want {
+			t.Errorf("%s: %d, want %d", code, got, want)
+		}
 	}
 }

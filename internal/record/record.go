@@ -1,4 +1,4 @@
-package cache
+package record
 
 import (
 	"encoding/binary"
@@ -15,12 +15,12 @@ const recordMagic = "staplerkit-ocsp-1\n"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrCorrupt is returned by DecodeRecord for a value that is not a complete
-// record written by EncodeRecord.
-var ErrCorrupt = errors.New("cache: corrupt or foreign record")
+// ErrCorrupt is returned by Decode for a value that is not a complete
+// record written by Encode.
+var ErrCorrupt = errors.New("corrupt or foreign stored record")
 
-// EncodeRecord is the stored form of a raw response fetched at fetched.
-func EncodeRecord(raw []byte, fetched time.Time) []byte {
+// Encode is the stored form of a raw response fetched at fetched.
+func Encode(raw []byte, fetched time.Time) []byte {
 	b := make([]byte, 0, len(recordMagic)+8+len(raw)+4)
 	b = append(b, recordMagic...)
 	b = binary.BigEndian.AppendUint64(b, uint64(fetched.UnixNano()))
@@ -28,9 +28,9 @@ func EncodeRecord(raw []byte, fetched time.Time) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
-// DecodeRecord returns the raw response and its fetch time from a value
-// made by EncodeRecord.
-func DecodeRecord(value []byte) (raw []byte, fetched time.Time, err error) {
+// Decode returns the raw response and its fetch time from a value
+// made by Encode.
+func Decode(value []byte) (raw []byte, fetched time.Time, err error) {
 	const overhead = len(recordMagic) + 8 + 4
 	if len(value) < overhead || string(value[:len(recordMagic)]) != recordMagic {
 		return nil, time.Time{}, ErrCorrupt

@@ -1,0 +1,166 @@
+package stapler
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"sync/atomic"
+	"unsafe"
+)
+
+// A faster answer to "does this hello support this certificate" for the
+// usual hello, whose mutual version is TLS 1.3. There, crypto/tls's
+// SupportsCertificate (the server name aside) reads only the mutual
+// version and whether any one of the hello's signature schemes suits the
+// certificate's key: the answer is an OR over the schemes, each asked of
+// crypto/tls once and remembered by key class and scheme, and "is the
+// mutual version TLS 1.3" is asked of crypto/tls once per config version
+// bounds and list of versions. No hashing of the hello's lists on the
+// handshake path. The decomposition is checked against crypto/tls itself
+// when the package starts (tls13Checked); if it ever disagrees, every
+// answer comes from the fingerprinted cache instead.
+
+// versionEntry remembers whether a config's version bounds and a hello's
+// list of versions (at most four, packed) make TLS 1.3 the mutual version.
+type versionEntry struct {
+	key  uint64 // packed versions
+	meta uint64 // min<<32 | max<<16 | count, |1<<63 so that it is never 0
+	is13 bool
+}
+
+// schemeEntry remembers whether a TLS 1.3 signature scheme suits a key class.
+type schemeEntry struct {
+	key uint64 // class<<16 | scheme, |1<<63
+	ok  bool
+}
+
+var (
+	versionCache [64]atomic.Pointer[versionEntry]
+	schemeCache  [512]atomic.Pointer[schemeEntry]
+	// versionProbe is a certificate every TLS 1.3 hello supports when it
+	// offers no signature schemes, and no TLS 1.2 hello offering no curves
+	// does (Ed25519 needs ECDHE there): asking for it tells TLS 1.3 apart.
+	versionProbe = func() *tls.Certificate {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil
+		}
+		return &tls.Certificate{PrivateKey: key}
+	}()
+	tls13Checked = checkTLS13Decomposition()
+)
+
+// supports13 answers hello.SupportsCertificate(c) ignoring the name, for a
+// certificate of key class class (not 0). ok is false when it cannot: not
+// TLS 1.3, more than four versions, or the decomposition is off.
+func supports13(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32) (supported, ok bool) {
+	if !tls13Checked || len(hello.SupportedVersions) > 4 || helloConfigOffset == ^uintptr(0) {
+		return false, false
+	}
+	cfg := (*tls.Config)(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(hello), helloConfigOffset)))
+	var minV, maxV uint16
+	if cfg != nil {
+		minV, maxV = cfg.MinVersion, cfg.MaxVersion
+	}
+	if !mutual13(hello, minV, maxV) {
+		return false, false
+	}
+	if len(hello.SignatureSchemes) == 0 {
+		return true, true // crypto/tls asks nothing more in TLS 1.3
+	}
+	for _, s := range hello.SignatureSchemes {
+		if schemeSuits(hello, c, class, s) {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+// mutual13 reports whether TLS 1.3 is the mutual version of hello and a
+// config with the given version bounds.
+func mutual13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
+	var packed uint64
+	for i, v := range hello.SupportedVersions {
+		packed |= uint64(v) << (16 * i)
+	}
+	meta := uint64(minV)<<32 | uint64(maxV)<<16 | uint64(len(hello.SupportedVersions)) | 1<<63
+	slot := &versionCache[(packed^meta*0x9e3779b97f4a7c15)>>58]
+	if e := slot.Load(); e != nil && e.key == packed && e.meta == meta {
+		return e.is13
+	}
+	probe := *hello
+	probe.ServerName = ""
+	probe.SignatureSchemes, probe.SupportedCurves, probe.SupportedPoints, probe.CipherSuites = nil, nil, nil, nil
+	is13 := versionProbe != nil && probe.SupportsCertificate(versionProbe) == nil
+	slot.Store(&versionEntry{key: packed, meta: meta, is13: is13})
+	return is13
+}
+
+// schemeSuits reports whether scheme s suits c (key class class) in TLS
+// 1.3, asking crypto/tls with hello (whose mutual version is TLS 1.3) the
+// first time.
+func schemeSuits(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32, s tls.SignatureScheme) bool {
+	key := uint64(class)<<16 | uint64(s) | 1<<63
+	slot := &schemeCache[(key*0x9e3779b97f4a7c15)>>55]
+	if e := slot.Load(); e != nil && e.key == key {
+		return e.ok
+	}
+	probe := *hello
+	probe.ServerName = ""
+	probe.SignatureSchemes = []tls.SignatureScheme{s}
+	ok := probe.SupportsCertificate(c) == nil
+	slot.Store(&schemeEntry{key: key, ok: ok})
+	return ok
+}
+
+// checkTLS13Decomposition asks crypto/tls, with hellos of its default
+// config, whether the answers above are what it would give: the version
+// probe tells TLS 1.3 from 1.2, and a list of schemes is supported when
+// one of them is.
+func checkTLS13Decomposition() bool {
+	if versionProbe == nil {
+		return false
+	}
+	const v13, v12 = tls.VersionTLS13, tls.VersionTLS12
+	ecdsaCert := ecdsaProbeCertificate()
+	if ecdsaCert == nil {
+		return false
+	}
+	pss, p256 := tls.PSSWithSHA256, tls.ECDSAWithP256AndSHA256
+	checks := []struct {
+		hello tls.ClientHelloInfo
+		cert  *tls.Certificate
+		want  bool
+	}{
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}}, versionProbe, true},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12}}, versionProbe, false},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12, v13}}, versionProbe, true},
+		// What the probe relies on: without curves, TLS 1.2 supports no
+		// signed key exchange, so only TLS 1.3 answers yes.
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12}, SignatureSchemes: []tls.SignatureScheme{p256}}, ecdsaCert, false},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12, v13}, SignatureSchemes: []tls.SignatureScheme{p256}}, ecdsaCert, true},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}, SignatureSchemes: []tls.SignatureScheme{pss}}, ecdsaCert, false},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}, SignatureSchemes: []tls.SignatureScheme{p256}}, ecdsaCert, true},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}, SignatureSchemes: []tls.SignatureScheme{pss, p256}}, ecdsaCert, true},
+		// TLS 1.3 reads neither curves nor cipher suites.
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}, SignatureSchemes: []tls.SignatureScheme{p256}, SupportedCurves: []tls.CurveID{0x1234}, CipherSuites: []uint16{0x1234}}, ecdsaCert, true},
+	}
+	for _, c := range checks {
+		if got := c.hello.SupportsCertificate(c.cert) == nil; got != c.want {
+			return false
+		}
+	}
+	return true
+}
+
+// ecdsaProbeCertificate is a P-256 key, enough for SupportsCertificate
+// without a server name.
+func ecdsaProbeCertificate() *tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil
+	}
+	return &tls.Certificate{PrivateKey: key}
+}
