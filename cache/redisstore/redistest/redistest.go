@@ -190,16 +190,21 @@ func (c *Cluster) MasterForSlot(slot int) *Server {
 	c.t.Helper()
 	for _, m := range c.Masters {
 		client := redis.NewClient(&redis.Options{Addr: m.Addr()})
-		slots, err := client.ClusterSlots(context.Background()).Result()
+		shards, err := client.ClusterShards(context.Background()).Result()
 		client.Close()
 		if err != nil {
 			continue // a master that is down
 		}
-		for _, r := range slots {
-			if int(r.Start) <= slot && slot <= int(r.End) && len(r.Nodes) > 0 {
-				for _, o := range c.Masters {
-					if o.Addr() == r.Nodes[0].Addr {
-						return o
+		for _, shard := range shards {
+			for _, r := range shard.Slots {
+				if int(r.Start) > slot || slot > int(r.End) {
+					continue
+				}
+				for _, n := range shard.Nodes {
+					for _, o := range c.Masters {
+						if n.Role == "master" && int64(o.port) == n.Port {
+							return o
+						}
 					}
 				}
 			}
