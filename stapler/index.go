@@ -43,9 +43,22 @@ func newIndexTable(size int) *indexTable {
 	return &indexTable{buckets: make([]atomic.Pointer[indexNode], size), mask: uint64(size - 1)}
 }
 
+// hash is der's place in the table: a keyed hash of its length and its
+// last 64 bytes, which fall in the signature, unique to the certificate.
+// Hashing the whole DER (half a kilobyte or more) would read a dozen cache
+// lines per handshake; a lookup then compares the DER itself (usually a
+// pointer comparison: the application hands back the same bytes).
+func (ix *certIndex) hash(der []byte) uint64 {
+	tail := der
+	if len(tail) > 64 {
+		tail = tail[len(tail)-64:]
+	}
+	return maphash.Bytes(ix.seed, tail) ^ uint64(len(der))*0x9e3779b97f4a7c15
+}
+
 // get returns the managed state of der, or nil.
 func (ix *certIndex) get(der []byte) *managed {
-	h := maphash.Bytes(ix.seed, der)
+	h := ix.hash(der)
 	t := ix.table.Load()
 	for n := t.buckets[h&t.mask].Load(); n != nil; n = n.next {
 		if n.hash == h && sameBytes(n.m.der, der) && !n.m.removed.Load() {
@@ -67,7 +80,7 @@ func (ix *certIndex) putAll(ms []*managed) {
 		t = ix.grow(t, size)
 	}
 	for _, m := range ms {
-		h := maphash.Bytes(ix.seed, m.der)
+		h := ix.hash(m.der)
 		b := &t.buckets[h&t.mask]
 		b.Store(&indexNode{hash: h, m: m, next: b.Load()})
 		t.count++
@@ -96,7 +109,7 @@ func (ix *certIndex) grow(t *indexTable, size int) *indexTable {
 // chain is rebuilt without it. Callers serialize it with putAll.
 func (ix *certIndex) remove(m *managed) {
 	t := ix.table.Load()
-	b := &t.buckets[maphash.Bytes(ix.seed, m.der)&t.mask]
+	b := &t.buckets[ix.hash(m.der)&t.mask]
 	var kept []*indexNode
 	found := false
 	for n := b.Load(); n != nil; n = n.next {

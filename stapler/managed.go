@@ -110,7 +110,9 @@ type coldGate struct {
 	// until is, while the attempt's query to the responder is under way,
 	// its deadline (Unix nanoseconds, real time): a handshake keeps waiting
 	// past its cold wait for a query that has started, which ends by then;
-	// 0 before the query starts.
+	// 0 before the query starts. It is left set when the query ends, so
+	// that its outcome, applied just after, still reaches the handshakes
+	// that waited for it; a gate outlives at most one attempt.
 	until atomic.Int64
 }
 

@@ -70,13 +70,34 @@ func supports13(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32) (s
 	if len(hello.SignatureSchemes) == 0 {
 		return true, true // crypto/tls asks nothing more in TLS 1.3
 	}
+	if len(hello.SignatureSchemes) > maxSchemes13 {
+		return false, false
+	}
+	asked := 0
 	for _, s := range hello.SignatureSchemes {
-		if schemeSuits(hello, c, class, s) {
+		suits, known := schemeKnown(class, s)
+		if !known {
+			// A scheme not seen before costs a call into crypto/tls:
+			// a hello full of made-up schemes must not cost one each.
+			if asked++; asked > maxAsks13 {
+				return false, false
+			}
+			suits = schemeSuits(hello, c, class, s)
+		}
+		if suits {
 			return true, true
 		}
 	}
 	return false, true
 }
+
+// A hello with more signature schemes than maxSchemes13 (real ones send
+// about ten), or with more than maxAsks13 never seen before, is answered
+// by the fingerprinted cache: one call into crypto/tls, whatever it holds.
+const (
+	maxSchemes13 = 64
+	maxAsks13    = 4
+)
 
 // mutual13 reports whether TLS 1.3 is the mutual version of hello and a
 // config with the given version bounds.
@@ -98,15 +119,29 @@ func mutual13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
 	return is13
 }
 
+func schemeKey(class uint32, s tls.SignatureScheme) uint64 {
+	return uint64(class)<<16 | uint64(s) | 1<<63
+}
+
+// schemeKnown returns what the cache remembers of scheme s for key class
+// class, if anything.
+func schemeKnown(class uint32, s tls.SignatureScheme) (suits, known bool) {
+	key := schemeKey(class, s)
+	if e := schemeCache[(key*0x9e3779b97f4a7c15)>>55].Load(); e != nil && e.key == key {
+		return e.ok, true
+	}
+	return false, false
+}
+
 // schemeSuits reports whether scheme s suits c (key class class) in TLS
 // 1.3, asking crypto/tls with hello (whose mutual version is TLS 1.3) the
 // first time.
 func schemeSuits(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32, s tls.SignatureScheme) bool {
-	key := uint64(class)<<16 | uint64(s) | 1<<63
-	slot := &schemeCache[(key*0x9e3779b97f4a7c15)>>55]
-	if e := slot.Load(); e != nil && e.key == key {
-		return e.ok
+	if ok, known := schemeKnown(class, s); known {
+		return ok
 	}
+	key := schemeKey(class, s)
+	slot := &schemeCache[(key*0x9e3779b97f4a7c15)>>55]
 	probe := *hello
 	probe.ServerName = ""
 	probe.SignatureSchemes = []tls.SignatureScheme{s}

@@ -349,7 +349,7 @@ func (c *peerCheck) refuse(err error) error {
 }
 
 func (c *peerCheck) revoked(e *record.Entry) error {
-	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: e.RevocationReason}
+	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt.Time(), Reason: int(e.RevocationReason)}
 }
 
 // checkedWhenSessionBegan reports whether raw, the staple restored with a

@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/staplerkit/ocsp/internal/record"
@@ -180,7 +181,10 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 	}
 	if single.status == record.Revoked {
 		e.RevokedAt = record.At(single.revokedAt)
-		e.RevocationReason = single.reason
+		e.RevocationReason = int32(single.reason)
+		if single.reason < 0 || single.reason > math.MaxInt32 { // no such code: still revoked, the reason unstated
+			e.RevocationReason = 0
+		}
 	}
 	e.Expires = record.At(record.Expiry(now, single.nextUpdate.Sub(now), single.nextUpdate, leaf.NotAfter, signerNotAfter))
 	return e, signer, nil

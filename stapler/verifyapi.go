@@ -91,7 +91,7 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts VerifyOptio
 		r.Status = ocsp.Good
 	case record.Revoked:
 		r.Status = ocsp.Revoked
-		r.RevokedAt, r.RevocationReason = e.RevokedAt.Time(), e.RevocationReason
+		r.RevokedAt, r.RevocationReason = e.RevokedAt.Time(), int(e.RevocationReason)
 	default:
 		return nil, ErrUnknownStatus
 	}
