@@ -67,7 +67,7 @@ func (f *fleet) leafKey(j int) string {
 // health is per certificate: in a refresh round, the certificates on the
 // live masters still cost one responder request across the fleet, and only
 // those on the dead master's slots are queried by each server alone, which
-// reports store_error for those only, although reads of those go on
+// reports store_error for those only (and logs the outage once), although reads of those go on
 // failing all through the round (a resync retries them every
 // second). When the master is back, the subscription to it is
 // made again, every server reads the store again (which clears the
@@ -148,6 +148,11 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 			}
 		}
 	}
+	for i, logs := range f.logs {
+		if n := logs.count("ocsp: the shared store is unreachable"); n != 1 {
+			t.Errorf("node %d logged the outage %d times, want once", i, n)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -167,6 +172,11 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 		}
 		return true
 	})
+	for i, logs := range f.logs {
+		if n := logs.count("ocsp: the shared store is back"); n < 1 {
+			t.Errorf("node %d never logged the end of the outage", i)
+		}
+	}
 	f.r.ResetRequests()
 	before = f.clock.Now()
 	f.clock.Advance(refreshDue)

@@ -44,7 +44,52 @@ type fleet struct {
 	leaves []*responder.Leaf
 	nodes  []*stapler.Stapler
 	cfgs   []*tls.Config
-	why    string // what the last settle condition found missing
+	why    string        // what the last settle condition found missing
+	logs   []*logCounter // each node's log messages, counted
+}
+
+// logCounter counts the messages a node logs, and passes them on.
+type logCounter struct {
+	slog.Handler
+	mu     *sync.Mutex
+	counts map[string]int
+}
+
+func newLogCounter(h slog.Handler) *logCounter {
+	return &logCounter{Handler: h, mu: new(sync.Mutex), counts: map[string]int{}}
+}
+
+func (c *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *logCounter) Handle(ctx context.Context, r slog.Record) error {
+	c.mu.Lock()
+	c.counts[r.Message]++
+	c.mu.Unlock()
+	if c.Handler.Enabled(ctx, r.Level) {
+		return c.Handler.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (c *logCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &logCounter{Handler: c.Handler.WithAttrs(attrs), mu: c.mu, counts: c.counts}
+}
+
+func (c *logCounter) WithGroup(name string) slog.Handler {
+	return &logCounter{Handler: c.Handler.WithGroup(name), mu: c.mu, counts: c.counts}
+}
+
+// count is how many times a message starting with prefix was logged.
+func (c *logCounter) count(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for msg, k := range c.counts {
+		if strings.HasPrefix(msg, prefix) {
+			n += k
+		}
+	}
+	return n
 }
 
 // fleetConfig is the nodes' configuration. Its response_timeout (10 s)
@@ -99,9 +144,11 @@ func (f *fleet) addNodeWith(cfg config.OCSP) *stapler.Stapler {
 // Sentinel's, say).
 func (f *fleet) addNodeOn(cfg config.OCSP, client redis.UniversalClient) *stapler.Stapler {
 	f.t.Helper()
+	logs := newLogCounter(testLogger().Handler())
+	f.logs = append(f.logs, logs)
 	s, err := stapler.New(cfg,
 		stapler.WithClock(f.clock),
-		stapler.WithLogger(testLogger()),
+		stapler.WithLogger(slog.New(logs)),
 		stapler.WithStore(New(client, "fleet:")),
 		stapler.WithColdWait(10*time.Millisecond),
 		stapler.WithRateLimit(0, 0))
