@@ -39,6 +39,11 @@ type Leaser interface {
 type Notifier interface {
 	// Subscribe calls f with each key that another user of the store Put,
 	// until ctx ends, and returns then. It reconnects by itself after
-	// failures; changes made while it was disconnected are not replayed.
+	// failures. Changes made while it was disconnected are not replayed:
+	// instead, whenever changes may have been missed (it subscribed again
+	// after losing its subscription, or first subscribed after failing
+	// to), it calls f with the empty key, which means "any key may have
+	// changed": the Stapler then reads every certificate's keys again.
+	// Calls to f never block for long; f must not either.
 	Subscribe(ctx context.Context, f func(key string)) error
 }

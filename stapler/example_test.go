@@ -63,6 +63,32 @@ func ExampleStapler_Wrap() {
 	// Output: stapled: true
 }
 
+// Ready waits until every certificate known so far has had its first
+// attempt, so that a server can take traffic with its staples in hand.
+func ExampleStapler_Ready() {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	good, _ := ocspServer.Issue(responder.LeafOptions{DNSNames: []string{"good.example"}})
+	noURL, _ := ca.Issue(responder.LeafOptions{DNSNames: []string{"no-url.example"}}) // no AIA OCSP URL
+
+	s, _ := stapler.New(config.OCSP{OCSPFunctionality: true}, quiet())
+	defer s.Close()
+	s.Wrap(&tls.Config{Certificates: []tls.Certificate{good.Certificate, noURL.Certificate}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		panic(err)
+	}
+	for _, st := range s.Status() {
+		fmt.Println(st.SNIs[0], "stapled:", st.Stapled)
+	}
+	// Unordered output:
+	// good.example stapled: true
+	// no-url.example stapled: false
+}
+
 // Update changes the cluster configuration atomically; a rejected update
 // changes nothing.
 func ExampleStapler_Update() {

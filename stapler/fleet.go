@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -69,11 +68,12 @@ func (e fleetError) Error() string { return string(e) }
 // A due refresh reads what the fleet stored and adopts it when it is newer;
 // when the fleet has nothing newer and no retry planned, it takes the
 // certificate's lease, looks once more, queries, and shares what it
-// installed, fenced by the lease. While the store cannot be reached, it
-// queries on its own. Change notifications (cache.Notifier) go to a worker
-// of their own, which adopts what the fleet stored: they never pass
-// through the timer heap, and plan a query only when they adopted
-// something.
+// installed, fenced by the lease. While a certificate's keys cannot be
+// reached, that certificate queries on its own; the others, whose keys
+// may live elsewhere (another Redis Cluster master), go on coordinating.
+// Change notifications (cache.Notifier) go to a worker of their own, which
+// adopts what the fleet stored: they never pass through the timer heap,
+// and plan a query only when they adopted something.
 type fleetSource struct {
 	s      *Stapler
 	store  cache.Store
@@ -83,26 +83,22 @@ type fleetSource struct {
 	// values, and for writing by forget while it deletes them.
 	writes sync.RWMutex
 
-	// The store's health, shared by every certificate: while it is down,
-	// each refresh queries alone until retryAt.
-	down atomic.Bool           // the store is unreachable
-	err  atomic.Pointer[error] // why
-	// retryAt is when to try the store again (Unix nanoseconds, real time:
-	// it paces network attempts, not OCSP schedules).
-	retryAt atomic.Int64
-
-	notices notices // certificates the fleet announced a change for
+	health  storeHealth // the certificates whose store operations fail
+	notices notices     // certificates the fleet announced a change for
 }
 
 func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSource {
-	return &fleetSource{s: s, store: store, leaser: leaser, notices: notices{set: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
+	return &fleetSource{s: s, store: store, leaser: leaser,
+		health:  storeHealth{failing: map[*managed]storeFault{}},
+		notices: notices{set: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
 }
 
 func (f *fleetSource) refresh(m *managed) {
 	s := f.s
-	if f.isDown() {
-		// The store is down and not due for another try: no point waiting
-		// on its timeouts for every certificate.
+	if f.isDown(m) {
+		// The certificate's keys were unreachable a moment ago: no point
+		// waiting on the store's timeouts again before it is due for
+		// another try.
 		f.refreshAlone(m)
 		return
 	}
@@ -128,11 +124,11 @@ func (f *fleetSource) refresh(m *managed) {
 	}
 	shared, state, err := f.readShared(ctx, m)
 	if err != nil {
-		f.failed(err)
+		f.failed(m, err)
 		f.refreshAlone(m)
 		return
 	}
-	f.ok()
+	f.ok(m)
 	now := s.clock.Now()
 	if s.adopt(m, shared, state, now) || replaced() {
 		return
@@ -153,7 +149,7 @@ func (f *fleetSource) refresh(m *managed) {
 	// may have just stored a fresh response, or just tried and failed.
 	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
-		f.failed(err)
+		f.failed(m, err)
 		f.refreshAlone(m)
 		return
 	}
@@ -230,6 +226,7 @@ func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Ent
 // writeShared checks the mark under it.
 func (f *fleetSource) forget(m *managed) {
 	s := f.s
+	f.dropHealth(m)
 	f.writes.Lock()
 	defer f.writes.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), storeTimeout)
@@ -328,7 +325,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 		return cache.ErrLeaseLost
 	}
 	if err != nil {
-		f.failed(err)
+		f.failed(m, err)
 	}
 	return err
 }
@@ -342,6 +339,12 @@ func (f *fleetSource) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { f.adoptNotified(ctx) })
 	n.Subscribe(ctx, func(key string) {
+		if key == "" {
+			// The store may have missed changes (its subscription was
+			// lost and is back): read every certificate's keys again.
+			f.resync()
+			return
+		}
 		if m, err := f.s.lookup(strings.TrimSuffix(key, stateSuffix)); err == nil {
 			f.notices.add(m)
 		}
@@ -349,45 +352,90 @@ func (f *fleetSource) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// resync queues every certificate for the notice worker, as if a change
+// had been announced for each: what the fleet stored while notifications
+// were lost is adopted now rather than at the next refresh.
+func (f *fleetSource) resync() {
+	s := f.s
+	s.mu.Lock()
+	all := append([]*managed(nil), s.order...)
+	s.mu.Unlock()
+	n := 0
+	for _, m := range all {
+		if s.active(m) {
+			f.notices.add(m)
+			n++
+		}
+	}
+	s.log.Info("ocsp: notifications from the fleet may have been missed; reading the shared store again", "certificates", n)
+}
+
 // adoptNotified is the worker that adopts what the fleet stored for each
 // certificate it announced a change for: a newer response, or the fleet's
 // recovery state (and with it the fleet's plan). It never queries, and
-// plans a query only when it adopted something.
+// plans a query only when it adopted something. A read that fails is
+// tried again later (storeRetryInterval): a notification is never dropped
+// while the certificate is managed.
 func (f *fleetSource) adoptNotified(ctx context.Context) {
 	s := f.s
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		m := f.notices.take()
+		m, wait := f.notices.take(time.Now())
 		if m == nil {
+			var retry <-chan time.Time
+			if wait > 0 {
+				timer.Reset(wait)
+				retry = timer.C
+			}
 			select {
 			case <-f.notices.wake:
-				continue
+			case <-retry:
 			case <-ctx.Done():
 				return
 			}
+			continue
 		}
-		if !s.active(m) || f.isDown() {
-			continue // the next refresh reads the store
+		if !s.active(m) {
+			f.dropHealth(m)
+			continue // read again if it comes back
+		}
+		if f.isDown(m) {
+			f.notices.later(m, time.Now().Add(storeRetryInterval))
+			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		shared, state, err := f.readShared(rctx, m)
 		cancel()
 		if err != nil {
-			f.failed(err)
+			if ctx.Err() != nil {
+				return
+			}
+			f.failed(m, err)
+			f.notices.later(m, time.Now().Add(storeRetryInterval))
 			continue
 		}
-		f.ok()
+		f.ok(m)
 		s.adopt(m, shared, state, s.clock.Now())
 	}
 }
 
 // notices is the set of certificates with a change announced and not yet
 // adopted: each is adopted once however often it was announced meanwhile,
-// and none is dropped.
+// and none is dropped. Those whose store read failed wait in retries,
+// oldest first, until their time (real time: it paces store attempts).
 type notices struct {
-	mu    sync.Mutex // guards set and queue
-	set   map[*managed]bool
-	queue []*managed
-	wake  chan struct{}
+	mu      sync.Mutex // guards set, queue and retries
+	set     map[*managed]bool
+	queue   []*managed
+	retries []retry
+	wake    chan struct{}
+}
+
+// retry is a notice to adopt again at a time (Unix nanoseconds).
+type retry struct {
+	m  *managed
+	at int64
 }
 
 func (n *notices) add(m *managed) {
@@ -397,56 +445,140 @@ func (n *notices) add(m *managed) {
 		n.queue = append(n.queue, m)
 	}
 	n.mu.Unlock()
+	n.signal()
+}
+
+// later queues m to be adopted again at t, unless it is queued already.
+func (n *notices) later(m *managed, t time.Time) {
+	n.mu.Lock()
+	if !n.set[m] {
+		n.set[m] = true
+		n.retries = append(n.retries, retry{m, t.UnixNano()})
+	}
+	n.mu.Unlock()
+	n.signal()
+}
+
+func (n *notices) signal() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
 	}
 }
 
-// take returns the certificate announced first, or nil.
-func (n *notices) take() *managed {
+// take returns the certificate announced first, or else the oldest retry
+// due at now, or nil and how long until the oldest retry (0 when none).
+// Retries are queued at now plus one interval, so the oldest is due first.
+func (n *notices) take(now time.Time) (*managed, time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.queue) == 0 {
-		return nil
+	var m *managed
+	switch {
+	case len(n.queue) > 0:
+		m = n.queue[0]
+		n.queue[0] = nil
+		n.queue = n.queue[1:]
+	case len(n.retries) > 0:
+		if wait := time.Duration(n.retries[0].at - now.UnixNano()); wait > 0 {
+			return nil, wait
+		}
+		m = n.retries[0].m
+		n.retries[0] = retry{}
+		n.retries = n.retries[1:]
+	default:
+		return nil, 0
 	}
-	m := n.queue[0]
-	n.queue[0] = nil
-	n.queue = n.queue[1:]
 	delete(n.set, m)
-	return m
+	return m, 0
 }
 
-// storeRetryInterval is how long a server that found the shared store
-// unreachable queries the responder on its own before it tries the store
-// again: coordination resumes within this long of the store coming back.
+// storeRetryInterval is how long a server that found a certificate's keys
+// in the shared store unreachable queries the responder on its own for
+// that certificate before it tries the store again: coordination resumes
+// within this long of the store coming back.
 const storeRetryInterval = time.Second
 
-// isDown reports whether the store is down and not yet due for another try.
-func (f *fleetSource) isDown() bool {
-	return f.down.Load() && time.Now().UnixNano() < f.retryAt.Load()
+// storeHealth is the store's health per certificate: the certificates
+// whose last store operation failed, each retried on its own. One store
+// can fail for some keys only (a Redis Cluster master down holds its slots
+// only), so a failure never stops the other certificates from
+// coordinating. The outage is logged once, when the first certificate
+// fails, and its end once, when the last is back.
+type storeHealth struct {
+	mu      sync.Mutex // guards failing and prune
+	failing map[*managed]storeFault
+	// prune is the size of failing at which certificates no longer managed
+	// are swept from it.
+	prune int
 }
 
-// failed notes that the store could not be reached, logging it once per
-// outage.
-func (f *fleetSource) failed(err error) {
-	f.err.Store(&err)
-	f.retryAt.Store(time.Now().Add(storeRetryInterval).UnixNano())
-	if !f.down.Swap(true) {
-		f.s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own until it is back", "err", err)
+// storeFault is why a certificate's store operation failed, and when to
+// try the store again for it (real time: it paces network attempts, not
+// OCSP schedules).
+type storeFault struct {
+	err     error
+	retryAt time.Time
+}
+
+// isDown reports whether m's keys were unreachable at the last try and m
+// is not yet due for another.
+func (f *fleetSource) isDown(m *managed) bool {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fault, down := h.failing[m]
+	return down && time.Now().Before(fault.retryAt)
+}
+
+// failed notes that m's keys could not be reached, logging the outage
+// once (when no other certificate was failing).
+func (f *fleetSource) failed(m *managed, err error) {
+	h := &f.health
+	h.mu.Lock()
+	first := len(h.failing) == 0
+	h.failing[m] = storeFault{err: err, retryAt: time.Now().Add(storeRetryInterval)}
+	if len(h.failing) >= h.prune {
+		for other := range h.failing {
+			if other.removed.Load() {
+				delete(h.failing, other)
+			}
+		}
+		h.prune = 2*len(h.failing) + 64
+	}
+	h.mu.Unlock()
+	if first {
+		f.s.log.Warn("ocsp: the shared store is unreachable; querying the responder on our own for the certificates it cannot serve until it is back", "id", m.ID(), "err", err)
 	}
 }
 
-func (f *fleetSource) ok() {
-	if f.down.Swap(false) {
-		f.err.Store(nil)
+// ok notes that m's keys were reached, logging the outage's end once the
+// last failing certificate is back.
+func (f *fleetSource) ok(m *managed) {
+	h := &f.health
+	h.mu.Lock()
+	_, was := h.failing[m]
+	delete(h.failing, m)
+	back := was && len(h.failing) == 0
+	h.mu.Unlock()
+	if back {
 		f.s.log.Info("ocsp: the shared store is back; coordinating with the fleet again")
 	}
 }
 
-func (f *fleetSource) storeError() error {
-	if p := f.err.Load(); p != nil {
-		return *p
+// dropHealth drops m (no longer managed) from the failing certificates.
+func (f *fleetSource) dropHealth(m *managed) {
+	h := &f.health
+	h.mu.Lock()
+	delete(h.failing, m)
+	h.mu.Unlock()
+}
+
+func (f *fleetSource) storeError(m *managed) error {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fault, down := h.failing[m]; down {
+		return fault.err
 	}
 	return nil
 }

@@ -51,8 +51,8 @@ func (src *dirSource) recorded(m *managed, _ time.Time, installed *record.Entry)
 // deleted at once, bounded by storeTimeout.
 func (src *dirSource) forget(m *managed) { src.w.remove(m.ID()) }
 
-func (src *dirSource) run(ctx context.Context) { src.w.run(ctx) }
-func (src *dirSource) storeError() error       { return nil }
+func (src *dirSource) run(ctx context.Context)   { src.w.run(ctx) }
+func (src *dirSource) storeError(*managed) error { return nil }
 
 // restore staples m's persisted response when it still verifies and is
 // usable, so that a restart makes no responder request. It reports whether

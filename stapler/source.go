@@ -25,9 +25,9 @@ type source interface {
 	// run does the source's background work (store writes, fleet
 	// notifications) until ctx ends.
 	run(ctx context.Context)
-	// storeError says why the shared store cannot be reached now (nil when
-	// it can, or when there is none).
-	storeError() error
+	// storeError says why m's keys in the shared store cannot be reached
+	// now (nil when they can, or when there is no shared store).
+	storeError(m *managed) error
 	// forget deletes what the store holds of m (its response and, in a
 	// fleet, its state), once Remove has stopped managing it: best effort,
 	// bounded in time, logged on failure.
@@ -57,5 +57,5 @@ func (src memorySource) refresh(m *managed) {
 
 func (memorySource) recorded(*managed, time.Time, *record.Entry) {}
 func (memorySource) run(context.Context)                         {}
-func (memorySource) storeError() error                           { return nil }
+func (memorySource) storeError(*managed) error                   { return nil }
 func (memorySource) forget(*managed)                             {}

@@ -64,8 +64,11 @@ type CertificateStatus struct {
 	// Tries counts the failed queries of the current recovery.
 	Tries  int    `json:"tries"`
 	Policy string `json:"policy"`
-	// StoreError says why the shared store cannot be reached; while it is
-	// set, this server queries the responder on its own.
+	// StoreError says why this certificate's keys in the shared store
+	// could not be reached at the last try; while it is set, this server
+	// queries the responder on its own for this certificate (the others,
+	// whose keys may live elsewhere, as on another Redis Cluster master,
+	// go on coordinating). It clears at the next successful store access.
 	StoreError string          `json:"store_error,omitempty"`
 	Stapling   config.Stapling `json:"ocsp_stapling"`
 }
@@ -137,7 +140,7 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 		}
 		cs.NextRefresh = config.Date(next)
 	}
-	if err := s.src.storeError(); err != nil {
+	if err := s.src.storeError(m); err != nil {
 		cs.StoreError = err.Error()
 	}
 	switch {

@@ -44,7 +44,52 @@ type fleet struct {
 	leaves []*responder.Leaf
 	nodes  []*stapler.Stapler
 	cfgs   []*tls.Config
-	why    string // what the last settle condition found missing
+	why    string        // what the last settle condition found missing
+	logs   []*logCounter // each node's log messages, counted
+}
+
+// logCounter counts the messages a node logs, and passes them on.
+type logCounter struct {
+	slog.Handler
+	mu     *sync.Mutex
+	counts map[string]int
+}
+
+func newLogCounter(h slog.Handler) *logCounter {
+	return &logCounter{Handler: h, mu: new(sync.Mutex), counts: map[string]int{}}
+}
+
+func (c *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *logCounter) Handle(ctx context.Context, r slog.Record) error {
+	c.mu.Lock()
+	c.counts[r.Message]++
+	c.mu.Unlock()
+	if c.Handler.Enabled(ctx, r.Level) {
+		return c.Handler.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (c *logCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &logCounter{Handler: c.Handler.WithAttrs(attrs), mu: c.mu, counts: c.counts}
+}
+
+func (c *logCounter) WithGroup(name string) slog.Handler {
+	return &logCounter{Handler: c.Handler.WithGroup(name), mu: c.mu, counts: c.counts}
+}
+
+// count is how many times a message starting with prefix was logged.
+func (c *logCounter) count(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for msg, k := range c.counts {
+		if strings.HasPrefix(msg, prefix) {
+			n += k
+		}
+	}
+	return n
 }
 
 // fleetConfig is the nodes' configuration. Its response_timeout (10 s)
@@ -92,10 +137,19 @@ func (f *fleet) addNode() *stapler.Stapler {
 // addNodeWith adds a node with its own cluster configuration.
 func (f *fleet) addNodeWith(cfg config.OCSP) *stapler.Stapler {
 	f.t.Helper()
+	return f.addNodeOn(cfg, f.redis.Client())
+}
+
+// addNodeOn adds a node on a Redis client of its own (a Cluster's or a
+// Sentinel's, say).
+func (f *fleet) addNodeOn(cfg config.OCSP, client redis.UniversalClient) *stapler.Stapler {
+	f.t.Helper()
+	logs := newLogCounter(testLogger().Handler())
+	f.logs = append(f.logs, logs)
 	s, err := stapler.New(cfg,
 		stapler.WithClock(f.clock),
-		stapler.WithLogger(testLogger()),
-		stapler.WithStore(New(f.redis.Client(), "fleet:")),
+		stapler.WithLogger(slog.New(logs)),
+		stapler.WithStore(New(client, "fleet:")),
 		stapler.WithColdWait(10*time.Millisecond),
 		stapler.WithRateLimit(0, 0))
 	if err != nil {
@@ -140,6 +194,16 @@ func (f *fleet) settle(what string, step time.Duration, cond func() bool) {
 					}
 				}
 				f.t.Logf("node %d: %d of %d stapled; first: %+v", i, n, len(f.leaves), s.Status()[0])
+				if os.Getenv("FLEET_DEBUG") != "" {
+					for j, l := range f.leaves {
+						st, _ := s.StatusOf(stapler.CertificateID(l.Cert.Raw))
+						var served time.Time
+						if resp, err := ocsp.ParseResponse(f.staple(i, j), nil); err == nil {
+							served = resp.ThisUpdate
+						}
+						f.t.Logf("node %d c%d: thisUpdate %v, served %v, next %v, last %v, queries %d, store_error %q, last_error %q", i, j, st.ThisUpdate, served, st.NextRefresh, st.LastAttempt, st.Queries, st.StoreError, st.LastError)
+					}
+				}
 			}
 			f.t.Fatalf("timed out waiting for %s (%s)", what, f.why)
 		}
@@ -157,6 +221,7 @@ func (f *fleet) allStapledSince(since time.Time) bool {
 		for i := range f.nodes {
 			st := f.staple(i, j)
 			if st == nil {
+				f.why = fmt.Sprintf("node %d staples nothing for c%d", i, j)
 				return false
 			}
 			resp, err := ocsp.ParseResponseForCert(st, leaf.Cert, f.ca.Cert)
@@ -164,11 +229,13 @@ func (f *fleet) allStapledSince(since time.Time) bool {
 				f.t.Fatalf("node %d staples an invalid response for c%d: %v", i, j, err)
 			}
 			if resp.ThisUpdate.Before(since) {
+				f.why = fmt.Sprintf("node %d staples c%d from %v, before %v", i, j, resp.ThisUpdate, since)
 				return false
 			}
 			if first == nil {
 				first = st
 			} else if !bytes.Equal(first, st) {
+				f.why = fmt.Sprintf("node %d staples another response for c%d than node 0", i, j)
 				return false
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,6 +28,9 @@ type Store struct {
 	prefix string
 	// self tells this Store's own change notifications from others'.
 	self string
+	// sent numbers this Store's notifications, so that a subscriber that
+	// hears one through several Cluster masters passes it on once.
+	sent atomic.Uint64
 }
 
 var (
@@ -92,7 +96,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := s.client.Set(ctx, s.redisKey(key), value, 0).Err(); err != nil {
 		return err
 	}
-	return s.client.Publish(ctx, s.channel(), s.self+" "+key).Err()
+	return s.publish(ctx, key)
 }
 
 // Delete removes key.
@@ -149,27 +153,5 @@ func (s *Store) PutLeased(ctx context.Context, lease, token, key string, value [
 	if n == 0 {
 		return cache.ErrLeaseLost
 	}
-	return s.client.Publish(ctx, s.channel(), s.self+" "+key).Err()
-}
-
-// Subscribe calls f with every key another Store Put, until ctx ends. The
-// client reconnects and subscribes again by itself after a failure.
-func (s *Store) Subscribe(ctx context.Context, f func(key string)) error {
-	sub := s.client.Subscribe(ctx, s.channel())
-	defer sub.Close()
-	ch := sub.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case msg, ok := <-ch:
-			if !ok {
-				return errors.New("redisstore: subscription closed")
-			}
-			from, key, found := strings.Cut(msg.Payload, " ")
-			if found && from != s.self {
-				f(key)
-			}
-		}
-	}
+	return s.publish(ctx, key)
 }

@@ -1,0 +1,347 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
+	"github.com/staplerkit/ocsp/responder"
+	"github.com/staplerkit/ocsp/stapler"
+)
+
+// storeRetryInterval is how long a server that failed to reach a
+// certificate's keys goes on alone for it before it tries the store again
+// (the stapler's, unexported).
+const storeRetryInterval = time.Second
+
+// hangLimit ends a wait that would otherwise hang; it is no budget.
+const hangLimit = time.Minute
+
+// waitFor polls cond in real time, without moving the clock, until it
+// holds, failing the test at the hang limit.
+func (f *fleet) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(hangLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("timed out waiting for %s (%s)", what, f.why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// storeErrors maps node i's certificate IDs to their store_error.
+func (f *fleet) storeErrors(i int) map[string]string {
+	errs := map[string]string{}
+	for _, st := range f.nodes[i].Status() {
+		errs[st.ID] = st.StoreError
+	}
+	return errs
+}
+
+// revokedEverywhere reports whether every node staples leaf j revoked.
+func (f *fleet) revokedEverywhere(j int) bool {
+	for i := range f.nodes {
+		resp, err := ocsp.ParseResponseForCert(f.staple(i, j), f.leaves[j].Cert, f.ca.Cert)
+		if err != nil || resp.Status != ocsp.Revoked {
+			f.why = fmt.Sprintf("node %d does not staple c%d revoked", i, j)
+			return false
+		}
+	}
+	return true
+}
+
+// leafKey is where leaf j's response lives in Redis.
+func (f *fleet) leafKey(j int) string {
+	return "fleet:{" + stapler.CertificateID(f.leaves[j].Cert.Raw) + "}"
+}
+
+// TestClusterMasterKilledAndBack: three servers on a 3-master Cluster,
+// certificates spread over the slots, one master killed. The store's
+// health is per certificate: in a refresh round, the certificates on the
+// live masters still cost one responder request across the fleet, and only
+// those on the dead master's slots are queried by each server alone, which
+// reports store_error for those only (and logs the outage once), although reads of those go on
+// failing all through the round (a resync retries them every
+// second). When the master is back, the subscription to it is
+// made again, every server reads the store again (which clears the
+// errors), and the next round is one request per certificate again.
+func TestClusterMasterKilledAndBack(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	f := newFleet(t, 0, 24)
+	for range 3 {
+		f.addNodeOn(fleetConfig, cluster.Client())
+	}
+	dead := cluster.Masters[0]
+	onDead := map[int]bool{}
+	for j := range f.leaves {
+		onDead[j] = cluster.MasterFor(f.leafKey(j)) == dead
+	}
+	if n := len(onDead) - countTrue(onDead); countTrue(onDead) == 0 || n == 0 {
+		t.Fatalf("%d of 24 certificates on the master to kill: want some on it and some elsewhere", countTrue(onDead))
+	}
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	f.expectRequestsPerLeaf(1)
+
+	dead.Kill()
+	// The live masters drop their subscribers (as a Sentinel does on a
+	// failover): every node subscribes again and reads every certificate
+	// again, and keeps retrying those on the dead master, so that failures
+	// go on all through the refresh round.
+	for _, m := range cluster.Masters {
+		if m != dead {
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			err := c.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err()
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.waitFor("every node to fail on the dead master's certificates", func() bool {
+		for i := range f.nodes {
+			errs := f.storeErrors(i)
+			for j, l := range f.leaves {
+				if onDead[j] && errs[stapler.CertificateID(l.Cert.Raw)] == "" {
+					f.why = fmt.Sprintf("node %d, c%d", i, j)
+					return false
+				}
+			}
+		}
+		return true
+	})
+	f.r.ResetRequests()
+	before := f.clock.Now()
+	f.clock.Advance(refreshDue)
+	// Every node staples a fresh response for every certificate (the same
+	// one on every node for those on live masters; its own for the others).
+	f.settle("the refresh with a master down", time.Second, func() bool {
+		for j, l := range f.leaves {
+			for i := range f.nodes {
+				resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
+				if err != nil || resp.ThisUpdate.Before(before) {
+					f.why = fmt.Sprintf("node %d has no fresh staple for c%d", i, j)
+					return false
+				}
+			}
+		}
+		return true
+	})
+	counts := f.requestsPerLeaf()
+	for j, l := range f.leaves {
+		n := counts[l.Cert.SerialNumber.String()]
+		if onDead[j] && (n < 1 || n > len(f.nodes)) || !onDead[j] && n != 1 {
+			t.Errorf("c%d (on the dead master: %v): %d responder requests across the fleet", j, onDead[j], n)
+		}
+	}
+	for i := range f.nodes {
+		errs := f.storeErrors(i)
+		for j, l := range f.leaves {
+			if e := errs[stapler.CertificateID(l.Cert.Raw)]; onDead[j] != (e != "") {
+				t.Errorf("node %d, c%d (on the dead master: %v): store_error %q", i, j, onDead[j], e)
+			}
+		}
+	}
+	for i, logs := range f.logs {
+		if n := logs.count("ocsp: the shared store is unreachable"); n != 1 {
+			t.Errorf("node %d logged the outage %d times, want once", i, n)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	dead.Restart()
+	cluster.WaitOK()
+	// The subscription to the master made again, every server reads the
+	// store again: the errors clear without a refresh.
+	f.waitFor("every node to reach the store for every certificate again", func() bool {
+		for i := range f.nodes {
+			for id, e := range f.storeErrors(i) {
+				if e != "" {
+					f.why = fmt.Sprintf("node %d, %s: %s", i, id[:8], e)
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for i, logs := range f.logs {
+		if n := logs.count("ocsp: the shared store is back"); n < 1 {
+			t.Errorf("node %d never logged the end of the outage", i)
+		}
+	}
+	f.r.ResetRequests()
+	before = f.clock.Now()
+	f.clock.Advance(refreshDue)
+	f.settle("the refresh with the master back", time.Second, func() bool { return f.allStapledSince(before) })
+	f.expectRequestsPerLeaf(1)
+}
+
+func countTrue(m map[int]bool) int {
+	n := 0
+	for _, v := range m {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClusterNotificationsWithTheChannelsMasterDown: the master that owns
+// the notification channel's slot is killed; a revocation one server
+// learns for a certificate on another master still reaches every server
+// through the others (every master hears every PUBLISH over the cluster
+// bus, and each server listens on every master), with the clock standing
+// still, so no refresh can have brought it.
+func TestClusterNotificationsWithTheChannelsMasterDown(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	f := newFleet(t, 0, 12)
+	for range 3 {
+		f.addNodeOn(fleetConfig, cluster.Client())
+	}
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	channelMaster := cluster.MasterFor("fleet:changes")
+	j := -1
+	for k := range f.leaves {
+		if cluster.MasterFor(f.leafKey(k)) != channelMaster {
+			j = k
+			break
+		}
+	}
+	if j < 0 {
+		t.Fatal("every certificate on the channel's master")
+	}
+	channelMaster.Kill()
+
+	leaf := f.leaves[j]
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(context.Background(), stapler.CertificateID(leaf.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if e := f.storeErrors(0)[stapler.CertificateID(leaf.Cert.Raw)]; e != "" {
+		t.Fatalf("node 0 could not share the revocation: %s", e)
+	}
+	f.waitFor("the revocation on every node", func() bool { return f.revokedEverywhere(j) })
+}
+
+// TestSentinelFailover: three servers behind a real Sentinel (a master, a
+// replica, a sentinel). The master is cut off (SIGSTOP: its connections
+// stay open, silent) and the sentinel promotes the replica. The servers'
+// subscriptions, left on the silent old master, are found dead by their
+// pings and made again on the new master; as notifications may have been
+// missed meanwhile, every server reads the store again, so a revocation
+// one server shared right after the failover reaches every server with the
+// clock standing still. The refresh round right after, with the old master
+// back (a second master until the sentinel demotes it), costs at most two
+// requests per certificate; once it is demoted, one.
+func TestSentinelFailover(t *testing.T) {
+	sn := redistest.StartSentinel(t)
+	f := newFleet(t, 0, 6)
+	for range 3 {
+		f.addNodeOn(fleetConfig, sn.Client())
+	}
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	f.expectRequestsPerLeaf(1)
+
+	sn.Master.Stop()
+	f.waitFor("the sentinel to promote the replica", func() bool { return sn.MasterAddr() == sn.Replica.Addr() })
+
+	// Node 0 learns a revocation and shares it as soon as its client has
+	// found the new master.
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	f.waitFor("node 0 to share the revocation", func() bool {
+		if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		f.why = f.storeErrors(0)[id]
+		return f.why == ""
+	})
+	f.waitFor("the revocation on every node", func() bool { return f.revokedEverywhere(0) })
+
+	sn.Master.Continue()
+	f.r.ResetRequests()
+	before := f.clock.Now()
+	f.clock.Advance(refreshDue)
+	f.settle("the refresh after the failover", time.Second, func() bool { return f.allStapledSince(before) })
+	counts := f.requestsPerLeaf()
+	for j, l := range f.leaves {
+		if n := counts[l.Cert.SerialNumber.String()]; n < 1 || n > 2 {
+			t.Fatalf("c%d: %d responder requests in the round after the failover, want 1 or 2", j, n)
+		}
+	}
+
+	old := redis.NewClient(&redis.Options{Addr: sn.Master.Addr()})
+	defer old.Close()
+	f.waitFor("the sentinel to demote the old master", func() bool {
+		info, _ := old.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "role:slave")
+	})
+	time.Sleep(storeRetryInterval) // certificates that failed in the round try the store again
+	f.r.ResetRequests()
+	before = f.clock.Now()
+	f.clock.Advance(refreshDue)
+	f.settle("the refresh with one master", time.Second, func() bool { return f.allStapledSince(before) })
+	f.expectRequestsPerLeaf(1)
+}
+
+// TestANotificationIsNeverDroppedWhileTheStoreFails: node 1 hears of a
+// revocation while its reads of that certificate's keys fail (its Redis
+// user loses the right to those keys: a real error from a real server,
+// for one certificate's keys, as a dead Cluster master gives). It
+// reports store_error for that certificate only, every other certificate
+// goes on as before, and the notification is not dropped: once the reads
+// work again, node 1 adopts the revocation with the clock standing still
+// (no refresh can have brought it).
+func TestANotificationIsNeverDroppedWhileTheStoreFails(t *testing.T) {
+	f := newFleet(t, 1, 4)
+	admin := f.redis.Client()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "flaky", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	flaky := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Username: "flaky", Password: "pw",
+		MaxRetries: 1, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { flaky.Close() })
+	f.addNodeOn(fleetConfig, flaky)
+	f.addNode()
+	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+
+	// Node 1 may touch every key but certificate 0's.
+	acl := []any{"ACL", "SETUSER", "flaky", "resetkeys"}
+	for _, l := range f.leaves[1:] {
+		acl = append(acl, "~fleet:{"+stapler.CertificateID(l.Cert.Raw)+"}*")
+	}
+	if err := admin.Do(ctx, acl...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
+	if _, err := f.nodes[0].Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("node 1 to fail reading the revoked certificate's keys", func() bool { return f.storeErrors(1)[id] != "" })
+	for other, e := range f.storeErrors(1) {
+		if other != id && e != "" {
+			t.Fatalf("node 1 reports a store error for another certificate: %s", e)
+		}
+	}
+	if f.revokedEverywhere(0) {
+		t.Fatal("node 1 adopted the revocation without reading it")
+	}
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "flaky", "~*").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the revocation on every node", func() bool { return f.revokedEverywhere(0) })
+	f.waitFor("node 1 to clear its store error", func() bool { return f.storeErrors(1)[id] == "" })
+}
