@@ -83,12 +83,17 @@ type fleetSource struct {
 	// values, and for writing by forget while it deletes them.
 	writes sync.RWMutex
 
-	health  storeHealth // the certificates whose store operations fail
-	notices notices     // certificates the fleet announced a change for
+	timeout time.Duration // bounds each store operation
+	health  storeHealth   // the certificates whose store operations fail
+	notices notices       // certificates the fleet announced a change for
 }
 
 func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSource {
-	return &fleetSource{s: s, store: store, leaser: leaser,
+	timeout := s.opts.storeTimeout
+	if timeout <= 0 {
+		timeout = storeTimeout
+	}
+	return &fleetSource{s: s, store: store, leaser: leaser, timeout: timeout,
 		health:  storeHealth{failing: map[*managed]storeFault{}},
 		notices: notices{set: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
 }
@@ -103,7 +108,7 @@ func (f *fleetSource) refresh(m *managed) {
 		return
 	}
 	cfg := s.cfg.Load()
-	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
 	defer cancel()
 	// base is the response this refresh means to replace: if anything newer
 	// turns up on the way (stored by another server, or adopted from a
@@ -168,7 +173,7 @@ func (f *fleetSource) refresh(m *managed) {
 	defer func() {
 		// Released even when closing, so that a clean shutdown hands over
 		// at once; bounded, so that a hung store cannot stall Close.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
 		defer cancel()
 		f.leaser.Release(rctx, m.ID(), token)
 	}()
@@ -199,7 +204,7 @@ func (f *fleetSource) refresh(m *managed) {
 		// Paused past the lease: another server may have taken over and
 		// stored its result, which nothing of ours overwrote. Adopt it.
 		s.log.Info("ocsp: the lease ran out during the query; adopting what the fleet stored", "id", m.ID())
-		rctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+		rctx, cancel := context.WithTimeout(s.ctx, f.timeout)
 		defer cancel()
 		if shared, state, err := f.readShared(rctx, m); err == nil {
 			if state != nil {
@@ -229,7 +234,7 @@ func (f *fleetSource) forget(m *managed) {
 	f.dropHealth(m)
 	f.writes.Lock()
 	defer f.writes.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), f.timeout)
 	defer cancel()
 	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
 		if err := f.store.Delete(ctx, key); err != nil {
@@ -298,7 +303,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 	if m.removed.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
 	defer cancel()
 	m.mu.Lock()
 	state := fleetState{Tries: int(m.tries), Failed: m.failed, LastAttempt: int64(m.lastAttempt)}
@@ -404,7 +409,7 @@ func (f *fleetSource) adoptNotified(ctx context.Context) {
 			f.notices.later(m, time.Now().Add(storeRetryInterval))
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		rctx, cancel := context.WithTimeout(ctx, f.timeout)
 		shared, state, err := f.readShared(rctx, m)
 		cancel()
 		if err != nil {
@@ -504,12 +509,26 @@ const storeRetryInterval = time.Second
 // only), so a failure never stops the other certificates from
 // coordinating. The outage is logged once, when the first certificate
 // fails, and its end once, when the last is back.
+//
+// A store that hangs is another matter: each operation would hold a
+// worker for the store's timeout, and the refreshes of many certificates
+// would queue behind it. So when operations time out twice in a row and
+// none has succeeded for a store timeout, the whole store is taken as down
+// (hung): every certificate goes without it, and one operation at a time
+// probes it (every storeRetryInterval, given a store timeout to answer)
+// until one succeeds. A store that fails fast for some keys, or hangs for
+// some while others answer, never trips it.
 type storeHealth struct {
-	mu      sync.Mutex // guards failing and prune
+	mu      sync.Mutex // guards everything below
 	failing map[*managed]storeFault
 	// prune is the size of failing at which certificates no longer managed
 	// are swept from it.
 	prune int
+
+	lastOK  time.Time // when an operation last succeeded
+	hangs   int       // operations timed out since then, in a row
+	hung    error     // set while the store is taken as hung: why
+	probeAt time.Time // while hung: when the next operation may probe it
 }
 
 // storeFault is why a certificate's store operation failed, and when to
@@ -526,8 +545,18 @@ func (f *fleetSource) isDown(m *managed) bool {
 	h := &f.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
+	if h.hung != nil {
+		if now.Before(h.probeAt) {
+			return true
+		}
+		// This caller probes; the others wait for its answer (or for its
+		// store timeout, and a retry interval more).
+		h.probeAt = now.Add(f.timeout + storeRetryInterval)
+		return false
+	}
 	fault, down := h.failing[m]
-	return down && time.Now().Before(fault.retryAt)
+	return down && now.Before(fault.retryAt)
 }
 
 // failed notes that m's keys could not be reached, logging the outage
@@ -535,8 +564,16 @@ func (f *fleetSource) isDown(m *managed) bool {
 func (f *fleetSource) failed(m *managed, err error) {
 	h := &f.health
 	h.mu.Lock()
-	first := len(h.failing) == 0
-	h.failing[m] = storeFault{err: err, retryAt: time.Now().Add(storeRetryInterval)}
+	first := len(h.failing) == 0 && h.hung == nil
+	now := time.Now()
+	h.failing[m] = storeFault{err: err, retryAt: now.Add(storeRetryInterval)}
+	if errors.Is(err, context.DeadlineExceeded) {
+		h.hangs++
+		if h.hangs >= 2 && now.Sub(h.lastOK) > f.timeout {
+			h.hung = err
+			h.probeAt = now.Add(storeRetryInterval)
+		}
+	}
 	if len(h.failing) >= h.prune {
 		for other := range h.failing {
 			if other.removed.Load() {
@@ -558,6 +595,8 @@ func (f *fleetSource) ok(m *managed) {
 	h.mu.Lock()
 	_, was := h.failing[m]
 	delete(h.failing, m)
+	was = was || h.hung != nil
+	h.lastOK, h.hangs, h.hung = time.Now(), 0, nil
 	back := was && len(h.failing) == 0
 	h.mu.Unlock()
 	if back {
@@ -580,5 +619,5 @@ func (f *fleetSource) storeError(m *managed) error {
 	if fault, down := h.failing[m]; down {
 		return fault.err
 	}
-	return nil
+	return h.hung
 }

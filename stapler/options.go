@@ -15,6 +15,9 @@ import (
 type Option func(*options)
 
 type options struct {
+	// storeTimeout bounds one operation on a shared store (storeTimeout
+	// when zero); tests set it shorter with withStoreTimeout.
+	storeTimeout    time.Duration
 	logger          *slog.Logger
 	client          *http.Client
 	clock           clock.Clock
@@ -214,4 +217,9 @@ func WithIdleRetirement(d time.Duration) Option {
 // certificates never retire.
 func WithMaxCertificates(n int) Option {
 	return func(o *options) { o.maxManaged = n }
+}
+
+// withStoreTimeout bounds each operation on a shared store (tests).
+func withStoreTimeout(d time.Duration) Option {
+	return func(o *options) { o.storeTimeout = d }
 }
