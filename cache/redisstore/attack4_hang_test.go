@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -37,7 +36,6 @@ func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-var _ = net.Dial
 
 // TestAttack4HangingRedisReadGetsTheStoreTimeoutNotTheColdWait: RELIABILITY
 // claims "a store read that hangs holds up a certificate's first fetch for
