@@ -36,7 +36,6 @@ func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-
 // TestAttack4HangingRedisReadGetsTheStoreTimeoutNotTheColdWait: RELIABILITY
 // claims "a store read that hangs holds up a certificate's first fetch for
 // at most the cold wait (the read is given no longer)". With the fleet
