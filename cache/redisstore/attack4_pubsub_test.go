@@ -156,3 +156,40 @@ func TestAttack4OneOversizedPublishForcesAResync(t *testing.T) {
 		t.Fatalf("%d outsider PUBLISHes forced %d full resyncs (every certificate read again on every server)", rounds, n)
 	}
 }
+
+// TestAttack4ABusyRedisForcesAResync: a subscription silent for a second
+// is pinged, and a ping unanswered for another second is taken for a dead
+// connection: it is closed, made again a second later, and reported as
+// missed changes, so every server reads every certificate's keys again.
+// A Redis that is alive but busy for two or three seconds (a slow script,
+// a fork for BGSAVE on a large dataset, an fsync stall) answers late, not
+// never: nothing was lost on the connection, yet every server drops it —
+// losing what is published during the second it is away — and then sends
+// its N reads to the Redis that just recovered, all servers at once.
+func TestAttack4ABusyRedisForcesAResync(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	const prefix = "fleet:"
+	b := New(srv.Client(), prefix)
+	c := New(srv.Client(), prefix)
+	r := attack4Subscribe(t, srv, b)
+	busy := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: hangLimit})
+	defer busy.Close()
+	// Redis is busy for 2.5 s: a script, well under lua-time-limit (5 s).
+	script := `local t = redis.call('TIME')
+while true do
+  local n = redis.call('TIME')
+  if (n[1]-t[1])*1000000 + (n[2]-t[2]) > 2500000 then return 1 end
+end`
+	if err := busy.Eval(ctx, script, nil).Err(); err != nil {
+		t.Fatal(err)
+	}
+	attack4Wait(t, "b hearing a marker", func() bool {
+		c.Put(ctx, "marker", []byte("v"))
+		time.Sleep(100 * time.Millisecond)
+		return r.count("marker") > 0
+	})
+	if n := r.count(""); n > 0 {
+		t.Fatalf("a Redis busy for 2.5 s made the subscriber report missed changes %d time(s): a full resync on every server", n)
+	}
+}
