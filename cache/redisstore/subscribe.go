@@ -2,9 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,10 +25,15 @@ import (
 // (cache.Notifier), and reads everything again.
 
 // pingInterval is how long a subscription may stay silent before it is
-// pinged; one ping unanswered for as long again means the connection is
-// dead (a server stopped or cut off without closing it, or an old master
-// that a failover left behind), and it is made again.
+// pinged.
 const pingInterval = time.Second
+
+// pingTimeout is how long a ping may go unanswered before the connection
+// is taken for dead (a server stopped or cut off without closing it, or an
+// old master that a failover left behind) and made again. A Redis that is
+// busy for a few seconds (a slow script, a fork, an fsync stall) answers
+// late, not never, and keeps its subscribers.
+const pingTimeout = 10 * time.Second
 
 // resubscribeBackoff bounds the pause between attempts to subscribe
 // while the server cannot be reached.
@@ -37,20 +43,70 @@ const resubscribeBackoff = time.Second
 // that joined or left.
 const topologyInterval = 5 * time.Second
 
+// The change log. On a single node or behind Sentinel every announcement
+// is also appended to a Redis stream, prefix+"log" (capped at about logLen
+// entries), in the same Lua script as its PUBLISH, so that the two are
+// one step. A subscriber keeps a mark: an entry of the log up to which it
+// has heard every announcement. Every markInterval it appends a marker
+// entry of its own, and moves its mark there when it hears the marker's
+// announcement (pub/sub delivers in order, so it has heard everything
+// announced before). When its subscription is lost and made again, it
+// reads the log after its mark and passes those keys on, instead of
+// reporting that changes may have been missed: a subscription that an
+// outsider made Redis drop (an oversized PUBLISH) costs the changes made
+// since the mark, not a read of every certificate. Only when the mark's
+// entry is gone (trimmed, or lost in a failover), the log holds too many
+// entries after it, or the log cannot be read, does it report missed
+// changes. A Cluster, where the log would live on one master, has no log.
+const (
+	logLen       = 10000
+	markInterval = 10 * time.Second
+)
+
+// announce appends a change to the log (KEYS[1], capped at about ARGV[4]
+// entries) and publishes it on ARGV[1], in one step: the entry's ID.
+var announce = redis.NewScript(`
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[4], "*", "m", ARGV[2])
+redis.call("PUBLISH", ARGV[1], ARGV[2])
+return id`)
+
+// logKey is the change log's key.
+func (s *Store) logKey() string { return s.prefix + "log" }
+
+// message is an announcement of key: this Store's ID and a random nonce,
+// so that one heard through several Cluster masters is passed on once,
+// and nobody can predict, and so claim first, the ID of a change to come.
+func (s *Store) message(key string) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return s.self + "/" + hex.EncodeToString(b) + " " + key
+}
+
 // publish announces that key changed. On a Cluster it publishes through
 // the master that owns key, which has just taken the write (any node
 // would do: the cluster bus carries it to all), so that a dead master
-// elsewhere never costs the announcement.
+// elsewhere never costs the announcement. Elsewhere it logs the change
+// and publishes it in one script; should the script fail (the log key
+// overwritten with another type, say), it publishes only.
 func (s *Store) publish(ctx context.Context, key string) error {
-	msg := s.self + "/" + strconv.FormatUint(s.sent.Add(1), 36) + " " + key
+	msg := s.message(key)
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		if node, err := cc.MasterForKey(ctx, s.redisKey(key)); err == nil {
 			if err := node.Publish(ctx, s.channel(), msg).Err(); err == nil {
 				return nil
 			}
 		}
+		return s.client.Publish(ctx, s.channel(), msg).Err()
+	}
+	if _, err := s.log(ctx, msg); err == nil {
+		return nil
 	}
 	return s.client.Publish(ctx, s.channel(), msg).Err()
+}
+
+// log appends msg to the change log and publishes it: the entry's ID.
+func (s *Store) log(ctx context.Context, msg string) (string, error) {
+	return announce.Run(ctx, s.client, []string{s.logKey()}, s.channel(), msg, "", logLen).Text()
 }
 
 // Subscribe calls f with every key another Store Put, until ctx ends, and
@@ -62,6 +118,7 @@ func (s *Store) Subscribe(ctx context.Context, f func(key string)) error {
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		s.subscribeCluster(ctx, cc, h)
 	} else {
+		h.log = s
 		s.listen(ctx, s.client, h, false)
 	}
 	return ctx.Err()
@@ -137,14 +194,18 @@ func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) 
 	for ctx.Err() == nil {
 		ps := c.Subscribe(ctx, s.channel())
 		stop := context.AfterFunc(ctx, func() { ps.Close() })
-		pinged := false // a ping is unanswered
+		var pinged time.Time // when an unanswered ping was sent
 		for ctx.Err() == nil {
 			msg, err := receive(ctx, ps)
 			if err != nil {
-				if isTimeout(err) && !pinged {
-					pinged = ps.Ping(ctx) == nil
-					if pinged {
-						continue
+				if isTimeout(err) {
+					if pinged.IsZero() {
+						if ps.Ping(ctx) == nil {
+							pinged = time.Now()
+							continue
+						}
+					} else if time.Since(pinged) < pingTimeout {
+						continue // busy, not dead (yet)
 					}
 				}
 				// Closed, refused, or a ping unanswered: make the
@@ -152,18 +213,17 @@ func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) 
 				failed = true
 				break
 			}
-			pinged = false
+			pinged = time.Time{}
 			switch msg := msg.(type) {
 			case *redis.Subscription:
 				if msg.Kind == "subscribe" {
-					if subscribed || failed {
-						h.missed()
-					}
+					h.subscribed(ctx, subscribed || failed)
 					subscribed = true
 				}
 			case *redis.Message:
 				h.hear(msg.Payload)
 			}
+			h.markIfDue(ctx)
 		}
 		stop()
 		ps.Close()
@@ -197,38 +257,143 @@ func isTimeout(err error) bool {
 type hearer struct {
 	self string
 	f    func(key string)
+	log  *Store // the Store whose change log to catch up from; nil on a Cluster
 
-	mu   sync.Mutex // guards seen and ring, and orders the calls to f
+	mu   sync.Mutex // guards everything below, and orders the calls to f
 	seen map[string]bool
 	ring [1024]string // the latest message IDs, oldest overwritten first
 	next int
+
+	mark    string    // the log entry up to which every change was heard; "" when none
+	marker  string    // the message ID of the marker awaited, if any
+	markID  string    // its log entry
+	markAt  time.Time // when the last marker was appended (or tried)
 }
 
 func (h *hearer) hear(payload string) {
 	from, key, found := strings.Cut(payload, " ")
-	if !found || key == "" {
+	if !found {
 		return
 	}
 	sender, _, numbered := strings.Cut(from, "/")
-	if sender == h.self {
-		return
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if numbered {
-		if h.seen[from] {
-			return
+	if sender == h.self {
+		if from == h.marker && h.marker != "" {
+			// Everything announced before the marker has been heard.
+			h.mark, h.marker = h.markID, ""
 		}
-		delete(h.seen, h.ring[h.next])
-		h.ring[h.next] = from
-		h.next = (h.next + 1) % len(h.ring)
-		h.seen[from] = true
+		return
+	}
+	if key == "" {
+		return
+	}
+	if numbered && !h.fresh(from) {
+		return
 	}
 	h.f(key)
+}
+
+// fresh reports whether the message ID from was not heard before, and
+// remembers it. Called with h.mu held.
+func (h *hearer) fresh(from string) bool {
+	if h.seen[from] {
+		return false
+	}
+	delete(h.seen, h.ring[h.next])
+	h.ring[h.next] = from
+	h.next = (h.next + 1) % len(h.ring)
+	h.seen[from] = true
+	return true
 }
 
 func (h *hearer) missed() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.f("")
+}
+
+// subscribed is called when a subscription is made; again says whether
+// one was made or tried before, so that changes may have been missed.
+// With a change log, it catches up from the mark; otherwise, or when it
+// cannot, it reports missed changes. Then it sets a new mark.
+func (h *hearer) subscribed(ctx context.Context, again bool) {
+	if h.log == nil {
+		if again {
+			h.missed()
+		}
+		return
+	}
+	if again && !h.catchUp(ctx) {
+		h.missed()
+	}
+	h.newMark(ctx, true)
+}
+
+// catchUp passes on the keys of the log's entries after the mark, and
+// reports whether it could: the mark's entry is still in the log, and
+// fewer than logLen entries follow it.
+func (h *hearer) catchUp(ctx context.Context) bool {
+	h.mu.Lock()
+	mark := h.mark
+	h.mu.Unlock()
+	if mark == "" {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	entries, err := h.log.client.XRangeN(rctx, h.log.logKey(), mark, "+", logLen+1).Result()
+	if err != nil || len(entries) == 0 || entries[0].ID != mark || len(entries) > logLen {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range entries[1:] {
+		msg, _ := e.Values["m"].(string)
+		from, key, found := strings.Cut(msg, " ")
+		sender, _, numbered := strings.Cut(from, "/")
+		if !found || key == "" || sender == h.self || numbered && !h.fresh(from) {
+			continue
+		}
+		h.f(key)
+	}
+	return true
+}
+
+// newMark appends a marker to the log. A subscription just made (now)
+// takes the marker's entry as its mark at once: every change logged after
+// it is announced on that subscription. Otherwise the mark moves there
+// when the marker's announcement is heard.
+func (h *hearer) newMark(ctx context.Context, now bool) {
+	msg := h.log.message("")
+	from, _, _ := strings.Cut(msg, " ")
+	rctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	id, err := h.log.log(rctx, msg)
+	cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.markAt = time.Now()
+	switch {
+	case err != nil:
+		if now {
+			h.mark = "" // nothing to catch up from
+		}
+	case now:
+		h.mark, h.marker = id, ""
+	default:
+		h.marker, h.markID = from, id
+	}
+}
+
+// markIfDue appends a marker when the last is markInterval old.
+func (h *hearer) markIfDue(ctx context.Context) {
+	if h.log == nil {
+		return
+	}
+	h.mu.Lock()
+	due := time.Since(h.markAt) >= markInterval
+	h.mu.Unlock()
+	if due {
+		h.newMark(ctx, false)
+	}
 }
