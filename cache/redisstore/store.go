@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,9 +27,6 @@ type Store struct {
 	prefix string
 	// self tells this Store's own change notifications from others'.
 	self string
-	// sent numbers this Store's notifications, so that a subscriber that
-	// hears one through several Cluster masters passes it on once.
-	sent atomic.Uint64
 }
 
 var (
@@ -104,15 +100,32 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return s.client.Del(ctx, s.redisKey(key)).Err()
 }
 
-// Lease takes key's lease with SET NX PX: atomic, with an expiry, and a
-// random owner token.
+// lease takes KEYS[1] for ARGV[1] with ARGV[2] ms (SET NX PX). When
+// another holds it, a lease without an expiry, or with a longer one than
+// asked for, is capped to ARGV[2] ms: no holder, and nobody who can write
+// the key, holds a certificate's lease longer than one lease TTL from the
+// next server that asks (the store is not trusted).
+var lease = redis.NewScript(`
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+	return 1
+end
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[2]) then
+	redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+
+// Lease takes key's lease atomically, with an expiry and a random owner
+// token; a lease held by another with no expiry, or a longer one than ttl,
+// is made to expire within ttl.
 func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	token := randomToken()
-	ok, err := s.client.SetNX(ctx, s.leaseKey(key), token, ttl).Result()
+	ms := max(ttl.Milliseconds(), 1)
+	n, err := lease.Run(ctx, s.client, []string{s.leaseKey(key)}, token, ms).Int()
 	if err != nil {
 		return "", false, err
 	}
-	return token, ok, nil
+	return token, n == 1, nil
 }
 
 // release deletes the lease only if the token still holds it.
