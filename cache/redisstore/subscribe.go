@@ -361,14 +361,21 @@ func (h *hearer) catchUp(ctx context.Context) bool {
 }
 
 // newMark appends a marker to the log. A subscription just made (now)
-// takes the marker's entry as its mark at once: every change logged after
-// it is announced on that subscription. Otherwise the mark moves there
-// when the marker's announcement is heard.
+// takes the marker's entry as its mark at once, unannounced: every change
+// logged after it is announced on that subscription. Otherwise the marker
+// is announced, and the mark moves there when the announcement is heard.
 func (h *hearer) newMark(ctx context.Context, now bool) {
 	msg := h.log.message("")
 	from, _, _ := strings.Cut(msg, " ")
 	rctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	id, err := h.log.log(rctx, msg)
+	var id string
+	var err error
+	if now {
+		// Appended only: its announcement would tell nothing.
+		id, err = h.log.client.XAdd(rctx, &redis.XAddArgs{Stream: h.log.logKey(), MaxLen: logLen, Approx: true, Values: []string{"m", msg}}).Result()
+	} else {
+		id, err = h.log.log(rctx, msg)
+	}
 	cancel()
 	h.mu.Lock()
 	defer h.mu.Unlock()
