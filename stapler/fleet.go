@@ -59,6 +59,48 @@ func leaseWait(responseTimeout time.Duration) time.Duration {
 	return responseTimeout + time.Second
 }
 
+// minFirstRead is the least a certificate's first store read is given,
+// however short the cold wait: a Redis that answers is not taken for hung.
+const minFirstRead = 500 * time.Millisecond
+
+// firstReadTimeout bounds the store read of a certificate's first fetch:
+// the cold wait (at least minFirstRead), never more than the store timeout.
+func (f *fleetSource) firstReadTimeout() time.Duration {
+	return min(f.timeout, max(f.s.coldWait(), minFirstRead))
+}
+
+// leaseStuck notes that m's lease was found held by another, and reports
+// whether it has been held since longer than twice the lease's lifetime
+// with the fleet's last attempt (attempted) unchanged: no server of the
+// fleet holds a lease that long without sharing an attempt, so someone
+// else wrote it.
+func (f *fleetSource) leaseStuck(m *managed, attempted int64, now time.Time, ttl time.Duration) bool {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, seen := h.blocked[m]
+	if !seen || b.attempted != attempted || now.Before(b.since) {
+		h.blocked[m] = leaseBlock{since: now, attempted: attempted}
+		return false
+	}
+	return now.Sub(b.since) > 2*ttl
+}
+
+// leaseTaken notes that this server took m's lease.
+func (f *fleetSource) leaseTaken(m *managed) {
+	h := &f.health
+	h.mu.Lock()
+	delete(h.blocked, m)
+	h.mu.Unlock()
+}
+
+// leaseBlock is since when a certificate's lease has been found held by
+// others, and the fleet's last attempt then.
+type leaseBlock struct {
+	since     time.Time
+	attempted int64
+}
+
 // fleetError is an error reported by another server of the fleet.
 type fleetError string
 
@@ -86,6 +128,12 @@ type fleetSource struct {
 	timeout time.Duration // bounds each store operation
 	health  storeHealth   // the certificates whose store operations fail
 	notices notices       // certificates the fleet announced a change for
+
+	resyncs struct {
+		mu      sync.Mutex
+		last    time.Time // when the last resync ran
+		pending bool      // one is planned
+	}
 }
 
 func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSource {
@@ -94,8 +142,8 @@ func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSo
 		timeout = storeTimeout
 	}
 	return &fleetSource{s: s, store: store, leaser: leaser, timeout: timeout,
-		health:  storeHealth{failing: map[*managed]storeFault{}},
-		notices: notices{set: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
+		health:  storeHealth{failing: map[*managed]storeFault{}, blocked: map[*managed]leaseBlock{}},
+		notices: notices{set: map[*managed]bool{}, busy: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
 }
 
 func (f *fleetSource) refresh(m *managed) {
@@ -127,7 +175,15 @@ func (f *fleetSource) refresh(m *managed) {
 		defer m.mu.Unlock()
 		return m.entry != base
 	}
-	shared, state, err := f.readShared(ctx, m)
+	readCtx := ctx
+	if base == nil {
+		// The first fetch: handshakes wait for it (the cold wait), so a
+		// store that does not answer must not hold it up longer than that.
+		rctx, cancel := context.WithTimeout(ctx, f.firstReadTimeout())
+		defer cancel()
+		readCtx = rctx
+	}
+	shared, state, err := f.readShared(readCtx, m)
 	if err != nil {
 		f.failed(m, err)
 		f.refreshAlone(m)
@@ -159,6 +215,15 @@ func (f *fleetSource) refresh(m *managed) {
 		return
 	}
 	if !ok {
+		if f.leaseStuck(m, attempted, now, leaseTTL(cfg.Timeout())) {
+			// Held past any lease's lifetime with no attempt recorded: a
+			// lease written by someone else than a server of the fleet
+			// (without a TTL, say). The store is not trusted with
+			// stopping the queries: query on our own.
+			s.log.Warn("ocsp: the certificate's lease has been held past its lifetime with no attempt shared; querying on our own", "id", m.ID())
+			f.refreshAlone(m)
+			return
+		}
 		// Another server is querying: look again after its lease, unless a
 		// notification has meanwhile brought its result (and planned the
 		// next query from it). Checked and planned under m.mu, as adopt
@@ -170,6 +235,7 @@ func (f *fleetSource) refresh(m *managed) {
 		m.mu.Unlock()
 		return
 	}
+	f.leaseTaken(m)
 	defer func() {
 		// Released even when closing, so that a clean shutdown hands over
 		// at once; bounded, so that a hung store cannot stall Close.
@@ -335,6 +401,18 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 	return err
 }
 
+// noticeWorkers is how many certificates' notices are read at once, so
+// that reads of keys that hang (a Redis Cluster master that does not
+// answer) hold up no others.
+const noticeWorkers = 8
+
+// resyncInterval is the least time between two resyncs: the store's
+// reports of missed changes are coalesced, at most one resync running per
+// interval and one pending after it, so that nothing that makes the store
+// lose its subscription costs more than one read of every certificate's
+// keys per interval.
+const resyncInterval = 10 * time.Second
+
 // run adopts the changes other servers announce, until ctx ends.
 func (f *fleetSource) run(ctx context.Context) {
 	n, ok := f.store.(cache.Notifier)
@@ -342,12 +420,14 @@ func (f *fleetSource) run(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { f.adoptNotified(ctx) })
+	for range noticeWorkers {
+		wg.Go(func() { f.adoptNotified(ctx) })
+	}
 	n.Subscribe(ctx, func(key string) {
 		if key == "" {
 			// The store may have missed changes (its subscription was
 			// lost and is back): read every certificate's keys again.
-			f.resync()
+			f.resync(ctx)
 			return
 		}
 		if m, err := f.s.lookup(strings.TrimSuffix(key, stateSuffix)); err == nil {
@@ -357,10 +437,37 @@ func (f *fleetSource) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// resync queues every certificate for the notice worker, as if a change
-// had been announced for each: what the fleet stored while notifications
-// were lost is adopted now rather than at the next refresh.
-func (f *fleetSource) resync() {
+// resync queues every certificate for the notice workers, behind the
+// certificates announced one by one, as if a change had been announced
+// for each: what the fleet stored while notifications were lost is
+// adopted now rather than at the next refresh. Within resyncInterval of
+// the last, it is planned for the interval's end instead, once.
+func (f *fleetSource) resync(ctx context.Context) {
+	r := &f.resyncs
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending {
+		return
+	}
+	now := time.Now()
+	if wait := r.last.Add(resyncInterval).Sub(now); wait > 0 {
+		r.pending = true
+		time.AfterFunc(wait, func() {
+			r.mu.Lock()
+			r.pending, r.last = false, time.Now()
+			r.mu.Unlock()
+			if ctx.Err() == nil {
+				f.queueAll()
+			}
+		})
+		return
+	}
+	r.last = now
+	f.queueAll()
+}
+
+// queueAll queues every certificate for the notice workers (resync).
+func (f *fleetSource) queueAll() {
 	s := f.s
 	s.mu.Lock()
 	all := append([]*managed(nil), s.order...)
@@ -368,21 +475,21 @@ func (f *fleetSource) resync() {
 	n := 0
 	for _, m := range all {
 		if s.active(m) {
-			f.notices.add(m)
+			f.notices.addBulk(m)
 			n++
 		}
 	}
 	s.log.Info("ocsp: notifications from the fleet may have been missed; reading the shared store again", "certificates", n)
 }
 
-// adoptNotified is the worker that adopts what the fleet stored for each
+// adoptNotified is a worker that adopts what the fleet stored for each
 // certificate it announced a change for: a newer response, or the fleet's
 // recovery state (and with it the fleet's plan). It never queries, and
 // plans a query only when it adopted something. A read that fails is
 // tried again later (storeRetryInterval): a notification is never dropped
-// while the certificate is managed.
+// while the certificate is managed. noticeWorkers of them run, never two
+// on one certificate.
 func (f *fleetSource) adoptNotified(ctx context.Context) {
-	s := f.s
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -401,38 +508,53 @@ func (f *fleetSource) adoptNotified(ctx context.Context) {
 			}
 			continue
 		}
-		if !s.active(m) {
-			f.dropHealth(m)
-			continue // read again if it comes back
+		if !f.adoptOne(ctx, m) {
+			return
 		}
-		if f.isDown(m) {
-			f.notices.later(m, time.Now().Add(storeRetryInterval))
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, f.timeout)
-		shared, state, err := f.readShared(rctx, m)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			f.failed(m, err)
-			f.notices.later(m, time.Now().Add(storeRetryInterval))
-			continue
-		}
-		f.ok(m)
-		s.adopt(m, shared, state, s.clock.Now())
 	}
+}
+
+// adoptOne adopts what the fleet stored for m; false when ctx ended.
+func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
+	s := f.s
+	defer f.notices.done(m)
+	if !s.active(m) {
+		f.dropHealth(m)
+		return true // read again if it comes back
+	}
+	if f.isDown(m) {
+		f.notices.later(m, time.Now().Add(storeRetryInterval))
+		return true
+	}
+	rctx, cancel := context.WithTimeout(ctx, f.timeout)
+	shared, state, err := f.readShared(rctx, m)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		f.failed(m, err)
+		f.notices.later(m, time.Now().Add(storeRetryInterval))
+		return true
+	}
+	f.ok(m)
+	s.adopt(m, shared, state, s.clock.Now())
+	return true
 }
 
 // notices is the set of certificates with a change announced and not yet
 // adopted: each is adopted once however often it was announced meanwhile,
-// and none is dropped. Those whose store read failed wait in retries,
-// oldest first, until their time (real time: it paces store attempts).
+// and none is dropped. Those announced one by one go first, then those
+// whose store read failed, in retries, oldest first, once their time
+// (real time: it paces store attempts) has come, then those a resync
+// queued (bulk). A certificate being read (busy) is not handed to another
+// worker: one announced meanwhile is queued again when the read is done.
 type notices struct {
-	mu      sync.Mutex // guards set, queue and retries
+	mu      sync.Mutex // guards everything below
 	set     map[*managed]bool
+	busy    map[*managed]bool
 	queue   []*managed
+	bulk    []*managed
 	retries []retry
 	wake    chan struct{}
 }
@@ -453,6 +575,17 @@ func (n *notices) add(m *managed) {
 	n.signal()
 }
 
+// addBulk queues m behind the certificates announced one by one.
+func (n *notices) addBulk(m *managed) {
+	n.mu.Lock()
+	if !n.set[m] {
+		n.set[m] = true
+		n.bulk = append(n.bulk, m)
+	}
+	n.mu.Unlock()
+	n.signal()
+}
+
 // later queues m to be adopted again at t, unless it is queued already.
 func (n *notices) later(m *managed, t time.Time) {
 	n.mu.Lock()
@@ -460,6 +593,14 @@ func (n *notices) later(m *managed, t time.Time) {
 		n.set[m] = true
 		n.retries = append(n.retries, retry{m, t.UnixNano()})
 	}
+	n.mu.Unlock()
+	n.signal()
+}
+
+// done notes that the worker that took m is done with it.
+func (n *notices) done(m *managed) {
+	n.mu.Lock()
+	delete(n.busy, m)
 	n.mu.Unlock()
 	n.signal()
 }
@@ -472,29 +613,55 @@ func (n *notices) signal() {
 }
 
 // take returns the certificate announced first, or else the oldest retry
-// due at now, or nil and how long until the oldest retry (0 when none).
-// Retries are queued at now plus one interval, so the oldest is due first.
+// due at now, or else the first a resync queued, or nil and how long until
+// the oldest retry (0 when none). Retries are queued at now plus one
+// interval, so the oldest is due first. A certificate another worker is
+// reading stays queued. The caller calls done with what it took.
 func (n *notices) take(now time.Time) (*managed, time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var m *managed
-	switch {
-	case len(n.queue) > 0:
-		m = n.queue[0]
-		n.queue[0] = nil
-		n.queue = n.queue[1:]
-	case len(n.retries) > 0:
-		if wait := time.Duration(n.retries[0].at - now.UnixNano()); wait > 0 {
-			return nil, wait
+	m, wait := n.next(now)
+	if m != nil {
+		delete(n.set, m)
+		n.busy[m] = true
+		if len(n.queue)+len(n.bulk) > 0 {
+			n.signal() // more for the other workers
 		}
-		m = n.retries[0].m
-		n.retries[0] = retry{}
-		n.retries = n.retries[1:]
-	default:
-		return nil, 0
 	}
-	delete(n.set, m)
-	return m, 0
+	return m, wait
+}
+
+// next pops what take returns. Called with n.mu held.
+func (n *notices) next(now time.Time) (*managed, time.Duration) {
+	for i, m := range n.queue {
+		if !n.busy[m] {
+			n.queue = append(n.queue[:i], n.queue[i+1:]...)
+			return m, 0
+		}
+	}
+	var wait time.Duration
+	for i, r := range n.retries {
+		if w := time.Duration(r.at - now.UnixNano()); w > 0 {
+			if i == 0 {
+				wait = w
+			}
+			break
+		}
+		if !n.busy[r.m] {
+			n.retries = append(n.retries[:i], n.retries[i+1:]...)
+			return r.m, 0
+		}
+	}
+	for i, m := range n.bulk {
+		if !n.busy[m] {
+			n.bulk = append(n.bulk[:i], n.bulk[i+1:]...)
+			return m, 0
+		}
+	}
+	if wait == 0 && len(n.retries) > 0 {
+		wait = storeRetryInterval // all due ones are busy: look again
+	}
+	return nil, wait
 }
 
 // storeRetryInterval is how long a server that found a certificate's keys
@@ -524,6 +691,10 @@ type storeHealth struct {
 	// prune is the size of failing at which certificates no longer managed
 	// are swept from it.
 	prune int
+
+	// blocked is, for the certificates whose lease others hold, since
+	// when (see leaseStuck).
+	blocked map[*managed]leaseBlock
 
 	lastOK  time.Time // when an operation last succeeded
 	hangs   int       // operations timed out since then, in a row
@@ -567,7 +738,7 @@ func (f *fleetSource) failed(m *managed, err error) {
 	first := len(h.failing) == 0 && h.hung == nil
 	now := time.Now()
 	h.failing[m] = storeFault{err: err, retryAt: now.Add(storeRetryInterval)}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if isTimeout(err) {
 		h.hangs++
 		if h.hangs >= 2 && now.Sub(h.lastOK) > f.timeout {
 			h.hung = err
@@ -609,6 +780,7 @@ func (f *fleetSource) dropHealth(m *managed) {
 	h := &f.health
 	h.mu.Lock()
 	delete(h.failing, m)
+	delete(h.blocked, m)
 	h.mu.Unlock()
 }
 
@@ -620,4 +792,11 @@ func (f *fleetSource) storeError(m *managed) error {
 		return fault.err
 	}
 	return h.hung
+}
+
+// isTimeout reports whether err is a timeout: the context's deadline, or
+// a network timeout (a client's own read timeout).
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &t) && t.Timeout()
 }
