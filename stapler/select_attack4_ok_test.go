@@ -74,9 +74,12 @@ func TestAttack4SelectionTable(t *testing.T) {
 		"min13": func(c *tls.Config) { c.MinVersion = tls.VersionTLS13 },
 	}
 	clients := map[string]func(*tls.Config){
-		"default":  func(*tls.Config) {},
-		"tls12":    func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 },
-		"p256only": func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12; c.CurvePreferences = []tls.CurveID{tls.CurveP256} },
+		"default": func(*tls.Config) {},
+		"tls12":   func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 },
+		"p256only": func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.CurvePreferences = []tls.CurveID{tls.CurveP256}
+		},
 		"p384only": func(c *tls.Config) { c.CurvePreferences = []tls.CurveID{tls.CurveP384} },
 		"staticrsa": func(c *tls.Config) {
 			c.MaxVersion = tls.VersionTLS12
