@@ -78,25 +78,11 @@ type wrapper struct {
 	probe *wrapperProbe // the answer to a probe, made once
 }
 
-// certificatesOf returns cfg's Certificates for a wrapper to keep: the
-// application's own slice, as tls.Config.Clone shares it (crypto/tls
-// forbids changing a config once in use), unless a leaf must be set on a
-// certificate that lacks one; then a copy, the application's being left
-// as it was.
-func certificatesOf(cfg *tls.Config) []tls.Certificate {
-	for i := range cfg.Certificates {
-		if c := &cfg.Certificates[i]; c.Leaf == nil && len(c.Certificate) > 0 {
-			return slices.Clone(cfg.Certificates)
-		}
-	}
-	return cfg.Certificates
-}
-
 // wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	w := &wrapper{
 		s:                    s,
-		certs:                certificatesOf(cfg),
+		certs:                slices.Clone(cfg.Certificates), // what cfg held: the application may change its own slice later
 		getCertificate:       cfg.GetCertificate,
 		getConfigForClient:   cfg.GetConfigForClient,
 		getClientCertificate: cfg.GetClientCertificate,
