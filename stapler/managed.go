@@ -87,7 +87,10 @@ type managed struct {
 	// Owned by the scheduler, under its lock: when the next query is due
 	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
 	due   int64
-	index int
+	index int32
+	// urgent: a handshake is waiting for this certificate's first staple;
+	// it is taken before the certificates merely due.
+	urgent bool
 
 	key [32]byte // SHA-256 of der; ID() is its hex
 }
