@@ -55,8 +55,10 @@ type Status struct {
 	// ResponderURL is the responder this status came from.
 	ResponderURL string `json:"responder_url"`
 	// CertStatus is CertGood, CertRevoked or CertUnknown: the certificate's
-	// status in the latest response.
-	CertStatus string `json:"cert_status"`
+	// status in the latest response. Empty, and left out of the JSON
+	// object, while no response is held yet (OCSP off, or the first query
+	// still to come): the spec's enumeration has no value for that.
+	CertStatus string `json:"cert_status,omitempty"`
 	// ProducedAt is when the responder signed the response.
 	ProducedAt HTTPDate `json:"produced_at,omitzero"`
 	// ThisUpdate is the most recent time the responder confirmed the status.

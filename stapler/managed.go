@@ -60,7 +60,8 @@ type managed struct {
 
 	der []byte // the leaf DER, shared with the application's certificate
 
-	// mu guards the fields below it, up to due and index (the scheduler's).
+	// mu guards the fields below it, up to due, index and urgent (the
+	// scheduler's, under its lock); key is set once, at registration.
 	mu          sync.Mutex
 	issuer      *x509.Certificate
 	orig        *tls.Certificate
@@ -87,9 +88,12 @@ type managed struct {
 	// Owned by the scheduler, under its lock: when the next query is due
 	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
 	due   int64
-	index int
+	index int32
+	// urgent: a handshake is waiting for this certificate's first staple;
+	// it is taken before the certificates merely due.
+	urgent bool
 
-	key [32]byte // SHA-256 of der; ID() is its hex
+	key [32]byte // SHA-256 of der; ID() is its hex; never changes
 }
 
 // url is the leaf's AIA OCSP URL, or "" (derived, not kept: at 100,000

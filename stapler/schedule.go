@@ -34,8 +34,9 @@ func newScheduler(c clock.Clock) *scheduler {
 func (s *scheduler) schedule(m *managed, at time.Time) {
 	s.mu.Lock()
 	m.due = at.UnixNano()
+	m.urgent = false
 	if m.index >= 0 {
-		heap.Fix(&s.queue, m.index)
+		heap.Fix(&s.queue, int(m.index))
 	} else {
 		heap.Push(&s.queue, m)
 	}
@@ -57,11 +58,27 @@ func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
 }
 
 // unschedule removes m from the heap: no query is planned.
+// hurry moves m, if it is planned and due by now, ahead of every other
+// certificate: a handshake is waiting for its first staple. The rate limit
+// and the workers still apply; only the order changes.
+func (s *scheduler) hurry(m *managed) {
+	s.mu.Lock()
+	moved := m.index >= 0 && !m.urgent && m.due <= s.clock.Now().UnixNano()
+	if moved {
+		m.urgent = true
+		heap.Fix(&s.queue, int(m.index))
+	}
+	s.mu.Unlock()
+	if moved {
+		s.poke()
+	}
+}
+
 func (s *scheduler) unschedule(m *managed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m.index >= 0 {
-		heap.Remove(&s.queue, m.index)
+		heap.Remove(&s.queue, int(m.index))
 	}
 	m.due = 0
 }
@@ -116,6 +133,7 @@ func (s *scheduler) run(ctx context.Context) {
 		if len(s.queue) > 0 {
 			if due := s.queue[0].due; due <= now.UnixNano() {
 				next = heap.Pop(&s.queue).(*managed)
+				next.urgent = false
 			} else if due < deadline.UnixNano() {
 				deadline = time.Unix(0, due)
 			}
@@ -164,15 +182,20 @@ func jitter(d time.Duration) time.Duration {
 // timerHeap orders managed certificates by due time.
 type timerHeap []*managed
 
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].urgent != h[j].urgent {
+		return h[i].urgent
+	}
+	return h[i].due < h[j].due
+}
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].index, h[j].index = int32(i), int32(j)
 }
 func (h *timerHeap) Push(x any) {
 	m := x.(*managed)
-	m.index = len(*h)
+	m.index = int32(len(*h))
 	*h = append(*h, m)
 }
 func (h *timerHeap) Pop() any {

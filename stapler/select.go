@@ -310,11 +310,11 @@ var helloConfigOffset = func() uintptr {
 	return f.Offset
 }()
 
-func helloConfig(h *tls.ClientHelloInfo) (uintptr, bool) {
+func helloConfig(h *tls.ClientHelloInfo) (*tls.Config, bool) {
 	if helloConfigOffset == ^uintptr(0) {
-		return 0, false
+		return nil, false
 	}
-	return uintptr(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(h), helloConfigOffset))), true
+	return (*tls.Config)(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(h), helloConfigOffset))), true
 }
 
 // fingerprintSeed keys the hellos' fingerprints: a client cannot make its
@@ -323,15 +323,22 @@ func helloConfig(h *tls.ClientHelloInfo) (uintptr, bool) {
 var fingerprintSeed = maphash.MakeSeed()
 
 // helloFingerprint hashes (maphash, keyed by a random seed) what
-// SupportsCertificate reads of a hello besides the server name, and the
-// config it belongs to (a clone of a wrapped config may allow other
+// SupportsCertificate reads of a hello besides the server name, and of the
+// config it belongs to: its version bounds, cipher suites and curve
+// preferences (by content: a config's address may be another config's
+// once it is collected, and a clone of a wrapped config may allow other
 // versions, suites or curves). Never 0.
-func helloFingerprint(h *tls.ClientHelloInfo, cfg uintptr) uint64 {
+func helloFingerprint(h *tls.ClientHelloInfo, cfg *tls.Config) uint64 {
 	// One keyed hash per list (fewer calls into a buffer cost more in
 	// copies than they save), chained by an odd multiplier: equal
 	// fingerprints need equal hashes of every list.
 	const k = 0x9e3779b97f4a7c15
-	fp := uint64(cfg) * k
+	var fp uint64 = 1
+	if cfg != nil {
+		fp = (uint64(cfg.MinVersion)<<16 | uint64(cfg.MaxVersion) | 1<<32) * k
+		fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(cfg.CipherSuites))) * k
+		fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(cfg.CurvePreferences))) * k
+	}
 	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedVersions))) * k
 	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SignatureSchemes))) * k
 	fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(h.SupportedCurves))) * k

@@ -16,9 +16,13 @@ import (
 // own SNI rules, NameToCertificate included), GetCertificate, or
 // GetConfigForClient; on the client side, GetClientCertificate or the
 // Certificates list (TLS 1.3 clients may staple too). The certificates in
-// the Certificates list are fetched at once, so the first handshake is
-// stapled. cfg and its certificates are never modified: handshakes get
-// stapled copies, swapped atomically when a staple changes.
+// the Certificates list are queued for their first fetch at once (at the
+// rate limit), and a handshake for one whose fetch is still queued moves
+// it to the front and waits for it (see WithColdWait), so that the first
+// handshake is stapled when the responder answers in time; Ready waits for
+// them all. cfg and its certificates are never modified, and a wrapped
+// config serves what cfg held when it was wrapped (the list is copied):
+// handshakes get stapled copies, swapped atomically when a staple changes.
 //
 // The returned config's Certificates and NameToCertificate are empty: the
 // certificates of cfg are selected by its GetCertificate (and
@@ -78,25 +82,11 @@ type wrapper struct {
 	probe *wrapperProbe // the answer to a probe, made once
 }
 
-// certificatesOf returns cfg's Certificates for a wrapper to keep: the
-// application's own slice, as tls.Config.Clone shares it (crypto/tls
-// forbids changing a config once in use), unless a leaf must be set on a
-// certificate that lacks one; then a copy, the application's being left
-// as it was.
-func certificatesOf(cfg *tls.Config) []tls.Certificate {
-	for i := range cfg.Certificates {
-		if c := &cfg.Certificates[i]; c.Leaf == nil && len(c.Certificate) > 0 {
-			return slices.Clone(cfg.Certificates)
-		}
-	}
-	return cfg.Certificates
-}
-
 // wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	w := &wrapper{
 		s:                    s,
-		certs:                certificatesOf(cfg),
+		certs:                slices.Clone(cfg.Certificates), // what cfg held: the application may change its own slice later
 		getCertificate:       cfg.GetCertificate,
 		getConfigForClient:   cfg.GetConfigForClient,
 		getClientCertificate: cfg.GetClientCertificate,
@@ -389,6 +379,9 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	v := m.viewOf(c, slots, i)
 	if !v.hasStaple {
 		if g := m.pending.Load(); g != nil {
+			if g.until.Load() == 0 { // not started: this certificate goes first
+				s.sched.hurry(m)
+			}
 			s.waitCold(ctx, g)
 			v = m.viewOf(c, slots, i)
 		}
