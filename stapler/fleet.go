@@ -70,20 +70,24 @@ func (f *fleetSource) firstReadTimeout() time.Duration {
 }
 
 // leaseStuck notes that m's lease was found held by another, and reports
-// whether it has been held since longer than twice the lease's lifetime
-// with the fleet's last attempt (attempted) unchanged: no server of the
+// whether it has been held, with the fleet's last attempt (attempted)
+// unchanged, for longer than twice the lease's lifetime: no server of the
 // fleet holds a lease that long without sharing an attempt, so someone
-// else wrote it.
-func (f *fleetSource) leaseStuck(m *managed, attempted int64, now time.Time, ttl time.Duration) bool {
+// else keeps writing it. Counted in real time, as Redis counts a lease's
+// life; or, once the held staple is past its half-life, on the
+// scheduling clock (now) too, which a machine's suspend or a test's
+// manual clock may run ahead of real time.
+func (f *fleetSource) leaseStuck(m *managed, held *record.Entry, attempted int64, now time.Time, ttl time.Duration) bool {
 	h := &f.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b, seen := h.blocked[m]
 	if !seen || b.attempted != attempted || now.Before(b.since) {
-		h.blocked[m] = leaseBlock{since: now, attempted: attempted}
+		h.blocked[m] = leaseBlock{since: now, real: time.Now(), attempted: attempted}
 		return false
 	}
-	return now.Sub(b.since) > 2*ttl
+	return time.Since(b.real) > 2*ttl ||
+		held != nil && pastHalfLife(held, now) && now.Sub(b.since) > 2*ttl
 }
 
 // leaseTaken notes that this server took m's lease.
@@ -94,10 +98,18 @@ func (f *fleetSource) leaseTaken(m *managed) {
 	h.mu.Unlock()
 }
 
+// pastHalfLife reports whether the held staple has lived past half its
+// validity at now.
+func pastHalfLife(held *record.Entry, now time.Time) bool {
+	this, next := held.ThisUpdate.Time(), held.Expires.Time()
+	return now.After(this.Add(next.Sub(this) / 2))
+}
+
 // leaseBlock is since when a certificate's lease has been found held by
 // others, and the fleet's last attempt then.
 type leaseBlock struct {
-	since     time.Time
+	since     time.Time // on the scheduling clock
+	real      time.Time
 	attempted int64
 }
 
@@ -215,11 +227,12 @@ func (f *fleetSource) refresh(m *managed) {
 		return
 	}
 	if !ok {
-		if f.leaseStuck(m, attempted, now, leaseTTL(cfg.Timeout())) {
+		if f.leaseStuck(m, base, attempted, now, leaseTTL(cfg.Timeout())) {
 			// Held past any lease's lifetime with no attempt recorded: a
-			// lease written by someone else than a server of the fleet
-			// (without a TTL, say). The store is not trusted with
-			// stopping the queries: query on our own.
+			// lease that someone else than a server of the fleet keeps
+			// writing (the store caps one without a TTL at the lease TTL).
+			// The store is not trusted with stopping the queries: query
+			// on our own.
 			s.log.Warn("ocsp: the certificate's lease has been held past its lifetime with no attempt shared; querying on our own", "id", m.ID())
 			f.refreshAlone(m)
 			return
@@ -550,8 +563,8 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 // queued (bulk). A certificate being read (busy) is not handed to another
 // worker: one announced meanwhile is queued again when the read is done.
 type notices struct {
-	mu      sync.Mutex // guards everything below
-	set     map[*managed]bool
+	mu      sync.Mutex        // guards everything below
+	set     map[*managed]bool // queued: in queue, bulk or retries
 	busy    map[*managed]bool
 	queue   []*managed
 	bulk    []*managed
@@ -567,7 +580,16 @@ type retry struct {
 
 func (n *notices) add(m *managed) {
 	n.mu.Lock()
-	if !n.set[m] {
+	if n.set[m] {
+		// Queued by a resync: announced now, it goes first.
+		for i, b := range n.bulk {
+			if b == m {
+				n.bulk = append(n.bulk[:i], n.bulk[i+1:]...)
+				n.queue = append(n.queue, m)
+				break
+			}
+		}
+	} else {
 		n.set[m] = true
 		n.queue = append(n.queue, m)
 	}
