@@ -90,6 +90,41 @@ func (f *fleetSource) leaseStuck(m *managed, held *record.Entry, attempted int64
 		held != nil && pastHalfLife(held, now) && now.Sub(b.since) > 2*ttl
 }
 
+// queried notes that this server queried the responder for m at now.
+func (f *fleetSource) queried(m *managed, now time.Time) {
+	h := &f.health
+	h.mu.Lock()
+	h.verified[m] = now
+	h.mu.Unlock()
+}
+
+// noteFresh notes, as queried does, that m holds a newer response than
+// base: its signed thisUpdate is later (the fetch time, store metadata,
+// does not count).
+func (f *fleetSource) noteFresh(m *managed, base *record.Entry, now time.Time) {
+	m.mu.Lock()
+	e := m.entry
+	m.mu.Unlock()
+	if e != nil && (base == nil || e.ThisUpdate > base.ThisUpdate) {
+		f.queried(m, now)
+	}
+}
+
+// overdue reports whether this server has neither queried nor seen a
+// newer response for m for two query intervals (interval) before now. A
+// certificate never seen so is noted at now.
+func (f *fleetSource) overdue(m *managed, now time.Time, interval time.Duration) bool {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, seen := h.verified[m]
+	if !seen || now.Before(at) {
+		h.verified[m] = now
+		return false
+	}
+	return now.Sub(at) > 2*interval
+}
+
 // leaseTaken notes that this server took m's lease.
 func (f *fleetSource) leaseTaken(m *managed) {
 	h := &f.health
@@ -154,7 +189,7 @@ func newFleetSource(s *Stapler, store cache.Store, leaser cache.Leaser) *fleetSo
 		timeout = storeTimeout
 	}
 	return &fleetSource{s: s, store: store, leaser: leaser, timeout: timeout,
-		health:  storeHealth{failing: map[*managed]storeFault{}, blocked: map[*managed]leaseBlock{}},
+		health:  storeHealth{failing: map[*managed]storeFault{}, blocked: map[*managed]leaseBlock{}, verified: map[*managed]time.Time{}},
 		notices: notices{set: map[*managed]bool{}, busy: map[*managed]bool{}, wake: make(chan struct{}, 1)}}
 }
 
@@ -204,9 +239,16 @@ func (f *fleetSource) refresh(m *managed) {
 	f.ok(m)
 	now := s.clock.Now()
 	if s.adopt(m, shared, state, now) || replaced() {
+		f.noteFresh(m, base, now)
 		return
 	}
-	if state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
+	// overdue: this server has neither queried nor seen a newer response
+	// for two query intervals. The fleet's state, unsigned, defers its
+	// queries no longer: someone who keeps writing a plausible state (an
+	// attempt just made, the next an interval away) would otherwise hold
+	// every server's queries off until the staple nears expiry.
+	overdue := f.overdue(m, now, cfg.QueryInterval())
+	if !overdue && state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
 		// Another server failed and plans the retry: adopt followed its
 		// plan. Unless it would let the staple held here expire first (the
 		// state is unsigned: anyone may have written it); then it is our
@@ -258,9 +300,10 @@ func (f *fleetSource) refresh(m *managed) {
 	}()
 	if shared, state, err = f.readShared(ctx, m); err == nil {
 		if s.adopt(m, shared, state, now) || replaced() {
+			f.noteFresh(m, base, now)
 			return
 		}
-		if state != nil && state.LastAttempt > attempted {
+		if !overdue && state != nil && state.LastAttempt > attempted {
 			// Another server just tried: its plan is ours (adopt followed
 			// it), or, when it planned none, look again now.
 			if state.Next <= now.UnixNano() {
@@ -269,6 +312,7 @@ func (f *fleetSource) refresh(m *managed) {
 			return
 		}
 	}
+	f.queried(m, now)
 	o := s.query(s.ctx, m)
 	if s.closing(m, o) {
 		return
@@ -326,6 +370,7 @@ func (f *fleetSource) forget(m *managed) {
 // refreshAlone queries without the fleet, when the store cannot be reached.
 func (f *fleetSource) refreshAlone(m *managed) {
 	s := f.s
+	f.queried(m, s.clock.Now())
 	if o := s.query(s.ctx, m); !s.closing(m, o) {
 		s.apply(m, o)
 	}
@@ -717,6 +762,9 @@ type storeHealth struct {
 	// blocked is, for the certificates whose lease others hold, since
 	// when (see leaseStuck).
 	blocked map[*managed]leaseBlock
+	// verified is, for each certificate, when this server last queried
+	// the responder or saw a newer response (see overdue).
+	verified map[*managed]time.Time
 
 	lastOK  time.Time // when an operation last succeeded
 	hangs   int       // operations timed out since then, in a row
@@ -803,6 +851,7 @@ func (f *fleetSource) dropHealth(m *managed) {
 	h.mu.Lock()
 	delete(h.failing, m)
 	delete(h.blocked, m)
+	delete(h.verified, m)
 	h.mu.Unlock()
 }
 
