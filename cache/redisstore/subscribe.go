@@ -264,10 +264,10 @@ type hearer struct {
 	ring [1024]string // the latest message IDs, oldest overwritten first
 	next int
 
-	mark    string    // the log entry up to which every change was heard; "" when none
-	marker  string    // the message ID of the marker awaited, if any
-	markID  string    // its log entry
-	markAt  time.Time // when the last marker was appended (or tried)
+	mark   string    // the log entry up to which every change was heard; "" when none
+	marker string    // the message ID of the marker awaited, if any
+	markID string    // its log entry
+	markAt time.Time // when the last marker was appended (or tried)
 }
 
 func (h *hearer) hear(payload string) {
