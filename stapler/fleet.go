@@ -596,7 +596,12 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		return true
 	}
 	f.ok(m)
-	s.adopt(m, shared, state, s.clock.Now())
+	m.mu.Lock()
+	base := m.entry
+	m.mu.Unlock()
+	now := s.clock.Now()
+	s.adopt(m, shared, state, now)
+	f.noteFresh(m, base, now)
 	return true
 }
 
