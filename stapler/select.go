@@ -51,11 +51,6 @@ type nameEntry struct {
 	more  []int32 // further candidates, ascending
 }
 
-// candidates returns the entry's positions as one ascending list.
-func (e nameEntry) candidates() []int32 {
-	return append([]int32{e.first}, e.more...)
-}
-
 func newNameIndex(certs []tls.Certificate, managedAt []*managed) *nameIndex {
 	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
 	for i := range certs {
@@ -173,32 +168,37 @@ func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *tls.Certificate, *ma
 			if len(wild) > 0 && wild[0] == i {
 				wild = wild[1:]
 			}
-			j, c := w.names.firstSupported(hello, &fp, certs, nil, wild)
+			j, c := w.names.firstSupported(hello, &fp, certs, -1, nil, wild)
 			return j, c, nil
 		}
-		var exact []int32
+		head, more := int32(-1), []int32(nil)
 		if hit {
-			exact = entry.candidates()
+			head, more = entry.first, entry.more
 		}
-		i, c := w.names.firstSupported(hello, &fp, certs, exact, wild)
+		i, c := w.names.firstSupported(hello, &fp, certs, head, more, wild)
 		return i, c, nil
 	}
 	i, c := w.selectSlowly(hello)
 	return i, c, nil
 }
 
-// firstSupported returns the first of the candidates (two ascending lists
-// of positions in certs) the hello supports, else certs[0].
-func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs []tls.Certificate, exact, wild []int32) (int, *tls.Certificate) {
-	for len(exact) > 0 || len(wild) > 0 {
+// firstSupported returns the first of the candidates the hello supports,
+// else certs[0]. The exact name's candidates are head (-1 for none) and
+// then more; wild are the wildcard's; all ascending positions in certs.
+// Nothing is allocated: a name with several certificates is a hit too.
+func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs []tls.Certificate, head int32, more, wild []int32) (int, *tls.Certificate) {
+	for head >= 0 || len(more) > 0 || len(wild) > 0 {
+		if head < 0 && len(more) > 0 {
+			head, more = more[0], more[1:]
+		}
 		var i int32
 		switch {
-		case len(wild) == 0 || len(exact) > 0 && exact[0] < wild[0]:
-			i, exact = exact[0], exact[1:]
-		case len(exact) == 0 || wild[0] < exact[0]:
+		case head >= 0 && (len(wild) == 0 || head < wild[0]):
+			i, head = head, -1
+		case head < 0 || wild[0] < head:
 			i, wild = wild[0], wild[1:]
 		default: // the same certificate in both
-			i, exact, wild = exact[0], exact[1:], wild[1:]
+			i, head, wild = head, -1, wild[1:]
 		}
 		if x.supports(hello, fp, &certs[i], i) {
 			return int(i), &certs[i]

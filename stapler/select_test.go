@@ -112,4 +112,26 @@ func TestSelectionByNameAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
 		t.Fatalf("%v allocations per selection, want 0", n)
 	}
+
+	// A name with two certificates (RSA listed first, then ECDSA), and a
+	// client that supports only the second: the candidates are walked
+	// without allocating either.
+	rsa, err := e.srv.Issue(responder.LeafOptions{KeyType: responder.RSA, DNSNames: []string{"both.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"both.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := e.s.Wrap(&tls.Config{Certificates: append(certs[:1:1], rsa.Certificate, ec.Certificate)})
+	hello = &tls.ClientHelloInfo{ServerName: "both.test", SupportedVersions: []uint16{tls.VersionTLS13},
+		SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedCurves: []tls.CurveID{tls.X25519}}
+	eventually(t, "a staple for both.test", func() bool { c, _ := both.GetCertificate(hello); return c != nil && c.OCSPStaple != nil })
+	if c, _ := both.GetCertificate(hello); c.Leaf.SerialNumber.Cmp(ec.Cert.SerialNumber) != 0 {
+		t.Fatal("chose the RSA certificate for an ECDSA-only client")
+	}
+	if n := testing.AllocsPerRun(1000, func() { both.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per selection among two candidates, want 0", n)
+	}
 }
