@@ -1,38 +1,13 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"os"
-	"os/exec"
 	"testing"
+
+	"github.com/staplerkit/ocsp/internal/testtools"
 )
 
-// TestMain says, in one line, which tests are skipped for want of a tool:
-// go test shows a passing package's output only with -v, so without -v the
-// line goes to the terminal, when there is one. (In CI, where $CI is set,
-// a missing tool fails its tests instead: .ci/run installs it.)
+// TestMain says, in one line, which tests are skipped for want of a tool.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	for _, tool := range []struct{ name, tests string }{
-		{"openssl", "the interoperability tests"},
-		{"redis-server", "the two-server Redis test"},
-	} {
-		if _, err := exec.LookPath(tool.name); err != nil && os.Getenv("CI") == "" {
-			note(fmt.Sprintf("examples/server: %s not installed: %s skipped (Debian: sudo apt-get install %s)", tool.name, tool.tests, tool.name))
-		}
-	}
-	m.Run()
-}
-
-// note prints msg where whoever runs go test sees it.
-func note(msg string) {
-	if !testing.Verbose() {
-		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
-			fmt.Fprintln(tty, msg)
-			tty.Close()
-			return
-		}
-	}
-	fmt.Fprintln(os.Stderr, msg)
+	testtools.Main(m, "examples/server", testtools.Tool{Name: "openssl", Tests: "the interoperability tests"},
+		testtools.Tool{Name: "redis-server", Tests: "the two-server Redis test"})
 }
