@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/staplerkit/ocsp/internal/record"
 )
@@ -19,17 +21,20 @@ func CertificateID(leafDER []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// view is what the handshake path reads: ready copies of the certificate,
-// swapped atomically whenever the staple changes.
+// view is what the handshake path reads: a ready copy of the certificate,
+// swapped atomically whenever the staple changes. One object a view: at
+// 100,000 certificates a second object's header and rounding are bytes
+// each certificate pays.
 type view struct {
-	orig *tls.Certificate // the certificate the copies were made from
-	bare *tls.Certificate // orig without any staple
-	// stapled is orig with the staple, when hasStaple; kept in the view
-	// itself (one allocation per view, not two: at 100,000 certificates
-	// the header and the rounding of a second object are 16 bytes each).
-	stapled   tls.Certificate
-	expires   int64  // Unix nanoseconds when the staple stops being usable
-	gen       uint64 // the certificate's generation it was made at
+	// cert is what a handshake is served: the certificate as it was
+	// wrapped (or as the application's GetCertificate returned it), with
+	// the staple when hasStaple and with no staple at all otherwise.
+	cert tls.Certificate
+	// home is the wrapped config's list entry the view was made for, or
+	// nil for a view made from a certificate an application's
+	// GetCertificate returned (see listEntry).
+	home      *listEntry
+	expires   int64 // Unix nanoseconds when the staple stops being usable
 	hasStaple bool
 	revoked   bool
 }
@@ -57,6 +62,10 @@ type managed struct {
 	// seconds), written only when that second has passed, so that
 	// handshakes on many cores rarely write the same cache line.
 	lastServed atomic.Int64
+	// bare is the last copy made of the certificate without its staple,
+	// for the handshakes that must not be stapled while the view holds a
+	// staple (see bareOf).
+	bare atomic.Pointer[tls.Certificate]
 
 	der []byte // the leaf DER, shared with the application's certificate
 
@@ -64,7 +73,6 @@ type managed struct {
 	// scheduler's, under its lock); key is set once, at registration.
 	mu          sync.Mutex
 	issuer      *x509.Certificate
-	orig        *tls.Certificate
 	entry       *record.Entry // the response stapled (good or revoked)
 	latest      *record.Entry // the latest verified answer (may be unknown)
 	lastErr     error
@@ -79,8 +87,6 @@ type managed struct {
 	restored      bool // the store was read for this certificate
 	failed        bool // recovery tries used up since the last success
 	expired       bool // the leaf is past its NotAfter: retired
-	// revoked is the Stapler's count of certificates stapled revoked.
-	revoked *atomic.Int64
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome
@@ -93,7 +99,10 @@ type managed struct {
 	// it is taken before the certificates merely due.
 	urgent bool
 
-	key [32]byte // SHA-256 of der; ID() is its hex; never changes
+	// keyPrefix is the first 8 bytes of der's SHA-256 (the ID's first 16
+	// hex digits): a lookup by ID compares it before hashing der. The
+	// whole hash is not kept: at 100,000 certificates it is 3.2 MB.
+	keyPrefix uint64
 }
 
 // url is the leaf's AIA OCSP URL, or "" (derived, not kept: at 100,000
@@ -106,7 +115,16 @@ func (m *managed) url() string {
 }
 
 // ID is the certificate's ID, the hex SHA-256 of its leaf DER.
-func (m *managed) ID() string { return hex.EncodeToString(m.key[:]) }
+func (m *managed) ID() string {
+	key := m.key()
+	return hex.EncodeToString(key[:])
+}
+
+// key is the SHA-256 of the leaf DER.
+func (m *managed) key() [32]byte { return sha256.Sum256(m.der) }
+
+// prefixOf is the keyPrefix of a certificate whose leaf DER hashes to key.
+func prefixOf(key [32]byte) uint64 { return binary.BigEndian.Uint64(key[:8]) }
 
 // coldGate is where cold handshakes wait for a certificate's first staple.
 type coldGate struct {
@@ -140,36 +158,31 @@ func (m *managed) querying(deadline time.Time) {
 	}
 }
 
-// publishLocked makes a new view from orig and entry, and keeps the
-// Stapler's count of revoked certificates.
-func (m *managed) publishLocked() {
-	v := m.viewForLocked(m.orig)
-	v.gen++ // a new generation: views made for other certificate pointers are stale
-	if old := m.view.Load(); m.revoked != nil && !m.removed.Load() {
+// publishLocked makes a new view with the current staple, from the
+// certificate the current view was made from, and keeps revoked, the
+// Stapler's count of certificates stapled revoked.
+func (m *managed) publishLocked(revoked *atomic.Int64) {
+	old := m.view.Load()
+	v := m.viewFromLocked(&old.cert, old.home)
+	if !m.removed.Load() {
 		switch {
-		case v.revoked && (old == nil || !old.revoked):
-			m.revoked.Add(1)
-		case !v.revoked && old != nil && old.revoked:
-			m.revoked.Add(-1)
+		case v.revoked && !old.revoked:
+			revoked.Add(1)
+		case !v.revoked && old.revoked:
+			revoked.Add(-1)
 		}
 	}
 	m.view.Store(v)
 }
 
-// viewForLocked makes the copies of c with the current staple.
-func (m *managed) viewForLocked(c *tls.Certificate) *view {
-	v := &view{orig: c, bare: c}
-	if cur := m.view.Load(); cur != nil {
-		v.gen = cur.gen // the generation of the staple (views count the staple changes)
-	}
-	if c.OCSPStaple != nil {
-		bare := *c
-		bare.OCSPStaple = nil
-		v.bare = &bare
-	}
+// viewFromLocked makes a view of c, for home, with the current staple (c's
+// own staple, if it has one, is never served: the Stapler staples what it
+// verified, or nothing).
+func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
+	v := &view{cert: *c, home: home}
+	v.cert.OCSPStaple = nil
 	if m.entry != nil {
-		v.stapled = *c
-		v.stapled.OCSPStaple = m.entry.Raw
+		v.cert.OCSPStaple = m.entry.Raw
 		v.hasStaple = true
 		v.expires = int64(m.entry.Expires)
 		v.revoked = m.entry.Status == record.Revoked
@@ -177,65 +190,147 @@ func (m *managed) viewForLocked(c *tls.Certificate) *view {
 	return v
 }
 
-// viewSlots is where a wrapped config keeps, for each certificate of its
-// list, the view of its own copy when that copy is not the one the
-// certificate's state serves (the same leaf listed in two configs). Made
-// on first need: most configs never need it.
-type viewSlots struct {
-	p atomic.Pointer[[]atomic.Pointer[view]]
-	n int
+// listEntry is a wrapped config's entry for one certificate of its list.
+// The certificate as it was wrapped is kept in views only, not in a copy
+// of the list: m's view is made for the entry that wrapped the certificate
+// last, and every other entry listing the same leaf keeps a view of its
+// own (two configs may hold different chains or keys for one leaf, and each
+// serves what it held when it was wrapped).
+type listEntry struct {
+	m *managed // the certificate's state; nil for an entry with no certificate
+	// own is the entry's view while m's view is made for another entry
+	// or certificate. It is set before m's view moves away from the entry
+	// (moveLocked), so that a handshake which finds m's view made for
+	// another finds own set.
+	own atomic.Pointer[view]
 }
 
-// at returns slot i, making the slots on first use.
-func (vs *viewSlots) at(i int) *atomic.Pointer[view] {
-	p := vs.p.Load()
-	if p == nil {
-		fresh := make([]atomic.Pointer[view], vs.n)
-		if !vs.p.CompareAndSwap(nil, &fresh) {
-			p = vs.p.Load()
-		} else {
-			p = &fresh
-		}
-	}
-	return &(*p)[i]
-}
+// view is the entry's view, with the certificate's current staple.
+func (l *listEntry) view() *view { return l.viewWith(l.m) }
 
-// viewOf returns the view to serve c from. slots, when not nil, are where a
-// wrapped config keeps the views of its own copies, c's at slots.at(i): a
-// view made for c and still current (no staple change since) is served
-// from it, so that configs listing the same leaf do not take turns
-// rebuilding the certificate's view (a lock and allocations per
-// handshake).
-func (m *managed) viewOf(c *tls.Certificate, slots *viewSlots, i int) *view {
-	v := m.view.Load()
-	if v.orig == c {
+// viewWith is view for m, the entry's state (l.m, known to the caller: on
+// the handshake path the entry itself is not read when m's view is its own).
+func (l *listEntry) viewWith(m *managed) *view {
+	if v := m.view.Load(); v.home == l {
 		return v
 	}
-	if slots == nil {
-		return m.rebase(c)
-	}
-	slot := slots.at(i)
-	if sv := slot.Load(); sv != nil && sv.gen == v.gen && sv.orig == c {
+	return l.ownView()
+}
+
+// ownView is the entry's own view, made anew when the certificate's staple
+// changed since it was made.
+func (l *listEntry) ownView() *view {
+	m := l.m
+	if sv := l.own.Load(); sv != nil && sameStaple(sv, m.view.Load()) {
 		return sv
 	}
 	m.mu.Lock()
-	sv := m.viewForLocked(c)
-	m.mu.Unlock()
-	slot.Store(sv)
+	defer m.mu.Unlock()
+	cur := m.view.Load()
+	if cur.home == l {
+		return cur
+	}
+	sv := l.own.Load()
+	if sv == nil { // never: own is set before m's view moves away from l
+		return cur
+	}
+	if sameStaple(sv, cur) {
+		return sv
+	}
+	sv = m.viewFromLocked(&sv.cert, l)
+	l.own.Store(sv)
 	return sv
 }
 
-// rebase makes c the certificate the copies are made from (an application's
-// GetCertificate may return a new pointer for the same leaf).
-func (m *managed) rebase(c *tls.Certificate) *view {
+// base is the certificate as the entry wrapped it, with whatever staple
+// its view holds: what selection reads of it (never the staple).
+func (l *listEntry) base() *tls.Certificate {
+	if l.m != nil {
+		if v := l.m.view.Load(); v.home == l {
+			return &v.cert
+		}
+	}
+	return &l.own.Load().cert
+}
+
+// sameStaple reports whether two views of one certificate hold the same
+// staple: a view of another entry made before a staple change does not.
+func sameStaple(a, b *view) bool {
+	return a.hasStaple == b.hasStaple && a.expires == b.expires && a.revoked == b.revoked &&
+		len(a.cert.OCSPStaple) == len(b.cert.OCSPStaple) &&
+		unsafe.SliceData(a.cert.OCSPStaple) == unsafe.SliceData(b.cert.OCSPStaple)
+}
+
+// adopt makes c, as list entry l wrapped it, the certificate m's view is
+// made from; the entry the view was made for keeps it as its own.
+func (m *managed) adopt(l *listEntry, c *tls.Certificate) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if v := m.view.Load(); v.orig == c {
+	m.moveLocked(c, l)
+}
+
+// moveLocked makes m's view one of c for home, with the same staple.
+func (m *managed) moveLocked(c *tls.Certificate, home *listEntry) {
+	cur := m.view.Load()
+	if cur.home != nil && cur.home != home {
+		cur.home.own.Store(cur) // before the view moves: see listEntry.own
+	}
+	m.view.Store(m.viewFromLocked(c, home))
+}
+
+// viewFor is the view to serve c from, a certificate an application's
+// GetCertificate returned: m's view when it was made from the same
+// certificate (the same chain, key and leaf: the pointer may differ), or
+// else a new one made from c.
+func (m *managed) viewFor(c *tls.Certificate) *view {
+	if v := m.view.Load(); sameCertificate(&v.cert, c) {
 		return v
 	}
-	m.orig = c
-	m.publishLocked()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.view.Load(); sameCertificate(&v.cert, c) {
+		return v
+	}
+	m.moveLocked(c, nil)
 	return m.view.Load()
+}
+
+// sameCertificate reports whether c is the certificate v was made from
+// (by the identity of what it holds, not its contents: the same chain,
+// key, leaf, algorithms and timestamps), its staple aside. A c without a
+// Leaf matches v's parsed one.
+func sameCertificate(v, c *tls.Certificate) bool {
+	return sameSlice(v.Certificate, c.Certificate) && sameInterface(v.PrivateKey, c.PrivateKey) &&
+		(v.Leaf == c.Leaf || c.Leaf == nil) &&
+		sameSlice(v.SupportedSignatureAlgorithms, c.SupportedSignatureAlgorithms) &&
+		sameSlice(v.SignedCertificateTimestamps, c.SignedCertificateTimestamps)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// sameInterface reports whether a and b are the same value: the same type
+// and the same data word. (== would panic for a key of an uncomparable
+// type, such as ed25519.PrivateKey.)
+func sameInterface(a, b any) bool {
+	return *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b))
+}
+
+// bareOf is v's certificate without a staple: for a handshake that must
+// not be stapled while v holds a staple (OCSP turned off, an expired
+// staple). The copy is kept for the next such handshake.
+func (m *managed) bareOf(v *view) *tls.Certificate {
+	if !v.hasStaple {
+		return &v.cert
+	}
+	if b := m.bare.Load(); b != nil && sameCertificate(b, &v.cert) && b.Leaf == v.cert.Leaf {
+		return b
+	}
+	b := v.cert
+	b.OCSPStaple = nil
+	m.bare.Store(&b)
+	return &b
 }
 
 // policy is the certificate's effective policy.

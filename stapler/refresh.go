@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/staplerkit/ocsp/config"
@@ -284,7 +285,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		next = now.Add(staleBackoff(m.entry, cfg, now))
 	case err == nil && e.Status != record.Unknown:
 		installed = e
-		m.installLocked(e)
+		m.installLocked(e, &s.revokedCount)
 		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)
 	default:
@@ -298,7 +299,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 			m.failed, m.tries = true, 0
 			if s.opts.dropOnFailure && m.entry != nil {
 				m.entry = nil
-				m.publishLocked()
+				m.publishLocked(&s.revokedCount)
 			}
 			next = now.Add(jitter(cfg.QueryInterval()))
 		} else {
@@ -318,9 +319,9 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 
 // installLocked makes e, a verified response, m's staple: served from the
 // next handshake on. m.mu is held.
-func (m *managed) installLocked(e *record.Entry) {
+func (m *managed) installLocked(e *record.Entry, revoked *atomic.Int64) {
 	m.entry, m.latest, m.lastSuccess = e, e, e.FetchedAt
-	m.publishLocked()
+	m.publishLocked(revoked)
 }
 
 // settleLocked ends a transition of m made under m.mu, and releases the
@@ -370,7 +371,7 @@ func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now
 		shared = &same
 	}
 	if newer {
-		m.installLocked(shared)
+		m.installLocked(shared, &s.revokedCount)
 	}
 	failedAttempt := false // the fleet's last attempt failed, and is now ours
 	if state != nil && record.Instant(state.LastAttempt) >= m.lastAttempt {

@@ -35,13 +35,16 @@ func (s *Stapler) add(c *tls.Certificate) *managed {
 	if m := s.index.get(c.Certificate[0]); m != nil {
 		return m
 	}
-	return s.addAll([]*tls.Certificate{c}, false)[0]
+	return s.addAll([]*tls.Certificate{c}, nil)[0]
 }
 
 // addAll registers certificates in one batch (one pass over the index, not
-// one per certificate) and returns the state of each, in order. listed
-// says they are a wrapped config's Certificates, which never retire.
-func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
+// one per certificate) and returns the state of each, in order. homes, when
+// not nil, are the wrapped config's list entries of certs (which never
+// retire): a certificate seen for the first time gets its view made for
+// its entry.
+func (s *Stapler) addAll(certs []*tls.Certificate, homes []*listEntry) []*managed {
+	listed := homes != nil
 	out := make([]*managed, len(certs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -58,7 +61,11 @@ func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
 			out[i] = m
 			continue
 		}
-		out[i] = s.newManaged(c, key)
+		var home *listEntry
+		if homes != nil {
+			home = homes[i]
+		}
+		out[i] = s.newManaged(c, key, home)
 		batch[key] = out[i]
 		fresh = append(fresh, out[i])
 	}
@@ -69,7 +76,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
 	}
 	if s.byKey != nil {
 		for _, m := range fresh {
-			s.byKey[m.key] = m
+			s.byKey[m.key()] = m
 		}
 	}
 	if listed { // marked before the bound is applied: listed certificates never retire
@@ -96,11 +103,12 @@ func (s *Stapler) addAll(certs []*tls.Certificate, listed bool) []*managed {
 	return out
 }
 
-// newManaged makes the state of a certificate seen for the first time.
+// newManaged makes the state of a certificate seen for the first time, its
+// view made for home (nil for an application's GetCertificate's).
 // Callers hold s.mu.
-func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
+func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) *managed {
 	der := c.Certificate[0]
-	m := &managed{key: key, der: der, orig: c, index: -1, revoked: &s.revokedCount}
+	m := &managed{keyPrefix: prefixOf(key), der: der, index: -1}
 	m.settings.Store(s.defaultSettings)
 	leaf := c.Leaf
 	if leaf == nil || !sameBytes(leaf.Raw, der) {
@@ -115,7 +123,7 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte) *managed {
 		m.mustStaple = hasMustStaple(leaf)
 		m.issuer, m.issuerChecked = s.chainIssuer(c, leaf)
 	}
-	m.publishLocked()
+	m.view.Store(m.viewFromLocked(c, home)) // no staple yet
 	return m
 }
 
@@ -195,8 +203,9 @@ func (s *Stapler) lookup(id string) (*managed, error) {
 			return m, nil
 		}
 	}
+	prefix := prefixOf(key)
 	for _, m := range s.order {
-		if m.key == key {
+		if m.keyPrefix == prefix && m.key() == key {
 			return m, nil
 		}
 	}
@@ -252,7 +261,9 @@ func (s *Stapler) removeLocked(m *managed) bool {
 	}
 	m.mu.Unlock()
 	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
-	delete(s.byKey, m.key)
+	if s.byKey != nil {
+		delete(s.byKey, m.key())
+	}
 	s.index.remove(m)
 	s.sched.unschedule(m)
 	m.disarm()

@@ -31,8 +31,9 @@ import (
 type nameIndex struct {
 	exact    map[string]nameEntry
 	wildcard map[string][]int32
-	// class[i] is the key class of certs[i] (keyClass), for the support
-	// cache; 0 when its support is never cached.
+	// class[i] is the key class of the certificate at position i
+	// (keyClass), for the support cache; 0 when its support is never
+	// cached.
 	class []uint32
 	// supported remembers SupportsCertificate's answers by hello
 	// fingerprint and key class: crypto/tls allocates to answer, and a
@@ -45,25 +46,26 @@ type nameIndex struct {
 // own memory, so that with 100,000 certificates a hit costs no further
 // cache misses to find it; and any others.
 type nameEntry struct {
-	m     *managed // certs[first]'s state; nil when it has none
+	m     *managed // the state of the certificate at first; nil when it has none
 	first int32
 	class uint32
 	more  []int32 // further candidates, ascending
 }
 
-func newNameIndex(certs []tls.Certificate, managedAt []*managed) *nameIndex {
-	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(certs))}
-	for i := range certs {
-		leaf := certs[i].Leaf
+func newNameIndex(w *wrapper) *nameIndex {
+	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(w.list))}
+	for i := range w.list {
+		c := w.certAt(i)
+		leaf := c.Leaf
 		if leaf == nil {
 			continue // not parsed: never valid for a name
 		}
-		x.class[i] = keyClass(&certs[i])
+		x.class[i] = keyClass(c)
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
 			if plainHostname(name) { // only a plain name can equal a plain server name
 				if e, ok := x.exact[name]; !ok {
-					x.exact[name] = nameEntry{m: managedAt[i], first: int32(i), class: x.class[i]}
+					x.exact[name] = nameEntry{m: w.list[i].m, first: int32(i), class: x.class[i]}
 				} else if e.first != int32(i) {
 					e.more = appendOnce(e.more, int32(i))
 					x.exact[name] = e
@@ -113,42 +115,42 @@ func plainHostname(name string) bool {
 	return !allDigits
 }
 
-// selectCertificate picks from w.certs as crypto/tls does. It returns the
-// index in w.certs, or -1 for a NameToCertificate entry outside the list.
+// selectCertificate picks from the list as crypto/tls does. It returns the
+// position in the list, or -1 and the certificate for a NameToCertificate
+// entry outside the list.
 func (w *wrapper) selectCertificate(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
-	i, c, _ := w.choose(hello)
-	return i, c
+	i, _, outside := w.choose(hello)
+	if outside != nil {
+		return -1, outside
+	}
+	return i, nil
 }
 
 // choose is selectCertificate, and also returns the chosen certificate's
-// state when the name index had it at hand (nil otherwise: see managedAt).
-func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *tls.Certificate, *managed) {
-	certs := w.certs
-	if len(certs) == 1 {
-		return 0, &certs[0], nil
+// state when the name index had it at hand (nil otherwise: see listEntry).
+func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *managed, *tls.Certificate) {
+	if len(w.list) == 1 {
+		return 0, nil, nil
 	}
 	if w.byName != nil {
 		name := strings.ToLower(hello.ServerName)
-		cert, ok := w.byName[name]
+		t, ok := w.byName[name]
 		if !ok && len(name) > 0 {
 			labels := strings.Split(name, ".")
 			labels[0] = "*"
-			cert, ok = w.byName[strings.Join(labels, ".")]
+			t, ok = w.byName[strings.Join(labels, ".")]
 		}
 		if ok {
-			for i := range certs {
-				if cert == &certs[i] {
-					return i, cert, nil
-				}
+			if t.i >= 0 {
+				return int(t.i), nil, nil
 			}
-			return -1, cert, nil
+			return -1, nil, t.c
 		}
 	}
 	if name := hello.ServerName; name != "" && w.names != nil {
 		entry, hit := w.names.exact[name]
 		if !hit && !plainHostname(name) {
-			i, c := w.selectSlowly(hello)
-			return i, c, nil
+			return w.selectSlowly(hello), nil, nil
 		}
 		var wild []int32
 		if len(w.names.wildcard) > 0 {
@@ -162,31 +164,29 @@ func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *tls.Certificate, *ma
 			// certificate; nothing else to read unless the client does
 			// not support it.
 			i := entry.first
-			if w.names.supportsClass(hello, &fp, &certs[i], entry.class) {
-				return int(i), &certs[i], entry.m
+			if w.names.supportsClass(hello, &fp, w, i, entry.class) {
+				return int(i), entry.m, nil
 			}
 			if len(wild) > 0 && wild[0] == i {
 				wild = wild[1:]
 			}
-			j, c := w.names.firstSupported(hello, &fp, certs, -1, nil, wild)
-			return j, c, nil
+			return w.firstSupported(hello, &fp, -1, nil, wild), nil, nil
 		}
 		head, more := int32(-1), []int32(nil)
 		if hit {
 			head, more = entry.first, entry.more
 		}
-		i, c := w.names.firstSupported(hello, &fp, certs, head, more, wild)
-		return i, c, nil
+		return w.firstSupported(hello, &fp, head, more, wild), nil, nil
 	}
-	i, c := w.selectSlowly(hello)
-	return i, c, nil
+	return w.selectSlowly(hello), nil, nil
 }
 
-// firstSupported returns the first of the candidates the hello supports,
-// else certs[0]. The exact name's candidates are head (-1 for none) and
-// then more; wild are the wildcard's; all ascending positions in certs.
-// Nothing is allocated: a name with several certificates is a hit too.
-func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs []tls.Certificate, head int32, more, wild []int32) (int, *tls.Certificate) {
+// firstSupported returns the position of the first of the candidates the
+// hello supports, else 0. The exact name's candidates are head (-1 for
+// none) and then more; wild are the wildcard's; all ascending positions in
+// the list. Nothing is allocated: a name with several certificates is a
+// hit too.
+func (w *wrapper) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, head int32, more, wild []int32) int {
 	for head >= 0 || len(more) > 0 || len(wild) > 0 {
 		if head < 0 && len(more) > 0 {
 			head, more = more[0], more[1:]
@@ -200,40 +200,36 @@ func (x *nameIndex) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, certs
 		default: // the same certificate in both
 			i, head, wild = head, -1, wild[1:]
 		}
-		if x.supports(hello, fp, &certs[i], i) {
-			return int(i), &certs[i]
+		if w.names.supportsClass(hello, fp, w, i, w.names.class[i]) {
+			return int(i)
 		}
 	}
-	return 0, &certs[0]
+	return 0
 }
 
 // selectSlowly is crypto/tls's rule: the first certificate the hello
 // supports, asking each in turn, else the first.
-func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) (int, *tls.Certificate) {
-	certs := w.certs
-	for i := range certs {
-		if hello.SupportsCertificate(&certs[i]) == nil {
-			return i, &certs[i]
+func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) int {
+	for i := range w.list {
+		if hello.SupportsCertificate(w.certAt(i)) == nil {
+			return i
 		}
 	}
-	return 0, &certs[0]
+	return 0
 }
 
-// supports is hello.SupportsCertificate(c) for certs[i], a certificate
-// already known to be valid for the hello's server name, remembered by the
-// hello's fingerprint (*fp, computed once per hello) and c's key class.
-func (x *nameIndex) supports(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, i int32) bool {
-	return x.supportsClass(hello, fp, c, x.class[i])
-}
-
-// supportsClass is supports for a certificate of key class class.
-func (x *nameIndex) supportsClass(hello *tls.ClientHelloInfo, fp *uint64, c *tls.Certificate, class uint32) bool {
+// supportsClass is hello.SupportsCertificate for the certificate at
+// position i of w's list, of key class class, one already known to be
+// valid for the hello's server name; remembered by the hello's fingerprint
+// (*fp, computed once per hello) and the key class.
+func (x *nameIndex) supportsClass(hello *tls.ClientHelloInfo, fp *uint64, w *wrapper, i int32, class uint32) bool {
 	if class == 0 {
-		return supportsIgnoringName(hello, c)
+		return supportsIgnoringName(hello, w.certAt(int(i)))
 	}
-	if ok, known := supports13(hello, c, class); known {
+	if ok, known := supports13(hello, w, i, class); known {
 		return ok
 	}
+	c := w.certAt(int(i))
 	if *fp == 0 {
 		cfg, ok := helloConfig(hello)
 		if !ok {

@@ -52,10 +52,10 @@ var (
 	tls13Checked = checkTLS13Decomposition()
 )
 
-// supports13 answers hello.SupportsCertificate(c) ignoring the name, for a
-// certificate of key class class (not 0). ok is false when it cannot: not
+// supports13 answers hello.SupportsCertificate ignoring the name, for the
+// certificate at position i of w's list, of key class class (not 0). ok is false when it cannot: not
 // TLS 1.3, more than four versions, or the decomposition is off.
-func supports13(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32) (supported, ok bool) {
+func supports13(hello *tls.ClientHelloInfo, w *wrapper, i int32, class uint32) (supported, ok bool) {
 	if !tls13Checked || len(hello.SupportedVersions) > 4 || helloConfigOffset == ^uintptr(0) {
 		return false, false
 	}
@@ -82,7 +82,7 @@ func supports13(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32) (s
 			if asked++; asked > maxAsks13 {
 				return false, false
 			}
-			suits = schemeSuits(hello, c, class, s)
+			suits = schemeSuits(hello, w.certAt(int(i)), class, s)
 		}
 		if suits {
 			return true, true

@@ -25,7 +25,8 @@ func TestManyUnknownSchemesCostABoundedNumberOfCalls(t *testing.T) {
 	}
 	schemes = append(schemes, tls.ECDSAWithP256AndSHA256)
 	hello := &tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS13}, SignatureSchemes: schemes}
-	if _, known := supports13(hello, c, class); known {
+	w := listOf(c)
+	if _, known := supports13(hello, w, 0, class); known {
 		t.Fatal("a hello with 2001 schemes was answered by the per-scheme shortcut")
 	}
 	hello.SignatureSchemes = append(schemes[:10:10], tls.ECDSAWithP256AndSHA256)
@@ -35,7 +36,7 @@ func TestManyUnknownSchemesCostABoundedNumberOfCalls(t *testing.T) {
 			before++
 		}
 	}
-	supported, known := supports13(hello, c, class)
+	supported, known := supports13(hello, w, 0, class)
 	after := 0
 	for _, s := range schemes[:10] {
 		if _, known := schemeKnown(class, s); known {
@@ -111,7 +112,7 @@ func TestSelectionMatchesCryptoTLSOnRandomHellos(t *testing.T) {
 		}
 		want := 0
 		for j := range certs {
-			if h.SupportsCertificate(&w.certs[j]) == nil {
+			if h.SupportsCertificate(w.certAt(j)) == nil {
 				want = j
 				break
 			}
@@ -120,4 +121,14 @@ func TestSelectionMatchesCryptoTLSOnRandomHellos(t *testing.T) {
 			t.Fatalf("hello %d (%+v): chose certificate %d, crypto/tls %d", i, h, got, want)
 		}
 	}
+}
+
+// listOf is a wrapper whose list holds certs and nothing else: enough for
+// selection's helpers.
+func listOf(certs ...*tls.Certificate) *wrapper {
+	w := &wrapper{list: make([]listEntry, len(certs))}
+	for i, c := range certs {
+		w.list[i].own.Store(&view{cert: *c, home: &w.list[i]})
+	}
+	return w
 }

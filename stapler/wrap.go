@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"reflect"
-	"slices"
 	"time"
 )
 
@@ -59,18 +58,20 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 // wrapped config's callbacks (its methods) call.
 type wrapper struct {
 	s *Stapler
-	// certs is a copy of the application's Certificates; managedAt[i] is
-	// the state of certs[i] (nil for an empty entry), found once at Wrap
-	// so that the handshake path goes straight from the chosen index to
-	// its staple.
-	certs     []tls.Certificate
-	managedAt []*managed
-	// views.at(i) is the view of certs[i] when another config's copy of
-	// the same leaf is the certificate's own (see managed.viewOf).
-	views viewSlots
-	// byName is the application's NameToCertificate, pointing into certs.
-	byName map[string]*tls.Certificate
-	// names indexes certs by the names their leaves are valid for.
+	// list has an entry for each certificate of the application's
+	// Certificates, as it was when wrapped: its state, found once at Wrap
+	// so that the handshake path goes straight from the chosen position to
+	// its staple, and the certificate itself, kept in views (see
+	// listEntry): there is no copy of the list beside them.
+	list []listEntry
+	// asWrappedAt holds the entries that carried a staple of the
+	// application's own, as they were: served as they are while the
+	// Stapler staples nothing (the Stapler's views hold no such staple).
+	asWrappedAt map[int32]*tls.Certificate
+	// byName is the application's NameToCertificate: a position in list,
+	// or a certificate outside it.
+	byName map[string]nameTarget
+	// names indexes list by the names its leaves are valid for.
 	names *nameIndex
 
 	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
@@ -82,50 +83,70 @@ type wrapper struct {
 	probe *wrapperProbe // the answer to a probe, made once
 }
 
+// nameTarget is where a NameToCertificate entry points: the certificate at
+// position i of the list, or c, a certificate outside it (i < 0).
+type nameTarget struct {
+	i int32
+	c *tls.Certificate
+}
+
 // wrap makes the wrapped clone of cfg, an application config.
 func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
+	// What cfg holds now: the application may change its own slice later.
+	captured := cfg.Certificates
 	w := &wrapper{
 		s:                    s,
-		certs:                slices.Clone(cfg.Certificates), // what cfg held: the application may change its own slice later
+		list:                 make([]listEntry, len(captured)),
 		getCertificate:       cfg.GetCertificate,
 		getConfigForClient:   cfg.GetConfigForClient,
 		getClientCertificate: cfg.GetClientCertificate,
 	}
 	w.probe = &wrapperProbe{w}
 	var listed []*tls.Certificate
-	for i := range w.certs {
-		if len(w.certs[i].Certificate) > 0 {
-			listed = append(listed, &w.certs[i])
+	var homes []*listEntry
+	for i := range captured {
+		c := &captured[i]
+		if c.OCSPStaple != nil {
+			if w.asWrappedAt == nil {
+				w.asWrappedAt = map[int32]*tls.Certificate{}
+			}
+			kept := *c
+			w.asWrappedAt[int32(i)] = &kept
+		}
+		if len(c.Certificate) > 0 {
+			listed = append(listed, c)
+			homes = append(homes, &w.list[i])
+		} else {
+			l := &w.list[i]
+			l.own.Store(&view{cert: *c, home: l})
 		}
 	}
-	added := s.addAll(listed, true)
-	w.managedAt = make([]*managed, len(w.certs))
-	w.views.n = len(w.certs)
-	for i, j := 0, 0; i < len(w.certs); i++ {
-		if len(w.certs[i].Certificate) > 0 {
-			w.managedAt[i] = added[j]
-			j++
+	for j, m := range s.addAll(listed, homes) {
+		l := homes[j]
+		l.m = m
+		if m.view.Load().home != l { // known already: listed elsewhere, or served
+			c := *listed[j]
+			if c.Leaf == nil && m.leaf != nil {
+				// crypto/tls parses a certificate without Leaf on every
+				// SupportsCertificate; ours is parsed already.
+				c.Leaf = m.leaf
+			}
+			m.adopt(l, &c)
 		}
 	}
-	for i := range w.certs {
-		// crypto/tls parses a certificate without Leaf on every
-		// SupportsCertificate; ours are parsed already.
-		if w.certs[i].Leaf == nil && w.managedAt[i] != nil && w.managedAt[i].leaf != nil {
-			w.certs[i].Leaf = w.managedAt[i].leaf
-		}
-	}
-	if len(w.certs) > 1 {
-		w.names = newNameIndex(w.certs, w.managedAt)
+	if len(w.list) > 1 {
+		w.names = newNameIndex(w)
 	}
 	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
-		w.byName = make(map[string]*tls.Certificate, len(cfg.NameToCertificate))
+		w.byName = make(map[string]nameTarget, len(cfg.NameToCertificate))
 		for name, p := range cfg.NameToCertificate {
-			w.byName[name] = p
-			for i := range cfg.Certificates {
-				if p == &cfg.Certificates[i] {
-					w.byName[name] = &w.certs[i]
+			t := nameTarget{i: -1, c: p}
+			for i := range captured {
+				if p == &captured[i] {
+					t = nameTarget{i: int32(i)}
 				}
 			}
+			w.byName[name] = t
 		}
 	}
 
@@ -150,8 +171,30 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	return c
 }
 
+// certAt is the certificate at position i of the list, as it was wrapped
+// (with whatever staple its view holds): what selection reads of it.
+func (w *wrapper) certAt(i int) *tls.Certificate { return w.list[i].base() }
+
+// captured is the list as it was wrapped: copies, staples as the
+// application set them.
+func (w *wrapper) captured() []tls.Certificate {
+	if len(w.list) == 0 {
+		return nil
+	}
+	certs := make([]tls.Certificate, len(w.list))
+	for i := range w.list {
+		if c, ok := w.asWrappedAt[int32(i)]; ok {
+			certs[i] = *c
+			continue
+		}
+		certs[i] = *w.certAt(i)
+		certs[i].OCSPStaple = nil
+	}
+	return certs
+}
+
 // clientSide reports whether the wrapped config selects client certificates.
-func (w *wrapper) clientSide() bool { return w.getClientCertificate != nil || len(w.certs) > 0 }
+func (w *wrapper) clientSide() bool { return w.getClientCertificate != nil || len(w.list) > 0 }
 
 // serverCertificate is the wrapped config's GetCertificate: it selects as
 // crypto/tls would have with the application's config, and staples.
@@ -159,7 +202,7 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if hello == probeHello {
 		return nil, w.probe
 	}
-	if w.getCertificate != nil && (len(w.certs) == 0 || hello.ServerName != "") {
+	if w.getCertificate != nil && (len(w.list) == 0 || hello.ServerName != "") {
 		cert, err := w.getCertificate(hello)
 		if err != nil {
 			return cert, err
@@ -168,17 +211,26 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 			return w.s.serve(hello.Context(), cert)
 		}
 	}
-	if len(w.certs) == 0 {
+	if len(w.list) == 0 {
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
-	i, cert, m := w.choose(hello)
-	if m == nil && i >= 0 {
-		m = w.managedAt[i]
+	i, m, outside := w.choose(hello)
+	if outside != nil {
+		return w.s.serve(hello.Context(), outside)
 	}
 	if m != nil {
-		return w.s.serveManaged(hello.Context(), m, cert, &w.views, i)
+		return w.s.serveManaged(hello.Context(), m, nil, w, i)
 	}
-	return w.s.serve(hello.Context(), cert)
+	return w.serveAt(hello.Context(), i)
+}
+
+// serveAt serves the certificate at position i of the list.
+func (w *wrapper) serveAt(ctx context.Context, i int) (*tls.Certificate, error) {
+	l := &w.list[i]
+	if l.m == nil {
+		return w.s.serve(ctx, l.base())
+	}
+	return w.s.serveManaged(ctx, l.m, nil, w, i)
 }
 
 // unwrapSession is the wrapped config's UnwrapSession when the
@@ -224,12 +276,9 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 		}
 		return w.s.serve(cri.Context(), cert)
 	}
-	for i := range w.certs {
-		if cri.SupportsCertificate(&w.certs[i]) == nil {
-			if w.managedAt[i] != nil {
-				return w.s.serveManaged(cri.Context(), w.managedAt[i], &w.certs[i], &w.views, i)
-			}
-			return w.s.serve(cri.Context(), &w.certs[i])
+	for i := range w.list {
+		if cri.SupportsCertificate(w.certAt(i)) == nil {
+			return w.serveAt(cri.Context(), i)
 		}
 	}
 	return new(tls.Certificate), nil // send no certificate, as crypto/tls does
@@ -338,7 +387,17 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 		c.GetClientCertificate = w.getClientCertificate
 	}
 	if len(c.Certificates) == 0 && len(c.NameToCertificate) == 0 { // set by the application
-		c.Certificates, c.NameToCertificate = w.certs, w.byName // as captured
+		c.Certificates = w.captured()
+		if w.byName != nil {
+			c.NameToCertificate = make(map[string]*tls.Certificate, len(w.byName))
+			for name, t := range w.byName {
+				if t.i >= 0 {
+					c.NameToCertificate[name] = &c.Certificates[t.i]
+				} else {
+					c.NameToCertificate[name] = t.c
+				}
+			}
+		}
 	}
 	return c
 }
@@ -356,11 +415,14 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	return s.serveManaged(ctx, m, c, nil, 0)
 }
 
-// serveManaged is serve once c's state m is known; slots, at i, is where
-// the wrapped config that lists c keeps its view (nil for a certificate
-// from the application's GetCertificate).
-func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, slots *viewSlots, i int) (*tls.Certificate, error) {
+// serveManaged is serve once the certificate's state m is known: the
+// certificate is c, one an application's GetCertificate returned, or else
+// (c nil) the one at position i of w's list.
+func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, w *wrapper, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
+		if c == nil {
+			c = w.asWrapped(i)
+		}
 		if !s.cfg.Load().OCSPFunctionality {
 			return c, nil
 		}
@@ -369,24 +431,50 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 			s.counters.unstapled.Add(1)
 			return c, nil
 		}
-		m = again
+		m, w = again, nil // the list entry's state is gone: served as the application's would be
 	}
 	s.markServed(m)
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		s.counters.unstapled.Add(1)
+		if c == nil {
+			return w.asWrapped(i), nil
+		}
 		return c, nil
 	}
-	v := m.viewOf(c, slots, i)
+	v := viewOf(m, c, w, i)
 	if !v.hasStaple {
 		if g := m.pending.Load(); g != nil {
 			if g.until.Load() == 0 { // not started: this certificate goes first
 				s.sched.hurry(m)
 			}
 			s.waitCold(ctx, g)
-			v = m.viewOf(c, slots, i)
+			v = viewOf(m, c, w, i)
 		}
 	}
 	return s.decide(m, v, m.policy(s.opts.policy))
+}
+
+// viewOf is the view to serve: of c, a certificate an application's
+// GetCertificate returned, or else of the one at position i of w's list.
+func viewOf(m *managed, c *tls.Certificate, w *wrapper, i int) *view {
+	if c != nil {
+		return m.viewFor(c)
+	}
+	return w.list[i].viewWith(m)
+}
+
+// asWrapped is the certificate at position i of the list as the
+// application had it, its own staple included, for a handshake the
+// Stapler does not staple.
+func (w *wrapper) asWrapped(i int) *tls.Certificate {
+	if c, ok := w.asWrappedAt[int32(i)]; ok {
+		return c
+	}
+	l := &w.list[i]
+	if l.m == nil {
+		return l.base()
+	}
+	return l.m.bareOf(l.view())
 }
 
 // decide is what a handshake gets from v under policy: the staple, or the
@@ -398,7 +486,7 @@ func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, 
 			return nil, m.refusal(ErrRevoked)
 		}
 		s.counters.stapled.Add(1)
-		return &v.stapled, nil
+		return &v.cert, nil
 	}
 	switch {
 	case policy >= MustStaple:
@@ -412,7 +500,7 @@ func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, 
 		return nil, m.refusal(ErrStapleExpired)
 	}
 	s.counters.unstapled.Add(1)
-	return v.bare, nil
+	return m.bareOf(v), nil
 }
 
 func (m *managed) refusal(err error) error {

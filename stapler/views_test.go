@@ -1,0 +1,137 @@
+package stapler
+
+import (
+	"bytes"
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
+)
+
+// The Stapler keeps each listed certificate in its views only (no copy of
+// the list beside them): these tests hold what that must not change.
+
+// TestCopiesOfOneCertificateFromTheApplicationShareAView: an application's
+// GetCertificate that hands out different pointers to the same certificate
+// (a copy per reload, say) is served from one view: no lock and no
+// allocation per handshake, where a view per pointer would rebuild it on
+// every switch.
+func TestCopiesOfOneCertificateFromTheApplicationShareAView(t *testing.T) {
+	e := newEnv(t, on)
+	a, b := e.leaf.Certificate, e.leaf.Certificate
+	flip := false
+	cfg := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		flip = !flip
+		if flip {
+			return &a, nil
+		}
+		return &b, nil
+	}})
+	e.mustGetStaple(e.serve(cfg), e.leaf, ocsp.Good)
+	hello := helloFor()
+	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per handshake alternating between two copies, want 0", n)
+	}
+	// A copy with another key is another certificate: served with its key.
+	other, err := e.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.PrivateKey = other.Key
+	for range 2 {
+		c, err := cfg.GetCertificate(hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := a.PrivateKey
+		if !flip {
+			want = b.PrivateKey
+		}
+		if !sameInterface(c.PrivateKey, want) || c.OCSPStaple == nil {
+			t.Fatalf("served key %T %p, want the key of the certificate returned, stapled", c.PrivateKey, c.PrivateKey)
+		}
+	}
+}
+
+// TestTurningOCSPOffServesTheApplicationsOwnStaple: with OCSP off, a
+// listed certificate is served as the application had it, the staple it
+// set included; with OCSP on, the Stapler's verified staple replaces it.
+func TestTurningOCSPOffServesTheApplicationsOwnStaple(t *testing.T) {
+	e := newEnv(t, on)
+	own := []byte("the application's own staple")
+	c := e.leaf.Certificate
+	c.OCSPStaple = own
+	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{c}})
+	e.mustGetStaple(e.serve(cfg), e.leaf, ocsp.Good)
+	off, onAgain := false, true
+	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &off}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.GetCertificate(helloFor())
+	if err != nil || !bytes.Equal(got.OCSPStaple, own) {
+		t.Fatalf("OCSP off: served staple %q (%v), want the application's", got.OCSPStaple, err)
+	}
+	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &onAgain}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = cfg.GetCertificate(helloFor())
+	if err != nil || bytes.Equal(got.OCSPStaple, own) || got.OCSPStaple == nil {
+		t.Fatalf("OCSP on again: served staple %q (%v), want the Stapler's", got.OCSPStaple, err)
+	}
+}
+
+// TestAnExpiredStapleIsLeftOutWithoutAllocating: once the staple has
+// expired (the responder down), the certificate is served without it,
+// as it was wrapped, and such handshakes allocate nothing after the first.
+func TestAnExpiredStapleIsLeftOutWithoutAllocating(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
+	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})
+	cfg := e.s.Wrap(tlsConfigFor(e.leaf))
+	good := e.mustGetStaple(e.serve(cfg), e.leaf, ocsp.Good)
+	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
+	e.clock.Advance(good.NextUpdate.Sub(e.clock.Now()) + time.Minute)
+	hello := helloFor()
+	got, err := cfg.GetCertificate(hello)
+	if err != nil || got.OCSPStaple != nil {
+		t.Fatalf("an expired staple was served (%v)", err)
+	}
+	if !sameCertificate(got, &e.leaf.Certificate) {
+		t.Fatal("served something other than the certificate as it was wrapped")
+	}
+	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per handshake without the expired staple, want 0", n)
+	}
+}
+
+// TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain: a config wrapped
+// again with another chain for the same leaf serves its chain, and the
+// config wrapped first keeps serving the chain it held; both get the
+// next staple.
+func TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain(t *testing.T) {
+	e := newEnv(t, on)
+	first := e.s.Wrap(tlsConfigFor(e.leaf))
+	e.mustGetStaple(e.serve(first), e.leaf, ocsp.Good)
+	leafOnly := e.leaf.Certificate
+	leafOnly.Certificate = leafOnly.Certificate[:1:1]
+	second := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{leafOnly}})
+	hello := helloFor()
+	check := func(when string) {
+		t.Helper()
+		for name, want := range map[*tls.Config]int{first: len(e.leaf.Certificate.Certificate), second: 1} {
+			c, err := name.GetCertificate(hello)
+			if err != nil || len(c.Certificate) != want || c.OCSPStaple == nil {
+				t.Fatalf("%s: served a chain of %d, want %d, stapled (%v)", when, len(c.Certificate), want, err)
+			}
+		}
+	}
+	check("after the second Wrap")
+	before := e.advanceToNextRefresh(e.leaf)
+	e.waitQueries(e.leaf, before+1)
+	check("after a refresh")
+	if n := testing.AllocsPerRun(1000, func() { first.GetCertificate(hello); second.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("%v allocations per pair of handshakes, want 0", n)
+	}
+}
