@@ -129,7 +129,6 @@ func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*record.Entry, er
 		return nil, m.fetchError(url, err)
 	}
 	s.cacheTimes(m, e, fetched)
-	e.ResponderURL = url
 	return e, nil
 }
 
@@ -208,7 +207,6 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*re
 	if !e.Usable(now) || e.Status == record.Unknown {
 		return nil, errNotStapleable
 	}
-	e.ResponderURL = s.urlFor(m)
 	return e, nil
 }
 
@@ -280,7 +278,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		// responder did answer, so no recovery starts; ask again later,
 		// backing off rather than polling.
 		older = true
-		err = m.fetchError(e.ResponderURL, ErrOlderResponse)
+		err = m.fetchError(s.urlFor(m), ErrOlderResponse)
 		m.lastErr = err
 		next = now.Add(staleBackoff(m.entry, cfg, now))
 	case err == nil && e.Status != record.Unknown:
@@ -291,7 +289,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 	default:
 		if err == nil {
 			m.latest = e
-			err = m.fetchError(e.ResponderURL, ErrUnknownStatus)
+			err = m.fetchError(s.urlFor(m), ErrUnknownStatus)
 		}
 		m.lastErr = err
 		m.tries++

@@ -153,7 +153,6 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 }
 
 func fillStatus(st *config.Status, e *record.Entry) {
-	st.ResponderURL = e.ResponderURL
 	st.CertStatus = e.Status.String()
 	st.ProducedAt = config.Date(e.ProducedAt.Time())
 	st.ThisUpdate = config.Date(e.ThisUpdate.Time())
@@ -204,15 +203,15 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 		// cached status (Status reports it): it is returned. Any other
 		// answer not held now was refused (older than held).
 		if !held && e.Status != record.Unknown {
-			err := m.fetchError(e.ResponderURL, ErrOlderResponse)
+			err := m.fetchError(s.urlFor(m), ErrOlderResponse)
 			if o.unverified {
-				err = m.fetchError(e.ResponderURL, errUnverified)
+				err = m.fetchError(s.urlFor(m), errUnverified)
 			}
 			return s.statusOf(m), err
 		}
 	}
 	cs := s.statusOf(m)
-	cs.Status = config.Status{}
+	cs.Status = config.Status{ResponderURL: s.urlFor(m)}
 	fillStatus(&cs.Status, e)
 	return cs, nil
 }
