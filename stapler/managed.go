@@ -26,10 +26,6 @@ func CertificateID(leafDER []byte) string {
 // 100,000 certificates a second object's header and rounding are bytes
 // each certificate pays.
 type view struct {
-	// cert is what a handshake is served: the certificate as it was
-	// wrapped (or as the application's GetCertificate returned it), with
-	// the staple when hasStaple and with no staple at all otherwise.
-	cert tls.Certificate
 	// home is the wrapped config's list entry the view was made for, or
 	// nil for a view made from a certificate an application's
 	// GetCertificate returned (see listEntry).
@@ -37,6 +33,11 @@ type view struct {
 	expires   int64 // Unix nanoseconds when the staple stops being usable
 	hasStaple bool
 	revoked   bool
+	// cert is what a handshake is served: the certificate as it was
+	// wrapped (or as the application's GetCertificate returned it), with
+	// the staple when hasStaple and with no staple at all otherwise. Last:
+	// a handshake reads the fields above, and crypto/tls this, later.
+	cert tls.Certificate
 }
 
 // managed is one certificate the Stapler looks after. The handshake path

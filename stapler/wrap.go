@@ -218,10 +218,16 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if outside != nil {
 		return w.s.serve(hello.Context(), outside)
 	}
-	if m != nil {
-		return w.s.serveManaged(hello.Context(), m, nil, w, i)
+	if m == nil {
+		m = w.list[i].m
+		if m == nil {
+			return w.s.serve(hello.Context(), w.list[i].base())
+		}
 	}
-	return w.serveAt(hello.Context(), i)
+	if c := w.s.hit(m, &w.list[i]); c != nil {
+		return c, nil
+	}
+	return w.s.serveManaged(hello.Context(), m, nil, w, i)
 }
 
 // serveAt serves the certificate at position i of the list.
@@ -231,6 +237,22 @@ func (w *wrapper) serveAt(ctx context.Context, i int) (*tls.Certificate, error) 
 		return w.s.serve(ctx, l.base())
 	}
 	return w.s.serveManaged(ctx, l.m, nil, w, i)
+}
+
+// hit is the handshake path's usual case, all in one place: the
+// certificate at l, whose state is m, has a usable staple that is not a
+// revocation in its own view, OCSP is on and stapling enabled. Then it is
+// what serveManaged would return (whatever the policy); otherwise nil, and
+// serveManaged decides.
+func (s *Stapler) hit(m *managed, l *listEntry) *tls.Certificate {
+	v := m.view.Load()
+	if v.home != l || !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() ||
+		!m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality {
+		return nil
+	}
+	s.markServed(m)
+	s.counters.stapled.Add(1)
+	return &v.cert
 }
 
 // unwrapSession is the wrapped config's UnwrapSession when the
