@@ -239,14 +239,21 @@ func (w *wrapper) serveAt(ctx context.Context, i int) (*tls.Certificate, error) 
 	return w.s.serveManaged(ctx, l.m, nil, w, i)
 }
 
-// hit is the handshake path's usual case, all in one place: the
-// certificate at l, whose state is m, has a usable staple that is not a
-// revocation in its own view, OCSP is on and stapling enabled. Then it is
-// what serveManaged would return (whatever the policy); otherwise nil, and
-// serveManaged decides.
+// hit is the handshake path's usual case, all in one place, for the
+// certificate at l whose state is m: see hitView.
 func (s *Stapler) hit(m *managed, l *listEntry) *tls.Certificate {
-	v := m.view.Load()
-	if v.home != l || !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() ||
+	if v := m.view.Load(); v.home == l {
+		return s.hitView(m, v)
+	}
+	return nil
+}
+
+// hitView returns v's certificate when v, m's view of the certificate to
+// serve, has a usable staple that is not a revocation, OCSP is on and
+// stapling enabled: what serveManaged would return then, whatever the
+// policy. Otherwise nil, and serveManaged decides.
+func (s *Stapler) hitView(m *managed, v *view) *tls.Certificate {
+	if !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() ||
 		!m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality {
 		return nil
 	}
@@ -433,6 +440,10 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 	m := s.index.get(c.Certificate[0])
 	if m == nil {
 		m = s.add(c)
+	} else if v := m.view.Load(); sameCertificate(&v.cert, c) {
+		if hit := s.hitView(m, v); hit != nil {
+			return hit, nil
+		}
 	}
 	return s.serveManaged(ctx, m, c, nil, 0)
 }
