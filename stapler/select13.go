@@ -30,15 +30,13 @@ type versionEntry struct {
 	is13 bool
 }
 
-// schemeEntry remembers whether a TLS 1.3 signature scheme suits a key class.
-type schemeEntry struct {
-	key uint64 // class<<16 | scheme, |1<<63
-	ok  bool
-}
-
 var (
 	versionCache [64]atomic.Pointer[versionEntry]
-	schemeCache  [512]atomic.Pointer[schemeEntry]
+	// schemeCache remembers whether a TLS 1.3 signature scheme suits a
+	// key class: each slot packs class<<17 | scheme<<1 | suits, with
+	// 1<<63 set (0 is an empty slot), in one word that a handshake reads
+	// with one load.
+	schemeCache [512]atomic.Uint64
 	// versionProbe is a certificate every TLS 1.3 hello supports when it
 	// offers no signature schemes, and no TLS 1.2 hello offering no curves
 	// does (Ed25519 needs ECDHE there): asking for it tells TLS 1.3 apart.
@@ -119,16 +117,23 @@ func mutual13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
 	return is13
 }
 
+// schemeKey is what a schemeCache slot holds for scheme s and key class
+// class, suits aside.
 func schemeKey(class uint32, s tls.SignatureScheme) uint64 {
-	return uint64(class)<<16 | uint64(s) | 1<<63
+	return uint64(class)<<17 | uint64(s)<<1 | 1<<63
+}
+
+// schemeSlot is where scheme s and key class class are remembered.
+func schemeSlot(key uint64) *atomic.Uint64 {
+	return &schemeCache[(key*0x9e3779b97f4a7c15)>>55]
 }
 
 // schemeKnown returns what the cache remembers of scheme s for key class
 // class, if anything.
 func schemeKnown(class uint32, s tls.SignatureScheme) (suits, known bool) {
 	key := schemeKey(class, s)
-	if e := schemeCache[(key*0x9e3779b97f4a7c15)>>55].Load(); e != nil && e.key == key {
-		return e.ok, true
+	if e := schemeSlot(key).Load(); e&^1 == key {
+		return e&1 != 0, true
 	}
 	return false, false
 }
@@ -141,12 +146,15 @@ func schemeSuits(hello *tls.ClientHelloInfo, c *tls.Certificate, class uint32, s
 		return ok
 	}
 	key := schemeKey(class, s)
-	slot := &schemeCache[(key*0x9e3779b97f4a7c15)>>55]
+	slot := schemeSlot(key)
 	probe := *hello
 	probe.ServerName = ""
 	probe.SignatureSchemes = []tls.SignatureScheme{s}
 	ok := probe.SupportsCertificate(c) == nil
-	slot.Store(&schemeEntry{key: key, ok: ok})
+	if ok {
+		key |= 1
+	}
+	slot.Store(key)
 	return ok
 }
 
