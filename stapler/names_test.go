@@ -302,7 +302,11 @@ func nameBenchNames(n int) (names, probes []string) {
 	}
 	probes = make([]string, 1000)
 	for k := range probes {
-		probes[k] = names[k*n/len(probes)]
+		if n < len(probes) {
+			probes[k] = names[k%n]
+		} else {
+			probes[k] = names[k*(n/len(probes))]
+		}
 	}
 	return names, probes
 }
