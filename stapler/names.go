@@ -11,7 +11,7 @@ import (
 
 // The exact-name part of the name index (nameIndex.exact) is read on every
 // handshake and holds one entry per certificate name: at 100,000
-// certificates a Go map[string]nameEntry costs about 88 bytes a name, and
+// certificates a Go map[string]nameEntry costs about 84 bytes a name, and
 // its lookup is a third of a selection. nameTable is the same mapping,
 // built once and then only read, in a layout made for that:
 //
@@ -91,8 +91,9 @@ const (
 // building it with at most that many names never rehashes. The table gets
 // its own random hash seed.
 func newNameTable(capacityHint int) *nameTable {
+	capacityHint = max(capacityHint, 0)
 	t := &nameTable{seed: maphash.MakeSeed()}
-	t.entries = make([]nameSlot, 0, max(capacityHint, 0))
+	t.entries = make([]nameSlot, 0, capacityHint)
 	t.resize(nameTableCap(capacityHint))
 	return t
 }

@@ -60,8 +60,12 @@ func checkNameTable(tb testing.TB, t *nameTable, ref map[string]nameEntry, absen
 		if s.name() != name || s.m != want.m || s.first != want.first || s.class != want.class {
 			tb.Fatalf("get(%.40q) = {%.40q %p %d %d}, want {%p %d %d}", name, s.name(), s.m, s.first, s.class, want.m, want.first, want.class)
 		}
-		if got := t.further(s); !slices.Equal(got, want.more) || s.hasMore() != (len(want.more) > 0) {
+		got := t.further(s)
+		if !slices.Equal(got, want.more) || s.hasMore() != (len(want.more) > 0) {
 			tb.Fatalf("further(%.40q) = %v, want %v", name, got, want.more)
+		}
+		if cap(got) != len(got) {
+			tb.Fatalf("further(%.40q) has room to append over the next name's candidates", name)
 		}
 	}
 	for _, name := range absent {
@@ -110,6 +114,7 @@ func TestNameTableMatchesMap(t *testing.T) {
 	absent = append(absent, "", "x", strings.Repeat("x", 3000))
 	for _, tc := range []struct{ n, distinct, hint int }{
 		{0, 1, 0},
+		{5, 5, -1},
 		{1, 1, 0},
 		{10, 3, 0},
 		{100, 100, 0},         // grows from the smallest index
