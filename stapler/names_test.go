@@ -158,7 +158,7 @@ func TestNameTableMatchesMap(t *testing.T) {
 // own seed, as no client can): lookups must still find each one, and miss
 // the others, along one long run.
 func TestNameTableCollidingNames(t *testing.T) {
-	const n = 600
+	const n = 200
 	tab := newNameTable(n)
 	var ops []nameOp
 	var absent []string
