@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
 	"hash/maphash"
 	"reflect"
 	"strings"
@@ -29,7 +30,7 @@ import (
 // check of its characters), and wildcard names ("*.example.com") under the
 // name they stand for one label below ("example.com").
 type nameIndex struct {
-	exact    map[string]nameEntry
+	exact    *nameTable
 	wildcard map[string][]int32
 	// class[i] is the key class of the certificate at position i
 	// (keyClass), for the support cache; 0 when its support is never
@@ -41,41 +42,26 @@ type nameIndex struct {
 	supported [256]atomic.Uint64
 }
 
-// nameEntry is the certificates valid for an exact name: the first (in
-// list order) with what the handshake path needs of it kept in the map's
-// own memory, so that with 100,000 certificates a hit costs no further
-// cache misses to find it; and any others.
-type nameEntry struct {
-	m     *managed // the state of the certificate at first; nil when it has none
-	first int32
-	class uint32
-	more  []int32 // further candidates, ascending
-}
-
 func newNameIndex(w *wrapper) *nameIndex {
-	x := &nameIndex{exact: map[string]nameEntry{}, wildcard: map[string][]int32{}, class: make([]uint32, len(w.list))}
+	x := &nameIndex{wildcard: map[string][]int32{}, class: make([]uint32, len(w.list))}
+	leaves := make([]*x509.Certificate, len(w.list))
+	managedAt := make([]*managed, len(w.list))
 	for i := range w.list {
 		c := w.certAt(i)
 		leaf := c.Leaf
 		if leaf == nil {
 			continue // not parsed: never valid for a name
 		}
+		leaves[i], managedAt[i] = leaf, w.list[i].m
 		x.class[i] = keyClass(c)
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
-			if plainHostname(name) { // only a plain name can equal a plain server name
-				if e, ok := x.exact[name]; !ok {
-					x.exact[name] = nameEntry{m: w.list[i].m, first: int32(i), class: x.class[i]}
-				} else if e.first != int32(i) {
-					e.more = appendOnce(e.more, int32(i))
-					x.exact[name] = e
-				}
-			}
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
 			}
 		}
 	}
+	x.exact = buildExact(leaves, x.class, managedAt)
 	return x
 }
 
@@ -148,7 +134,7 @@ func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *managed, *tls.Certif
 		}
 	}
 	if name := hello.ServerName; name != "" && w.names != nil {
-		entry, hit := w.names.exact[name]
+		entry, hit := w.names.exact.get(name)
 		if !hit && !plainHostname(name) {
 			return w.selectSlowly(hello), nil, nil
 		}
@@ -159,7 +145,7 @@ func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *managed, *tls.Certif
 			}
 		}
 		var fp uint64 // the hello's fingerprint, made on first use
-		if hit && len(entry.more) == 0 && (len(wild) == 0 || wild[0] >= entry.first) {
+		if hit && !entry.hasMore() && (len(wild) == 0 || wild[0] >= entry.first) {
 			// The usual case: the first candidate is the name's own
 			// certificate; nothing else to read unless the client does
 			// not support it.
@@ -174,7 +160,7 @@ func (w *wrapper) choose(hello *tls.ClientHelloInfo) (int, *managed, *tls.Certif
 		}
 		head, more := int32(-1), []int32(nil)
 		if hit {
-			head, more = entry.first, entry.more
+			head, more = entry.first, w.names.exact.further(entry)
 		}
 		return w.firstSupported(hello, &fp, head, more, wild), nil, nil
 	}
