@@ -3,6 +3,7 @@ package stapler
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"testing"
 
 	"golang.org/x/crypto/ocsp"
@@ -136,4 +137,87 @@ func TestAttack5MutateThenCloneAndWrapAgain(t *testing.T) {
 	serves(e.s.Wrap(withNew), other.Cert, "a Clone given the new list")
 	serves(e.s.Wrap(app), other.Cert, "the application's config wrapped again")
 	serves(first, e.leaf.Cert, "the first, after all that")
+}
+
+// attack5OddHellos calls cfg's GetCertificate with odd server names and
+// hello shapes (empty, dots, wildcards, NUL, upper case, IP literals, very
+// long, no versions, unknown versions, no schemes), and GetClientCertificate
+// with odd requests, and returns the first panic, with what caused it.
+func attack5OddHellos(cfg *tls.Config) (caught string) {
+	long := make([]byte, 70000)
+	for i := range long {
+		long[i] = 'a'
+		if i%60 == 59 {
+			long[i] = '.'
+		}
+	}
+	names := []string{"", ".", "..", "*", "*.", "*.test", "x.w.test", "a..test", ".a.test", "a.test.", "A.TEST", "a.test\x00", "127.0.0.1", "::1", "[::1]",
+		"x.n.test", "n.test", "-a.test", "a-.test", "_.test", "1.2.3.4.test", "nomatch.example", string(long), "\xff\xfe", "é.test"}
+	hellos := []func(string) *tls.ClientHelloInfo{
+		func(n string) *tls.ClientHelloInfo { return &tls.ClientHelloInfo{ServerName: n} },
+		func(n string) *tls.ClientHelloInfo {
+			return &tls.ClientHelloInfo{ServerName: n, SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+				SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedCurves: []tls.CurveID{tls.X25519}}
+		},
+		func(n string) *tls.ClientHelloInfo {
+			return &tls.ClientHelloInfo{ServerName: n, SupportedVersions: []uint16{0x0305, 0x7f1c, 0, 1, 2, 3, 4, 5}}
+		},
+		func(n string) *tls.ClientHelloInfo {
+			return &tls.ClientHelloInfo{ServerName: n, SupportedVersions: []uint16{tls.VersionTLS12}, CipherSuites: []uint16{0}, SupportedPoints: []uint8{}}
+		},
+	}
+	try := func(what string, f func()) {
+		defer func() {
+			if r := recover(); r != nil && caught == "" {
+				caught = fmt.Sprintf("%s: %v", what, r)
+			}
+		}()
+		f()
+	}
+	for _, n := range names {
+		for j, h := range hellos {
+			name := n
+			if len(name) > 40 {
+				name = name[:40] + "..."
+			}
+			try(fmt.Sprintf("hello %d for %q", j, name), func() { cfg.GetCertificate(h(n)) })
+		}
+	}
+	for j, cri := range []*tls.CertificateRequestInfo{{}, {Version: tls.VersionTLS13}, {Version: tls.VersionTLS12, AcceptableCAs: [][]byte{{0x30}}}} {
+		try(fmt.Sprintf("certificate request %d", j), func() { cfg.GetClientCertificate(cri) })
+	}
+	return caught
+}
+
+// PASSING PROBE. TestAttack5OddHellosNeverPanic: the odd hellos against a
+// list with exact and wildcard names, Leaf set and not, the same leaf
+// twice, an unparsable leaf, and a NameToCertificate with a wildcard key:
+// nothing panics, server side or client side.
+func TestAttack5OddHellosNeverPanic(t *testing.T) {
+	e := newEnv(t, on)
+	_, a := attack5Leaf(t, e, true, "a.test", "*.w.test")
+	_, b := attack5Leaf(t, e, false, "b.test", "*.test")
+	bad := tls.Certificate{Certificate: [][]byte{{0x30, 0x00}}, PrivateKey: e.leaf.Key}
+	certs := []tls.Certificate{a, b, e.leaf.Certificate, bad, a}
+	cfg := e.s.Wrap(&tls.Config{Certificates: certs, NameToCertificate: map[string]*tls.Certificate{"*.n.test": &certs[1], "": &certs[0]}})
+	if p := attack5OddHellos(cfg); p != "" {
+		t.Fatalf("panic on %s", p)
+	}
+}
+
+// FINDING (crypto/tls panics the same way with the unwrapped config).
+// TestAttack5EmptyEntryNeverPanics: "nothing panics on any input". A list
+// with an empty tls.Certificate after certificates the hello does not
+// match (any server name the others are not valid for, sent by any remote
+// client) panics the handshake: selectSlowly asks crypto/tls's
+// SupportsCertificate about the empty entry, which indexes
+// Certificate[0]. Wrap knows the entry is empty (listEntry.m == nil) and
+// could skip it as unsupported.
+func TestAttack5EmptyEntryNeverPanics(t *testing.T) {
+	e := newEnv(t, on)
+	_, a := attack5Leaf(t, e, false, "a.test")
+	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{a, {}}})
+	if p := attack5OddHellos(cfg); p != "" {
+		t.Fatalf("panic on %s", p)
+	}
 }
