@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 	"golang.org/x/crypto/ocsp"
 )
@@ -227,5 +228,42 @@ func TestAttack5ServedAgainAfterRemoveAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, pair); n != 0 {
 		t.Fatalf("served again after Remove: %v allocations per pair of stapled handshakes, want 0", n)
+	}
+}
+
+// FINDING. TestAttack5ExpiredStapleTwoConfigsAllocateNothing: the promise
+// TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config
+// (once the staple has expired, the certificate is served without it and
+// such handshakes allocate nothing after the first) breaks for two configs
+// listing the same leaf with different chains, and likewise with OCSP
+// turned off: the copy without the staple is cached in one slot per
+// certificate (managed.bare), so each switch between the configs' views
+// makes a new copy (bareOf).
+func TestAttack5ExpiredStapleTwoConfigsAllocateNothing(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
+	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})
+	a := e.s.Wrap(tlsConfigFor(e.leaf))
+	other := e.leaf.Certificate
+	other.Certificate = slices.Clone(other.Certificate)
+	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{other}})
+	good := e.mustGetStaple(e.serve(a), e.leaf, ocsp.Good)
+	hello := helloFor()
+	pair := func() { a.GetCertificate(hello); b.GetCertificate(hello) }
+	off := false
+	for _, when := range []string{"expired", "OCSP off"} {
+		if when == "expired" {
+			e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
+			e.clock.Advance(good.NextUpdate.Sub(e.clock.Now()) + time.Minute)
+		} else if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &off}); err != nil {
+			t.Fatal(err)
+		}
+		ca, _ := a.GetCertificate(hello)
+		cb, _ := b.GetCertificate(hello)
+		if ca == nil || cb == nil || ca.OCSPStaple != nil || cb.OCSPStaple != nil || !sameSlice(cb.Certificate, other.Certificate) {
+			t.Fatalf("%s: not served as wrapped, without a staple", when)
+		}
+		if n := testing.AllocsPerRun(100, pair); n != 0 {
+			t.Fatalf("%s: %v allocations per pair of handshakes without the staple, want 0", when, n)
+		}
 	}
 }
