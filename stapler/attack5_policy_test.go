@@ -73,3 +73,56 @@ func TestAttack5PolicyOnEveryView(t *testing.T) {
 		}
 	}
 }
+
+// PASSING PROBE. TestAttack5RevokedCountFollowsTheViews: the count of
+// certificates stapled revoked (which turns session resumption off) stays
+// exact while the revoked staple's view moves between configs and an
+// application's certificate, across Remove and serving again, and comes
+// back to 0 once the certificate is removed.
+func TestAttack5RevokedCountFollowsTheViews(t *testing.T) {
+	e := newEnv(t, on)
+	a := e.s.Wrap(tlsConfigFor(e.leaf))
+	other := e.leaf.Certificate
+	other.Certificate = slices.Clone(other.Certificate)
+	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{other}})
+	fromApp := e.leaf.Certificate
+	fromApp.Certificate = slices.Clone(fromApp.Certificate)
+	app := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &fromApp, nil }})
+	e.mustGetStaple(e.serve(a), e.leaf, ocsp.Good)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), 1))
+	before := e.advanceToNextRefresh(e.leaf)
+	e.waitQueries(e.leaf, before+1)
+	hello := helloFor()
+	serveAll := func() {
+		for range 3 {
+			for _, cfg := range []*tls.Config{a, app, b} {
+				cfg.GetCertificate(hello)
+			}
+			a2 := e.s.Wrap(tlsConfigFor(e.leaf)) // the view moves to a new entry
+			a2.GetCertificate(hello)
+		}
+	}
+	serveAll()
+	if n := e.s.revokedCount.Load(); n != 1 {
+		t.Fatalf("revoked count %d with one certificate stapled revoked, want 1", n)
+	}
+	id := CertificateID(e.leaf.Cert.Raw)
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s.revokedCount.Load(); n != 0 {
+		t.Fatalf("revoked count %d after Remove, want 0", n)
+	}
+	serveAll() // served again: fetched afresh, revoked again
+	eventually(t, "the revocation again", func() bool { return e.status(e.leaf).State == StateRevoked })
+	serveAll()
+	if n := e.s.revokedCount.Load(); n != 1 {
+		t.Fatalf("revoked count %d after serving again, want 1", n)
+	}
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s.revokedCount.Load(); n != 0 {
+		t.Fatalf("revoked count %d after the second Remove, want 0", n)
+	}
+}
