@@ -128,6 +128,9 @@ func TestAttack5SameLeafConfigsUnderChurn(t *testing.T) {
 			failure.CompareAndSwap(nil, &s)
 		}
 	}
+	// The workers stop however the test ends: left running after a
+	// failure, they would allocate under the next tests' AllocsPerRun.
+	defer func() { stop.Store(true); wg.Wait() }()
 	for w := range 3 {
 		wg.Add(1)
 		go func() {

@@ -62,10 +62,13 @@ func TestAttack5ReWrapStorm(t *testing.T) {
 	}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	// Stopped however the test ends: left running after a failure, the
+	// goroutines would allocate under the next tests' AllocsPerRun.
+	defer func() { stop.Store(true); wg.Wait() }()
 	wg.Add(4)
 	go func() { // the storm of Wraps
 		defer wg.Done()
-		for i := 0; i < 300 && failure.Load() == nil; i++ {
+		for i := 0; i < 300 && failure.Load() == nil && !stop.Load(); i++ {
 			c := certOf(i)
 			w := wrapped{e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{c}}), c.Certificate}
 			check(w, helloFor())
