@@ -150,45 +150,6 @@ func TestAttack5Ed25519KeysAnyWay(t *testing.T) {
 	}
 }
 
-// FINDING, OLDER (fails at a08ca52 too). TestAttack5TwoChainsFromGetCertificateAllocateNothing: an
-// application's GetCertificate that serves one leaf with two chains (say a
-// cross-signed chain for old clients and a short one for new, picked per
-// hello: each chain a fixed certificate of the application's) is a cache
-// hit on every handshake once both are stapled, and the promise is that a
-// hit takes no lock and allocates nothing. There is only one view per
-// certificate for certificates from GetCertificate (home nil): viewFor
-// finds the other chain's view in m.view, moveLocked makes a new view
-// under m.mu on every switch, so each alternating handshake locks and
-// allocates (a listed config gets an own view per list entry; an
-// application's certificates get none).
-func TestAttack5TwoChainsFromGetCertificateAllocateNothing(t *testing.T) {
-	e := newEnv(t, on)
-	// Two chains of the application's, each fixed (here equal in content:
-	// a cross-signed chain would differ; the issuer must be in both, or a
-	// leaf first seen without it is never stapled).
-	long := e.leaf.Certificate
-	short := long
-	short.Certificate = slices.Clone(long.Certificate)
-	cfg := e.s.Wrap(&tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if len(h.SupportedVersions) > 0 && h.SupportedVersions[0] == tls.VersionTLS13 {
-			return &short, nil
-		}
-		return &long, nil
-	}})
-	new13 := &tls.ClientHelloInfo{ServerName: "localhost", SupportedVersions: []uint16{tls.VersionTLS13}}
-	old12 := &tls.ClientHelloInfo{ServerName: "localhost", SupportedVersions: []uint16{tls.VersionTLS12}}
-	e.mustGetStaple(e.serve(cfg), e.leaf, ocsp.Good)
-	for _, h := range []*tls.ClientHelloInfo{new13, old12} {
-		c, err := cfg.GetCertificate(h)
-		if err != nil || c.OCSPStaple == nil {
-			t.Fatalf("not stapled (%v)", err)
-		}
-	}
-	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(new13); cfg.GetCertificate(old12) }); n != 0 {
-		t.Fatalf("%v allocations per pair of stapled handshakes alternating between the application's two chains, want 0", n)
-	}
-}
-
 // FINDING, REGRESSION (passes at a08ca52, before the views). TestAttack5ServedAgainAfterRemoveAllocatesNothing: Remove, then
 // serve again ("managed afresh, as on first sight"): two configs listing
 // the same leaf with different chains were hits allocating nothing before

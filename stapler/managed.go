@@ -29,7 +29,12 @@ type view struct {
 	// home is the wrapped config's list entry the view was made for, or
 	// nil for a view made from a certificate an application's
 	// GetCertificate returned (see listEntry).
-	home      *listEntry
+	home *listEntry
+	// leaf is where the leaf DER was (cert.Certificate[0]'s bytes) when
+	// the view was made: the chain's array is the application's, and an
+	// application that writes another leaf into it must not get this
+	// leaf's staple with that one (see leafMoved).
+	leaf      *byte
 	expires   int64 // Unix nanoseconds when the staple stops being usable
 	hasStaple bool
 	revoked   bool
@@ -181,6 +186,15 @@ func (m *managed) publishLocked(revoked *atomic.Int64) {
 // verified, or nothing).
 func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
 	v := &view{cert: *c, home: home}
+	if v.cert.Leaf == nil {
+		// crypto/tls parses a certificate without Leaf on every
+		// SupportsCertificate, and selection reads its names: ours is
+		// parsed already.
+		v.cert.Leaf = m.leaf
+	}
+	if len(c.Certificate) > 0 {
+		v.leaf = unsafe.SliceData(c.Certificate[0])
+	}
 	v.cert.OCSPStaple = nil
 	if m.entry != nil {
 		v.cert.OCSPStaple = m.entry.Raw
@@ -198,16 +212,22 @@ func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
 // own (two configs may hold different chains or keys for one leaf, and each
 // serves what it held when it was wrapped).
 type listEntry struct {
-	m *managed // the certificate's state; nil for an entry with no certificate
+	// m is the certificate's state (nil for an entry with no
+	// certificate): set at Wrap, and again when the certificate, removed,
+	// is served again (wrapper.readd).
+	m atomic.Pointer[managed]
 	// own is the entry's view while m's view is made for another entry
 	// or certificate. It is set before m's view moves away from the entry
 	// (moveLocked), so that a handshake which finds m's view made for
 	// another finds own set.
 	own atomic.Pointer[view]
+	// bare is the entry's certificate without a staple, made on first
+	// need (see bareOf).
+	bare atomic.Pointer[tls.Certificate]
 }
 
 // view is the entry's view, with the certificate's current staple.
-func (l *listEntry) view() *view { return l.viewWith(l.m) }
+func (l *listEntry) view() *view { return l.viewWith(l.m.Load()) }
 
 // viewWith is view for m, the entry's state (l.m, known to the caller: on
 // the handshake path the entry itself is not read when m's view is its own).
@@ -215,13 +235,12 @@ func (l *listEntry) viewWith(m *managed) *view {
 	if v := m.view.Load(); v.home == l {
 		return v
 	}
-	return l.ownView()
+	return l.ownView(m)
 }
 
 // ownView is the entry's own view, made anew when the certificate's staple
-// changed since it was made.
-func (l *listEntry) ownView() *view {
-	m := l.m
+// (m's) changed since it was made.
+func (l *listEntry) ownView(m *managed) *view {
 	if sv := l.own.Load(); sv != nil && sameStaple(sv, m.view.Load()) {
 		return sv
 	}
@@ -246,8 +265,8 @@ func (l *listEntry) ownView() *view {
 // base is the certificate as the entry wrapped it, with whatever staple
 // its view holds: what selection reads of it (never the staple).
 func (l *listEntry) base() *tls.Certificate {
-	if l.m != nil {
-		if v := l.m.view.Load(); v.home == l {
+	if m := l.m.Load(); m != nil {
+		if v := m.view.Load(); v.home == l {
 			return &v.cert
 		}
 	}
@@ -320,18 +339,31 @@ func sameInterface(a, b any) bool {
 
 // bareOf is v's certificate without a staple: for a handshake that must
 // not be stapled while v holds a staple (OCSP turned off, an expired
-// staple). The copy is kept for the next such handshake.
+// staple). The copy is kept for the next such handshake: by the list entry
+// the view was made for (each entry has its own certificate), or by m for
+// a certificate from the application's GetCertificate.
 func (m *managed) bareOf(v *view) *tls.Certificate {
 	if !v.hasStaple {
 		return &v.cert
 	}
-	if b := m.bare.Load(); b != nil && sameCertificate(b, &v.cert) && b.Leaf == v.cert.Leaf {
+	slot := &m.bare
+	if v.home != nil {
+		slot = &v.home.bare
+	}
+	if b := slot.Load(); b != nil && sameCertificate(b, &v.cert) && b.Leaf == v.cert.Leaf {
 		return b
 	}
 	b := v.cert
 	b.OCSPStaple = nil
-	m.bare.Store(&b)
+	slot.Store(&b)
 	return &b
+}
+
+// leafMoved reports whether the application wrote another leaf into the
+// chain array v's certificate shares with it, since v was made: v's staple
+// is not that leaf's.
+func (v *view) leafMoved() bool {
+	return len(v.cert.Certificate) == 0 || unsafe.SliceData(v.cert.Certificate[0]) != v.leaf
 }
 
 // policy is the certificate's effective policy.

@@ -293,7 +293,7 @@ func TestBuildExactMatchesNewNameIndex(t *testing.T) {
 	w := listOf(ptrs(certs)...)
 	for i, m := range managedAt {
 		if m != nil {
-			w.list[i].m = m
+			w.list[i].m.Store(m)
 			m.view.Store(&view{cert: certs[i], home: &w.list[i]})
 		}
 	}

@@ -127,6 +127,32 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) 
 	return m
 }
 
+// learnIssuer gives m the issuer c's chain holds, when m has none yet: a
+// certificate first wrapped without its issuer is stapled once a config
+// lists it with one.
+func (s *Stapler) learnIssuer(m *managed, c *tls.Certificate) {
+	if m.leaf == nil || len(c.Certificate) < 2 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.mu.Lock()
+	known := m.issuer != nil
+	m.mu.Unlock()
+	if known {
+		return
+	}
+	issuer, checked := s.chainIssuer(c, m.leaf)
+	if issuer == nil {
+		return
+	}
+	m.mu.Lock()
+	if m.issuer == nil {
+		m.issuer, m.issuerChecked = issuer, checked
+	}
+	m.mu.Unlock()
+}
+
 // chainIssuer picks the leaf's issuer from its chain or the WithIssuer
 // certificates by name, and reports whether the match is already certain:
 // when the leaf's authority key ID is the issuer's subject key ID. Otherwise

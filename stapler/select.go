@@ -52,7 +52,7 @@ func newNameIndex(w *wrapper) *nameIndex {
 		if leaf == nil {
 			continue // not parsed: never valid for a name
 		}
-		leaves[i], managedAt[i] = leaf, w.list[i].m
+		leaves[i], managedAt[i] = leaf, w.list[i].m.Load()
 		x.class[i] = keyClass(c)
 		for _, name := range leaf.DNSNames {
 			name = strings.ToLower(name)
@@ -197,7 +197,9 @@ func (w *wrapper) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, head in
 // supports, asking each in turn, else the first.
 func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) int {
 	for i := range w.list {
-		if hello.SupportsCertificate(w.certAt(i)) == nil {
+		// An entry with no certificate is skipped (crypto/tls's
+		// SupportsCertificate would panic on it).
+		if c := w.certAt(i); len(c.Certificate) > 0 && hello.SupportsCertificate(c) == nil {
 			return i
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"reflect"
+	"runtime"
 	"time"
 )
 
@@ -123,20 +124,25 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	}
 	for j, m := range s.addAll(listed, homes) {
 		l := homes[j]
-		l.m = m
+		l.m.Store(m)
 		if m.view.Load().home != l { // known already: listed elsewhere, or served
-			c := *listed[j]
-			if c.Leaf == nil && m.leaf != nil {
-				// crypto/tls parses a certificate without Leaf on every
-				// SupportsCertificate; ours is parsed already.
-				c.Leaf = m.leaf
-			}
-			m.adopt(l, &c)
+			s.learnIssuer(m, listed[j])
+			m.adopt(l, listed[j])
 		}
 	}
 	if len(w.list) > 1 {
 		w.names = newNameIndex(w)
 	}
+	// Once the wrapped config is dropped, its entries' own views go too:
+	// the list itself may outlive it (a certificate's view made for one
+	// of its entries points into it until a later config wraps that
+	// certificate, or it is removed).
+	runtime.AddCleanup(w, func(list []listEntry) {
+		for i := range list {
+			list[i].own.Store(nil)
+			list[i].bare.Store(nil)
+		}
+	}, w.list)
 	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
 		w.byName = make(map[string]nameTarget, len(cfg.NameToCertificate))
 		for name, p := range cfg.NameToCertificate {
@@ -218,9 +224,8 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 	if outside != nil {
 		return w.s.serve(hello.Context(), outside)
 	}
-	if m == nil {
-		m = w.list[i].m
-		if m == nil {
+	if m == nil || m.removed.Load() { // the index's state may be one removed since
+		if m = w.list[i].m.Load(); m == nil {
 			return w.s.serve(hello.Context(), w.list[i].base())
 		}
 	}
@@ -233,10 +238,28 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 // serveAt serves the certificate at position i of the list.
 func (w *wrapper) serveAt(ctx context.Context, i int) (*tls.Certificate, error) {
 	l := &w.list[i]
-	if l.m == nil {
+	m := l.m.Load()
+	if m == nil {
 		return w.s.serve(ctx, l.base())
 	}
-	return w.s.serveManaged(ctx, l.m, nil, w, i)
+	return w.s.serveManaged(ctx, m, nil, w, i)
+}
+
+// readd registers the certificate at position i of the list again, its
+// state having been removed, as on first sight (as a listed certificate,
+// which never retires, with the chain the entry holds), and returns its
+// new state.
+func (w *wrapper) readd(i int) *managed {
+	l := &w.list[i]
+	c := *l.base()
+	c.OCSPStaple = nil
+	m := w.s.addAll([]*tls.Certificate{&c}, []*listEntry{l})[0]
+	if m.view.Load().home != l { // registered again by another entry first
+		w.s.learnIssuer(m, &c)
+		m.adopt(l, &c)
+	}
+	l.m.Store(m)
+	return m
 }
 
 // hit is the handshake path's usual case, all in one place, for the
@@ -253,7 +276,7 @@ func (s *Stapler) hit(m *managed, l *listEntry) *tls.Certificate {
 // stapling enabled: what serveManaged would return then, whatever the
 // policy. Otherwise nil, and serveManaged decides.
 func (s *Stapler) hitView(m *managed, v *view) *tls.Certificate {
-	if !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() ||
+	if !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() || v.leafMoved() ||
 		!m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality {
 		return nil
 	}
@@ -306,7 +329,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 		return w.s.serve(cri.Context(), cert)
 	}
 	for i := range w.list {
-		if cri.SupportsCertificate(w.certAt(i)) == nil {
+		if c := w.certAt(i); len(c.Certificate) > 0 && cri.SupportsCertificate(c) == nil {
 			return w.serveAt(cri.Context(), i)
 		}
 	}
@@ -453,18 +476,26 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 // (c nil) the one at position i of w's list.
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, w *wrapper, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
-		if c == nil {
-			c = w.asWrapped(i)
-		}
 		if !s.cfg.Load().OCSPFunctionality {
+			if c == nil {
+				return w.asWrapped(i), nil
+			}
 			return c, nil
 		}
-		again := s.add(c)
+		var again *managed
+		if c == nil {
+			again = w.readd(i)
+		} else {
+			again = s.add(c)
+		}
 		if again.removed.Load() { // removed again at once: served bare, never a loop
 			s.counters.unstapled.Add(1)
+			if c == nil {
+				return w.asWrapped(i), nil
+			}
 			return c, nil
 		}
-		m, w = again, nil // the list entry's state is gone: served as the application's would be
+		m = again
 	}
 	s.markServed(m)
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
@@ -475,6 +506,12 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 		return c, nil
 	}
 	v := viewOf(m, c, w, i)
+	if c == nil && v.leafMoved() {
+		// The application wrote another leaf into the chain it listed:
+		// that leaf is served, with its own staple, as if its
+		// GetCertificate had returned it.
+		return s.serve(ctx, m.bareOf(v))
+	}
 	if !v.hasStaple {
 		if g := m.pending.Load(); g != nil {
 			if g.until.Load() == 0 { // not started: this certificate goes first
@@ -504,10 +541,11 @@ func (w *wrapper) asWrapped(i int) *tls.Certificate {
 		return c
 	}
 	l := &w.list[i]
-	if l.m == nil {
+	m := l.m.Load()
+	if m == nil {
 		return l.base()
 	}
-	return l.m.bareOf(l.view())
+	return m.bareOf(l.viewWith(m))
 }
 
 // decide is what a handshake gets from v under policy: the staple, or the
