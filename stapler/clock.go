@@ -24,6 +24,7 @@ func runCoarseClock(now *atomic.Int64, done <-chan struct{}) {
 		case tick := <-t.C:
 			now.Store(tick.UnixNano())
 		case <-done:
+			now.Store(0) // stopped: readers take the exact clock from now on
 			return
 		}
 	}

@@ -15,12 +15,15 @@ import (
 // markServed records that a handshake served m, on the handshake path: an
 // atomic load, and a store only when the second has changed.
 func (s *Stapler) markServed(m *managed) {
-	var now int64
-	if s.coarse != nil {
-		now = s.coarse.Load() / int64(time.Second)
-	} else {
+	now := s.coarseNow() / int64(time.Second)
+	if now == 0 {
 		now = s.clock.Now().Unix()
 	}
+	markServedAt(m, now)
+}
+
+// markServedAt is markServed at now (Unix seconds).
+func markServedAt(m *managed, now int64) {
 	if m.lastServed.Load() != now {
 		m.lastServed.Store(now)
 	}

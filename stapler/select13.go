@@ -16,22 +16,13 @@ import (
 // version and whether any one of the hello's signature schemes suits the
 // certificate's key: the answer is an OR over the schemes, each asked of
 // crypto/tls once and remembered by key class and scheme, and "is the
-// mutual version TLS 1.3" is asked of crypto/tls once per config version
-// bounds and list of versions. No hashing of the hello's lists on the
+// mutual version TLS 1.3" is "does the client list TLS 1.3", with "does
+// the config allow it" asked of crypto/tls once per config version bounds. No hashing of the hello's lists on the
 // handshake path. The decomposition is checked against crypto/tls itself
 // when the package starts (tls13Checked); if it ever disagrees, every
 // answer comes from the fingerprinted cache instead.
 
-// versionEntry remembers whether a config's version bounds and a hello's
-// list of versions (at most four, packed) make TLS 1.3 the mutual version.
-type versionEntry struct {
-	key  uint64 // packed versions
-	meta uint64 // min<<32 | max<<16 | count, |1<<63 so that it is never 0
-	is13 bool
-}
-
 var (
-	versionCache [64]atomic.Pointer[versionEntry]
 	// schemeCache remembers whether a TLS 1.3 signature scheme suits a
 	// key class: each slot packs class<<17 | scheme<<1 | suits, with
 	// 1<<63 set (0 is an empty slot), in one word that a handshake reads
@@ -51,10 +42,11 @@ var (
 )
 
 // supports13 answers hello.SupportsCertificate ignoring the name, for the
-// certificate at position i of w's list, of key class class (not 0). ok is false when it cannot: not
-// TLS 1.3, more than four versions, or the decomposition is off.
+// certificate at position i of w's list, of key class class (not 0). ok
+// is false when it cannot: not TLS 1.3, more than maxVersions13 versions,
+// or the decomposition is off.
 func supports13(hello *tls.ClientHelloInfo, w *wrapper, i int32, class uint32) (supported, ok bool) {
-	if !tls13Checked || len(hello.SupportedVersions) > 4 || helloConfigOffset == ^uintptr(0) {
+	if !tls13Checked || len(hello.SupportedVersions) > maxVersions13 || helloConfigOffset == ^uintptr(0) {
 		return false, false
 	}
 	cfg := (*tls.Config)(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(hello), helloConfigOffset)))
@@ -92,33 +84,53 @@ func supports13(hello *tls.ClientHelloInfo, w *wrapper, i int32, class uint32) (
 // A hello with more signature schemes than maxSchemes13 (real ones send
 // about ten), or with more than maxAsks13 never seen before, is answered
 // by the fingerprinted cache: one call into crypto/tls, whatever it holds.
+// A hello listing more versions than maxVersions13 (real ones list two to
+// five) is answered by the fingerprinted cache too.
 const (
-	maxSchemes13 = 64
-	maxAsks13    = 4
+	maxVersions13 = 16
+	maxSchemes13  = 64
+	maxAsks13     = 4
 )
 
 // mutual13 reports whether TLS 1.3 is the mutual version of hello and a
-// config with the given version bounds.
+// config with the given version bounds. crypto/tls takes the highest
+// version both support, whatever the order of the client's list: TLS 1.3
+// whenever the client lists it and the config allows it (checked at start
+// by tls13Checked, which would fail if a later version were supported).
 func mutual13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
-	var packed uint64
-	for i, v := range hello.SupportedVersions {
-		packed |= uint64(v) << (16 * i)
+	for _, v := range hello.SupportedVersions {
+		if v == tls.VersionTLS13 {
+			return allows13(hello, minV, maxV)
+		}
 	}
-	meta := uint64(minV)<<32 | uint64(maxV)<<16 | uint64(len(hello.SupportedVersions)) | 1<<63
-	slot := &versionCache[(packed^meta*0x9e3779b97f4a7c15)>>58]
-	if e := slot.Load(); e != nil && e.key == packed && e.meta == meta {
-		return e.is13
+	return false
+}
+
+// allowedCache remembers, for a few config version bounds, whether they
+// allow TLS 1.3: each slot packs min<<32 | max<<16 | allowed<<1 | 1.
+var allowedCache [16]atomic.Uint64
+
+// allows13 reports whether a config with version bounds minV and maxV (0
+// for the defaults) supports TLS 1.3; hello, whose config has them, asks
+// crypto/tls the first time.
+func allows13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
+	key := uint64(minV)<<32 | uint64(maxV)<<16 | 1
+	slot := &allowedCache[(uint64(minV)^uint64(maxV)*0x9e3779b97f4a7c15)>>60]
+	if e := slot.Load(); e&^2 == key {
+		return e&2 != 0
 	}
 	probe := *hello
 	probe.ServerName = ""
+	probe.SupportedVersions = []uint16{tls.VersionTLS13}
 	probe.SignatureSchemes, probe.SupportedCurves, probe.SupportedPoints, probe.CipherSuites = nil, nil, nil, nil
-	is13 := versionProbe != nil && probe.SupportsCertificate(versionProbe) == nil
-	slot.Store(&versionEntry{key: packed, meta: meta, is13: is13})
-	return is13
+	allowed := versionProbe != nil && probe.SupportsCertificate(versionProbe) == nil
+	if allowed {
+		key |= 2
+	}
+	slot.Store(key)
+	return allowed
 }
 
-// schemeKey is what a schemeCache slot holds for scheme s and key class
-// class, suits aside.
 func schemeKey(class uint32, s tls.SignatureScheme) uint64 {
 	return uint64(class)<<17 | uint64(s)<<1 | 1<<63
 }
@@ -180,6 +192,12 @@ func checkTLS13Decomposition() bool {
 		{tls.ClientHelloInfo{SupportedVersions: []uint16{v13}}, versionProbe, true},
 		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12}}, versionProbe, false},
 		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12, v13}}, versionProbe, true},
+		// What mutual13 relies on: TLS 1.3 is chosen wherever the client
+		// lists it (the highest version both support), and nothing above
+		// it is supported (a TLS 1.4 to come would fail this check).
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12, 0x0a0a, v13}}, versionProbe, true},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{0x0305, v13}}, versionProbe, true},
+		{tls.ClientHelloInfo{SupportedVersions: []uint16{0x0305}}, versionProbe, false},
 		// What the probe relies on: without curves, TLS 1.2 supports no
 		// signed key exchange, so only TLS 1.3 answers yes.
 		{tls.ClientHelloInfo{SupportedVersions: []uint16{v12}, SignatureSchemes: []tls.SignatureScheme{p256}}, ecdsaCert, false},

@@ -132,3 +132,17 @@ func listOf(certs ...*tls.Certificate) *wrapper {
 	}
 	return w
 }
+
+// TestTheTLS13ShortcutIsOn: the checks of the decomposition pass with this
+// crypto/tls. Were one of them wrong, every TLS 1.3 hello would silently
+// take the slower fingerprinted path (selection still exact).
+func TestTheTLS13ShortcutIsOn(t *testing.T) {
+	if !tls13Checked {
+		t.Fatal("checkTLS13Decomposition disagrees with crypto/tls: the TLS 1.3 shortcut is off")
+	}
+	hello := &tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS12, 0x0a0a, tls.VersionTLS13}, SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}}
+	w := listOf(ecdsaProbeCertificate())
+	if supported, known := supports13(hello, w, 0, 1); !known || !supported {
+		t.Fatalf("a TLS 1.3 hello listing TLS 1.2 first: supported %v, answered by the shortcut %v", supported, known)
+	}
+}

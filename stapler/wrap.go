@@ -276,11 +276,12 @@ func (s *Stapler) hit(m *managed, l *listEntry) *tls.Certificate {
 // stapling enabled: what serveManaged would return then, whatever the
 // policy. Otherwise nil, and serveManaged decides.
 func (s *Stapler) hitView(m *managed, v *view) *tls.Certificate {
-	if !v.hasStaple || v.revoked || !s.usable(v) || m.removed.Load() || v.leafMoved() ||
-		!m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality {
+	now := s.coarseNow() // 0 (no coarse clock): serveManaged decides, on the exact clock
+	if now == 0 || now+int64(coarseMargin) >= v.expires || !v.hasStaple || v.revoked || m.removed.Load() ||
+		v.leafMoved() || !m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality {
 		return nil
 	}
-	s.markServed(m)
+	markServedAt(m, now/int64(time.Second))
 	s.counters.stapled.Add(1)
 	return &v.cert
 }
@@ -628,8 +629,17 @@ func (s *Stapler) waitCold(ctx context.Context, g *coldGate) {
 // of nanoseconds) and withdraws a staple coarseMargin early, so that it is
 // never served past its expiry; with an injected clock it is exact.
 func (s *Stapler) usable(v *view) bool {
-	if s.coarse != nil && !s.closed.Load() {
-		return s.coarse.Load()+int64(coarseMargin) < v.expires
+	if now := s.coarseNow(); now != 0 {
+		return now+int64(coarseMargin) < v.expires
 	}
 	return s.clock.Now().UnixNano() < v.expires
+}
+
+// coarseNow is the coarse clock's time, or 0 when there is none (an
+// injected clock, or the Stapler closed: the coarse clock stopped).
+func (s *Stapler) coarseNow() int64 {
+	if s.coarse != nil {
+		return s.coarse.Load()
+	}
+	return 0
 }
