@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 NameToCertificate is deprecated, but an application may still set it: the wrapper honours it, and these tests probe that.
+
 package stapler
 
 import (

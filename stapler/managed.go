@@ -226,11 +226,9 @@ type listEntry struct {
 	bare atomic.Pointer[tls.Certificate]
 }
 
-// view is the entry's view, with the certificate's current staple.
-func (l *listEntry) view() *view { return l.viewWith(l.m.Load()) }
-
-// viewWith is view for m, the entry's state (l.m, known to the caller: on
-// the handshake path the entry itself is not read when m's view is its own).
+// viewWith is the entry's view, with the certificate's current staple, for
+// m, the entry's state (l.m, known to the caller: on the handshake path the
+// entry itself is not read when m's view is its own).
 func (l *listEntry) viewWith(m *managed) *view {
 	if v := m.view.Load(); v.home == l {
 		return v
