@@ -34,7 +34,12 @@ type view struct {
 	// the view was made: the chain's array is the application's, and an
 	// application that writes another leaf into it must not get this
 	// leaf's staple with that one (see leafMoved).
-	leaf      *byte
+	leaf *byte
+	// tail is the leaf DER's last 8 bytes (its signature's) when the view
+	// was made: the DER's bytes are the application's too, and an
+	// application that writes another leaf over them must not get this
+	// leaf's staple with it either.
+	tail      uint64
 	expires   int64 // Unix nanoseconds when the staple stops being usable
 	hasStaple bool
 	revoked   bool
@@ -193,7 +198,7 @@ func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
 		v.cert.Leaf = m.leaf
 	}
 	if len(c.Certificate) > 0 {
-		v.leaf = unsafe.SliceData(c.Certificate[0])
+		v.leaf, v.tail = unsafe.SliceData(c.Certificate[0]), derTail(c.Certificate[0])
 	}
 	v.cert.OCSPStaple = nil
 	if m.entry != nil {
@@ -358,10 +363,27 @@ func (m *managed) bareOf(v *view) *tls.Certificate {
 }
 
 // leafMoved reports whether the application wrote another leaf into the
-// chain array v's certificate shares with it, since v was made: v's staple
-// is not that leaf's.
+// chain array v's certificate shares with it, or over the leaf DER's own
+// bytes, since v was made: v's staple is not that leaf's.
 func (v *view) leafMoved() bool {
-	return len(v.cert.Certificate) == 0 || unsafe.SliceData(v.cert.Certificate[0]) != v.leaf
+	if len(v.cert.Certificate) == 0 {
+		return true
+	}
+	der := v.cert.Certificate[0]
+	return unsafe.SliceData(der) != v.leaf || derTail(der) != v.tail
+}
+
+// derTail is the last 8 bytes of der (fewer for a shorter one): the end
+// of a certificate's signature, another certificate's in all but name.
+func derTail(der []byte) uint64 {
+	if len(der) >= 8 {
+		return binary.BigEndian.Uint64(der[len(der)-8:])
+	}
+	var t uint64
+	for _, b := range der {
+		t = t<<8 | uint64(b)
+	}
+	return t
 }
 
 // policy is the certificate's effective policy.
