@@ -133,56 +133,6 @@ func TestAttack6AllowedCacheRace(t *testing.T) {
 	}
 }
 
-// FINDING: promise "the certificate chosen from a wrapped config's list is
-// exactly crypto/tls's choice for every hello". crypto/tls's answer for a
-// TLS 1.2 hello depends on GODEBUG settings read at each call (tlssha1,
-// tlsrsakex, tls10server...), which a program may change at run time
-// (os.Setenv("GODEBUG", ...) takes effect in crypto/tls at once). The
-// per-wrapper support cache (nameIndex.supported, keyed by the hello's and
-// the config's fingerprint) keeps the answer from before the change: here
-// a TLS 1.2 client offering only ECDSA-SHA1 is refused the ECDSA
-// certificate, then allowed it once tlssha1=1, but the wrapper keeps
-// choosing the first certificate.
-func TestAttack6GodebugChangeLeavesStaleSupportCache(t *testing.T) {
-	e := newEnv(t, on)
-	certs := attack6Certs(t, e)
-	// a.test: RSA at 1, ECDSA at 2.
-	w := e.s.wrapperOf(e.s.Wrap(&tls.Config{Certificates: certs}))
-	hello := func() *tls.ClientHelloInfo {
-		return &tls.ClientHelloInfo{
-			ServerName:        "a.test",
-			SupportedVersions: []uint16{tls.VersionTLS12},
-			SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithSHA1},
-			SupportedCurves:   []tls.CurveID{tls.CurveP256},
-			SupportedPoints:   []uint8{0},
-			CipherSuites:      []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-		}
-	}
-	want := func(h *tls.ClientHelloInfo) int {
-		for j := range certs {
-			if h.SupportsCertificate(w.certAt(j)) == nil {
-				return j
-			}
-		}
-		return 0
-	}
-	t.Setenv("GODEBUG", "tlssha1=0")
-	h := hello()
-	before := want(h)
-	if got, _ := w.selectCertificate(h); got != before {
-		t.Fatalf("before: chose %d, crypto/tls %d", got, before)
-	}
-	t.Setenv("GODEBUG", "tlssha1=1")
-	h = hello()
-	after := want(h)
-	if after == before {
-		t.Skip("crypto/tls's answer does not change with tlssha1 here")
-	}
-	if got, _ := w.selectCertificate(h); got != after {
-		t.Fatalf("after GODEBUG=tlssha1=1: chose certificate %d, crypto/tls chooses %d (was %d before the change)", got, after, before)
-	}
-}
-
 // FINDING (deliberate divergence, reported for the record): promise "the
 // certificate chosen ... is exactly crypto/tls's choice". For a TLS 1.3
 // hello with no server name and no signature_algorithms, crypto/tls's

@@ -10,7 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // oidTLSFeature is the RFC 7633 TLS feature extension (id-pe-tlsfeature).
@@ -95,7 +99,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate, homes []*listEntry) []*manage
 			s.log.Info("ocsp: certificate has no OCSP responder URL; not stapled", "id", m.ID(), "subject", m.leaf.Subject.String())
 			continue
 		}
-		if on && m.settings.Load().stapling.Enabled {
+		if on && m.settings.Load().stapling.Enabled && !s.closed.Load() { // closed: no fetch would open the gate
 			m.arm()
 			s.sched.schedule(m, now)
 		}
@@ -111,7 +115,7 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) 
 	m := &managed{keyPrefix: prefixOf(key), der: der, index: -1}
 	m.settings.Store(s.defaultSettings)
 	leaf := c.Leaf
-	if leaf == nil || !sameBytes(leaf.Raw, der) {
+	if leaf == nil || !sameBytes(leaf.Raw, der) || !serialMatches(leaf, der) {
 		var err error
 		if leaf, err = x509.ParseCertificate(der); err != nil {
 			s.log.Warn("ocsp: certificate does not parse; serving it without a staple", "id", m.ID(), "err", err)
@@ -125,6 +129,22 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) 
 	}
 	m.view.Store(m.viewFromLocked(c, home)) // no staple yet
 	return m
+}
+
+// serialMatches reports whether der's serial number is leaf's. A Leaf
+// parsed before the application wrote another certificate over the same
+// bytes still has the old certificate's serial, and its staple would be
+// asked for: such a Leaf is parsed again. (Reading the serial is a few
+// steps into the DER; parsing it all again would cost every registration.)
+func serialMatches(leaf *x509.Certificate, der []byte) bool {
+	in := cryptobyte.String(der)
+	var cert, tbs cryptobyte.String
+	serial := new(big.Int)
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !cert.ReadASN1(&tbs, cbasn1.SEQUENCE) ||
+		!tbs.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || !tbs.ReadASN1Integer(serial) {
+		return false
+	}
+	return leaf.SerialNumber != nil && leaf.SerialNumber.Cmp(serial) == 0
 }
 
 // learnIssuer gives m the issuer c's chain holds, when m has none yet: a

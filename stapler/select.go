@@ -197,13 +197,26 @@ func (w *wrapper) firstSupported(hello *tls.ClientHelloInfo, fp *uint64, head in
 // supports, asking each in turn, else the first.
 func (w *wrapper) selectSlowly(hello *tls.ClientHelloInfo) int {
 	for i := range w.list {
-		// An entry with no certificate is skipped (crypto/tls's
-		// SupportsCertificate would panic on it).
-		if c := w.certAt(i); len(c.Certificate) > 0 && hello.SupportsCertificate(c) == nil {
+		if c := w.certAt(i); supportsSafely(hello, c) {
 			return i
 		}
 	}
 	return 0
+}
+
+// supportsSafely is hello.SupportsCertificate(c) == nil, except that an
+// entry with no certificate, for which crypto/tls may panic (its own
+// selection would then end the server), counts as unsupported when it
+// does.
+func supportsSafely(hello *tls.ClientHelloInfo, c *tls.Certificate) (ok bool) {
+	if len(c.Certificate) == 0 {
+		defer func() {
+			if recover() != nil {
+				ok = false
+			}
+		}()
+	}
+	return hello.SupportsCertificate(c) == nil
 }
 
 // supportsClass is hello.SupportsCertificate for the certificate at

@@ -115,7 +115,7 @@ var allowedCache [16]atomic.Uint64
 // crypto/tls the first time.
 func allows13(hello *tls.ClientHelloInfo, minV, maxV uint16) bool {
 	key := uint64(minV)<<32 | uint64(maxV)<<16 | 1
-	slot := &allowedCache[(uint64(minV)^uint64(maxV)*0x9e3779b97f4a7c15)>>60]
+	slot := &allowedCache[((uint64(minV)<<16|uint64(maxV))*0x9e3779b97f4a7c15)>>60]
 	if e := slot.Load(); e&^2 == key {
 		return e&2 != 0
 	}

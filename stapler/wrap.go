@@ -36,7 +36,14 @@ import (
 // Certificates and served, unstapled, to clients that send no server name.
 //
 // A wrapped config serves what cfg held when it was wrapped. To change it,
-// change cfg (or a Clone of it) and wrap that again. Wrap knows its own
+// change cfg (or a Clone of it) and wrap that again. The certificates'
+// chains and bytes are shared with cfg, not copied: as crypto/tls asks of
+// a config in use, do not write a renewed certificate into them. (If an
+// application does, the new leaf is served with its own staple, never the
+// old one's, but chosen by the names the old leaf had.) Selection also
+// remembers crypto/tls's answers: GODEBUG settings that change them
+// (tlssha1, tlsrsakex), changed while the program runs, apply to configs
+// wrapped after the change. Wrap knows its own
 // configs and keeps no list of them: a config it returned is returned as
 // it is, and so is an unchanged Clone of one; a Clone whose Certificates
 // were set is wrapped as the original would have been with those
@@ -330,7 +337,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 		return w.s.serve(cri.Context(), cert)
 	}
 	for i := range w.list {
-		if c := w.certAt(i); len(c.Certificate) > 0 && cri.SupportsCertificate(c) == nil {
+		if c := w.certAt(i); len(c.Certificate) > 0 && cri.SupportsCertificate(c) == nil { // no certificate: crypto/tls's client side would panic
 			return w.serveAt(cri.Context(), i)
 		}
 	}
