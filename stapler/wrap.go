@@ -21,8 +21,9 @@ import (
 // it to the front and waits for it (see WithColdWait), so that the first
 // handshake is stapled when the responder answers in time; Ready waits for
 // them all. cfg and its certificates are never modified, and a wrapped
-// config serves what cfg held when it was wrapped (the list is copied):
-// handshakes get stapled copies, swapped atomically when a staple changes.
+// config serves what cfg held when it was wrapped (each certificate is
+// copied into the view it is served from, not kept twice): handshakes get
+// stapled copies, swapped atomically when a staple changes.
 //
 // The returned config's Certificates and NameToCertificate are empty: the
 // certificates of cfg are selected by its GetCertificate (and
