@@ -538,24 +538,36 @@ func BenchmarkRegistration100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	certs := mintLeaves(b, ca, n, "http://127.0.0.1:1/")
-	b.Run("wrap", func(b *testing.B) {
+	// Each way's time and bytes allocated per registration of all n, for
+	// issue 14's bound: one at a time within 2x of one Wrap.
+	type cost struct{ ns, bytes float64 }
+	measure := func(b *testing.B, register func(s *Stapler)) cost {
 		b.ReportAllocs()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		for b.Loop() {
 			s, _ := New(config.OCSP{}, WithLogger(quietLogger()))
-			s.Wrap(&tls.Config{Certificates: certs})
+			register(s)
 			s.Close()
 		}
+		runtime.ReadMemStats(&after)
+		return cost{float64(b.Elapsed().Nanoseconds()) / float64(b.N), float64(after.TotalAlloc-before.TotalAlloc) / float64(b.N)}
+	}
+	var wrap, oneByOne cost
+	b.Run("wrap", func(b *testing.B) {
+		wrap = measure(b, func(s *Stapler) { s.Wrap(&tls.Config{Certificates: certs}) })
 	})
 	b.Run("one-by-one", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			s, _ := New(config.OCSP{}, WithLogger(quietLogger()))
+		oneByOne = measure(b, func(s *Stapler) {
 			for i := range certs {
 				s.Add(&certs[i])
 			}
-			s.Close()
-		}
+		})
 	})
+	if wrap.ns > 0 && (oneByOne.ns > 2*wrap.ns || oneByOne.bytes > 2*wrap.bytes) {
+		b.Errorf("one at a time: %.2f s and %.0f MB; one Wrap: %.2f s and %.0f MB: over issue 14's 2x",
+			oneByOne.ns/1e9, oneByOne.bytes/1e6, wrap.ns/1e9, wrap.bytes/1e6)
+	}
 }
 
 // BenchmarkFirstHerd is the issue-14 herd: 1000 concurrent handshakes (real
