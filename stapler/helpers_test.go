@@ -227,12 +227,16 @@ func (e *env) advanceToNextRefresh(leaf *responder.Leaf) int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// The count is read before the plan: a query due now (planned by an
+	// earlier step, OCSP turned on, say) that ends in between is then the
+	// one waited for, not counted already with nothing left to come.
 	var due time.Time
+	var queries int
 	eventually(e.t, "a planned query", func() bool {
+		queries = e.status(leaf).Queries
 		due = e.s.sched.dueAt(m)
 		return !due.IsZero()
 	})
-	queries := e.status(leaf).Queries
 	e.clock.Advance(max(0, due.Sub(e.clock.Now())))
 	return queries
 }

@@ -174,7 +174,7 @@ func (m *managed) querying(deadline time.Time) {
 // Stapler's count of certificates stapled revoked.
 func (m *managed) publishLocked(revoked *atomic.Int64) {
 	old := m.view.Load()
-	v := m.viewFromLocked(&old.cert, old.home)
+	v := m.restapleLocked(old, old.home)
 	if !m.removed.Load() {
 		switch {
 		case v.revoked && !old.revoked:
@@ -207,6 +207,16 @@ func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
 		v.expires = int64(m.entry.Expires)
 		v.revoked = m.entry.Status == record.Revoked
 	}
+	return v
+}
+
+// restapleLocked is old's certificate with the current staple, a view
+// for home. It keeps where old's leaf was, not where the chain's is now:
+// an application that wrote another leaf into its chain since old was made
+// must not have this certificate's staple served with it (see leafMoved).
+func (m *managed) restapleLocked(old *view, home *listEntry) *view {
+	v := m.viewFromLocked(&old.cert, home)
+	v.leaf, v.tail = old.leaf, old.tail
 	return v
 }
 
@@ -260,7 +270,7 @@ func (l *listEntry) ownView(m *managed) *view {
 	if sameStaple(sv, cur) {
 		return sv
 	}
-	sv = m.viewFromLocked(&sv.cert, l)
+	sv = m.restapleLocked(sv, l)
 	l.own.Store(sv)
 	return sv
 }

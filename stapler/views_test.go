@@ -2,7 +2,10 @@ package stapler
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"math/big"
 	"testing"
 	"time"
 
@@ -133,5 +136,41 @@ func TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain(t *testing.T) {
 	check("after a refresh")
 	if n := testing.AllocsPerRun(1000, func() { first.GetCertificate(hello); second.GetCertificate(hello) }); n != 0 {
 		t.Fatalf("%v allocations per pair of handshakes, want 0", n)
+	}
+}
+
+// TestAnInPlaceLeafSwapStaysCaughtAfterARefresh: a leaf the application
+// writes into its chain in place is served with its own staple, also after
+// the old certificate's next refresh (a new view of the old certificate
+// must keep where the old leaf was, not take the chain's new one).
+func TestAnInPlaceLeafSwapStaysCaughtAfterARefresh(t *testing.T) {
+	e := newEnv(t, on)
+	app := tlsConfigFor(e.leaf)
+	app.Certificates[0].Certificate = [][]byte{e.leaf.Cert.Raw, e.ca.Cert.Raw} // the application's own chain slice
+	addr := e.serve(e.s.Wrap(app))
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	tmpl := *e.leaf.Cert // renewed with the same key
+	tmpl.SerialNumber = new(big.Int).Add(e.leaf.Cert.SerialNumber, big.NewInt(1))
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, e.ca.Cert, e.leaf.Key.Public(), e.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetStatus(tmpl.SerialNumber, responder.Good())
+	app.Certificates[0].Certificate[0] = der // in place
+	before := e.advanceToNextRefresh(e.leaf)
+	e.waitQueries(e.leaf, before+1)
+	staple, st, err := e.handshake(addr, func(c *tls.Config) { c.InsecureSkipVerify = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if staple == nil {
+		return // served without a staple: not another certificate's
+	}
+	resp, err := ocsp.ParseResponse(staple, e.ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served := st.PeerCertificates[0]; resp.SerialNumber.Cmp(served.SerialNumber) != 0 {
+		t.Fatalf("after a refresh, leaf serial %v served with the staple for serial %v", served.SerialNumber, resp.SerialNumber)
 	}
 }
