@@ -94,7 +94,7 @@ func TestAttack5MutualTLS(t *testing.T) {
 	}
 }
 
-// FINDING, OLDER (fails at a08ca52 too: the wrapper's copy was shallow before too). TestAttack5InPlaceLeafSwapNeverGetsTheOldStaple: an
+// FINDING (fixed), OLDER (fails at a08ca52 too: the wrapper's copy was shallow before too). TestAttack5InPlaceLeafSwapNeverGetsTheOldStaple: an
 // application renews a certificate with the same key (certbot
 // --reuse-key) and writes the new leaf into its certificate in place
 // (cert.Certificate[0] = renewed). The wrapped config shares the chain's

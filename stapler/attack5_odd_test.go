@@ -207,7 +207,7 @@ func TestAttack5OddHellosNeverPanic(t *testing.T) {
 	}
 }
 
-// FINDING, OLDER (fails at a08ca52 too; crypto/tls panics the same way with the unwrapped config). TestAttack5EmptyEntryNeverPanics: "nothing panics on any input". A list
+// FINDING (fixed), OLDER (fails at a08ca52 too; crypto/tls panics the same way with the unwrapped config). TestAttack5EmptyEntryNeverPanics: "nothing panics on any input". A list
 // with an empty tls.Certificate after certificates the hello does not
 // match (any server name the others are not valid for, sent by any remote
 // client) panics the handshake: selectSlowly asks crypto/tls's

@@ -8,7 +8,7 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// FINDING, OLDER (fails at a08ca52 too). TestAttack5ListedServedAgainAfterRemoveNeverRetires: "Listed
+// FINDING (fixed), OLDER (fails at a08ca52 too). TestAttack5ListedServedAgainAfterRemoveNeverRetires: "Listed
 // certificates never retire" (WithMaxCertificates). A listed certificate
 // that was Removed and is then served again by its wrapped config ("managed
 // afresh, as on first sight") is managed afresh as a certificate found on
@@ -54,7 +54,7 @@ func TestAttack5ListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	}
 }
 
-// FINDING, OLDER (fails at a08ca52 too). TestAttack5AFixedChainIsStapled: an
+// FINDING (fixed), OLDER (fails at a08ca52 too). TestAttack5AFixedChainIsStapled: an
 // application first wraps a leaf with a broken chain (the issuer missing,
 // no AIA caIssuers to fetch it from), sees it unstapled, fixes its chain
 // and wraps again: the wrapped config now holds the issuer, and must be
@@ -78,7 +78,7 @@ func TestAttack5AFixedChainIsStapled(t *testing.T) {
 	}
 }
 
-// FINDING, OLDER (fails at a08ca52 too). TestAttack5RemoveThenLeafOnlyFirstLosesTheIssuer: two configs
+// FINDING (fixed), OLDER (fails at a08ca52 too). TestAttack5RemoveThenLeafOnlyFirstLosesTheIssuer: two configs
 // list one leaf, A with its issuer in the chain, B with the leaf alone (a
 // server that sends a short chain to some clients; B is stapled because
 // the state learned the issuer from A's chain). After Remove ("served

@@ -60,7 +60,7 @@ func TestAttack5ReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
 	runtime.KeepAlive(second)
 }
 
-// FINDING (memory retention; the code before 7e23a27 held the old copy of
+// FINDING (fixed) (memory retention; the code before 7e23a27 held the old copy of
 // the list alive the same way, through managed.orig). A config listing X
 // and Y is wrapped again with X only (Y rotated out of the list, not yet
 // Removed, as an application rotating certificates and calling Remove

@@ -34,7 +34,7 @@ func attack5Leaf(t *testing.T, e *env, noLeaf bool, names ...string) (*responder
 	return l, c
 }
 
-// FINDING, REGRESSION (passes at a08ca52, before the views). TestAttack5SNISelectsTheNamedCertificateWithoutLeaf: a config
+// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestAttack5SNISelectsTheNamedCertificateWithoutLeaf: a config
 // listing two certificates whose Leaf is nil (built by hand, or parsed
 // with GODEBUG x509keypairleaf=0) must serve, to a client asking for the
 // second one's name, the second one: crypto/tls's rule, which Wrap
@@ -150,7 +150,7 @@ func TestAttack5Ed25519KeysAnyWay(t *testing.T) {
 	}
 }
 
-// FINDING, REGRESSION (passes at a08ca52, before the views). TestAttack5ServedAgainAfterRemoveAllocatesNothing: Remove, then
+// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestAttack5ServedAgainAfterRemoveAllocatesNothing: Remove, then
 // serve again ("managed afresh, as on first sight"): two configs listing
 // the same leaf with different chains were hits allocating nothing before
 // the Remove, and are served stapled again after it, but from then on
@@ -192,7 +192,7 @@ func TestAttack5ServedAgainAfterRemoveAllocatesNothing(t *testing.T) {
 	}
 }
 
-// FINDING, REGRESSION (passes at a08ca52, before the views). TestAttack5ExpiredStapleTwoConfigsAllocateNothing: the promise
+// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestAttack5ExpiredStapleTwoConfigsAllocateNothing: the promise
 // TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config
 // (once the staple has expired, the certificate is served without it and
 // such handshakes allocate nothing after the first) breaks for two configs

@@ -62,7 +62,7 @@ func TestAttack6WrapAndServeAcrossClose(t *testing.T) {
 	}
 }
 
-// FINDING (latency, outside the listed promises; found by the probe above
+// FINDING (fixed; latency, outside the listed promises; found by the probe above
 // with the default test cold wait of a minute): after Close, a certificate
 // seen for the first time gets a cold gate that nothing will ever open (no
 // fetch starts once closed), so every handshake serving it waits the full

@@ -18,7 +18,7 @@ import (
 // served (or the failure) must be the same.
 func TestAttack6RealHandshakesMatchPlainCryptoTLS(t *testing.T) {
 	e := newEnv(t, on)
-	certs := attack6Certs(t, e)
+	certs := attack6Certs(e)
 	inner := func(lo, hi uint16) *tls.Config {
 		return &tls.Config{Certificates: certs, MinVersion: lo, MaxVersion: hi}
 	}

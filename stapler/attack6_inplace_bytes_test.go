@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// FINDING: promise "never another certificate's staple". view.leafMoved
+// FINDING (fixed): promise "never another certificate's staple". view.leafMoved
 // tells a leaf written into the application's chain in place by the
 // address of the leaf's bytes only. An application that renews by writing
 // the new leaf's bytes into the buffer its chain already holds (reading

@@ -21,13 +21,7 @@ import (
 // never the old leaf's.
 func TestAttack6LeafMovedNeverServesOldStaple(t *testing.T) {
 	e := newEnv(t, on)
-	issue := func(names ...string) *responder.Leaf {
-		l, err := e.srv.Issue(responder.LeafOptions{KeyType: responder.ECDSA, DNSNames: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	issue := func(names ...string) *responder.Leaf { return e.mustIssue(responder.ECDSA, names...) }
 	renew := func(l *responder.Leaf) []byte {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(time.Now().UnixNano()),

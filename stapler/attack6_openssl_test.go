@@ -21,7 +21,7 @@ func TestAttack6OpenSSLClientsMatchPlainCryptoTLS(t *testing.T) {
 		t.Skip("no openssl")
 	}
 	e := newEnv(t, on)
-	certs := attack6Certs(t, e)
+	certs := attack6Certs(e)
 	outer := &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
 	plain := e.serve(outer)
 	wrapped := e.serve(e.s.Wrap(outer))

@@ -18,13 +18,7 @@ import (
 // the served leaf's own; the leaves end up stapled again.
 func TestAttack6ReaddRaceSharedLeaves(t *testing.T) {
 	e := newEnv(t, on)
-	issue := func(names ...string) *responder.Leaf {
-		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	issue := func(names ...string) *responder.Leaf { return e.mustIssue(responder.ECDSA, names...) }
 	a, b := issue("a.test", "localhost"), issue("b.test", "localhost")
 	addrs := []string{
 		e.serve(e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{a.Certificate, b.Certificate}})),

@@ -202,6 +202,16 @@ var on = config.OCSP{OCSPFunctionality: true}
 
 var _ = context.Background
 
+// mustIssue issues a leaf with a key of type kt, valid for names.
+func (e *env) mustIssue(kt responder.KeyType, names ...string) *responder.Leaf {
+	e.t.Helper()
+	l, err := e.srv.Issue(responder.LeafOptions{KeyType: kt, DNSNames: names})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
 func tlsConfigFor(l *responder.Leaf) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{l.Certificate}}
 }
