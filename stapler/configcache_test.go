@@ -74,7 +74,7 @@ func TestConfigsFromGetConfigForClientAreNotPinned(t *testing.T) {
 	}
 	apps.wait(t, "application configs", n)
 	wrapped.wait(t, "wrapped configs", n-1)
-	eventually(t, "the entries of collected configs to go", func() bool { runtime.GC(); return e.s.configs.len() == 0 })
+	eventually(t, "the entries of collected configs to go", func() bool { runtime.GC(); return e.s.wrapperOf(cfg).inner.len() == 0 })
 }
 
 func TestAStableConfigFromGetConfigForClientIsWrappedOnce(t *testing.T) {
@@ -100,7 +100,7 @@ func TestAStableConfigFromGetConfigForClientIsWrappedOnce(t *testing.T) {
 	for range 3 * configSlots {
 		get()
 	}
-	if got := e.s.configs.len(); got > configSlots {
+	if got := e.s.wrapperOf(cfg).inner.len(); got > configSlots {
 		t.Fatalf("%d configs remembered, bound %d", got, configSlots)
 	}
 	// A stable config is still wrapped once, and stays so while fresh ones churn.

@@ -84,6 +84,7 @@ func (f *fetcher) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Cer
 	if err != nil {
 		return nil, err
 	}
+	e.Unverified = skipSignature
 	if signer != nil && url != "" {
 		if err := f.checkDelegate(ctx, signer, issuer, url, now); err != nil {
 			return nil, err
@@ -142,9 +143,7 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 			}
 		}
 		if f.base.Err() == nil { // closing decides nothing either
-			f.mu.Lock()
-			f.known[key] = st
-			f.mu.Unlock()
+			f.rememberDelegate(key, st, now)
 		}
 		return st
 	})
@@ -152,4 +151,36 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 		return nil
 	}
 	return v.(delegateStatus).revoked
+}
+
+// maxDelegates bounds how many delegated responders' statuses a fetcher
+// remembers: each is keyed by the delegate's DER (a kilobyte or so), and
+// responders may rotate delegates often, or an attacker's staples name
+// fresh ones.
+const maxDelegates = 1024
+
+// rememberDelegate keeps st, the status of the delegate whose DER is key.
+// At maxDelegates, the statuses past their time go first, then the good
+// ones, revocations last, until a quarter of the room is free.
+func (f *fetcher) rememberDelegate(key string, st delegateStatus, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.known[key]; !ok && len(f.known) >= maxDelegates {
+		for k, old := range f.known {
+			if !now.Before(old.until) {
+				delete(f.known, k)
+			}
+		}
+		for _, revocations := range []bool{false, true} {
+			for k, old := range f.known {
+				if len(f.known) < maxDelegates-maxDelegates/4 {
+					break
+				}
+				if (old.revoked != nil) == revocations {
+					delete(f.known, k)
+				}
+			}
+		}
+	}
+	f.known[key] = st
 }

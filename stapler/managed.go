@@ -84,8 +84,21 @@ type managed struct {
 	// scheduler's, under its lock); key is set once, at registration.
 	mu          sync.Mutex
 	issuer      *x509.Certificate
-	entry       *record.Entry // the response stapled (good or revoked)
-	latest      *record.Entry // the latest verified answer (may be unknown)
+	entry       *record.Entry // the response served (good or revoked; unverified under skip_verify)
+	latest      *record.Entry // the latest answer, as Status shows it (may be unknown)
+	// known is what has been verified of the certificate: the newest
+	// verified answer that said good or revoked. It outlives what is
+	// served (a staple dropped, expired, turned off, or the certificate
+	// removed and added again) and every decision reads it: the rollback
+	// rule, Strict and MustStaple, the revoked count that stops session
+	// resumption, the fleet's adoption. An unverified answer never
+	// becomes knowledge.
+	known *record.Entry
+	// revokedFloor is the thisUpdate of the newest verified revocation
+	// (0 when none): no answer but a revocation with a thisUpdate at or
+	// before it is ever installed, even once known has moved on to a
+	// newer good answer.
+	revokedFloor record.Instant
 	lastErr     error
 	lastAttempt record.Instant
 	lastSuccess record.Instant
@@ -205,9 +218,48 @@ func (m *managed) viewFromLocked(c *tls.Certificate, home *listEntry) *view {
 		v.cert.OCSPStaple = m.entry.Raw
 		v.hasStaple = true
 		v.expires = int64(m.entry.Expires)
-		v.revoked = m.entry.Status == record.Revoked
 	}
+	v.revoked = m.revokedLocked()
 	return v
+}
+
+// revokedLocked reports whether the certificate is known to be revoked:
+// its newest verified answer says so, or the response served does. A
+// staple dropped or expired does not change what is known.
+func (m *managed) revokedLocked() bool {
+	return m.known != nil && m.known.Status == record.Revoked ||
+		m.entry != nil && m.entry.Status == record.Revoked
+}
+
+// admitsLocked reports whether e, a response with a good or revoked
+// status, may be installed at now: it rolls back nothing verified (see
+// supersedes), and it is no answer from at or before the newest verified
+// revocation but another revocation. An unverified e must also supersede
+// the unverified response served, so that replays under skip_verify do not
+// take turns; a verified one replaces anything unverified.
+func (m *managed) admitsLocked(e *record.Entry, now time.Time) bool {
+	if e.Status != record.Revoked && m.revokedFloor != 0 && e.ThisUpdate <= m.revokedFloor {
+		return false
+	}
+	if !supersedes(e, m.known, now) {
+		return false
+	}
+	if e.Unverified && m.entry != nil && m.entry.Unverified && !supersedes(e, m.entry, now) {
+		return false
+	}
+	return true
+}
+
+// learnLocked takes e, an installed response, as knowledge when it was
+// verified.
+func (m *managed) learnLocked(e *record.Entry) {
+	if e.Unverified || e.Status == record.Unknown {
+		return
+	}
+	m.known = e
+	if e.Status == record.Revoked && e.ThisUpdate > m.revokedFloor {
+		m.revokedFloor = e.ThisUpdate
+	}
 }
 
 // restapleLocked is old's certificate with the current staple, a view

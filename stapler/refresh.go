@@ -250,11 +250,14 @@ func supersedes(e, held *record.Entry, now time.Time) bool {
 // fleet or stored.
 func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 	cfg := s.cfg.Load()
-	st := m.settings.Load().stapling
 	now := s.clock.Now()
 	e, err := o.e, o.err
 
 	m.mu.Lock()
+	// Read under m.mu: turning skip_verify off withdraws an unverified
+	// staple under m.mu too, after the settings changed, so no unverified
+	// answer is installed past that moment.
+	st := m.settings.Load().stapling
 	if m.applied == o {
 		// Another refresh shared this query, recorded it and planned the
 		// next one already: one request, counted once.
@@ -273,7 +276,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		// signature was never checked, so it is not installed; asked
 		// again at once, verified.
 		next = now
-	case err == nil && e.Status != record.Unknown && !supersedes(e, m.entry, now):
+	case err == nil && e.Status != record.Unknown && !m.admitsLocked(e, now):
 		// Valid, but older than what is held: never installed. The
 		// responder did answer, so no recovery starts; ask again later,
 		// backing off rather than polling.
@@ -282,13 +285,17 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		m.lastErr = err
 		next = now.Add(staleBackoff(m.entry, cfg, now))
 	case err == nil && e.Status != record.Unknown:
-		installed = e
+		if !e.Unverified { // an unverified answer is neither stored nor shared
+			installed = e
+		}
 		m.installLocked(e, &s.revokedCount)
 		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)
 	default:
 		if err == nil {
-			m.latest = e
+			if !e.Unverified || m.latest == nil || m.latest.Unverified {
+				m.latest = e
+			}
 			err = m.fetchError(s.urlFor(m), ErrUnknownStatus)
 		}
 		m.lastErr = err
@@ -319,7 +326,24 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 // next handshake on. m.mu is held.
 func (m *managed) installLocked(e *record.Entry, revoked *atomic.Int64) {
 	m.entry, m.latest, m.lastSuccess = e, e, e.FetchedAt
+	m.learnLocked(e)
 	m.publishLocked(revoked)
+}
+
+// withdrawUnverifiedLocked stops serving a response installed under
+// skip_verify, which was turned off: nothing unverified is served with
+// verification on. What is known (verified) stays; Status shows the newest
+// verified answer again. m.mu is held.
+func (m *managed) withdrawUnverifiedLocked(revoked *atomic.Int64) bool {
+	if m.entry == nil || !m.entry.Unverified {
+		return false
+	}
+	m.entry = nil
+	if m.latest != nil && m.latest.Unverified {
+		m.latest = m.known
+	}
+	m.publishLocked(revoked)
+	return true
 }
 
 // settleLocked ends a transition of m made under m.mu, and releases the
@@ -355,17 +379,26 @@ func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now
 	// there), and when it is news: newer, fetched later by another server,
 	// or different at the same instant (the store breaks the tie, so that
 	// every server converges on what it holds).
-	newer := shared != nil && (m.entry == nil || supersedes(shared, m.entry, now) &&
-		(shared.ThisUpdate != m.entry.ThisUpdate || shared.ProducedAt != m.entry.ProducedAt ||
-			shared.FetchedAt > m.entry.FetchedAt || !bytes.Equal(shared.Raw, m.entry.Raw)))
-	if newer && m.entry != nil && shared.ThisUpdate == m.entry.ThisUpdate && shared.ProducedAt == m.entry.ProducedAt &&
-		shared.Status == m.entry.Status && shared.Expires > m.entry.Expires {
+	//
+	// What is known decides, not what is served: a staple dropped
+	// (WithDropOnFailure) or withdrawn leaves the knowledge that a stored
+	// replay must supersede. shared is verified with m's settings; one
+	// verified under skip_verify is compared with what is served too.
+	held := m.entry
+	if held == nil || !held.Unverified || shared != nil && !shared.Unverified {
+		held = m.known
+	}
+	newer := shared != nil && shared.Status != record.Unknown && m.admitsLocked(shared, now) &&
+		(held == nil || shared.ThisUpdate != held.ThisUpdate || shared.ProducedAt != held.ProducedAt ||
+			shared.FetchedAt > held.FetchedAt || !bytes.Equal(shared.Raw, held.Raw))
+	if newer && held != nil && shared.ThisUpdate == held.ThisUpdate && shared.ProducedAt == held.ProducedAt &&
+		shared.Status == held.Status && shared.Expires > held.Expires {
 		// The same answer, said to be fetched later: the fetch time is
 		// store metadata, anyone's to write, so it moves the plan (another
 		// server asked) but never the staple's cache_ttl past what this
 		// server knows.
 		same := *shared
-		same.Expires = m.entry.Expires
+		same.Expires = held.Expires
 		shared = &same
 	}
 	if newer {

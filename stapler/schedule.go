@@ -33,6 +33,13 @@ func newScheduler(c clock.Clock) *scheduler {
 // schedule sets when m is next due, replacing any earlier plan.
 func (s *scheduler) schedule(m *managed, at time.Time) {
 	s.mu.Lock()
+	if m.removed.Load() {
+		// Removed or retired, perhaps while its query was in flight:
+		// never put back. (Remove marks m before it unschedules it, so
+		// either this sees the mark or the unscheduling follows.)
+		s.mu.Unlock()
+		return
+	}
 	m.due = at.UnixNano()
 	m.urgent = false
 	if m.index >= 0 {

@@ -1,6 +1,10 @@
 package stapler
 
-import "github.com/staplerkit/ocsp/config"
+import (
+	"time"
+
+	"github.com/staplerkit/ocsp/config"
+)
 
 // Per-certificate settings: the ocsp_stapling object of each certificate
 // and its policy, read and changed through the Go API and the admin API.
@@ -72,6 +76,14 @@ func (s *Stapler) setStaplingLocked(m *managed, st config.Stapling) error {
 	next.stapling = st
 	m.settings.Store(&next)
 	o := old.stapling
+	if o.SkipVerify && !st.SkipVerify {
+		// Nothing unverified is served with verification on: withdrawn now,
+		// after the settings changed (apply reads them under m.mu, so no
+		// unverified answer in flight is installed past this point).
+		m.mu.Lock()
+		m.withdrawUnverifiedLocked(&s.revokedCount)
+		s.settleLocked(m, time.Time{}, false)
+	}
 	if st.Enabled && (!o.Enabled || st.SkipVerify != o.SkipVerify || st.CacheTTL < o.CacheTTL) && s.cfg.Load().OCSPFunctionality {
 		s.reschedule(m, s.cfg.Load(), true, s.clock.Now())
 	}

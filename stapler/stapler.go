@@ -62,19 +62,15 @@ type Stapler struct {
 	sched   *scheduler // when each certificate is queried next (schedule.go)
 	src     source     // the mode: memory, a store, a fleet (source.go)
 
-	// The wrap cache (wrap.go, configcache.go): the wrapped clones of
-	// configs returned by wrapped GetConfigForClient callbacks.
-	configs *configCache
 	// counters are the metrics (Metrics).
 	counters counters
-	// tickets are the session ticket keys of the configs Wrap makes.
-	tickets ticketKeys
-	// revokedCount counts the managed certificates stapled revoked; while
-	// it is not zero, wrapped configs resume no session (see wrap).
+	// revokedCount counts the managed certificates known to be revoked
+	// (managed.revokedLocked): while it is not zero, wrapped configs
+	// resume no session (see wrap).
 	revokedCount atomic.Int64
-	// coarse is the coarse clock (Unix nanoseconds) when the clock is the
+	// coarse is the handshake clock (clock.go) when the clock is the
 	// system clock; nil with an injected clock.
-	coarse *atomic.Int64
+	coarse *coarseClock
 
 	// Lifetime.
 	ctx    context.Context
@@ -101,6 +97,9 @@ type registry struct {
 	// Remove and Update.
 	mu      sync.Mutex
 	issuers map[string]*x509.Certificate // parsed issuers by DER, shared
+	// remembered is what was verified of certificates no longer managed
+	// (knowledge.go).
+	remembered remembered
 	byKey   map[[32]byte]*managed        // by ID, kept in a fleet only
 	order   []*managed                   // in the order they were found
 	// settingsMu serializes changes to per-certificate settings.
@@ -137,7 +136,6 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	}
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
-	s.configs = newConfigCache()
 	s.issuers = map[string]*x509.Certificate{}
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
@@ -157,12 +155,11 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		s.src.run(srcCtx)
 	}()
 	if _, system := s.clock.(clock.System); system {
-		s.coarse = new(atomic.Int64)
-		s.coarse.Store(time.Now().UnixNano())
+		s.coarse = newCoarseClock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			runCoarseClock(s.coarse, s.ctx.Done())
+			s.coarse.run(s.ctx.Done())
 		}()
 	}
 	s.wg.Add(1)

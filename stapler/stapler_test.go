@@ -663,14 +663,14 @@ func TestCoarseClockWithdrawsTheStapleBeforeItExpires(t *testing.T) {
 		{expires.Add(-time.Millisecond), false},
 		{expires, false},
 	} {
-		s.coarse.Store(tc.now.UnixNano())
+		s.coarse.set(tc.now)
 		if got := s.usable(v); got != tc.want {
 			t.Errorf("%v before expiry: usable %v, want %v", expires.Sub(tc.now), got, tc.want)
 		}
 	}
 	// After Close the coarse clock stops, so the real clock decides.
 	s.Close()
-	s.coarse.Store(0)
+	s.coarse.stop()
 	if !s.usable(v) {
 		t.Fatal("after Close a valid staple is withdrawn")
 	}

@@ -16,9 +16,13 @@ import (
 // connection uses, and the configs in use are often copies Wrap never sees
 // (http.Server clones its TLSConfig; GetConfigForClient's configs are
 // others). So a wrapped config seals and opens its tickets itself, with
-// keys the Stapler keeps (AES-256-GCM, a new key a day, each kept a week,
-// as crypto/tls does with its own): every copy of every config the Stapler
-// wrapped resumes the others' sessions.
+// keys of its own (AES-256-GCM, a new key a day, each kept a week, as
+// crypto/tls does with its own), shared with its copies only: its Clone,
+// the clone http.Server makes, a Clone changed and wrapped again, and the
+// configs its GetConfigForClient returns (as crypto/tls uses the original
+// config's keys for those). Two unrelated configs the same Stapler wrapped
+// never resume each other's sessions: each may verify its clients
+// differently.
 
 const (
 	ticketKeyRotation = 24 * time.Hour
@@ -55,12 +59,12 @@ func (t *ticketKeys) current(now time.Time) []ticketKey {
 }
 
 // sealSession is a wrapped config's WrapSession.
-func (s *Stapler) sealSession(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+func (w *wrapper) sealSession(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 	plain, err := ss.Bytes()
 	if err != nil {
 		return nil, err
 	}
-	key := s.tickets.current(time.Now())[0]
+	key := w.tickets.current(time.Now())[0]
 	nonce := make([]byte, key.aead.NonceSize(), key.aead.NonceSize()+len(plain)+key.aead.Overhead())
 	rand.Read(nonce)
 	return key.aead.Seal(nonce, nonce, plain, nil), nil
@@ -69,11 +73,11 @@ func (s *Stapler) sealSession(_ tls.ConnectionState, ss *tls.SessionState) ([]by
 // openSession is a wrapped config's UnwrapSession: nothing is resumed
 // while a certificate is known revoked, nor from a ticket no current key
 // opens (the client falls back to a full handshake).
-func (s *Stapler) openSession(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
-	if s.revokedCount.Load() > 0 {
+func (w *wrapper) openSession(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+	if w.s.revokedCount.Load() > 0 {
 		return nil, nil
 	}
-	for _, key := range s.tickets.current(time.Now()) {
+	for _, key := range w.tickets.current(time.Now()) {
 		n := key.aead.NonceSize()
 		if len(identity) < n {
 			return nil, nil

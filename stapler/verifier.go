@@ -147,7 +147,8 @@ type Verifier struct {
 	// Zero (the default) means no network request is ever made.
 	//
 	// Answers are kept until they expire and concurrent connections share
-	// one request. A failed request is remembered too: the responder is not
+	// one request. A failed request (an error, a response refused, or an
+	// unknown answer) is remembered too: the responder is not
 	// asked again for that certificate for 5 seconds, doubling with each
 	// further failure up to 5 minutes (by Time), and connections in between
 	// get the remembered failure at once.
@@ -508,6 +509,12 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 		defer cancel()
 		e, err := v.fetcher.fetch(fctx, url, leaf, issuer, v.now, false)
 		now := v.now()
+		if err == nil && e.Status != record.Good && e.Status != record.Revoked {
+			// An unknown answer decides nothing: remembered as a failure,
+			// with the same backoff, so that a responder that does not know
+			// the certificate is not asked again by every connection.
+			err = ErrUnknownStatus
+		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", url, err)
 			v.mu.Lock()

@@ -57,9 +57,11 @@ func (s *Stapler) Wrap(cfg *tls.Config) *tls.Config {
 		if w.unchanged(cfg) {
 			return cfg
 		}
-		return s.wrap(w.unwrap(cfg))
+		// A Clone of a wrapped config, changed: its copy, sharing its
+		// session ticket keys as crypto/tls's Clone shares them.
+		return s.wrap(w.unwrap(cfg), w.tickets)
 	}
-	return s.wrap(cfg)
+	return s.wrap(cfg, nil)
 }
 
 // wrapper is what Wrap keeps of one application config: the certificates
@@ -90,6 +92,15 @@ type wrapper struct {
 	appWrapSession       func(tls.ConnectionState, *tls.SessionState) ([]byte, error)
 
 	probe *wrapperProbe // the answer to a probe, made once
+
+	// tickets are the session ticket keys of the wrapped config and its
+	// copies (see tickets.go): never shared with an unrelated config.
+	tickets *ticketKeys
+	// inner remembers the wrapped clones of the configs the application's
+	// GetConfigForClient returns (nil without one): they seal tickets
+	// with this config's keys, as crypto/tls's configs for a client use
+	// the original config's.
+	inner *configCache
 }
 
 // nameTarget is where a NameToCertificate entry points: the certificate at
@@ -100,15 +111,22 @@ type nameTarget struct {
 }
 
 // wrap makes the wrapped clone of cfg, an application config.
-func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
+func (s *Stapler) wrap(cfg *tls.Config, tickets *ticketKeys) *tls.Config {
 	// What cfg holds now: the application may change its own slice later.
 	captured := cfg.Certificates
+	if tickets == nil {
+		tickets = new(ticketKeys)
+	}
 	w := &wrapper{
 		s:                    s,
 		list:                 make([]listEntry, len(captured)),
 		getCertificate:       cfg.GetCertificate,
 		getConfigForClient:   cfg.GetConfigForClient,
 		getClientCertificate: cfg.GetClientCertificate,
+		tickets:              tickets,
+	}
+	if w.getConfigForClient != nil {
+		w.inner = newConfigCache()
 	}
 	w.probe = &wrapperProbe{w}
 	var listed []*tls.Certificate
@@ -172,7 +190,7 @@ func (s *Stapler) wrap(cfg *tls.Config) *tls.Config {
 	c.GetCertificate = w.serverCertificate
 	w.appUnwrapSession, w.appWrapSession = cfg.UnwrapSession, cfg.WrapSession
 	if cfg.WrapSession == nil && cfg.UnwrapSession == nil {
-		c.WrapSession, c.UnwrapSession = s.sealSession, s.openSession
+		c.WrapSession, c.UnwrapSession = w.sealSession, w.openSession
 	} else {
 		c.UnwrapSession = w.unwrapSession(c, cfg.UnwrapSession)
 	}
@@ -321,7 +339,7 @@ func (w *wrapper) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, erro
 	if err != nil || inner == nil {
 		return inner, err
 	}
-	return w.s.wrapInner(inner), nil
+	return w.wrapInner(inner), nil
 }
 
 // clientCertificate is the wrapped config's GetClientCertificate, selecting
@@ -347,15 +365,21 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 
 // wrapInner wraps a config returned by GetConfigForClient, remembering it
 // so that a config returned again is not cloned again.
-func (s *Stapler) wrapInner(inner *tls.Config) *tls.Config {
-	if w := s.configs.get(inner); w != nil {
-		return w
+func (w *wrapper) wrapInner(inner *tls.Config) *tls.Config {
+	if c := w.inner.get(inner); c != nil {
+		return c
 	}
-	w := s.Wrap(inner)
-	if w == inner { // one of ours already
-		return w
+	s := w.s
+	var c *tls.Config
+	if iw := s.wrapperOf(inner); iw != nil {
+		c = s.Wrap(inner) // one of ours already (or a copy): its own keys
+		if c == inner {
+			return c
+		}
+	} else {
+		c = s.wrap(inner, w.tickets)
 	}
-	return s.configs.put(inner, w)
+	return w.inner.put(inner, c)
 }
 
 // Probes: a wrapper's callbacks answer these with a *wrapperProbe naming
@@ -466,7 +490,17 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 // serve is the handshake path: it returns c with its staple. On a cache hit
 // it takes no lock and allocates nothing.
 func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certificate, error) {
-	if c == nil || len(c.Certificate) == 0 || !s.cfg.Load().OCSPFunctionality {
+	if c == nil || len(c.Certificate) == 0 {
+		return c, nil
+	}
+	if !s.cfg.Load().OCSPFunctionality {
+		// Nothing is stapled or registered; a certificate known revoked
+		// is still refused under Strict (see serveManaged).
+		if s.revokedCount.Load() > 0 {
+			if m := s.index.get(c.Certificate[0]); m != nil && !m.removed.Load() {
+				return s.serveManaged(ctx, m, c, nil, 0)
+			}
+		}
 		return c, nil
 	}
 	m := s.index.get(c.Certificate[0])
@@ -508,6 +542,11 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	}
 	s.markServed(m)
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
+		if m.view.Load().revoked && m.policy(s.opts.policy) >= Strict {
+			// Stapling off drops the staple, not what is known.
+			s.counters.refused.Add(1)
+			return nil, m.refusal(ErrRevoked)
+		}
 		s.counters.unstapled.Add(1)
 		if c == nil {
 			return w.asWrapped(i), nil
@@ -560,6 +599,12 @@ func (w *wrapper) asWrapped(i int) *tls.Certificate {
 // decide is what a handshake gets from v under policy: the staple, or the
 // certificate without one, or a refusal; each outcome counted.
 func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, error) {
+	if v.revoked && policy >= Strict {
+		// Known revoked (verified), whatever is served: a staple dropped
+		// or expired since does not make the certificate good.
+		s.counters.refused.Add(1)
+		return nil, m.refusal(ErrRevoked)
+	}
 	if v.hasStaple && s.usable(v) {
 		if v.revoked && policy >= Strict {
 			s.counters.refused.Add(1)
@@ -647,7 +692,7 @@ func (s *Stapler) usable(v *view) bool {
 // injected clock, or the Stapler closed: the coarse clock stopped).
 func (s *Stapler) coarseNow() int64 {
 	if s.coarse != nil {
-		return s.coarse.Load()
+		return s.coarse.now()
 	}
 	return 0
 }

@@ -34,6 +34,12 @@ type Entry struct {
 	// signature, only the certificate a client needs to check it.
 	Raw    []byte
 	Status Status
+	// Unverified is set on a response installed under skip_verify: its
+	// signature was never checked. It may be served while skip_verify is
+	// on, and is never taken as knowledge of the certificate's status (it
+	// never blocks a verified answer, nor is it stored or shared). A byte
+	// beside Status, in the same word.
+	Unverified bool
 	// RevocationReason is the RFC 5280 reason code (revoked only); 32
 	// bits, so that it shares a word with Status. (Where the response came
 	// from is not kept: it is the certificate's responder, derived from
