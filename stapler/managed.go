@@ -82,10 +82,10 @@ type managed struct {
 
 	// mu guards the fields below it, up to due, index and urgent (the
 	// scheduler's, under its lock); key is set once, at registration.
-	mu          sync.Mutex
-	issuer      *x509.Certificate
-	entry       *record.Entry // the response served (good or revoked; unverified under skip_verify)
-	latest      *record.Entry // the latest answer, as Status shows it (may be unknown)
+	mu     sync.Mutex
+	issuer *x509.Certificate
+	entry  *record.Entry // the response served (good or revoked; unverified under skip_verify)
+	latest *record.Entry // the latest answer, as Status shows it (may be unknown)
 	// known is what has been verified of the certificate: the newest
 	// verified answer that said good or revoked. It outlives what is
 	// served (a staple dropped, expired, turned off, or the certificate
@@ -99,13 +99,13 @@ type managed struct {
 	// before it is ever installed, even once known has moved on to a
 	// newer good answer.
 	revokedFloor record.Instant
-	lastErr     error
-	lastAttempt record.Instant
-	lastSuccess record.Instant
-	queries     int32 // queries recorded, successful or not
-	tries       int32 // failed attempts in the current recovery
-	state       stateCode
-	mustStaple  bool
+	lastErr      error
+	lastAttempt  record.Instant
+	lastSuccess  record.Instant
+	queries      int32 // queries recorded, successful or not
+	tries        int32 // failed attempts in the current recovery
+	state        stateCode
+	mustStaple   bool
 	// issuerChecked: issuer is known to have signed the leaf.
 	issuerChecked bool
 	restored      bool // the store was read for this certificate

@@ -100,8 +100,8 @@ type registry struct {
 	// remembered is what was verified of certificates no longer managed
 	// (knowledge.go).
 	remembered remembered
-	byKey   map[[32]byte]*managed        // by ID, kept in a fleet only
-	order   []*managed                   // in the order they were found
+	byKey      map[[32]byte]*managed // by ID, kept in a fleet only
+	order      []*managed            // in the order they were found
 	// settingsMu serializes changes to per-certificate settings.
 	settingsMu sync.Mutex
 	// defaultSettings is shared by every certificate until its settings change.
