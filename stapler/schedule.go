@@ -24,6 +24,9 @@ type scheduler struct {
 
 	mu    sync.Mutex // guards queue and every managed's due and index
 	queue timerHeap
+	// busy counts the certificates handed to a worker whose refresh has
+	// not ended; guarded by mu.
+	busy int
 }
 
 func newScheduler(c clock.Clock) *scheduler {
@@ -120,6 +123,21 @@ func (s *scheduler) dueAt(m *managed) time.Time {
 	return time.Unix(0, m.due)
 }
 
+// done notes that a refresh handed out has ended.
+func (s *scheduler) done() {
+	s.mu.Lock()
+	s.busy--
+	s.mu.Unlock()
+}
+
+// quiet reports whether no refresh is running and none is due by now:
+// everything the clock's time calls for has been done.
+func (s *scheduler) quiet() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy == 0 && (len(s.queue) == 0 || s.queue[0].due > s.clock.Now().UnixNano())
+}
+
 func (s *scheduler) poke() {
 	select {
 	case s.wake <- struct{}{}:
@@ -141,6 +159,7 @@ func (s *scheduler) run(ctx context.Context) {
 			if due := s.queue[0].due; due <= now.UnixNano() {
 				next = heap.Pop(&s.queue).(*managed)
 				next.urgent = false
+				s.busy++
 			} else if due < deadline.UnixNano() {
 				deadline = time.Unix(0, due)
 			}
@@ -150,6 +169,7 @@ func (s *scheduler) run(ctx context.Context) {
 			select {
 			case s.work <- next:
 			case <-ctx.Done():
+				s.done()
 				return
 			}
 			continue
@@ -171,6 +191,7 @@ func (s *scheduler) serve(ctx context.Context, refresh func(*managed)) {
 		select {
 		case m := <-s.work:
 			refresh(m)
+			s.done()
 		case <-ctx.Done():
 			return
 		}
