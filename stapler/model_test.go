@@ -670,9 +670,12 @@ func (w *modelWorld) probeResumption(ms *modelStapler, ci int) {
 }
 
 // pipeHandshake runs a real TLS handshake between client and server over
-// an in-memory connection and returns the client's view of it.
+// a loopback TCP connection and returns the client's view of it.
 func pipeHandshake(client, server *tls.Config) (*tls.ConnectionState, error) {
-	cc, sc := net.Pipe()
+	cc, sc, err := loopbackPair()
+	if err != nil {
+		return nil, err
+	}
 	defer cc.Close()
 	defer sc.Close()
 	deadline := time.Now().Add(hangLimit)
@@ -692,7 +695,7 @@ func pipeHandshake(client, server *tls.Config) (*tls.ConnectionState, error) {
 		done <- err
 	}()
 	cl := tls.Client(cc, client)
-	err := cl.Handshake()
+	err = cl.Handshake()
 	if err == nil {
 		// One read, to take the session ticket (TLS 1.3) and to learn
 		// whether the server refused the client's certificate.
@@ -711,6 +714,33 @@ func pipeHandshake(client, server *tls.Config) (*tls.ConnectionState, error) {
 	}
 	st := cl.ConnectionState()
 	return &st, nil
+}
+
+
+// loopbackPair is the two ends of a TCP connection on loopback.
+func loopbackPair() (net.Conn, net.Conn, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		l.Close()
+		<-accepted
+		return nil, nil, err
+	}
+	sc := <-accepted
+	if sc == nil {
+		cc.Close()
+		return nil, nil, errors.New("accept failed")
+	}
+	return cc, sc, nil
 }
 
 func isNetTimeout(err error) bool {
