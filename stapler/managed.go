@@ -257,7 +257,15 @@ func (m *managed) learnLocked(e *record.Entry) {
 		return
 	}
 	m.known = e
-	if e.Status == record.Revoked && e.ThisUpdate > m.revokedFloor {
+	m.noteRevocationLocked(e)
+}
+
+// noteRevocationLocked raises the revocation floor to e's thisUpdate when
+// e, a verified answer, says revoked: even one not installed (older than a
+// good answer known) proves that nothing good from before it may be
+// stapled again.
+func (m *managed) noteRevocationLocked(e *record.Entry) {
+	if !e.Unverified && e.Status == record.Revoked && e.ThisUpdate > m.revokedFloor {
 		m.revokedFloor = e.ThisUpdate
 	}
 }

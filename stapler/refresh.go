@@ -85,6 +85,10 @@ type outcome struct {
 	// unverified: the signature was not checked (skip_verify was on when
 	// the query began).
 	unverified bool
+	// installed is set, under the certificate's mu, when apply installed
+	// e: a Test reads it, not what is held after (another refresh may have
+	// installed an answer as new since).
+	installed bool
 }
 
 // query fetches and verifies m's response, sharing one request among all
@@ -266,6 +270,9 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 	}
 	m.applied = o
 	m.lastAttempt = record.At(now)
+	if err == nil && !o.unverified {
+		m.noteRevocationLocked(e)
+	}
 	m.queries++
 	var next time.Time
 	var installed *record.Entry
@@ -288,6 +295,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		if !e.Unverified { // an unverified answer is neither stored nor shared
 			installed = e
 		}
+		o.installed = true
 		m.installLocked(e, &s.revokedCount)
 		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)
@@ -384,6 +392,9 @@ func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now
 	// (WithDropOnFailure) or withdrawn leaves the knowledge that a stored
 	// replay must supersede. shared is verified with m's settings; one
 	// verified under skip_verify is compared with what is served too.
+	if shared != nil {
+		m.noteRevocationLocked(shared)
+	}
 	held := m.entry
 	if held == nil || !held.Unverified || shared != nil && !shared.Unverified {
 		held = m.known

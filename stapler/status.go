@@ -197,7 +197,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	if s.cfg.Load().OCSPFunctionality {
 		s.record(m, o)
 		m.mu.Lock()
-		held := m.entry == e
+		held := o.installed
 		m.mu.Unlock()
 		// An unknown status is never installed, but it is the latest
 		// cached status (Status reports it): it is returned. Any other
