@@ -231,6 +231,13 @@ func (m *managed) revokedLocked() bool {
 		m.entry != nil && m.entry.Status == record.Revoked
 }
 
+// knows reports whether anything has been verified of the certificate.
+func (m *managed) knows() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.known != nil || m.revokedFloor != 0
+}
+
 // admitsLocked reports whether e, a response with a good or revoked
 // status, may be installed at now: it rolls back nothing verified (see
 // supersedes), and it is no answer from at or before the newest verified

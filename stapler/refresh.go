@@ -222,6 +222,23 @@ func (s *Stapler) record(m *managed, o *outcome) {
 	s.src.recorded(m, next, installed)
 }
 
+// rememberLate keeps what a query applied to m after Remove (or
+// retirement) taught: Remove kept m's knowledge as it was then, and a
+// revocation verified by a query in flight must not be lost with m.
+func (s *Stapler) rememberLate(m *managed) {
+	if !m.removed.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.index.get(m.der) != nil {
+		return // served again meanwhile: its new state took what was kept
+	}
+	m.mu.Lock()
+	s.remembered.keep(m, &s.revokedCount)
+	m.mu.Unlock()
+}
+
 // ErrOlderResponse: the responder answered with a valid response that is
 // not newer (by thisUpdate, then producedAt) than the one held, or that
 // would turn a revoked certificate good again at the same time. It is never
@@ -301,7 +318,11 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		next = nextRefresh(e, cfg, st, now)
 	default:
 		if err == nil {
-			if !e.Unverified || m.latest == nil || m.latest.Unverified {
+			// Status shows the unknown answer unless it is older than the
+			// answer shown (a replay must not hide a revocation from the
+			// operator), or unverified over a verified one.
+			if m.latest == nil || (!e.Unverified || m.latest.Unverified) &&
+				(e.ThisUpdate > m.latest.ThisUpdate || e.ThisUpdate == m.latest.ThisUpdate && e.ProducedAt >= m.latest.ProducedAt) {
 				m.latest = e
 			}
 			err = m.fetchError(s.urlFor(m), ErrUnknownStatus)
@@ -321,6 +342,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		next = beforeExpiry(m.entry, now, next)
 	}
 	s.settleLocked(m, next, true)
+	s.rememberLate(m)
 	switch {
 	case older:
 		s.log.Warn("ocsp: ignoring a response older than the one held", "id", m.ID(), "err", err, "retry_at", next)

@@ -127,7 +127,7 @@ func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) 
 		m.mustStaple = hasMustStaple(leaf)
 		m.issuer, m.issuerChecked = s.chainIssuer(c, leaf)
 	}
-	s.remembered.restore(m, key)
+	s.remembered.restore(m, key, &s.revokedCount)
 	v := m.viewFromLocked(c, home) // no staple yet; known revoked, perhaps
 	if v.revoked {
 		s.revokedCount.Add(1)
@@ -310,7 +310,7 @@ func (s *Stapler) removeLocked(m *managed) bool {
 	if v := m.view.Load(); v != nil && v.revoked {
 		s.revokedCount.Add(-1)
 	}
-	s.remembered.keep(m)
+	s.remembered.keep(m, &s.revokedCount)
 	m.mu.Unlock()
 	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
 	if s.byKey != nil {

@@ -4,6 +4,7 @@ package stapler
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"reflect"
@@ -500,6 +501,10 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 			if m := s.index.get(c.Certificate[0]); m != nil && !m.removed.Load() {
 				return s.serveManaged(ctx, m, c, nil, 0)
 			}
+			if s.opts.policy >= Strict && s.removedRevoked(c.Certificate[0]) {
+				s.counters.refused.Add(1)
+				return nil, fmt.Errorf("stapler: refusing certificate (id %s): %w", CertificateID(c.Certificate[0]), ErrRevoked)
+			}
 		}
 		return c, nil
 	}
@@ -520,6 +525,10 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, w *wrapper, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		if !s.cfg.Load().OCSPFunctionality {
+			if s.forgottenRevoked(m) {
+				s.counters.refused.Add(1)
+				return nil, m.refusal(ErrRevoked)
+			}
 			if c == nil {
 				return w.asWrapped(i), nil
 			}
@@ -585,15 +594,37 @@ func viewOf(m *managed, c *tls.Certificate, w *wrapper, i int) *view {
 // application had it, its own staple included, for a handshake the
 // Stapler does not staple.
 func (w *wrapper) asWrapped(i int) *tls.Certificate {
-	if c, ok := w.asWrappedAt[int32(i)]; ok {
-		return c
-	}
 	l := &w.list[i]
 	m := l.m.Load()
+	if c, ok := w.asWrappedAt[int32(i)]; ok {
+		// The application's own staple, unless something is known of the
+		// certificate: it may be older than a verified revocation.
+		if m == nil || !m.knows() {
+			return c
+		}
+		bare := *c
+		bare.OCSPStaple = nil
+		return &bare
+	}
 	if m == nil {
 		return l.base()
 	}
 	return m.bareOf(l.viewWith(m))
+}
+
+// forgottenRevoked reports whether m, removed, is remembered as known
+// revoked and its policy refuses that.
+func (s *Stapler) forgottenRevoked(m *managed) bool {
+	return m.policy(s.opts.policy) >= Strict && s.removedRevoked(m.der)
+}
+
+// removedRevoked reports whether the removed certificate with leaf der is
+// remembered as known revoked.
+func (s *Stapler) removedRevoked(der []byte) bool {
+	key := sha256.Sum256(der)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remembered.revoked(key)
 }
 
 // decide is what a handshake gets from v under policy: the staple, or the
