@@ -231,11 +231,12 @@ func (m *managed) revokedLocked() bool {
 		m.entry != nil && m.entry.Status == record.Revoked
 }
 
-// knows reports whether anything has been verified of the certificate.
-func (m *managed) knows() bool {
+// knownRevokedEver reports whether a revocation of the certificate has
+// been verified (even one a newer good answer lifted since).
+func (m *managed) knownRevokedEver() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.known != nil || m.revokedFloor != 0
+	return m.revokedFloor != 0
 }
 
 // admitsLocked reports whether e, a response with a good or revoked

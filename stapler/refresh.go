@@ -88,7 +88,7 @@ type outcome struct {
 	// installed is set, under the certificate's mu, when apply installed
 	// e: a Test reads it, not what is held after (another refresh may have
 	// installed an answer as new since).
-	installed bool
+	installed atomic.Bool
 }
 
 // query fetches and verifies m's response, sharing one request among all
@@ -312,7 +312,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		if !e.Unverified { // an unverified answer is neither stored nor shared
 			installed = e
 		}
-		o.installed = true
+		o.installed.Store(true)
 		m.installLocked(e, &s.revokedCount)
 		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)

@@ -196,9 +196,7 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 	}
 	if s.cfg.Load().OCSPFunctionality {
 		s.record(m, o)
-		m.mu.Lock()
-		held := o.installed
-		m.mu.Unlock()
+		held := o.installed.Load()
 		// An unknown status is never installed, but it is the latest
 		// cached status (Status reports it): it is returned. Any other
 		// answer not held now was refused (older than held).

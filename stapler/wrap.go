@@ -597,9 +597,9 @@ func (w *wrapper) asWrapped(i int) *tls.Certificate {
 	l := &w.list[i]
 	m := l.m.Load()
 	if c, ok := w.asWrappedAt[int32(i)]; ok {
-		// The application's own staple, unless something is known of the
-		// certificate: it may be older than a verified revocation.
-		if m == nil || !m.knows() {
+		// The application's own staple, unless a revocation of the
+		// certificate was verified: it may be older than that.
+		if m == nil || !m.knownRevokedEver() {
 			return c
 		}
 		bare := *c
