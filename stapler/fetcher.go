@@ -166,21 +166,9 @@ func (f *fetcher) rememberDelegate(key string, st delegateStatus, now time.Time)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.known[key]; !ok && len(f.known) >= maxDelegates {
-		for k, old := range f.known {
-			if !now.Before(old.until) {
-				delete(f.known, k)
-			}
-		}
-		for _, revocations := range []bool{false, true} {
-			for k, old := range f.known {
-				if len(f.known) < maxDelegates-maxDelegates/4 {
-					break
-				}
-				if (old.revoked != nil) == revocations {
-					delete(f.known, k)
-				}
-			}
-		}
+		pruneMap(f.known, maxDelegates,
+			func(old delegateStatus) bool { return !now.Before(old.until) },
+			func(old delegateStatus) bool { return old.revoked != nil })
 	}
 	f.known[key] = st
 }

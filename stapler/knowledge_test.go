@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,7 +14,9 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 )
 
@@ -123,52 +126,23 @@ func (e *env) isRogue(staple []byte, leaf *responder.Leaf) bool {
 	return err == nil && r.Certificate != nil && r.Certificate.Subject.CommonName == "rogue OCSP responder"
 }
 
-// dropFixture is a certificate stapled good, on a server with
-// WithDropOnFailure, behind a responder front that can replay stored
-// bytes.
-type dropFixture struct {
-	e      *env
-	leaf   *responder.Leaf
-	id     string
-	srv    *reportingServer
-	tamper *atomic.Pointer[func([]byte) []byte]
-	// good is a good response signed before the revocation, valid for a
-	// day: what an attacker on the plain-HTTP path to the responder, or a
-	// stale cache, serves later.
-	good []byte
-}
+// dropFixture is a certificate stapled good (see knowledgeFixture), on a
+// server with WithDropOnFailure and one recovery try.
+type dropFixture struct{ *knowledgeFixture }
 
-func newDropFixture(t *testing.T, policy Policy) *dropFixture {
+func newDropFixture(t *testing.T, policy Policy) dropFixture {
 	t.Helper()
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryFrequency: 60, RecoveryMaxTries: 1},
-		WithDropOnFailure(), WithPolicy(policy))
-	front, tamper := tamperingResponder(t, e.r)
-	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
-	f := &dropFixture{e: e, leaf: leaf, id: CertificateID(leaf.Cert.Raw), tamper: tamper}
-	f.srv = serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
-	e.waitStapled(leaf)
-	if f.good, err = e.r.Respond(leaf.Cert); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return dropFixture{newKnowledgeFixtureWith(t, config.OCSP{OCSPFunctionality: true, RecoveryFrequency: 60, RecoveryMaxTries: 1},
+		WithDropOnFailure(), WithPolicy(policy))}
 }
 
 // revokeAndDrop has the responder revoke the certificate (the revocation
 // installed and stapled by a test query), then fail with HTTP 500 until
 // the recovery tries are used up and the staple is dropped.
-func (f *dropFixture) revokeAndDrop(t *testing.T) {
+func (f dropFixture) revokeAndDrop(t *testing.T) {
 	t.Helper()
 	e := f.e
-	e.clock.Advance(10 * time.Minute) // the revocation is newer than f.good
-	e.r.SetStatus(f.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
-	st, err := e.s.Test(t.Context(), f.id)
-	if err != nil || st.CertStatus != config.CertRevoked {
-		t.Fatalf("the revocation: %v, %+v", err, st.Status)
-	}
+	f.revoke(t)
 	if st := e.status(f.leaf); st.State != StateRevoked || !st.Stapled {
 		t.Fatalf("after the revocation: state %s, stapled %v", st.State, st.Stapled)
 	}
@@ -234,8 +208,7 @@ func TestAnOlderGoodReplayIsRefusedAfterARevokedStapleIsDropped(t *testing.T) {
 			f := newDropFixture(t, policy)
 			e := f.e
 			f.revokeAndDrop(t)
-			replay := func([]byte) []byte { return f.good }
-			f.tamper.Store(&replay)
+			f.front.replay(f.good)
 
 			check := func(when string) {
 				t.Helper()
@@ -533,5 +506,79 @@ func TestARemovedRevokedCertificateIsStillRevokedWhenServedAgain(t *testing.T) {
 	}
 	if c := srv.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
 		t.Errorf("after the replay: client %v, server %v; want refused as revoked", c.client, c.server)
+	}
+}
+
+// A response installed under skip_verify is never written to the store:
+// after a restart, only what was verified is there to restore.
+func TestAnUnverifiedStapleIsNeverStored(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	id := CertificateID(e.leaf.Cert.Raw)
+
+	e.clock.Advance(10 * time.Minute) // the rogue answer is newer than the verified one
+	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
+	n := e.status(e.leaf).Queries
+	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitQueries(e.leaf, n+1)
+	if staple, _, err := e.handshake(addr); err != nil || !e.isRogue(staple, e.leaf) {
+		t.Fatalf("with skip_verify on, the rogue-signed response is not stapled (%v)", err)
+	}
+	e.s.Close() // every pending write done
+	value, err := store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := record.Decode(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ocsp.ParseResponseForCert(raw, e.leaf.Cert, e.ca.Cert); err != nil {
+		t.Fatalf("the store holds a response that does not verify: %v", err)
+	}
+}
+
+// The knowledge of removed certificates is bounded (rememberedLimit, the
+// oldest forgotten first), and a remembered revocation counts in the
+// revoked count exactly while it is remembered.
+func TestRemovedKnowledgeIsBoundedAndCountedWhileRemembered(t *testing.T) {
+	var r remembered
+	var count atomic.Int64
+	revoked := &record.Entry{Status: record.Revoked, ThisUpdate: 1}
+	good := &record.Entry{Status: record.Good, ThisUpdate: 2}
+	certs := make([]*managed, rememberedLimit+1)
+	for i := range certs {
+		m := &managed{der: []byte(fmt.Sprint("certificate ", i)), known: good}
+		if i == 0 {
+			m.known, m.revokedFloor = revoked, revoked.ThisUpdate
+		}
+		certs[i] = m
+		r.keep(m, &count)
+	}
+	if len(r.byKey) != rememberedLimit || len(r.order) != rememberedLimit {
+		t.Fatalf("%d remembered (%d in order), bound %d", len(r.byKey), len(r.order), rememberedLimit)
+	}
+	if _, kept := r.byKey[certs[0].key()]; kept {
+		t.Fatal("the oldest certificate removed is still remembered past the bound")
+	}
+	if n := count.Load(); n != 0 {
+		t.Fatalf("revoked count %d once the only revocation was forgotten, want 0", n)
+	}
+	// Remembered revoked, then served again: the count moves to the
+	// certificate's own state (restore), and back when it is forgotten.
+	last := certs[rememberedLimit]
+	last.known = revoked
+	r.keep(last, &count)
+	if n := count.Load(); n != 1 || !r.revoked(last.key()) {
+		t.Fatalf("revoked count %d with one revocation remembered, want 1", n)
+	}
+	again := &managed{der: last.der}
+	r.restore(again, last.key(), &count)
+	if n := count.Load(); n != 0 || again.known != revoked || r.revoked(last.key()) {
+		t.Fatalf("after restore: count %d, known %v", n, again.known)
 	}
 }

@@ -259,11 +259,8 @@ type knowledgeModel struct {
 	newest *ocsp.Response
 	// floor is the thisUpdate of the newest verified revocation.
 	floor time.Time
-	// settings as the model set them.
-	enabled, skipVerify bool
-	// removed: Remove was called and no handshake has served the
-	// certificate since with OCSP on (which manages it again).
-	removed bool
+	// skipVerify is the certificate's skip_verify as the model set it.
+	skipVerify bool
 }
 
 func newerResponse(a, b *ocsp.Response) bool {
@@ -383,9 +380,6 @@ func (w *modelWorld) start(ms *modelStapler) {
 	ms.cfgB = s.Wrap(&tls.Config{Certificates: certs, ClientAuth: tls.RequireAnyClientCert,
 		VerifyPeerCertificate: func([][]byte, [][]*x509.Certificate) error { return errors.New("config B refuses every client") }})
 	ms.know = make([]knowledgeModel, len(w.certs))
-	for i := range ms.know {
-		ms.know[i] = knowledgeModel{enabled: true}
-	}
 	ms.sessionCache = tls.NewLRUClientSessionCache(8)
 	ms.functional = true
 }
@@ -558,7 +552,7 @@ func (w *modelWorld) event() string {
 			}
 			return "SetStapling on a removed certificate"
 		}
-		k.enabled, k.skipVerify = st.Enabled, st.SkipVerify
+		k.skipVerify = st.SkipVerify
 		what = fmt.Sprintf("%s SetStapling %s %+v", ms.tag, c.name, st)
 	case n < 66:
 		on, tries := r.IntN(4) != 0, 1+r.IntN(3)
@@ -572,7 +566,7 @@ func (w *modelWorld) event() string {
 			w.t.Errorf("Remove: %v", err)
 		}
 		// Removed settings are gone: served again, the defaults apply.
-		ms.know[ci].enabled, ms.know[ci].skipVerify, ms.know[ci].removed = true, false, true
+		ms.know[ci].skipVerify = false
 		what = fmt.Sprintf("%s Remove %s", ms.tag, c.name)
 	case n < 76:
 		ms.s.Close()
@@ -624,9 +618,6 @@ func (w *modelWorld) check(after string) {
 					w.t.Errorf("after %s: %s served another certificate for %s", after, ms.tag, c.name)
 				}
 				w.checkStaple(after, ms, ci, cert.OCSPStaple, now)
-			}
-			if ms.functional {
-				ms.know[ci].removed = false // served again: managed again
 			}
 		}
 	}

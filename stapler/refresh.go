@@ -364,16 +364,15 @@ func (m *managed) installLocked(e *record.Entry, revoked *atomic.Int64) {
 // skip_verify, which was turned off: nothing unverified is served with
 // verification on. What is known (verified) stays; Status shows the newest
 // verified answer again. m.mu is held.
-func (m *managed) withdrawUnverifiedLocked(revoked *atomic.Int64) bool {
+func (m *managed) withdrawUnverifiedLocked(revoked *atomic.Int64) {
 	if m.entry == nil || !m.entry.Unverified {
-		return false
+		return
 	}
 	m.entry = nil
 	if m.latest != nil && m.latest.Unverified {
 		m.latest = m.known
 	}
 	m.publishLocked(revoked)
-	return true
 }
 
 // settleLocked ends a transition of m made under m.mu, and releases the
@@ -417,9 +416,11 @@ func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now
 	if shared != nil {
 		m.noteRevocationLocked(shared)
 	}
-	held := m.entry
-	if held == nil || !held.Unverified || shared != nil && !shared.Unverified {
-		held = m.known
+	// held is what shared must be news against: what is known, or, for
+	// an unverified shared while an unverified staple is served, that.
+	held := m.known
+	if shared != nil && shared.Unverified && m.entry != nil && m.entry.Unverified {
+		held = m.entry
 	}
 	newer := shared != nil && shared.Status != record.Unknown && m.admitsLocked(shared, now) &&
 		(held == nil || shared.ThisUpdate != held.ThisUpdate || shared.ProducedAt != held.ProducedAt ||

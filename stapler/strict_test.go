@@ -217,7 +217,14 @@ func TestStrictDERRefusesBytesOutsideTheSignature(t *testing.T) {
 // while it is set.
 func tamperingResponder(t testing.TB, r *responder.Responder) (*httptest.Server, *atomic.Pointer[func([]byte) []byte]) {
 	var tamper atomic.Pointer[func([]byte) []byte]
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	srv := httptest.NewServer(tamperingHandler(r, &tamper))
+	t.Cleanup(srv.Close)
+	return srv, &tamper
+}
+
+// tamperingHandler serves r's answers, changed by tamper while it is set.
+func tamperingHandler(r *responder.Responder, tamper *atomic.Pointer[func([]byte) []byte]) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
 		rec := httptest.NewRecorder()
 		r.ServeHTTP(rec, req)
 		body := rec.Body.Bytes()
@@ -231,9 +238,7 @@ func tamperingResponder(t testing.TB, r *responder.Responder) (*httptest.Server,
 		}
 		w.WriteHeader(rec.Code)
 		w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &tamper
+	}
 }
 
 func TestJunkWrappedResponseNeverReplacesTheStaple(t *testing.T) {

@@ -435,21 +435,9 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 		return st
 	}
 	if len(v.known) >= min(max(2*v.pruned, 64), v.maxKnown) {
-		for k, st := range v.known {
-			if !now.Before(st.keepUntil) && !now.Before(st.retryAt) {
-				delete(v.known, k)
-			}
-		}
-		for _, revocations := range []bool{false, true} {
-			for k, st := range v.known {
-				if len(v.known) < v.maxKnown-v.maxKnown/4 {
-					break
-				}
-				if revoked := st.newest != nil && st.newest.Status == record.Revoked; revoked == revocations {
-					delete(v.known, k)
-				}
-			}
-		}
+		pruneMap(v.known, v.maxKnown,
+			func(st *peerState) bool { return !now.Before(st.keepUntil) && !now.Before(st.retryAt) },
+			func(st *peerState) bool { return st.newest != nil && st.newest.Status == record.Revoked })
 		v.pruned = len(v.known)
 	}
 	st := &peerState{}

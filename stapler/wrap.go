@@ -525,9 +525,8 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, w *wrapper, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		if !s.cfg.Load().OCSPFunctionality {
-			if s.forgottenRevoked(m) {
-				s.counters.refused.Add(1)
-				return nil, m.refusal(ErrRevoked)
+			if m.policy(s.opts.policy) >= Strict && s.removedRevoked(m.der) {
+				return nil, s.refuse(m, ErrRevoked)
 			}
 			if c == nil {
 				return w.asWrapped(i), nil
@@ -553,8 +552,7 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if !s.cfg.Load().OCSPFunctionality || m.leaf == nil || !m.settings.Load().stapling.Enabled {
 		if m.view.Load().revoked && m.policy(s.opts.policy) >= Strict {
 			// Stapling off drops the staple, not what is known.
-			s.counters.refused.Add(1)
-			return nil, m.refusal(ErrRevoked)
+			return nil, s.refuse(m, ErrRevoked)
 		}
 		s.counters.unstapled.Add(1)
 		if c == nil {
@@ -612,12 +610,6 @@ func (w *wrapper) asWrapped(i int) *tls.Certificate {
 	return m.bareOf(l.viewWith(m))
 }
 
-// forgottenRevoked reports whether m, removed, is remembered as known
-// revoked and its policy refuses that.
-func (s *Stapler) forgottenRevoked(m *managed) bool {
-	return m.policy(s.opts.policy) >= Strict && s.removedRevoked(m.der)
-}
-
 // removedRevoked reports whether the removed certificate with leaf der is
 // remembered as known revoked.
 func (s *Stapler) removedRevoked(der []byte) bool {
@@ -633,30 +625,29 @@ func (s *Stapler) decide(m *managed, v *view, policy Policy) (*tls.Certificate, 
 	if v.revoked && policy >= Strict {
 		// Known revoked (verified), whatever is served: a staple dropped
 		// or expired since does not make the certificate good.
-		s.counters.refused.Add(1)
-		return nil, m.refusal(ErrRevoked)
+		return nil, s.refuse(m, ErrRevoked)
 	}
 	if v.hasStaple && s.usable(v) {
-		if v.revoked && policy >= Strict {
-			s.counters.refused.Add(1)
-			return nil, m.refusal(ErrRevoked)
-		}
 		s.counters.stapled.Add(1)
 		return &v.cert, nil
 	}
 	switch {
 	case policy >= MustStaple:
-		s.counters.refused.Add(1)
 		if v.hasStaple {
-			return nil, m.refusal(ErrStapleExpired)
+			return nil, s.refuse(m, ErrStapleExpired)
 		}
-		return nil, m.refusal(ErrNoStaple)
+		return nil, s.refuse(m, ErrNoStaple)
 	case policy == Strict && v.hasStaple:
-		s.counters.refused.Add(1)
-		return nil, m.refusal(ErrStapleExpired)
+		return nil, s.refuse(m, ErrStapleExpired)
 	}
 	s.counters.unstapled.Add(1)
 	return m.bareOf(v), nil
+}
+
+// refuse counts a refused handshake and says why.
+func (s *Stapler) refuse(m *managed, err error) error {
+	s.counters.refused.Add(1)
+	return m.refusal(err)
 }
 
 func (m *managed) refusal(err error) error {

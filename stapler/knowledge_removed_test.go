@@ -15,8 +15,9 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// Attacks on what is known versus what is served (round 7). Each test
-// names the behaviour it protects.
+// What is known of a certificate outlives its removal, its retirement
+// and stapling turned off: tests of knowledge across a certificate's
+// management.
 
 // gatedFront is a responder front that can hold requests (a query kept in
 // flight for as long as a test needs) and replace the bodies it answers
@@ -31,24 +32,13 @@ type gatedFront struct {
 
 func newGatedFront(t testing.TB, r *responder.Responder) *gatedFront {
 	g := &gatedFront{arrived: make(chan struct{}, 16), release: make(chan struct{})}
+	tampering := tamperingHandler(r, &g.tamper)
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if g.hold.Load() {
 			g.arrived <- struct{}{}
 			<-g.release
 		}
-		rec := httptest.NewRecorder()
-		r.ServeHTTP(rec, req)
-		body := rec.Body.Bytes()
-		if f := g.tamper.Load(); f != nil && rec.Code == http.StatusOK {
-			body = (*f)(body)
-		}
-		for k, v := range rec.Header() {
-			if k != "Content-Length" {
-				w.Header()[k] = v
-			}
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(body)
+		tampering(w, req)
 	}))
 	t.Cleanup(func() {
 		if g.hold.Swap(false) {
@@ -78,7 +68,12 @@ type knowledgeFixture struct {
 
 func newKnowledgeFixture(t *testing.T, opts ...Option) *knowledgeFixture {
 	t.Helper()
-	e := newEnv(t, on, opts...)
+	return newKnowledgeFixtureWith(t, on, opts...)
+}
+
+func newKnowledgeFixtureWith(t *testing.T, cfg config.OCSP, opts ...Option) *knowledgeFixture {
+	t.Helper()
+	e := newEnv(t, cfg, opts...)
 	front := newGatedFront(t, e.r)
 	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
 	if err != nil {
@@ -116,14 +111,11 @@ func (e *env) stapledGood(staple []byte, leaf *responder.Leaf) bool {
 	return err == nil && r.Status == ocsp.Good
 }
 
-// FINDING. A revocation the Stapler verifies for a certificate removed
-// while its query was in flight (Test, or a scheduled refresh, started
-// before Remove and answered after it) is reported (Test returns REVOKED)
-// but is not part of what is remembered of the removed certificate: the
-// knowledge kept by Remove is a snapshot taken before the answer arrived.
-// Served again, the certificate starts from the older good knowledge, and
-// a good response signed before the revocation, replayed to its first
-// query, is stapled.
+// A revocation verified by a query in flight when the certificate is
+// removed (Test, or a scheduled refresh, started before Remove and answered
+// after it) is remembered: served again, the certificate is still revoked,
+// and a good response signed before the revocation, replayed to its first
+// query, is not stapled.
 func TestARevocationVerifiedAfterRemoveIsRememberedWhenServedAgain(t *testing.T) {
 	f := newKnowledgeFixture(t)
 	e := f.e
@@ -171,13 +163,10 @@ func TestARevocationVerifiedAfterRemoveIsRememberedWhenServedAgain(t *testing.T)
 	}
 }
 
-// FINDING. Remove forgets nothing that was verified (a full handshake
-// serving the certificate again refuses it under Strict), but it takes the
-// certificate out of the revoked count that stops session resumption: a
-// session begun before the revocation resumes after Remove, skipping the
-// certificate selection that refuses it. (Retirement, WithIdleRetirement
-// or WithMaxManaged, does the same to a certificate found by
-// GetCertificate: a flood of new names can retire it.)
+// No session begun before a revocation resumes after the certificate is
+// removed: a removed certificate remembered as revoked stays in the revoked
+// count (a full handshake serving it again refuses it under Strict, but a
+// TLS 1.3 resumption skips certificate selection).
 func TestNoSessionResumesWhileARemovedCertificateIsKnownRevoked(t *testing.T) {
 	for _, v := range tlsVersions {
 		t.Run(v.name, func(t *testing.T) {
@@ -213,10 +202,9 @@ func TestNoSessionResumesWhileARemovedCertificateIsKnownRevoked(t *testing.T) {
 	}
 }
 
-// FINDING. With OCSP turned off, Strict refuses a certificate known
-// revoked (stapling off drops the staple, not what is known), and with
-// OCSP on it refuses it after Remove too (the knowledge is kept). Removed
-// and with OCSP off, the same listed certificate is served.
+// Strict refuses a certificate known revoked whether or not it is
+// managed: with OCSP off, after Remove, and removed with OCSP off (the
+// knowledge of removed certificates is kept).
 func TestStrictRefusesARemovedKnownRevokedCertificateWithOCSPOff(t *testing.T) {
 	f := newKnowledgeFixture(t, WithPolicy(Strict))
 	e := f.e
@@ -243,12 +231,10 @@ func TestStrictRefusesARemovedKnownRevokedCertificateWithOCSPOff(t *testing.T) {
 	}
 }
 
-// FINDING. After a revocation, an UNKNOWN answer signed before it (a
-// replay) becomes the certificate's status: Status says state "unknown",
-// cert_status "unknown", and the status hook reports revoked -> unknown.
-// A revoked certificate stays revoked until a strictly newer verified
-// answer says otherwise; an older one must not hide the revocation from
-// the operator.
+// After a revocation, an UNKNOWN answer signed before it (a replay) does
+// not become the certificate's status: Status and the status hook go on
+// saying revoked, since an older answer must not hide a revocation from the
+// operator.
 func TestAnOlderUnknownReplayDoesNotHideARevocationFromStatus(t *testing.T) {
 	e := newEnv(t, on, WithPolicy(Strict))
 	front := newGatedFront(t, e.r)
@@ -289,10 +275,9 @@ func TestAnOlderUnknownReplayDoesNotHideARevocationFromStatus(t *testing.T) {
 	}
 }
 
-// PROBE (holds). A certificate known revoked that a strictly newer
-// verified answer says good again leaves the revoked count: sessions
-// resume again, on every wrapped config, including a second config
-// listing the same leaf.
+// A certificate known revoked that a strictly newer verified answer says
+// good again leaves the revoked count: sessions resume again, on every
+// wrapped config, including a second config listing the same leaf.
 func TestRevokedCountReturnsToZeroWhenARevokedCertificateTurnsGood(t *testing.T) {
 	f := newKnowledgeFixture(t)
 	e := f.e
@@ -324,13 +309,11 @@ func TestRevokedCountReturnsToZeroWhenARevokedCertificateTurnsGood(t *testing.T)
 	}
 }
 
-// FINDING. A certificate listed with a staple of the application's own (a
-// good response it fetched itself) is served with that staple while the
-// Stapler staples nothing: stapling disabled for it, or OCSP off. Once the
-// Stapler has verified a revocation newer than that staple, serving it
-// staples GOOD something from before a verified revocation (Lenient; Strict
-// refuses the certificate). Turning stapling off drops the Stapler's
-// staple, not what is known.
+// A certificate listed with a staple of the application's own is served
+// with that staple while the Stapler staples nothing (stapling disabled for
+// it, or OCSP off), but not once the Stapler has verified a revocation: that
+// staple may be from before it, and nothing GOOD from before a verified
+// revocation is stapled.
 func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *testing.T) {
 	for _, how := range []string{"stapling disabled", "OCSP off"} {
 		t.Run(how, func(t *testing.T) {
@@ -377,9 +360,9 @@ func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *t
 	}
 }
 
-// PROBE (holds). Two unrelated configs whose GetConfigForClient return the
-// same application config do not resume each other's sessions through it:
-// the config each returns seals with its own outer config's keys.
+// Two unrelated configs whose GetConfigForClient return the same
+// application config do not resume each other's sessions through it: the
+// config each returns seals with its own outer config's keys.
 func TestASharedInnerConfigDoesNotJoinTheSessionsOfUnrelatedOuterConfigs(t *testing.T) {
 	for _, v := range tlsVersions {
 		t.Run(v.name, func(t *testing.T) {
@@ -410,12 +393,9 @@ func TestASharedInnerConfigDoesNotJoinTheSessionsOfUnrelatedOuterConfigs(t *test
 	}
 }
 
-// FINDING (the same gap as TestNoSessionResumesWhileARemovedCertificateIsKnownRevoked,
-// reached by a client alone). With a bound on the certificates managed, a
-// client that asks for another name retires a certificate known revoked
-// that the application's GetCertificate serves; the revoked count drops to
-// zero, and a TLS 1.3 session begun before the revocation resumes, while a
-// full handshake for the certificate is refused as revoked.
+// A certificate known revoked stays in the revoked count when a bound on
+// the certificates managed retires it (a client asking for another name is
+// enough): a TLS 1.3 session begun before the revocation does not resume.
 func TestRetiringARevokedCertificateDoesNotReenableResumption(t *testing.T) {
 	e := newEnv(t, on, WithPolicy(Strict), WithMaxCertificates(1))
 	other := e.mustIssue(responder.ECDSA, "other.test")
