@@ -29,6 +29,39 @@ type knowledge struct {
 
 func (k knowledge) revoked() bool { return k.known != nil && k.known.Status == record.Revoked }
 
+// merge is what k and o, two things learnt of one certificate (by two of
+// its registrations, or one remembered and one learnt late), know
+// together: the newer known answer (a revocation wins a tie), and the
+// higher revocation floor. Nothing is forgotten by a merge.
+func (k knowledge) merge(o knowledge) knowledge {
+	if o.known != nil && (k.known == nil || newer(o.known, k.known) ||
+		!newer(k.known, o.known) && o.known.Status == record.Revoked) {
+		k.known = o.known
+	}
+	k.revokedFloor = max(k.revokedFloor, o.revokedFloor)
+	return k
+}
+
+// knowledgeLocked is what m knows. m.mu is held.
+func (m *managed) knowledgeLocked() knowledge {
+	return knowledge{known: m.known, revokedFloor: m.revokedFloor}
+}
+
+// absorbLocked adds k, learnt of m's certificate by another registration
+// of it, to what m knows; a staple that m then would not admit (good, from
+// at or before a verified revocation) is no longer served. The caller
+// publishes m's view. m.mu is held.
+func (m *managed) absorbLocked(k knowledge) {
+	merged := m.knowledgeLocked().merge(k)
+	m.known, m.revokedFloor = merged.known, merged.revokedFloor
+	if m.entry != nil && m.entry.Status != record.Revoked && m.entry.ThisUpdate <= m.revokedFloor {
+		m.entry = nil
+	}
+	if m.known != nil && (m.latest == nil || newer(m.known, m.latest)) {
+		m.latest = m.known
+	}
+}
+
 // remembered is the knowledge of removed certificates, by leaf SHA-256,
 // in the order they were removed. Guarded by the Stapler's mu.
 type remembered struct {
@@ -36,9 +69,9 @@ type remembered struct {
 	order [][32]byte
 }
 
-// keep remembers m's knowledge, if it has any, replacing what was kept of
-// it, and keeps count (the Stapler's revoked count) of the remembered
-// revocations. m.mu is held.
+// keep remembers m's knowledge, if it has any, merged with what was kept
+// of it already, and keeps count (the Stapler's revoked count) of the
+// remembered revocations. m.mu is held.
 func (r *remembered) keep(m *managed, count *atomic.Int64) {
 	if m.known == nil && m.revokedFloor == 0 {
 		return
@@ -51,7 +84,7 @@ func (r *remembered) keep(m *managed, count *atomic.Int64) {
 	if !ok {
 		r.order = append(r.order, key)
 	}
-	k := knowledge{known: m.known, revokedFloor: m.revokedFloor}
+	k := prev.merge(m.knowledgeLocked())
 	r.byKey[key] = k
 	switch {
 	case k.revoked() && !prev.revoked():
@@ -97,8 +130,6 @@ func (r *remembered) restore(m *managed, key [32]byte, count *atomic.Int64) {
 	}
 }
 
-// revoked reports whether a removed certificate whose leaf hashes to key
-// is known revoked.
-func (r *remembered) revoked(key [32]byte) bool {
-	return r.byKey[key].revoked()
-}
+// of returns what is remembered of the removed certificate whose leaf
+// hashes to key.
+func (r *remembered) of(key [32]byte) knowledge { return r.byKey[key] }

@@ -571,14 +571,21 @@ func TestRemovedKnowledgeIsBoundedAndCountedWhileRemembered(t *testing.T) {
 	// Remembered revoked, then served again: the count moves to the
 	// certificate's own state (restore), and back when it is forgotten.
 	last := certs[rememberedLimit]
-	last.known = revoked
+	later := &record.Entry{Status: record.Revoked, ThisUpdate: 3} // newer than its good answer
+	last.known, last.revokedFloor = later, later.ThisUpdate
 	r.keep(last, &count)
-	if n := count.Load(); n != 1 || !r.revoked(last.key()) {
+	if n := count.Load(); n != 1 || !r.of(last.key()).revoked() {
 		t.Fatalf("revoked count %d with one revocation remembered, want 1", n)
+	}
+	// What is kept again is merged with what is remembered: an older
+	// answer learnt late does not replace the newer revocation.
+	r.keep(&managed{der: last.der, known: good}, &count)
+	if n := count.Load(); n != 1 || !r.of(last.key()).revoked() {
+		t.Fatalf("an older answer kept late replaced a remembered revocation (count %d)", n)
 	}
 	again := &managed{der: last.der}
 	r.restore(again, last.key(), &count)
-	if n := count.Load(); n != 0 || again.known != revoked || r.revoked(last.key()) {
+	if n := count.Load(); n != 0 || again.known != later || r.of(last.key()).revoked() {
 		t.Fatalf("after restore: count %d, known %v", n, again.known)
 	}
 }

@@ -231,14 +231,6 @@ func (m *managed) revokedLocked() bool {
 		m.entry != nil && m.entry.Status == record.Revoked
 }
 
-// knownRevokedEver reports whether a revocation of the certificate has
-// been verified (even one a newer good answer lifted since).
-func (m *managed) knownRevokedEver() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.revokedFloor != 0
-}
-
 // admitsLocked reports whether e, a response with a good or revoked
 // status, may be installed at now: it rolls back nothing verified (see
 // supersedes), and it is no answer from at or before the newest verified

@@ -224,19 +224,31 @@ func (s *Stapler) record(m *managed, o *outcome) {
 
 // rememberLate keeps what a query applied to m after Remove (or
 // retirement) taught: Remove kept m's knowledge as it was then, and a
-// revocation verified by a query in flight must not be lost with m.
+// revocation verified by a query in flight must not be lost with m. It
+// goes where the certificate's knowledge is now: merged into what is
+// remembered of it, or, served again meanwhile, into its new state.
 func (s *Stapler) rememberLate(m *managed) {
 	if !m.removed.Load() {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.index.get(m.der) != nil {
-		return // served again meanwhile: its new state took what was kept
+	cur := s.index.get(m.der)
+	if cur == nil {
+		m.mu.Lock()
+		s.remembered.keep(m, &s.revokedCount)
+		m.mu.Unlock()
+		s.mu.Unlock()
+		return
 	}
+	s.mu.Unlock()
 	m.mu.Lock()
-	s.remembered.keep(m, &s.revokedCount)
+	k := m.knowledgeLocked()
 	m.mu.Unlock()
+	cur.mu.Lock()
+	cur.absorbLocked(k)
+	cur.publishLocked(&s.revokedCount)
+	s.settleLocked(cur, time.Time{}, false)
+	s.rememberLate(cur) // removed again meanwhile: remembered with k
 }
 
 // ErrOlderResponse: the responder answered with a valid response that is

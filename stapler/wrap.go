@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -501,7 +502,7 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 			if m := s.index.get(c.Certificate[0]); m != nil && !m.removed.Load() {
 				return s.serveManaged(ctx, m, c, nil, 0)
 			}
-			if s.opts.policy >= Strict && s.removedRevoked(c.Certificate[0]) {
+			if s.removedRevoked(c.Certificate[0]) && s.policyOf(c) >= Strict {
 				s.counters.refused.Add(1)
 				return nil, fmt.Errorf("stapler: refusing certificate (id %s): %w", CertificateID(c.Certificate[0]), ErrRevoked)
 			}
@@ -525,7 +526,7 @@ func (s *Stapler) serve(ctx context.Context, c *tls.Certificate) (*tls.Certifica
 func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certificate, w *wrapper, i int) (*tls.Certificate, error) {
 	if m.removed.Load() { // served again after Remove: managed afresh, whatever its settings were
 		if !s.cfg.Load().OCSPFunctionality {
-			if m.policy(s.opts.policy) >= Strict && s.removedRevoked(m.der) {
+			if revoked, _ := s.revocationOf(m); revoked && m.policy(s.opts.policy) >= Strict {
 				return nil, s.refuse(m, ErrRevoked)
 			}
 			if c == nil {
@@ -597,7 +598,10 @@ func (w *wrapper) asWrapped(i int) *tls.Certificate {
 	if c, ok := w.asWrappedAt[int32(i)]; ok {
 		// The application's own staple, unless a revocation of the
 		// certificate was verified: it may be older than that.
-		if m == nil || !m.knownRevokedEver() {
+		if m == nil {
+			return c
+		}
+		if _, ever := w.s.revocationOf(m); !ever {
 			return c
 		}
 		bare := *c
@@ -616,7 +620,50 @@ func (s *Stapler) removedRevoked(der []byte) bool {
 	key := sha256.Sum256(der)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.remembered.revoked(key)
+	return s.remembered.of(key).revoked()
+}
+
+// revocationOf reports whether m's certificate is known revoked now, and
+// whether a revocation of it was ever verified, wherever that knowledge is:
+// in m, in the certificate's registration now when m was removed since
+// (a list entry may still point to m), or remembered (plus what m learnt
+// that is not remembered yet).
+func (s *Stapler) revocationOf(m *managed) (revoked, ever bool) {
+	if m.removed.Load() {
+		s.mu.Lock()
+		cur := s.index.get(m.der)
+		var k knowledge
+		if cur == nil {
+			k = s.remembered.of(m.key())
+		}
+		s.mu.Unlock()
+		if cur == nil {
+			m.mu.Lock()
+			k = k.merge(m.knowledgeLocked())
+			m.mu.Unlock()
+			return k.revoked(), k.revokedFloor != 0
+		}
+		m = cur
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.revokedLocked(), m.revokedFloor != 0
+}
+
+// policyOf is the policy for c, a certificate the Stapler does not manage
+// now: the Stapler's, or MustStaple for a must-staple leaf.
+func (s *Stapler) policyOf(c *tls.Certificate) Policy {
+	leaf := c.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return s.opts.policy
+		}
+	}
+	if hasMustStaple(leaf) {
+		return MustStaple
+	}
+	return s.opts.policy
 }
 
 // decide is what a handshake gets from v under policy: the staple, or the
