@@ -67,7 +67,9 @@ const (
 	FaultThisUpdateInFuture
 	// FaultNextUpdateInPast sets nextUpdate an hour behind the clock.
 	FaultNextUpdateInPast
-	// FaultNoNextUpdate leaves nextUpdate out.
+	// FaultNoNextUpdate leaves nextUpdate out and sets thisUpdate two hours
+	// back: older than a response without nextUpdate is relied on by
+	// default (stapler.DefaultNoNextUpdateLifetime, an hour).
 	FaultNoNextUpdate
 	faultKinds // the number of kinds; keep last
 )

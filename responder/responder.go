@@ -52,7 +52,9 @@ type Window struct {
 	Backdate time.Duration
 	// Lifetime puts nextUpdate this far after thisUpdate.
 	Lifetime time.Duration
-	// NoNextUpdate leaves nextUpdate out (RFC 9919 says clients reject that).
+	// NoNextUpdate leaves nextUpdate out, as openssl ocsp does by default
+	// (RFC 6960 allows it; the stapler relies on such a response for an
+	// hour after its thisUpdate by default).
 	NoNextUpdate bool
 }
 
@@ -428,6 +430,9 @@ func (r *Responder) sign(serial *big.Int, kind FaultKind) ([]byte, *ocsp.Respons
 	}
 	if window.NoNextUpdate || kind == FaultNoNextUpdate {
 		tmpl.NextUpdate = time.Time{}
+	}
+	if kind == FaultNoNextUpdate {
+		tmpl.ThisUpdate = now.Add(-2 * time.Hour).UTC().Truncate(time.Second)
 	}
 	if status.Kind == ocsp.Revoked {
 		tmpl.RevokedAt = status.RevokedAt.UTC().Truncate(time.Second)

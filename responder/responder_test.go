@@ -363,8 +363,8 @@ func TestEachFault(t *testing.T) {
 		}
 	}
 	check[FaultNoNextUpdate] = func(t *testing.T, resp *http.Response, body []byte, err error) {
-		if p := parsed(t, body); !p.NextUpdate.IsZero() {
-			t.Fatalf("nextUpdate %v", p.NextUpdate)
+		if p := parsed(t, body); !p.NextUpdate.IsZero() || p.ThisUpdate.After(time.Now().Add(-90*time.Minute)) {
+			t.Fatalf("nextUpdate %v, thisUpdate %v", p.NextUpdate, p.ThisUpdate)
 		}
 	}
 	for _, kind := range AllFaults() {

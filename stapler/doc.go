@@ -31,12 +31,15 @@
 //     id-kp-OCSPSigning that is valid now, with no unknown critical extension
 //     and a keyUsage allowing signatures; every embedded certificate is
 //     tried), no SHA-1 unless WithAllowSHA1, thisUpdate within the clock skew, a
-//     nextUpdate that has not passed, no unknown critical extension.
+//     nextUpdate that has not passed (a response without one, as openssl
+//     ocsp sends by default, is relied on for WithNoNextUpdateLifetime
+//     after its thisUpdate, an hour by default), no unknown critical
+//     extension.
 //     skip_verify skips the signer checks only. What is stapled is the
 //     canonical form: the signed part, its signature and only the signer's
 //     certificate.
 //   - Caching and refresh: a staple is served until the earliest of
-//     fetched + cache_ttl, nextUpdate, the leaf's NotAfter and a delegate's
+//     fetched + cache_ttl, nextUpdate (or that lifetime), the leaf's NotAfter and a delegate's
 //     NotAfter, and never after. One scheduler (a timer heap) refreshes every
 //     certificate at the earliest of query_frequency, cache_ttl and half the
 //     response's validity, with jitter, on a bounded pool of workers.

@@ -29,6 +29,7 @@ type options struct {
 	coldWait        time.Duration
 	workers         int
 	skew            time.Duration
+	undated         time.Duration // see WithNoNextUpdateLifetime
 	dropOnFailure   bool
 	store           cache.Store
 	ratePerSecond   float64
@@ -151,6 +152,18 @@ func WithWorkers(n int) Option {
 // allows none.
 func WithClockSkew(d time.Duration) Option {
 	return func(o *options) { o.skew = skewOrDefault(d) }
+}
+
+// WithNoNextUpdateLifetime sets how long after its thisUpdate a response
+// without nextUpdate is stapled (RFC 6960 allows one: openssl ocsp sends
+// them by default). Zero means DefaultNoNextUpdateLifetime (an hour); a
+// negative value refuses such responses with ErrNoNextUpdate. The staple
+// is served at most until then, and at most cache_ttl after it was
+// fetched, and refreshed at half its life; Status shows the expiry chosen
+// as staple_expires, with next_update absent. Verifier.NoNextUpdateLifetime
+// and VerifyOptions.NoNextUpdateLifetime read the value the same way.
+func WithNoNextUpdateLifetime(d time.Duration) Option {
+	return func(o *options) { o.undated = d }
 }
 
 // WithDropOnFailure drops a certificate's staple as soon as its recovery

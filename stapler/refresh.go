@@ -532,6 +532,10 @@ func nextRefresh(e *record.Entry, cfg *config.OCSP, st config.Stapling, now time
 	if t := fetched.Add(ttl - min(ttl/4, cfg.RecoveryInterval())); t.Before(next) {
 		next = t
 	}
+	if nextUpdate.IsZero() {
+		// No nextUpdate: the bound the verifier chose stands for it.
+		nextUpdate = e.Expires.Time()
+	}
 	if t := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2); t.Before(next) {
 		next = t
 	}

@@ -140,7 +140,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1}, s.ctx,
+	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1, undated: o.undated}, s.ctx,
 		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {

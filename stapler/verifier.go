@@ -172,6 +172,11 @@ type Verifier struct {
 	// Stapler's WithAllowSHA1. They are refused with ErrSHA1Signature when
 	// false.
 	AllowSHA1 bool
+	// NoNextUpdateLifetime is how long after its thisUpdate a response
+	// without nextUpdate is relied on: zero means
+	// DefaultNoNextUpdateLifetime, a negative value refuses such
+	// responses (ErrNoNextUpdate), as the Stapler's WithNoNextUpdateLifetime.
+	NoNextUpdateLifetime time.Duration
 
 	// Time returns the current time, for response validity and the backoff
 	// of failed requests. If nil, the Verifier uses time.Now.
@@ -216,7 +221,7 @@ func (v *Verifier) now() time.Time {
 
 // verifyOptions are the checks the fields ask for.
 func (v *Verifier) verifyOptions() verifyOptions {
-	return verifyOptions{skew: skewOrDefault(v.ClockSkew), allowSHA1: v.AllowSHA1}
+	return verifyOptions{skew: skewOrDefault(v.ClockSkew), allowSHA1: v.AllowSHA1, undated: v.NoNextUpdateLifetime}
 }
 
 // defaultClockSkew is the clock skew allowed when none is set.
@@ -373,7 +378,10 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 		return false
 	}
 	single, err := matchSingleResponse(basic.responses, leaf, issuer)
-	if err != nil || single.nextUpdate.IsZero() || now.After(single.nextUpdate.Add(maxSessionLifetime)) {
+	if err != nil {
+		return false
+	}
+	if until, ok := v.verifyOptions().validUntil(single); !ok || now.After(until.Add(maxSessionLifetime)) {
 		return false
 	}
 	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, v.verifyOptions())

@@ -35,8 +35,9 @@ var (
 	ErrNotYetValid = errors.New("OCSP response not yet valid")
 	// ErrExpired: nextUpdate has passed.
 	ErrExpired = errors.New("OCSP response expired")
-	// ErrNoNextUpdate: the response has no nextUpdate, so nothing bounds how
-	// long it may be served (RFC 9919 says to reject it).
+	// ErrNoNextUpdate: the response has no nextUpdate and the caller
+	// refused such responses (a negative NoNextUpdateLifetime). By default
+	// one is accepted for DefaultNoNextUpdateLifetime after its thisUpdate.
 	ErrNoNextUpdate = errors.New("OCSP response has no nextUpdate")
 	// ErrCriticalExtension: the response carries a critical extension this
 	// package does not understand.
@@ -111,6 +112,38 @@ type verifyOptions struct {
 	// allowSHA1 accepts SHA-1 signatures, on the response and on a delegated
 	// responder's certificate (legacy private PKI only).
 	allowSHA1 bool
+	// undated is how long after its thisUpdate a response without
+	// nextUpdate may be relied on: zero means DefaultNoNextUpdateLifetime,
+	// a negative value refuses such responses (ErrNoNextUpdate).
+	undated time.Duration
+}
+
+// DefaultNoNextUpdateLifetime is how long after its thisUpdate a response
+// without nextUpdate is relied on, unless WithNoNextUpdateLifetime,
+// Verifier.NoNextUpdateLifetime or VerifyOptions.NoNextUpdateLifetime says
+// otherwise. RFC 6960 (4.2.2.1) lets a responder leave nextUpdate out to
+// say that newer information is always available; openssl ocsp does so by
+// default, as EJBCA does, and Vault and OpenBao with ocsp_expiry 0. Such a
+// responder signs each answer when asked, so its thisUpdate is the time of
+// the request: an hour bounds how long a revocation can stay hidden behind
+// a staple (the Stapler refreshes at half of it, two requests an hour per
+// certificate), as NATS and s2n bound it too.
+const DefaultNoNextUpdateLifetime = time.Hour
+
+// validUntil is when single stops being relied on by its own times: its
+// nextUpdate, or for a response without one, thisUpdate plus the undated
+// lifetime. ok is false when such a response is refused.
+func (opts verifyOptions) validUntil(single *parsedSingle) (until time.Time, ok bool) {
+	if !single.nextUpdate.IsZero() {
+		return single.nextUpdate, true
+	}
+	switch {
+	case opts.undated < 0:
+		return time.Time{}, false
+	case opts.undated == 0:
+		return single.thisUpdate.Add(DefaultNoNextUpdateLifetime), true
+	}
+	return single.thisUpdate.Add(opts.undated), true
 }
 
 // verifyResponse checks raw as the answer about leaf, issued by issuer, at
@@ -151,13 +184,15 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 	if single.thisUpdate.After(now.Add(opts.skew)) {
 		return nil, nil, fmt.Errorf("%w: thisUpdate %s is after now (%s) plus %v of allowed skew", ErrNotYetValid, single.thisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), opts.skew)
 	}
-	if single.nextUpdate.IsZero() {
+	until, ok := opts.validUntil(single)
+	switch {
+	case !ok:
 		return nil, nil, ErrNoNextUpdate
-	}
-	if !single.nextUpdate.After(now) {
+	case !until.After(now) && single.nextUpdate.IsZero():
+		return nil, nil, fmt.Errorf("%w: no nextUpdate, and thisUpdate %s is more than the %v such a response is relied on ago", ErrExpired, single.thisUpdate.UTC().Format(time.RFC3339), until.Sub(single.thisUpdate))
+	case !until.After(now):
 		return nil, nil, fmt.Errorf("%w: nextUpdate %s has passed", ErrExpired, single.nextUpdate.UTC().Format(time.RFC3339))
-	}
-	if !single.nextUpdate.After(single.thisUpdate) {
+	case !single.nextUpdate.IsZero() && !single.nextUpdate.After(single.thisUpdate):
 		return nil, nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformedResponse, single.nextUpdate.UTC().Format(time.RFC3339))
 	}
 
@@ -189,7 +224,7 @@ func verifyResponseSigner(raw []byte, leaf, issuer *x509.Certificate, now time.T
 			e.RevocationReason = 0
 		}
 	}
-	e.Expires = record.At(record.Expiry(now, single.nextUpdate.Sub(now), single.nextUpdate, leaf.NotAfter, signerNotAfter))
+	e.Expires = record.At(record.Expiry(now, until.Sub(now), until, leaf.NotAfter, signerNotAfter))
 	return e, signer, nil
 }
 

@@ -15,7 +15,12 @@ type Response struct {
 	// with ErrUnknownStatus.
 	Status                 int
 	ProducedAt, ThisUpdate time.Time
-	NextUpdate             time.Time
+	// NextUpdate is zero when the response has none.
+	NextUpdate time.Time
+	// Expires is when the response stops being relied on: its nextUpdate
+	// (for one without, thisUpdate plus NoNextUpdateLifetime), or sooner
+	// the leaf's or the delegated signer's NotAfter.
+	Expires time.Time
 	// RevokedAt and RevocationReason (an RFC 5280 reason code, as
 	// ocsp.KeyCompromise) are set for a revoked certificate.
 	RevokedAt        time.Time
@@ -44,6 +49,11 @@ type VerifyOptions struct {
 	// delegated responder's certificate, for legacy private PKI (see the
 	// Stapler's WithAllowSHA1).
 	AllowSHA1 bool
+	// NoNextUpdateLifetime is how long after its thisUpdate a response
+	// without nextUpdate is accepted: zero means
+	// DefaultNoNextUpdateLifetime, a negative value refuses such
+	// responses with ErrNoNextUpdate (the Stapler's WithNoNextUpdateLifetime).
+	NoNextUpdateLifetime time.Duration
 }
 
 // VerifyResponse verifies raw as the OCSP response about leaf, issued by
@@ -64,7 +74,9 @@ type VerifyOptions struct {
 //     allows digitalSignature (ErrUnauthorizedSigner); SHA-1 signatures
 //     are refused (ErrSHA1Signature) unless opts.AllowSHA1;
 //   - thisUpdate at most the skew ahead (ErrNotYetValid), nextUpdate
-//     present (ErrNoNextUpdate) and ahead (ErrExpired), no unknown critical
+//     ahead (ErrExpired) or, for a response without one, thisUpdate less
+//     than opts.NoNextUpdateLifetime ago (ErrExpired; ErrNoNextUpdate when
+//     such responses are refused), no unknown critical
 //     extension (ErrCriticalExtension), a successful responseStatus
 //     (*ResponseStatusError), and an answer other than unknown
 //     (ErrUnknownStatus).
@@ -76,7 +88,7 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts VerifyOptio
 	if now.IsZero() {
 		now = time.Now()
 	}
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: skewOrDefault(opts.ClockSkew), allowSHA1: opts.AllowSHA1})
+	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: skewOrDefault(opts.ClockSkew), allowSHA1: opts.AllowSHA1, undated: opts.NoNextUpdateLifetime})
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +96,7 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts VerifyOptio
 		ProducedAt: e.ProducedAt.Time(),
 		ThisUpdate: e.ThisUpdate.Time(),
 		NextUpdate: e.NextUpdate.Time(),
+		Expires:    e.Expires.Time(),
 		Signer:     signer,
 		Raw:        e.Raw,
 	}

@@ -117,11 +117,20 @@ authorityInfoAccess = OCSP;URI:http://127.0.0.1:%d
 	return c
 }
 
-// startResponder runs openssl ocsp as the responder on port.
+// startResponder runs openssl ocsp as the responder on port, its responses
+// valid for an hour (-nmin 60).
 func (c *opensslCA) startResponder(port int) *exec.Cmd {
 	c.t.Helper()
-	cmd := exec.Command(c.openssl, "ocsp", "-index", "index.txt", "-port", fmt.Sprint(port),
-		"-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "60", "-ignore_err")
+	return c.startResponderWith(port, "-nmin", "60")
+}
+
+// startResponderWith runs openssl ocsp as the responder on port with extra
+// arguments; with none, its responses carry no nextUpdate (its default).
+func (c *opensslCA) startResponderWith(port int, extra ...string) *exec.Cmd {
+	c.t.Helper()
+	args := append([]string{"ocsp", "-index", "index.txt", "-port", fmt.Sprint(port),
+		"-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"}, extra...)
+	cmd := exec.Command(c.openssl, args...)
 	cmd.Dir = c.dir
 	// Readiness is read from its log: a probe connection that sends nothing
 	// would stall openssl's single-threaded responder.
@@ -305,6 +314,57 @@ func TestInteropStrictRefusesRevokedWithoutSNI(t *testing.T) {
 			out, err := ca.trySClient(addr, name, version)
 			if err == nil || strings.Contains(out, "s:CN = revoked.test") {
 				t.Fatalf("strict served a revoked certificate to s_client (SNI %q) %s: %v\n%s", name, version, err, out)
+			}
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openssl ocsp run with its defaults sends responses without nextUpdate
+// (RFC 6960 allows it). They are stapled, for DefaultNoNextUpdateLifetime
+// after their thisUpdate at most, and Status shows that chosen expiry with
+// next_update absent.
+func TestInteropStaplesOpenSSLResponsesWithoutNextUpdate(t *testing.T) {
+	openssl := needOpenSSL(t)
+	port := freePort(t)
+	ca := newOpenSSLCA(t, openssl, port)
+	ca.startResponderWith(port) // no -nmin, no -ndays: no nextUpdate
+	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", ":0", "-admin-key", "k", "-response-timeout", "5"}
+	for _, name := range []string{"good", "revoked"} {
+		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
+	addr, admin := readAddrs(t, pr)
+	for _, st := range waitQueried(t, admin, 2) {
+		name := st["snis"].([]any)[0].(string)
+		want := map[string]string{"good.test": "GOOD", "revoked.test": "REVOKED"}[name]
+		if st["cert_status"] != want || st["stapled"] != true {
+			t.Fatalf("%s: %v, want %s and stapled", name, st, want)
+		}
+		if _, ok := st["next_update"]; ok {
+			t.Fatalf("%s: next_update shown for a response that has none: %v", name, st)
+		}
+		thisUpdate, err1 := http.ParseTime(st["this_update"].(string))
+		expires, err2 := http.ParseTime(st["staple_expires"].(string))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: dates %v %v", name, err1, err2)
+		}
+		if got := expires.Sub(thisUpdate); got != time.Hour {
+			t.Fatalf("%s: staple expires %v after thisUpdate, want the default lifetime (1h)", name, got)
+		}
+	}
+	for _, version := range []string{"-tls1_2", "-tls1_3"} {
+		for name, want := range map[string]string{"good.test": "Cert Status: good", "revoked.test": "Cert Status: revoked"} {
+			out := ca.sClient(addr, name, version)
+			if !strings.Contains(out, "OCSP Response Status: successful (0x0)") || !strings.Contains(out, want) {
+				t.Fatalf("s_client %s %s:\n%s", name, version, out)
 			}
 		}
 	}

@@ -91,7 +91,7 @@ func (i Instant) IsZero() bool { return i == 0 }
 // caps: when an entry fetched at fetched stops being usable.
 func Expiry(fetched time.Time, ttl time.Duration, nextUpdate time.Time, caps ...time.Time) time.Time {
 	exp := fetched.Add(ttl)
-	if nextUpdate.Before(exp) {
+	if !nextUpdate.IsZero() && nextUpdate.Before(exp) {
 		exp = nextUpdate
 	}
 	for _, c := range caps {
