@@ -183,20 +183,24 @@ func (m *managed) querying(deadline time.Time) {
 }
 
 // publishLocked makes a new view with the current staple, from the
-// certificate the current view was made from, and keeps revoked, the
-// Stapler's count of certificates stapled revoked.
-func (m *managed) publishLocked(revoked *atomic.Int64) {
+// certificate the current view was made from, keeps s's count of
+// certificates known to be revoked, and tells the staple hook when the
+// staple changed.
+func (m *managed) publishLocked(s *Stapler) {
 	old := m.view.Load()
 	v := m.restapleLocked(old, old.home)
 	if !m.removed.Load() {
 		switch {
 		case v.revoked && !old.revoked:
-			revoked.Add(1)
+			s.revokedCount.Add(1)
 		case !v.revoked && old.revoked:
-			revoked.Add(-1)
+			s.revokedCount.Add(-1)
 		}
 	}
 	m.view.Store(v)
+	if s.staples != nil && !sameBytes(old.cert.OCSPStaple, v.cert.OCSPStaple) {
+		s.staples.changed(m)
+	}
 }
 
 // viewFromLocked makes a view of c, for home, with the current staple (c's

@@ -24,6 +24,7 @@ type options struct {
 	issuers         []*x509.Certificate
 	responderURL    string
 	hook            func(StatusChange)
+	stapleHook      func(StapleChange)
 	policy          Policy
 	defaultStapling config.Stapling
 	coldWait        time.Duration

@@ -85,6 +85,9 @@ type outcome struct {
 	// unverified: the signature was not checked (skip_verify was on when
 	// the query began).
 	unverified bool
+	// pushed: the response was given to Push, not fetched. It is not a
+	// query (not counted as one), and when it is refused nothing changes.
+	pushed bool
 	// installed is set, under the certificate's mu, when apply installed
 	// e: a Test reads it, not what is held after (another refresh may have
 	// installed an answer as new since).
@@ -246,7 +249,7 @@ func (s *Stapler) rememberLate(m *managed) {
 	m.mu.Unlock()
 	cur.mu.Lock()
 	cur.absorbLocked(k)
-	cur.publishLocked(&s.revokedCount)
+	cur.publishLocked(s)
 	s.settleLocked(cur, time.Time{}, false)
 	s.rememberLate(cur) // removed again meanwhile: remembered with k
 }
@@ -298,11 +301,19 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		return s.sched.next(m), nil
 	}
 	m.applied = o
-	m.lastAttempt = record.At(now)
 	if err == nil && !o.unverified {
 		m.noteRevocationLocked(e)
 	}
-	m.queries++
+	if o.pushed && (err != nil || e.Status == record.Unknown || !m.admitsLocked(e, now) || o.unverified && !st.SkipVerify) {
+		// A pushed response that is not installed changes nothing (what
+		// a revocation in it proved is kept, above).
+		s.settleLocked(m, time.Time{}, false)
+		return time.Time{}, nil
+	}
+	if !o.pushed {
+		m.lastAttempt = record.At(now)
+		m.queries++
+	}
 	var next time.Time
 	var installed *record.Entry
 	older := false
@@ -325,7 +336,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 			installed = e
 		}
 		o.installed.Store(true)
-		m.installLocked(e, &s.revokedCount)
+		m.installLocked(e, s)
 		m.lastErr, m.tries, m.failed = nil, 0, false
 		next = nextRefresh(e, cfg, st, now)
 	default:
@@ -345,7 +356,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 			m.failed, m.tries = true, 0
 			if s.opts.dropOnFailure && m.entry != nil {
 				m.entry = nil
-				m.publishLocked(&s.revokedCount)
+				m.publishLocked(s)
 			}
 			next = now.Add(jitter(cfg.QueryInterval()))
 		} else {
@@ -366,17 +377,17 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 
 // installLocked makes e, a verified response, m's staple: served from the
 // next handshake on. m.mu is held.
-func (m *managed) installLocked(e *record.Entry, revoked *atomic.Int64) {
+func (m *managed) installLocked(e *record.Entry, s *Stapler) {
 	m.entry, m.latest, m.lastSuccess = e, e, e.FetchedAt
 	m.learnLocked(e)
-	m.publishLocked(revoked)
+	m.publishLocked(s)
 }
 
 // withdrawUnverifiedLocked stops serving a response installed under
 // skip_verify, which was turned off: nothing unverified is served with
 // verification on. What is known (verified) stays; Status shows the newest
 // verified answer again. m.mu is held.
-func (m *managed) withdrawUnverifiedLocked(revoked *atomic.Int64) {
+func (m *managed) withdrawUnverifiedLocked(s *Stapler) {
 	if m.entry == nil || !m.entry.Unverified {
 		return
 	}
@@ -384,7 +395,7 @@ func (m *managed) withdrawUnverifiedLocked(revoked *atomic.Int64) {
 	if m.latest != nil && m.latest.Unverified {
 		m.latest = m.known
 	}
-	m.publishLocked(revoked)
+	m.publishLocked(s)
 }
 
 // settleLocked ends a transition of m made under m.mu, and releases the
@@ -448,7 +459,7 @@ func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now
 		shared = &same
 	}
 	if newer {
-		m.installLocked(shared, &s.revokedCount)
+		m.installLocked(shared, s)
 	}
 	failedAttempt := false // the fleet's last attempt failed, and is now ours
 	if state != nil && record.Instant(state.LastAttempt) >= m.lastAttempt {

@@ -311,6 +311,9 @@ func (s *Stapler) removeLocked(m *managed) bool {
 		s.revokedCount.Add(-1)
 	}
 	s.remembered.keep(m, &s.revokedCount)
+	if s.staples != nil {
+		s.staples.changed(m)
+	}
 	m.mu.Unlock()
 	s.order = slices.DeleteFunc(s.order, func(x *managed) bool { return x == m })
 	if s.byKey != nil {

@@ -81,7 +81,7 @@ func (s *Stapler) setStaplingLocked(m *managed, st config.Stapling) error {
 		// after the settings changed (apply reads them under m.mu, so no
 		// unverified answer in flight is installed past this point).
 		m.mu.Lock()
-		m.withdrawUnverifiedLocked(&s.revokedCount)
+		m.withdrawUnverifiedLocked(s)
 		s.settleLocked(m, time.Time{}, false)
 	}
 	if st.Enabled && (!o.Enabled || st.SkipVerify != o.SkipVerify || st.CacheTTL < o.CacheTTL) && s.cfg.Load().OCSPFunctionality {

@@ -62,6 +62,8 @@ type Stapler struct {
 	sched   *scheduler // when each certificate is queried next (schedule.go)
 	src     source     // the mode: memory, a store, a fleet (source.go)
 
+	// staples delivers staple changes to WithStapleHook (nil without one).
+	staples *stapleNotifier
 	// counters are the metrics (Metrics).
 	counters counters
 	// revokedCount counts the managed certificates known to be revoked
@@ -160,6 +162,14 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		go func() {
 			defer s.wg.Done()
 			s.coarse.run(s.ctx.Done())
+		}()
+	}
+	if o.stapleHook != nil {
+		s.staples = newStapleNotifier(o.stapleHook)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.staples.run(s, s.ctx.Done())
 		}()
 	}
 	s.wg.Add(1)

@@ -1,0 +1,162 @@
+package stapler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/staplerkit/ocsp/internal/record"
+)
+
+// StapleChange is what the staple hook receives: the staple a certificate
+// is served with from now on.
+type StapleChange struct {
+	ID string
+	// Staple is the DER response handshakes are stapled with from now on,
+	// verified as every staple is; nil when there is none (withdrawn, or
+	// the certificate removed). Shared: do not modify it.
+	Staple []byte
+	// Expires is when Staple stops being served (zero when Staple is nil):
+	// a copy kept elsewhere (a file for another server) must not be used
+	// past it. No second call comes when that time passes.
+	Expires time.Time
+	// Status is the certificate's status when the call is made.
+	Status CertificateStatus
+}
+
+// WithStapleHook calls f whenever the staple a certificate is served with
+// changes: a newer response installed (fetched, pushed, or adopted from a
+// store), a staple withdrawn, the certificate removed. Calls come one at a
+// time, from a goroutine of the Stapler's own, in the order the changes
+// were made; changes that follow one another before f is called for the
+// first are reported once, with the latest staple (f always sees what is
+// served when it is called, never an older staple after a newer one). f may
+// take its time (write a file, reload a server) and may call the Stapler's
+// methods; no call is made once Close has returned. It is how
+// examples/ocspfiles keeps response files for nginx and HAProxy.
+func WithStapleHook(f func(StapleChange)) Option {
+	return func(o *options) { o.stapleHook = f }
+}
+
+// stapleNotifier delivers staple changes to the staple hook, coalesced per
+// certificate, on one goroutine.
+type stapleNotifier struct {
+	hook    func(StapleChange)
+	mu      sync.Mutex
+	pending []*managed            // in the order of their first change
+	queued  map[*managed]struct{} // the certificates in pending
+	wake    chan struct{}         // one token: pending is not empty
+}
+
+func newStapleNotifier(hook func(StapleChange)) *stapleNotifier {
+	return &stapleNotifier{hook: hook, queued: map[*managed]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// changed notes that m's staple changed. It never blocks: it runs under
+// m.mu, on the refresh path.
+func (n *stapleNotifier) changed(m *managed) {
+	n.mu.Lock()
+	if _, ok := n.queued[m]; !ok {
+		n.queued[m] = struct{}{}
+		n.pending = append(n.pending, m)
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run calls the hook for every change noted, until done is closed.
+func (n *stapleNotifier) run(s *Stapler, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-n.wake:
+		}
+		n.mu.Lock()
+		batch := n.pending
+		n.pending = nil
+		clear(n.queued)
+		n.mu.Unlock()
+		for _, m := range batch {
+			if s.ctx.Err() != nil {
+				return
+			}
+			n.hook(s.stapleChange(m))
+		}
+	}
+}
+
+// stapleChange is what m is served with now.
+func (s *Stapler) stapleChange(m *managed) StapleChange {
+	c := StapleChange{ID: m.ID(), Status: s.statusOf(m)}
+	if v := m.view.Load(); v != nil && v.hasStaple && !m.removed.Load() {
+		c.Staple, c.Expires = v.cert.OCSPStaple, time.Unix(0, v.expires).UTC()
+	}
+	return c
+}
+
+// Staple returns the DER response the certificate with the given ID is
+// stapled with now, and when it stops being served; ErrNoStaple when it
+// has none (none fetched yet, expired, or withdrawn), ErrUnknownCertificate
+// for an unknown ID. The bytes are shared: do not modify them.
+func (s *Stapler) Staple(id string) ([]byte, time.Time, error) {
+	m, err := s.lookup(id)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	v := m.view.Load()
+	if v == nil || !v.hasStaple || s.clock.Now().UnixNano() >= v.expires {
+		return nil, time.Time{}, fmt.Errorf("certificate %s: %w", m.ID(), ErrNoStaple)
+	}
+	return v.cert.OCSPStaple, time.Unix(0, v.expires).UTC(), nil
+}
+
+// Push gives the Stapler a DER OCSP response for the certificate with the
+// given ID, obtained some other way (a sidecar or a deploy job, for a
+// server that cannot reach its responder; nginx's ssl_stapling_file and
+// HAProxy's "set ssl ocsp-response" do the same). It is verified exactly
+// as a fetched response is, with the certificate's settings (a delegated
+// signer is checked at the responder within ctx, when it can be reached),
+// and it is subject to the same rules: an answer older than what is
+// known is refused with ErrOlderResponse, an unknown answer with
+// ErrUnknownStatus. An accepted response is stapled from the next
+// handshake on, kept in the store (and shared with a fleet), and the next
+// refresh is planned from it, as after a query. A refused one changes
+// nothing: it is not a failed query, and starts no recovery.
+func (s *Stapler) Push(ctx context.Context, id string, der []byte) (CertificateStatus, error) {
+	m, err := s.lookup(id)
+	if err != nil {
+		return CertificateStatus{}, err
+	}
+	if s.closed.Load() {
+		return s.statusOf(m), ErrClosed
+	}
+	if m.leaf == nil {
+		return s.statusOf(m), fmt.Errorf("certificate %s: the leaf does not parse", m.ID())
+	}
+	issuer, err := s.issuerFor(ctx, m)
+	if err != nil {
+		return s.statusOf(m), m.fetchError("", err)
+	}
+	now := s.clock.Now()
+	e, err := s.verifyFor(ctx, m, issuer, der, now, now)
+	switch {
+	case err != nil:
+		return s.statusOf(m), fmt.Errorf("pushed response for %s: %w", m.ID(), err)
+	case e.Status == record.Unknown:
+		return s.statusOf(m), fmt.Errorf("pushed response for %s: %w", m.ID(), ErrUnknownStatus)
+	}
+	o := &outcome{e: e, unverified: e.Unverified, pushed: true}
+	s.record(m, o)
+	if !o.installed.Load() {
+		if o.unverified && !m.settings.Load().stapling.SkipVerify {
+			return s.statusOf(m), fmt.Errorf("pushed response for %s: %w", m.ID(), errUnverified)
+		}
+		return s.statusOf(m), fmt.Errorf("pushed response for %s: %w", m.ID(), ErrOlderResponse)
+	}
+	return s.statusOf(m), nil
+}
