@@ -118,6 +118,7 @@ type haproxyNotifier struct {
 	// retryMin and retryMax bound the backoff of failed updates.
 	retryMin, retryMax time.Duration
 
+	started bool
 	mu      sync.Mutex
 	pending map[pendingKey]*pendingUpdate
 	wake    chan struct{}
@@ -135,12 +136,16 @@ type pendingUpdate struct {
 }
 
 func newHAProxyNotifier(sockets []string, timeout time.Duration, log *slog.Logger) *haproxyNotifier {
-	n := &haproxyNotifier{sockets: sockets, timeout: timeout, log: log, send: setOCSPResponse,
+	return &haproxyNotifier{sockets: sockets, timeout: timeout, log: log, send: setOCSPResponse,
 		retryMin: 5 * time.Second, retryMax: 5 * time.Minute,
 		pending: map[pendingKey]*pendingUpdate{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// start starts sending; close stops.
+func (n *haproxyNotifier) start() {
+	n.started = true
 	go n.loop()
-	return n
 }
 
 // update queues der, the response now in file, for every socket.
@@ -183,7 +188,9 @@ func (n *haproxyNotifier) close() {
 		return
 	}
 	close(n.done)
-	<-n.stopped
+	if n.started {
+		<-n.stopped
+	}
 }
 
 func (n *haproxyNotifier) loop() {

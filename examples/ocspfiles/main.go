@@ -154,6 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(sockets) > 0 {
 		d.haproxy = newHAProxyNotifier(sockets, *haproxyTimeout, logger)
 		d.haproxy.onSend = func(err error) { met.haproxyUpdates.WithLabelValues(result(err)).Inc() }
+		d.haproxy.start()
 	}
 	defer d.haproxy.close()
 	defer d.reload.close()
