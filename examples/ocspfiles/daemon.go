@@ -69,6 +69,7 @@ func (d *daemon) checkAll() {
 	for _, t := range d.targets {
 		d.apply(t, false)
 	}
+	d.met.checks.Inc()
 }
 
 // apply makes t's files match what the Stapler serves for t's certificate

@@ -221,12 +221,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("not every certificate had its first fetch yet", "err", err)
 	}
 	cancel()
-	fmt.Fprintf(stdout, "managing %d certificates\n", len(targets))
-	logger.Info("managing", "certificates", len(targets), "reload", *reloadCmd, "haproxy_sockets", len(sockets))
-
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	fmt.Fprintf(stdout, "managing %d certificates\n", len(targets))
+	logger.Info("managing", "certificates", len(targets), "reload", *reloadCmd, "haproxy_sockets", len(sockets))
+
 	tick := time.NewTicker(*checkInterval)
 	defer tick.Stop()
 	for {
