@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -204,9 +205,17 @@ func (d *daemon) close() {
 // and staples a file it loaded forever, unchecked).
 func nginxConf(t *target, on bool) []byte {
 	if on {
-		return fmt.Appendf(nil, "# kept by ocspfiles for %s: do not edit\nssl_stapling on;\nssl_stapling_file %s;\n", t.certPath, t.outPath)
+		return fmt.Appendf(nil, "# kept by ocspfiles: do not edit\nssl_stapling on;\nssl_stapling_file %s;\n", nginxQuote(t.outPath))
 	}
-	return fmt.Appendf(nil, "# kept by ocspfiles for %s: do not edit\n# no valid OCSP response at hand: stapling off until there is one\nssl_stapling off;\n", t.certPath)
+	return []byte("# kept by ocspfiles: do not edit\n# no valid OCSP response at hand: stapling off until there is one\nssl_stapling off;\n")
+}
+
+// nginxQuote quotes a path for nginx's configuration (a double-quoted
+// string, in which only the quote and the backslash are escaped), so that
+// spaces or semicolons in it stay part of it. Paths with control
+// characters are refused by makeTargets.
+func nginxQuote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // register adds t's certificate to the Stapler and, when a response file

@@ -262,3 +262,13 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestNginxIncludeQuotesThePath(t *testing.T) {
+	on := string(nginxConf(&target{outPath: `/etc/ssl/my "site"; x\y.ocsp`}, true))
+	if !strings.Contains(on, `ssl_stapling_file "/etc/ssl/my \"site\"; x\\y.ocsp";`) {
+		t.Fatalf("include:\n%s", on)
+	}
+	if _, err := makeTargets([]string{"/etc/ssl/a\nssl_stapling off;.pem"}, "", ".ocsp", true); err == nil {
+		t.Fatal("a path with a newline accepted for an nginx include")
+	}
+}

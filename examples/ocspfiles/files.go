@@ -102,7 +102,10 @@ func writeFileAtomic(path string, data []byte) (writeResult, error) {
 		}
 	}
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, tempPrefix(path)+"*")
+	// The temporary name keeps the extension, so that a server scanning the
+	// directory (HAProxy's "crt <dir>" skips *.ocsp) never takes it for a
+	// certificate.
+	tmp, err := os.CreateTemp(dir, tempPrefix(path)+"*"+filepath.Ext(path))
 	if err != nil {
 		return res, err
 	}

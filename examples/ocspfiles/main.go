@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -267,6 +268,9 @@ func makeTargets(certs []string, outDir, suffix string, nginxConf bool) ([]*targ
 		}
 		t := &target{certPath: certPath, outPath: out}
 		if nginxConf {
+			if strings.ContainsFunc(out, unicode.IsControl) {
+				return nil, fmt.Errorf("-cert %s: its output path %q holds a control character, which an nginx include cannot carry", c, out)
+			}
 			t.confPath = out + ".conf"
 		}
 		for _, p := range []string{t.outPath, t.confPath} {
