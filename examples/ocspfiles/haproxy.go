@@ -16,10 +16,13 @@ import (
 
 // haproxyUpdated is HAProxy's answer to a "set ssl ocsp-response" it
 // applied (src/ssl_sock.c, cli_parse_set_ocspresponse, in 2.0 to 2.8).
-// Every other answer is an error: "'set ssl ocsp-response' received invalid
-// base64 encoded response.", "OCSP single response: Certificate ID does not
-// match any certificate or issuer.", "Permission denied" (a socket below
-// level admin), "Unknown command", ...
+// Every other answer is an error; HAProxy 2.6.12 answers, for instance,
+// "OCSP single response: Certificate ID does not match any certificate or
+// issuer." (a response for a certificate it does not serve) and "Unable to
+// parse OCSP response." (not DER), both tested against it; the source also
+// has "'set ssl ocsp-response' received invalid base64 encoded response.",
+// "OCSP single response: missing nextupdate" and "Permission denied" (a
+// socket below level admin).
 const haproxyUpdated = "OCSP Response updated!"
 
 // maxHAProxyAnswer bounds what is read of an answer.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,4 +137,24 @@ frontend fe
 	if !strings.Contains(d.logs.String(), "haproxy: OCSP response applied") {
 		t.Fatalf("the revocation did not come through the socket:\n%s", d.logs)
 	}
+
+	// HAProxy's own refusal: a valid response for a certificate it does
+	// not serve is an error, not a success.
+	other, err := p.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDER, err := p.srv.Responder.Respond(other.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	if err := setOCSPResponse(ctx, sock, otherDER); !errors.Is(err, errHAProxy) || !strings.Contains(err.Error(), "Certificate ID does not match") {
+		t.Fatalf("haproxy given another certificate's response: %v", err)
+	}
+	if err := setOCSPResponse(ctx, sock, []byte("not DER")); !errors.Is(err, errHAProxy) {
+		t.Fatalf("haproxy given garbage: %v", err)
+	}
+	waitStatus(t, openssl, addr, "haproxy.test", p.caFile, "revoked", log)
 }
