@@ -86,6 +86,7 @@ func (d *daemon) apply(t *target, tellHAProxy bool) {
 		if werr != nil {
 			return // logged; retried at the next check
 		}
+		d.arm(t, expires)
 		if t.confPath != "" {
 			c, werr := d.put(t, t.confPath, nginxConf(t, true))
 			if werr != nil {
@@ -93,7 +94,6 @@ func (d *daemon) apply(t *target, tellHAProxy bool) {
 			}
 			changed = changed || c
 		}
-		d.arm(t, expires)
 		if changed {
 			st, _ := d.s.StatusOf(t.id)
 			d.log.Info("OCSP response file written", "file", t.outPath, "subject", t.subject, "state", st.State, "expires", expires.UTC().Format(time.RFC3339))

@@ -290,7 +290,7 @@ func waitStatus(t *testing.T, openssl, addr, name, caFile, want string, log *syn
 	}
 }
 
-func exec_(name string, args ...string) (string, error) {
+func combinedOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }

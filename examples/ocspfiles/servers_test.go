@@ -28,7 +28,7 @@ import (
 func TestNginxStaplesTheFileAndSeesARevocationWithoutARestart(t *testing.T) {
 	nginx := needTool(t, "nginx", "/usr/sbin/nginx")
 	openssl := needTool(t, "openssl")
-	if out, err := exec_(nginx, "-V"); err != nil || !strings.Contains(out, "--with-http_ssl_module") {
+	if out, err := combinedOutput(nginx, "-V"); err != nil || !strings.Contains(out, "--with-http_ssl_module") {
 		t.Fatalf("nginx has no ssl module: %v\n%s", err, out)
 	}
 	p := newPKI(t, "nginx.test")
