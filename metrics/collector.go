@@ -50,6 +50,7 @@ type Collector struct {
 	now   func() time.Time
 
 	handshakes, queries, failures, duration, certificates, retired *prometheus.Desc
+	getFallbacks                                                   *prometheus.Desc
 	expiresIn, successAge, state                                   *prometheus.Desc
 }
 
@@ -62,6 +63,7 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 		queries:      prometheus.NewDesc(ns+"queries_total", "Responder queries answered good or revoked.", []string{"result"}, nil),
 		retired:      prometheus.NewDesc(ns+"retired_total", "Certificates retired for want of handshakes, or by the bound on managed certificates.", nil, nil),
 		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, nil),
+		getFallbacks: prometheus.NewDesc(ns+"get_fallbacks_total", "Requests sent again by POST because the responder refused the GET (a 4xx, an answer that is not an OCSP response, or malformedRequest); such a responder is then asked by POST alone for an hour.", nil, nil),
 		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, nil),
 		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, nil),
 		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", []string{"id", "subject"}, nil),
@@ -79,7 +81,7 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.getFallbacks, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
 		ch <- d
 	}
 }
@@ -98,6 +100,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakes, m.HandshakesUnstapled, "unstapled")
 	counter(c.handshakes, m.HandshakesRefused, "refused")
 	ch <- prometheus.MustNewConstMetric(c.retired, prometheus.CounterValue, float64(m.Retired))
+	ch <- prometheus.MustNewConstMetric(c.getFallbacks, prometheus.CounterValue, float64(m.GETFallbacks))
 	counter(c.queries, m.QueriesGood, "good")
 	counter(c.queries, m.QueriesRevoked, "revoked")
 	for kind, v := range m.QueryFailures {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -108,31 +110,89 @@ func responderURL(leaf *x509.Certificate) string {
 // fetchResponse asks the responder at base about leaf: GET when the URL fits
 // in 255 bytes, POST otherwise. Only a 200 labelled
 // application/ocsp-response of at most MaxResponseBytes is returned. ctx
-// bounds the whole exchange.
+// bounds the whole exchange. (The fetcher's ask adds the fallback from a
+// refused GET to POST.)
 func fetchResponse(ctx context.Context, client *http.Client, base string, leaf, issuer *x509.Certificate) ([]byte, string, error) {
-	der, err := ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
+	der, getURL, err := ocspRequest(base, leaf, issuer)
+	if err != nil {
+		return nil, "", err
+	}
+	method := http.MethodGet
+	if len(getURL) > maxGETURL {
+		method = http.MethodPost
+	}
+	body, err := sendRequest(ctx, client, method, base, getURL, der)
+	return body, method, err
+}
+
+// ocspRequest builds the request about leaf (SHA-1 CertID, as RFC 5019
+// asks) and the URL a GET of it would use.
+func ocspRequest(base string, leaf, issuer *x509.Certificate) (der []byte, getURL string, err error) {
+	der, err = ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
 	if err != nil {
 		return nil, "", fmt.Errorf("build request: %w", err)
 	}
-	getURL := strings.TrimSuffix(base, "/") + "/" + url.QueryEscape(base64.StdEncoding.EncodeToString(der))
+	return der, strings.TrimSuffix(base, "/") + "/" + url.QueryEscape(base64.StdEncoding.EncodeToString(der)), nil
+}
+
+// sendRequest sends der by method: GET at getURL, or POST at base.
+func sendRequest(ctx context.Context, client *http.Client, method, base, getURL string, der []byte) ([]byte, error) {
 	var req *http.Request
-	method := http.MethodGet
-	if len(getURL) <= maxGETURL {
+	var err error
+	if method == http.MethodGet {
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, getURL, nil)
 	} else {
-		method = http.MethodPost
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base, bytes.NewReader(der))
 		if req != nil {
 			req.Header.Set("Content-Type", "application/ocsp-request")
 		}
 	}
 	if err != nil {
-		return nil, method, fmt.Errorf("build request: %w", err)
+		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/ocsp-response")
-	body, err := doCapped(client, req, "application/ocsp-response", MaxResponseBytes)
-	return body, method, err
+	return doCapped(client, req, "application/ocsp-response", MaxResponseBytes)
 }
+
+// refusedMethod reports whether a request's result says the responder did
+// not take the request as it was sent, so that the other method may work: a
+// 4xx status, a body that is not an OCSP response (a wrong content type,
+// or bytes that are not an OCSPResponse at all), or malformedRequest. A
+// 5xx, a timeout, a connection refused or any other OCSP answer is the
+// responder's trouble, not the method's.
+func refusedMethod(body []byte, err error) bool {
+	var code *httpStatusError
+	switch {
+	case errors.As(err, &code):
+		return code.code >= 400 && code.code < 500
+	case errors.Is(err, ErrContentType):
+		return true
+	case err != nil:
+		return false
+	}
+	status, ok := outerStatus(body)
+	return !ok || status == int(ocsp.Malformed)
+}
+
+// outerStatus reads the responseStatus of an OCSPResponse; ok is false
+// when body is not one.
+func outerStatus(body []byte) (status int, ok bool) {
+	input := cryptobyte.String(body)
+	var resp cryptobyte.String
+	if !input.ReadASN1(&resp, cbasn1.SEQUENCE) || !input.Empty() || !resp.ReadASN1Enum(&status) {
+		return 0, false
+	}
+	return status, true
+}
+
+// httpStatusError is a non-200 answer; it matches ErrHTTPStatus.
+type httpStatusError struct {
+	code   int
+	status string
+}
+
+func (e *httpStatusError) Error() string { return ErrHTTPStatus.Error() + ": " + e.status }
+func (e *httpStatusError) Unwrap() error { return ErrHTTPStatus }
 
 // doCapped sends req and returns the body of a 200 answer, refusing other
 // statuses, other content types (when contentType is set) and bodies over
@@ -145,7 +205,7 @@ func doCapped(client *http.Client, req *http.Request, contentType string, limit 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		drain(resp.Body, limit)
-		return nil, fmt.Errorf("%w: %s", ErrHTTPStatus, resp.Status)
+		return nil, &httpStatusError{code: resp.StatusCode, status: resp.Status}
 	}
 	if contentType != "" {
 		got, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))

@@ -33,15 +33,82 @@ type fetcher struct {
 
 	flight singleflight.Group // one request per key in flight
 
-	mu    sync.Mutex                // guards known
+	mu    sync.Mutex                // guards known and getRefused
 	known map[string]delegateStatus // delegate statuses, by delegate DER
+	// getRefused holds the responders (by URL) that refused a GET which a
+	// POST then answered, and until when they are asked by POST alone.
+	getRefused map[string]time.Time
+	// fellBack, when set, is called each time a refused GET is sent
+	// again by POST (the Stapler counts and logs it); remembered tells
+	// whether the responder is now asked by POST alone.
+	fellBack func(url string, getErr error, remembered bool)
+}
+
+// getRetry is how long a responder that refused a GET (and answered the
+// POST that followed) is asked by POST alone before a GET is tried again:
+// one wasted request an hour per responder, not per certificate.
+const getRetry = time.Hour
+
+// maxGETRefusals bounds how many responders' refusals are remembered.
+const maxGETRefusals = 1024
+
+// ask sends the request about leaf to the responder at url and returns the
+// body of its answer: by GET when the URL fits in 255 bytes (RFC 5019, so
+// that caches can answer), by POST otherwise. A responder that refuses the
+// GET (a 4xx, an answer that is not an OCSP response, malformedRequest;
+// cfssl's GET handler unescapes a + into a space, older ones answer 404,
+// 405 or an HTML page) is asked again at once by POST, and asked by POST
+// alone for getRetry once a POST answered it.
+func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certificate, now time.Time) ([]byte, error) {
+	der, getURL, err := ocspRequest(url, leaf, issuer)
+	if err != nil {
+		return nil, err
+	}
+	if len(getURL) > maxGETURL {
+		return sendRequest(ctx, f.client, http.MethodPost, url, getURL, der)
+	}
+	f.mu.Lock()
+	until, postOnly := f.getRefused[url]
+	f.mu.Unlock()
+	if postOnly && now.Before(until) {
+		return sendRequest(ctx, f.client, http.MethodPost, url, getURL, der)
+	}
+	body, getErr := sendRequest(ctx, f.client, http.MethodGet, url, getURL, der)
+	if !refusedMethod(body, getErr) || ctx.Err() != nil {
+		if postOnly && getErr == nil {
+			f.mu.Lock()
+			delete(f.getRefused, url) // GET works again
+			f.mu.Unlock()
+		}
+		return body, getErr
+	}
+	if getErr == nil {
+		getErr = fmt.Errorf("%w: the answer to a GET is not an OCSP response, or says malformedRequest", ErrMalformedResponse)
+	}
+	body, err = sendRequest(ctx, f.client, http.MethodPost, url, getURL, der)
+	answered := err == nil && !refusedMethod(body, nil)
+	if answered {
+		f.mu.Lock()
+		if _, ok := f.getRefused[url]; !ok && len(f.getRefused) >= maxGETRefusals {
+			pruneMap(f.getRefused, maxGETRefusals, func(t time.Time) bool { return !now.Before(t) }, func(time.Time) bool { return false })
+		}
+		f.getRefused[url] = now.Add(getRetry)
+		f.mu.Unlock()
+	}
+	if f.fellBack != nil {
+		f.fellBack(url, getErr, answered)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (sent by POST after the GET was refused: %w)", err, getErr)
+	}
+	return body, nil
 }
 
 func newFetcher(client *http.Client, opts verifyOptions, base context.Context, timeout func() time.Duration, begin func() (func(), error)) *fetcher {
 	if begin == nil {
 		begin = func() (func(), error) { return func() {}, nil }
 	}
-	return &fetcher{client: client, opts: opts, base: base, timeout: timeout, begin: begin, known: map[string]delegateStatus{}}
+	return &fetcher{client: client, opts: opts, base: base, timeout: timeout, begin: begin, known: map[string]delegateStatus{}, getRefused: map[string]time.Time{}}
 }
 
 // share runs fn once for every caller that asks under key while it runs,
@@ -67,7 +134,7 @@ func (f *fetcher) share(ctx context.Context, key string, fn func() any) (any, er
 // fetch asks the responder at url about leaf and verifies the answer as of
 // now() (read once the answer is in), within ctx.
 func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate, now func() time.Time, skipSignature bool) (*record.Entry, error) {
-	raw, _, err := fetchResponse(ctx, f.client, url, leaf, issuer)
+	raw, err := f.ask(ctx, url, leaf, issuer, now())
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +199,7 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 		rctx, cancel := context.WithTimeout(f.base, f.timeout())
 		defer cancel()
 		st := delegateStatus{until: now.Add(delegateRecheck)}
-		raw, _, err := fetchResponse(rctx, f.client, url, delegate, issuer)
+		raw, err := f.ask(rctx, url, delegate, issuer, now)
 		if err == nil {
 			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, f.opts)
 			if err == nil && signer == nil {

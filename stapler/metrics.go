@@ -64,6 +64,12 @@ type Metrics struct {
 	// Retired counts the certificates retired for want of handshakes (or
 	// by WithMaxCertificates).
 	Retired uint64
+	// GETFallbacks counts the requests sent again by POST because the
+	// responder refused the GET (a 4xx, an answer that is not an OCSP
+	// response, or malformedRequest). A responder that refuses GET is then
+	// asked by POST alone for an hour, so this grows by about one an hour
+	// per such responder, not per certificate.
+	GETFallbacks uint64
 }
 
 // Histogram is a latency histogram: Counts[i] queries took at most
@@ -79,6 +85,7 @@ type Histogram struct {
 type counters struct {
 	stapled, unstapled, refused atomic.Uint64
 	retired                     atomic.Uint64
+	getFallbacks                atomic.Uint64
 	good, revoked               atomic.Uint64
 	failures                    [len(queryFailures)]atomic.Uint64
 	latency                     [len(queryLatencyBounds) + 1]atomic.Uint64
@@ -95,6 +102,7 @@ func (s *Stapler) Metrics() Metrics {
 		QueriesGood:         c.good.Load(),
 		QueriesRevoked:      c.revoked.Load(),
 		Retired:             c.retired.Load(),
+		GETFallbacks:        c.getFallbacks.Load(),
 		QueryFailures:       make(map[QueryFailure]uint64, len(queryFailures)),
 		QueryLatency:        Histogram{Bounds: queryLatencyBounds[:], Counts: make([]uint64, len(c.latency))},
 	}

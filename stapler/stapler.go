@@ -144,6 +144,12 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1, undated: o.undated}, s.ctx,
 		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
+	s.fetcher.fellBack = func(url string, getErr error, remembered bool) {
+		s.counters.getFallbacks.Add(1)
+		if remembered {
+			s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
+		}
+	}
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {
 		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
