@@ -100,11 +100,26 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // responderURL returns the first http or https OCSP URL of the leaf.
 func responderURL(leaf *x509.Certificate) string {
 	for _, u := range leaf.OCSPServer {
-		if p, err := url.Parse(u); err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != "" {
+		if isResponderURL(u) {
 			return u
 		}
 	}
 	return ""
+}
+
+// resolveResponder is the responder to ask about leaf: the override of the
+// first of its AIA OCSP URLs that has one ("" when it disables fetching),
+// else global when set, else its own.
+func resolveResponder(leaf *x509.Certificate, global string, overrides map[string]string) string {
+	for _, u := range leaf.OCSPServer {
+		if to, ok := overrides[u]; ok {
+			return to
+		}
+	}
+	if global != "" {
+		return global
+	}
+	return responderURL(leaf)
 }
 
 // fetchResponse asks the responder at base about leaf: GET when the URL fits

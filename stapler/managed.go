@@ -129,15 +129,6 @@ type managed struct {
 	keyPrefix uint64
 }
 
-// url is the leaf's AIA OCSP URL, or "" (derived, not kept: at 100,000
-// certificates a string header each is 1.6 MB).
-func (m *managed) url() string {
-	if m.leaf == nil {
-		return ""
-	}
-	return responderURL(m.leaf)
-}
-
 // ID is the certificate's ID, the hex SHA-256 of its leaf DER.
 func (m *managed) ID() string {
 	key := m.key()

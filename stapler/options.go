@@ -2,8 +2,11 @@ package stapler
 
 import (
 	"crypto/x509"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -23,6 +26,7 @@ type options struct {
 	clock           clock.Clock
 	issuers         []*x509.Certificate
 	responderURL    string
+	overrides       map[string]string // see WithResponderOverrides
 	hook            func(StatusChange)
 	stapleHook      func(StapleChange)
 	policy          Policy
@@ -86,6 +90,41 @@ func WithClock(c clock.Clock) Option {
 // the leaf's AIA caIssuers URL (and is checked to have signed the leaf).
 func WithIssuer(issuers ...*x509.Certificate) Option {
 	return func(o *options) { o.issuers = append(o.issuers, issuers...) }
+}
+
+// WithResponderOverrides replaces the responder of the certificates whose
+// AIA OCSP URL is a key of overrides (matched exactly, as the certificate
+// spells it) with the value: an internal name not resolvable from a DMZ,
+// a proxy in front of one CA. An empty value disables fetching for those
+// certificates (their state is not_applicable, and nothing is stapled).
+// An override is more specific than WithResponderURL, which applies to the
+// certificates no override names. Status shows the responder asked
+// (responder_url) and, when an override applies, the certificate's own
+// (aia_responder_url). Keys and values must be absolute http or https URLs
+// (New fails with an invalid_schema *config.Error otherwise). The map is
+// copied.
+func WithResponderOverrides(overrides map[string]string) Option {
+	return func(o *options) { o.overrides = maps.Clone(overrides) }
+}
+
+// validateOverrides checks the URLs of WithResponderOverrides.
+func validateOverrides(overrides map[string]string) error {
+	for from, to := range overrides {
+		if !isResponderURL(from) {
+			return &config.Error{Code: config.CodeInvalidSchema, Message: fmt.Sprintf("responder override: %q is not an http or https URL", from)}
+		}
+		if to != "" && !isResponderURL(to) {
+			return &config.Error{Code: config.CodeInvalidSchema, Message: fmt.Sprintf("responder override for %q: %q is not an http or https URL (empty disables fetching)", from, to)}
+		}
+	}
+	return nil
+}
+
+// isResponderURL reports whether u is an absolute http or https URL with a
+// host.
+func isResponderURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 // WithResponderURL makes every certificate be queried at url instead of

@@ -228,10 +228,10 @@ func hasMustStaple(leaf *x509.Certificate) bool {
 
 // urlFor is the responder URL in use for m.
 func (s *Stapler) urlFor(m *managed) string {
-	if s.opts.responderURL != "" {
+	if m.leaf == nil {
 		return s.opts.responderURL
 	}
-	return m.url()
+	return resolveResponder(m.leaf, s.opts.responderURL, s.opts.overrides)
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID

@@ -128,6 +128,9 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	if err := o.defaultStapling.Validate(); err != nil {
 		return nil, fmt.Errorf("WithDefaultStapling: %w", err)
 	}
+	if err := validateOverrides(o.overrides); err != nil {
+		return nil, fmt.Errorf("WithResponderOverrides: %w", err)
+	}
 	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger}
 	if s.client == nil {
 		s.client = newHTTPClient()
@@ -254,7 +257,7 @@ func (s *Stapler) Get() config.OCSP {
 	c.ResponderURL = s.opts.responderURL
 	if c.ResponderURL == "" {
 		for _, m := range s.managedList() {
-			if u := m.url(); u != "" {
+			if u := s.urlFor(m); u != "" {
 				c.ResponderURL = u
 				break
 			}
@@ -333,7 +336,7 @@ func (s *Stapler) noResponderLocked() error {
 		if m.leaf == nil || !m.settings.Load().stapling.Enabled {
 			continue
 		}
-		if m.url() != "" {
+		if s.urlFor(m) != "" {
 			return nil
 		}
 		if first == nil {

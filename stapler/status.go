@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +48,10 @@ type CertificateStatus struct {
 	// SNIs are the leaf's DNS names.
 	SNIs  []string `json:"snis"`
 	State State    `json:"state"`
+	// AIAResponderURL is the certificate's own AIA OCSP URL, shown when
+	// WithResponderOverrides replaced it (ResponderURL is then the
+	// responder asked, empty when the override disables fetching).
+	AIAResponderURL string `json:"aia_responder_url,omitempty"`
 	// Stapled says a response is being stapled now; StapleExpires is when
 	// that stops unless it is refreshed.
 	Stapled       bool            `json:"stapled"`
@@ -110,6 +115,9 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	}
 	cs.ResponderURL = s.urlFor(m)
 	if m.leaf != nil {
+		if own := responderURL(m.leaf); own != cs.ResponderURL && s.overridden(m.leaf) {
+			cs.AIAResponderURL = own
+		}
 		cs.Subject = m.leaf.Subject.String()
 		cs.Serial = fmt.Sprintf("%x", m.leaf.SerialNumber)
 		cs.SNIs = m.leaf.DNSNames
@@ -218,3 +226,14 @@ func (s *Stapler) Test(ctx context.Context, id string) (CertificateStatus, error
 // while it was in flight; its signature was never checked, so it was not
 // installed.
 var errUnverified = errors.New("response fetched unverified while skip_verify was turned off; not installed")
+
+// overridden reports whether a responder override names one of leaf's AIA
+// OCSP URLs.
+func (s *Stapler) overridden(leaf *x509.Certificate) bool {
+	for _, u := range leaf.OCSPServer {
+		if _, ok := s.opts.overrides[u]; ok {
+			return true
+		}
+	}
+	return false
+}

@@ -172,6 +172,12 @@ type Verifier struct {
 	// Stapler's WithAllowSHA1. They are refused with ErrSHA1Signature when
 	// false.
 	AllowSHA1 bool
+	// ResponderOverrides replaces the responder of peer certificates whose
+	// AIA OCSP URL is a key (matched exactly) with the value, for
+	// FetchTimeout's requests; an empty value means no request for those
+	// certificates. As the Stapler's WithResponderOverrides.
+	ResponderOverrides map[string]string
+
 	// NoNextUpdateLifetime is how long after its thisUpdate a response
 	// without nextUpdate is relied on: zero means
 	// DefaultNoNextUpdateLifetime, a negative value refuses such
@@ -460,7 +466,7 @@ func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Ce
 	v.init()
 	url := ""
 	if v.FetchTimeout > 0 {
-		url = responderURL(leaf)
+		url = resolveResponder(leaf, "", v.ResponderOverrides)
 	}
 	return v.fetcher.verify(ctx, raw, leaf, issuer, url, now, false)
 }
@@ -485,7 +491,7 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 		}
 	}
 	v.mu.Unlock()
-	url := responderURL(leaf)
+	url := resolveResponder(leaf, "", v.ResponderOverrides)
 	if url == "" {
 		return nil, ErrNoResponderURL
 	}
