@@ -70,8 +70,14 @@ var ErrNoAuth = errors.New("admin: the handler needs an APIKey or Authorize (or,
 //	                             the certificate back to the Stapler's defaults (WithDefaultStapling);
 //	                             a body without "ocsp_stapling" ({}) changes nothing
 //	DELETE /v1/certificates/{id} stop managing a certificate no longer served (Remove)
+//	GET  /v1/certificates/{id}/ocsp_response   the DER response stapled now (application/ocsp-response);
+//	                             404 not_found when there is none
+//	PUT  /v1/certificates/{id}/ocsp_response   push a DER response (Stapler.Push), at most
+//	                             stapler.MaxResponseBytes: verified as a fetched one; 400
+//	                             invalid_ocsp_response when it does not verify (or says unknown),
+//	                             409 invalid_ocsp_response when it is older than what is known
 //
-// Bodies are JSON in and out, capped at MaxBodyBytes, decoded strictly
+// Bodies are JSON in and out (but for ocsp_response), capped at MaxBodyBytes, decoded strictly
 // (unknown fields are invalid_schema). A wrong method is 405 with Allow, an
 // unknown certificate 404, any other failure 500 internal_error. Every
 // request must pass the APIKey check or the Authorize middleware; Options
@@ -202,6 +208,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			list = append(list, resourceOf(st))
 		}
 		writeJSON(w, http.StatusOK, list)
+	case strings.HasPrefix(path, "/v1/certificates/") && strings.HasSuffix(path, "/"+responseResource) &&
+		!strings.Contains(strings.TrimSuffix(strings.TrimPrefix(path, "/v1/certificates/"), "/"+responseResource), "/"):
+		h.serveResponse(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/certificates/"), "/"+responseResource))
 	case strings.HasPrefix(path, "/v1/certificates/") && !strings.Contains(strings.TrimPrefix(path, "/v1/certificates/"), "/"):
 		h.serveCertificate(w, r, strings.TrimPrefix(path, "/v1/certificates/"))
 	default:
@@ -263,6 +272,64 @@ func (h *handler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 	writeJSON(w, http.StatusOK, resourceOf(st))
 }
 
+// responseResource is the last element of a certificate's staple path.
+const responseResource = "ocsp_response"
+
+// serveResponse serves a certificate's staple: GET answers the DER
+// response stapled now (404 when there is none), PUT takes one pushed by
+// a sidecar or a deploy job (Stapler.Push).
+func (h *handler) serveResponse(w http.ResponseWriter, r *http.Request, id string) {
+	s := h.s
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut:
+	default:
+		methodNotAllowed(w, "GET, HEAD, PUT")
+		return
+	}
+	if _, err := s.StatusOf(id); err != nil || id == "" {
+		writeError(w, fmt.Errorf("%w %q", stapler.ErrUnknownCertificate, id))
+		return
+	}
+	if r.Method != http.MethodPut {
+		der, expires, err := s.Staple(id)
+		if err != nil {
+			writeError(w, &config.Error{Code: config.CodeNotFound, Message: err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", ocspResponseType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Expires", expires.UTC().Format(http.TimeFormat))
+		w.Write(der)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != ocspResponseType {
+			writeError(w, &config.Error{Code: config.CodeUnsupportedMediaType, Message: "the body must be " + ocspResponseType + " (DER)"})
+			return
+		}
+	}
+	der, ok := readLimited(w, r, stapler.MaxResponseBytes)
+	if !ok {
+		return
+	}
+	st, err := s.Push(r.Context(), id, der)
+	switch {
+	case errors.Is(err, stapler.ErrOlderResponse):
+		writeError(w, &statusError{http.StatusConflict, &config.Error{Code: config.CodeInvalidOCSPResponse, Message: err.Error(), Err: err}})
+		return
+	case errors.Is(err, stapler.ErrClosed), errors.Is(err, stapler.ErrUnknownCertificate), errors.Is(err, context.Canceled):
+		writeError(w, err)
+		return
+	case err != nil:
+		writeError(w, &statusError{http.StatusBadRequest, &config.Error{Code: config.CodeInvalidOCSPResponse, Message: err.Error(), Err: err}})
+		return
+	}
+	writeJSON(w, http.StatusOK, resourceOf(st))
+}
+
+// ocspResponseType is the media type of a DER OCSP response.
+const ocspResponseType = "application/ocsp-response"
+
 // readBody reads a JSON request body of at most MaxBodyBytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -271,11 +338,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return readLimited(w, r, MaxBodyBytes)
+}
+
+// readLimited reads a request body of at most limit bytes.
+func readLimited(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", MaxBodyBytes)})
+			writeError(w, &config.Error{Code: config.CodePayloadTooLarge, Message: fmt.Sprintf("the body is over %d bytes", limit)})
 		} else {
 			writeError(w, &config.Error{Code: config.CodeInvalidSchema, Message: "could not read the body"})
 		}
