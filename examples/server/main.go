@@ -12,9 +12,17 @@
 // With -redis, servers that share one Redis make one responder request per
 // certificate between them, and staple the same response.
 //
+// A DER OCSP response in <certfile>.ocsp beside a -cert file (HAProxy's
+// convention) is read at start and on SIGHUP, and stapled when it verifies
+// and is newer than what is known: for a server that cannot reach its
+// responder, whose responses a sidecar or a deploy job brings.
+// -responder-override AIA=URL rewrites the responder of the certificates
+// whose AIA OCSP URL is AIA (AIA= disables fetching for them).
+//
 // With -admin-addr (and -admin-key, or $STAPLER_ADMIN_KEY) it also serves the
-// admin API: GET/PUT /v1/ocsp, GET /v1/ocsp/status, POST /v1/ocsp/test, and
-// GET/PUT/PATCH /v1/certificates/{id}.
+// admin API: GET/PUT /v1/ocsp, GET /v1/ocsp/status, POST /v1/ocsp/test,
+// GET/PUT/PATCH /v1/certificates/{id}, and GET/PUT
+// /v1/certificates/{id}/ocsp_response (read the staple, push one).
 package main
 
 import (
@@ -64,6 +72,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var overrides listFlag
 	var certs, keys listFlag
 	addr := fs.String("addr", "127.0.0.1:8443", "address to listen on")
 	fs.Var(&certs, "cert", "PEM certificate chain, leaf first (repeatable, pairs with -key)")
@@ -82,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	redisURL := fs.String("redis", "", "share staples with other servers through Redis (one responder request per certificate for the whole fleet): redis://127.0.0.1:6379/0 for one node; redis+cluster://host1:6379?addr=host2:6379&addr=host3:6379 for a Cluster; redis+sentinel://host1:26379?master_name=mymaster&addr=host2:26379 for Sentinel")
 	metricsAddr := fs.String("metrics-addr", "", "address of a Prometheus /metrics endpoint (off when empty; a port alone, like :9100, listens on loopback)")
 	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
+	fs.Var(&overrides, "responder-override", "AIA=URL: query URL for the certificates whose AIA OCSP URL is AIA; AIA= (empty) disables fetching for them (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,6 +119,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts := []stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy), stapler.WithDefaultStapling(stapling)}
 	if *responderURL != "" {
 		opts = append(opts, stapler.WithResponderURL(*responderURL))
+	}
+	if len(overrides) > 0 {
+		m := map[string]string{}
+		for _, o := range overrides {
+			from, to, ok := strings.Cut(o, "=")
+			if !ok {
+				return fmt.Errorf("-responder-override %q: want AIA=URL", o)
+			}
+			m[from] = to
+		}
+		opts = append(opts, stapler.WithResponderOverrides(m))
 	}
 	if *redisURL != "" {
 		client, err := redisClient(*redisURL)
@@ -145,6 +166,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
 	}), logger)
 	srv.TLSConfig = s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12})
+	// Responses kept beside the certificates (<certfile>.ocsp, HAProxy's
+	// convention), read now and on SIGHUP: verified and stapled as a
+	// fetched response is, for servers that cannot reach their responder.
+	pushFiles := func() {
+		for i, file := range certs {
+			pushResponseFile(ctx, s, file+".ocsp", stapler.CertificateID(chains[i].Certificate[0]), logger)
+		}
+	}
+	pushFiles()
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hangups:
+				logger.Info("SIGHUP: reading the response files again")
+				pushFiles()
+			}
+		}
+	}()
 	if *adminAddr != "" {
 		key := *adminKey
 		if key == "" {
@@ -199,6 +243,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// pushResponseFile gives the Stapler the DER response in file, when there
+// is one, for the certificate id. A response that does not verify, or is
+// older than what is known, is refused and logged; nothing else changes.
+func pushResponseFile(ctx context.Context, s *stapler.Stapler, file, id string, logger *slog.Logger) {
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		logger.Warn("response file not read", "file", file, "err", err)
+		return
+	}
+	der, err := io.ReadAll(io.LimitReader(f, stapler.MaxResponseBytes+1))
+	f.Close()
+	if err != nil {
+		logger.Warn("response file not read", "file", file, "err", err)
+		return
+	}
+	if _, err := s.Push(ctx, id, der); err != nil {
+		logger.Warn("response file refused", "file", file, "err", err)
+		return
+	}
+	logger.Info("response file stapled", "file", file, "id", id)
 }
 
 // redisClient makes a client for a -redis URL: redis:// or rediss:// for
