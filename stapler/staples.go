@@ -34,7 +34,9 @@ type StapleChange struct {
 // served when it is called, never an older staple after a newer one). f may
 // take its time (write a file, reload a server) and may call the Stapler's
 // methods; no call is made once Close has returned. It is how
-// examples/ocspfiles keeps response files for nginx and HAProxy.
+// examples/ocspfiles keeps response files for nginx and HAProxy. A process
+// that keeps staples for other servers serves no handshakes of its own:
+// give it WithIdleRetirement(0), or its certificates retire as idle.
 func WithStapleHook(f func(StapleChange)) Option {
 	return func(o *options) { o.stapleHook = f }
 }
