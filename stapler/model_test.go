@@ -109,10 +109,11 @@ const (
 	answerJunk                         // bytes that are not DER
 	answerRogue                        // good, signed by a key the CA never authorized
 	answerRogueAhead                   // the same, with thisUpdate 4 minutes ahead
+	answerUndated                      // the CA's answer, without nextUpdate (openssl ocsp's default)
 	answerModes
 )
 
-var answerNames = [...]string{"fresh", "replay", "http-500", "junk", "rogue", "rogue-ahead"}
+var answerNames = [...]string{"fresh", "replay", "http-500", "junk", "rogue", "rogue-ahead", "undated"}
 
 // modelResponder answers OCSP requests as the model says: a real
 // responder for fresh answers, and replays, errors and forgeries. It
@@ -130,6 +131,9 @@ type modelResponder struct {
 	replay   map[string][]byte   // by serial: the genuine answer to replay
 	captured map[string][][]byte // by serial: genuine answers sent, oldest first
 	requests map[string]int      // by client tag and serial
+	// refusedGET marks the GETs answered with junk, whose POST (the
+	// fetcher asks again by POST) is the same fetch.
+	refusedGET map[string]bool
 	sent     []sentAnswer
 }
 
@@ -158,7 +162,17 @@ func (mr *modelResponder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	serial := ocspReq.SerialNumber.String()
 	mr.mu.Lock()
 	mode := mr.mode
-	mr.requests[client+"/"+serial]++
+	key := client + "/" + serial
+	if req.Method == http.MethodPost && mr.refusedGET[key] {
+		// The same fetch, asked again by POST after its GET was
+		// answered with junk: not a request of its own.
+		delete(mr.refusedGET, key)
+	} else {
+		mr.requests[key]++
+	}
+	if req.Method == http.MethodGet && mode == answerJunk {
+		mr.refusedGET[key] = true
+	}
 	replay := mr.replay[serial]
 	mr.mu.Unlock()
 	var raw []byte
@@ -182,6 +196,8 @@ func (mr *modelResponder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		genuine = true
+	case answerUndated:
+		raw, genuine = mr.undated(ocspReq.SerialNumber), true
 	case answerRogue, answerRogueAhead:
 		ahead := time.Duration(0)
 		if mode == answerRogueAhead {
@@ -191,12 +207,41 @@ func (mr *modelResponder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	mr.mu.Lock()
 	mr.sent = append(mr.sent, sentAnswer{client: client, serial: serial, raw: raw, genuine: genuine})
-	if genuine && mode == answerFresh {
+	if genuine && (mode == answerFresh || mode == answerUndated) {
 		mr.captured[serial] = append(mr.captured[serial], raw)
 	}
 	mr.mu.Unlock()
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	w.Write(raw)
+}
+
+// undated is the CA's answer for serial now, signed again without
+// nextUpdate.
+func (mr *modelResponder) undated(serial *big.Int) []byte {
+	fresh, err := mr.r.Respond(&x509.Certificate{SerialNumber: serial})
+	if err != nil {
+		mr.t.Fatal(err)
+	}
+	tmpl, err := ocsp.ParseResponse(fresh, nil)
+	if err != nil {
+		mr.t.Fatal(err)
+	}
+	tmpl.NextUpdate = time.Time{}
+	tmpl.Certificate = nil
+	raw, err := ocsp.CreateResponse(mr.ca.Cert, mr.ca.Cert, *tmpl, mr.ca.Key)
+	if err != nil {
+		mr.t.Fatal(err)
+	}
+	return raw
+}
+
+// validUntil is when a response stops being relied on: its nextUpdate, or
+// the default lifetime after thisUpdate for one without.
+func validUntil(resp *ocsp.Response) time.Time {
+	if resp.NextUpdate.IsZero() {
+		return resp.ThisUpdate.Add(DefaultNoNextUpdateLifetime)
+	}
+	return resp.NextUpdate
 }
 
 // forge signs a good answer for serial with the rogue key, thisUpdate
@@ -323,7 +368,7 @@ func newModelWorld(t *testing.T, seed uint64) *modelWorld {
 	r := responder.New(w.ca)
 	r.SetClock(w.clock.Now)
 	w.resp = &modelResponder{t: t, r: r, ca: w.ca, rogue: rogue, clock: w.clock,
-		replay: map[string][]byte{}, captured: map[string][][]byte{}, requests: map[string]int{}}
+		replay: map[string][]byte{}, captured: map[string][][]byte{}, requests: map[string]int{}, refusedGET: map[string]bool{}}
 	w.srv = httptest.NewServer(w.resp)
 	for _, name := range []string{"a.test", "b.test"} {
 		leaf, err := w.ca.Issue(responder.LeafOptions{DNSNames: []string{name}, OCSPServer: []string{w.srv.URL}})
@@ -428,15 +473,24 @@ func (w *modelWorld) absorb() {
 			continue
 		}
 		resp, err := ocsp.ParseResponseForCert(a.raw, w.certs[ci].leaf.Cert, w.ca.Cert)
-		if err != nil || resp.Status == ocsp.Unknown || !resp.NextUpdate.After(now) || resp.ThisUpdate.After(now.Add(5*time.Minute)) {
+		if err != nil {
 			continue
 		}
-		if k.newest == nil || newerResponse(resp, k.newest) {
-			k.newest = resp
-		}
-		if resp.Status == ocsp.Revoked && resp.ThisUpdate.After(k.floor) {
-			k.floor = resp.ThisUpdate
-		}
+		k.learn(resp, now)
+	}
+}
+
+// learn takes resp, a genuine answer a Stapler verified at now, as
+// knowledge when it was valid then.
+func (k *knowledgeModel) learn(resp *ocsp.Response, now time.Time) {
+	if resp.Status == ocsp.Unknown || !validUntil(resp).After(now) || resp.ThisUpdate.After(now.Add(5*time.Minute)) {
+		return
+	}
+	if k.newest == nil || newerResponse(resp, k.newest) {
+		k.newest = resp
+	}
+	if resp.Status == ocsp.Revoked && resp.ThisUpdate.After(k.floor) {
+		k.floor = resp.ThisUpdate
 	}
 }
 
@@ -502,7 +556,7 @@ func (w *modelWorld) event() string {
 	switch n := r.IntN(100); {
 	case n < 16: // how the responder answers from now on
 		weighted := []answerMode{answerFresh, answerFresh, answerFresh, answerReplay, answerReplay, answerReplay,
-			answerHTTP500, answerHTTP500, answerHTTP500, answerJunk, answerRogue, answerRogueAhead}
+			answerHTTP500, answerHTTP500, answerHTTP500, answerJunk, answerRogue, answerRogueAhead, answerUndated, answerUndated}
 		mode := weighted[r.IntN(len(weighted))]
 		w.resp.mu.Lock()
 		w.resp.mode = mode
@@ -572,9 +626,30 @@ func (w *modelWorld) event() string {
 		ms.s.Close()
 		w.start(ms) // what was verified is known again only from the store
 		what = fmt.Sprintf("%s restarted", ms.tag)
-	case n < 84:
+	case n < 80:
 		_, err := ms.s.Test(context.Background(), c.id)
 		what = fmt.Sprintf("%s Test %s: %v", ms.tag, c.name, err)
+	case n < 84: // a sidecar pushes an answer: any genuine one sent so far, or a forgery
+		var raw []byte
+		w.resp.mu.Lock()
+		caps := w.resp.captured[c.leaf.Cert.SerialNumber.String()]
+		if len(caps) > 0 && r.IntN(4) != 0 {
+			raw = caps[r.IntN(len(caps))]
+		}
+		w.resp.mu.Unlock()
+		kind := "a genuine answer"
+		if raw == nil {
+			raw, kind = w.resp.forge(c.leaf.Cert.SerialNumber, 0), "a forgery"
+		}
+		_, err := ms.s.Push(context.Background(), c.id, raw)
+		if k := &ms.know[ci]; err == nil && !k.skipVerify {
+			if resp, perr := ocsp.ParseResponseForCert(raw, c.leaf.Cert, w.ca.Cert); perr == nil {
+				k.learn(resp, w.clock.Now())
+			} else {
+				w.t.Errorf("%s accepted %s pushed for %s with skip_verify off", ms.tag, kind, c.name)
+			}
+		}
+		what = fmt.Sprintf("%s Push %s for %s: %v", ms.tag, kind, c.name, err)
 	case n < 92:
 		w.probeResumption(ms, ci)
 		what = fmt.Sprintf("%s resumption probe %s", ms.tag, c.name)
@@ -640,8 +715,8 @@ func (w *modelWorld) checkStaple(after string, ms *modelStapler, ci int, raw []b
 	if resp.SerialNumber.Cmp(c.leaf.Cert.SerialNumber) != 0 {
 		w.t.Errorf("after %s: %s stapled a response for serial %x on %s", after, ms.tag, resp.SerialNumber, c.name)
 	}
-	if !resp.NextUpdate.After(now) {
-		w.t.Errorf("after %s: %s stapled an expired response for %s (nextUpdate %s)", after, ms.tag, c.name, resp.NextUpdate)
+	if !validUntil(resp).After(now) {
+		w.t.Errorf("after %s: %s stapled an expired response for %s (nextUpdate %s, thisUpdate %s)", after, ms.tag, c.name, resp.NextUpdate, resp.ThisUpdate)
 	}
 	if resp.Status != ocsp.Revoked && !k.floor.IsZero() && !resp.ThisUpdate.After(k.floor) {
 		w.t.Errorf("after %s: %s stapled %s good as of %s, at or before its verified revocation (thisUpdate %s)", after, ms.tag, c.name,
