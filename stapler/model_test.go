@@ -134,7 +134,7 @@ type modelResponder struct {
 	// refusedGET marks the GETs answered with junk, whose POST (the
 	// fetcher asks again by POST) is the same fetch.
 	refusedGET map[string]bool
-	sent     []sentAnswer
+	sent       []sentAnswer
 }
 
 // sentAnswer is one response the responder sent.
