@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
@@ -26,17 +25,7 @@ import (
 // request becomes a space and it answers 400: the Stapler must ask it
 // again by POST.
 
-func needCFSSL(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("cfssl")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("cfssl is required in CI: .ci/run installs golang-cfssl")
-		}
-		t.Skip("cfssl not installed; the cfssl responder is not tested")
-	}
-	return path
-}
+func needCFSSL(t *testing.T) string { return needTool(t, "cfssl", "golang-cfssl") }
 
 // getRequestHasPlus reports whether the base64 of the GET request the
 // Stapler sends about the leaf in chainFile contains a +: the request
@@ -145,12 +134,7 @@ func TestInteropStaplesInFrontOfCFSSLResponder(t *testing.T) {
 	for _, name := range []string{"good", "revoked"} {
 		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	addr, admin := readAddrs(t, pr)
+	addr, admin, stop := startServer(t, args)
 	for _, st := range waitQueried(t, admin, 2) {
 		name := st["snis"].([]any)[0].(string)
 		want := map[string]string{"good.test": "GOOD", "revoked.test": "REVOKED"}[name]
@@ -173,8 +157,5 @@ func TestInteropStaplesInFrontOfCFSSLResponder(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), "staplerkit_ocsp_get_fallbacks_total 1\n") && !strings.Contains(string(body), "staplerkit_ocsp_get_fallbacks_total 2\n") {
 		t.Fatalf("metrics (%d) do not count one GET fallback per certificate at most:\n%s", code, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,16 +21,44 @@ import (
 // ours: the CA (openssl req and openssl ca), the OCSP responder (openssl
 // ocsp -index), and the TLS client (openssl s_client -status).
 
-func needOpenSSL(t *testing.T) string {
+func needOpenSSL(t *testing.T) string { return needTool(t, "openssl", "openssl") }
+
+// needTool returns the path of the command name, which the Debian package
+// pkg installs: the test is skipped without it, but fails in CI, where
+// .ci/run installs it.
+func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	path, err := exec.LookPath("openssl")
+	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("openssl is required in CI: .ci/run installs it")
+			t.Fatalf("%s is required in CI: .ci/run installs %s", name, pkg)
 		}
-		t.Skip("openssl not installed; interoperability not tested")
+		t.Skipf("%s not installed; not tested", name)
 	}
 	return path
+}
+
+// startServer runs the server with args, and returns its TLS and admin
+// addresses once it listens; stop shuts it down (the test's end does too)
+// and fails the test if the server returned an error.
+func startServer(t *testing.T, args []string) (addr, admin string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	addr, admin = readAddrs(t, pr)
+	return addr, admin, stop
 }
 
 func freePort(t *testing.T) int {
@@ -235,12 +264,7 @@ func TestInteropWithOpenSSL(t *testing.T) {
 	for _, name := range []string{"good", "revoked", "unknown"} {
 		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	addr, admin := readAddrs(t, pr)
+	addr, admin, stop := startServer(t, args)
 	if !strings.HasPrefix(admin, "http://127.0.0.1:") {
 		t.Fatalf("admin API at %q, want loopback", admin)
 	}
@@ -285,10 +309,7 @@ func TestInteropWithOpenSSL(t *testing.T) {
 			t.Fatalf("good staple lost with the responder down (%s):\n%s", version, out)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // A client that sends no SNI gets the Stapler's policy too: a strict server
@@ -300,12 +321,7 @@ func TestInteropStrictRefusesRevokedWithoutSNI(t *testing.T) {
 	ca.startResponder(port)
 	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", ":0", "-admin-key", "k", "-response-timeout", "5", "-policy", "strict",
 		"-cert", filepath.Join(ca.dir, "revoked-chain.pem"), "-key", filepath.Join(ca.dir, "revoked.key")}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	addr, admin := readAddrs(t, pr)
+	addr, admin, stop := startServer(t, args)
 	if st := waitQueried(t, admin, 1); st[0]["cert_status"] != "REVOKED" {
 		t.Fatalf("status %v", st[0])
 	}
@@ -317,10 +333,7 @@ func TestInteropStrictRefusesRevokedWithoutSNI(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // openssl ocsp run with its defaults sends responses without nextUpdate
@@ -336,12 +349,7 @@ func TestInteropStaplesOpenSSLResponsesWithoutNextUpdate(t *testing.T) {
 	for _, name := range []string{"good", "revoked"} {
 		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	addr, admin := readAddrs(t, pr)
+	addr, admin, stop := startServer(t, args)
 	for _, st := range waitQueried(t, admin, 2) {
 		name := st["snis"].([]any)[0].(string)
 		want := map[string]string{"good.test": "GOOD", "revoked.test": "REVOKED"}[name]
@@ -368,8 +376,5 @@ func TestInteropStaplesOpenSSLResponsesWithoutNextUpdate(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }

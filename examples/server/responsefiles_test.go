@@ -32,12 +32,7 @@ func TestServerStaplesResponseFilesAtStartAndOnSIGHUP(t *testing.T) {
 	for _, name := range []string{"good", "revoked"} {
 		args = append(args, "-cert", filepath.Join(ca.dir, name+"-chain.pem"), "-key", filepath.Join(ca.dir, name+".key"))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	addr, _ := readAddrs(t, pr)
+	addr, _, stop := startServer(t, args)
 	if out := ca.sClient(addr, "good.test", "-tls1_3"); !strings.Contains(out, "Cert Status: good") {
 		t.Fatalf("the response file was not stapled:\n%s", out)
 	}
@@ -56,10 +51,7 @@ func TestServerStaplesResponseFilesAtStartAndOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // -responder-override rewrites a certificate's responder by its AIA URL.
@@ -73,20 +65,12 @@ func TestServerResponderOverride(t *testing.T) {
 	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", ":0", "-admin-key", "k", "-response-timeout", "5",
 		"-responder-override", aia + "=http://127.0.0.1:" + itoa(port),
 		"-cert", filepath.Join(ca.dir, "good-chain.pem"), "-key", filepath.Join(ca.dir, "good.key")}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, pw, io.Discard); pw.Close() }()
-	_, admin := readAddrs(t, pr)
+	_, admin, stop := startServer(t, args)
 	st := waitQueried(t, admin, 1)[0]
 	if st["cert_status"] != "GOOD" || st["aia_responder_url"] != aia || st["responder_url"] != "http://127.0.0.1:"+itoa(port) {
 		t.Fatalf("status %v", st)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if err := run(context.Background(), []string{"-cert", "a", "-key", "b", "-responder-override", "no-equals-sign"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("a -responder-override without = was accepted")
 	}
