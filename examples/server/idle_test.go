@@ -16,16 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/staplerkit/ocsp/examples/internal/cli"
 	"github.com/staplerkit/ocsp/responder"
 )
 
 // TestIdleConnectionsAreClosed: a keep-alive connection left idle, on the
 // TLS listener and on the admin listener, is closed by the server once
-// idleTimeout passes (it used to stay open forever), and an over-long
+// cli.IdleTimeout passes (it used to stay open forever), and an over-long
 // header is refused.
 func TestIdleConnectionsAreClosed(t *testing.T) {
-	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
-	idleTimeout = 200 * time.Millisecond
+	defer func(d time.Duration) { cli.IdleTimeout = d }(cli.IdleTimeout)
+	cli.IdleTimeout = 200 * time.Millisecond
 	ca, err := responder.NewCA(responder.CAOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -43,20 +43,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/staplerkit/ocsp/cache/redisstore"
-	"github.com/staplerkit/ocsp/config"
-	"github.com/staplerkit/ocsp/metrics"
+	"github.com/staplerkit/ocsp/examples/internal/cli"
 	"github.com/staplerkit/ocsp/stapler"
-	"github.com/staplerkit/ocsp/stapler/admin"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,26 +63,16 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var overrides listFlag
-	var certs, keys listFlag
+	var certs, keys cli.ListFlag
 	addr := fs.String("addr", "127.0.0.1:8443", "address to listen on")
 	fs.Var(&certs, "cert", "PEM certificate chain, leaf first (repeatable, pairs with -key)")
 	fs.Var(&keys, "key", "PEM private key (repeatable, pairs with -cert)")
 	issuerFile := fs.String("issuer", "", "PEM issuer certificate, when the chains do not include it")
-	responderURL := fs.String("responder-url", "", "query this responder instead of the certificates' AIA OCSP URL")
-	cacheTTL := fs.Int("cache-ttl", stapler.DefaultDiscoveredCacheTTL, "seconds a response may be served (>= 60; capped by its nextUpdate)")
-	queryFrequency := fs.Int("query-frequency", config.DefaultQueryFrequency, "seconds between regular queries (60-86400)")
-	responseTimeout := fs.Int("response-timeout", config.DefaultResponseTimeout, "seconds to wait for the responder (1-60)")
-	recoveryFrequency := fs.Int("recovery-frequency", config.DefaultRecoveryFrequency, "seconds between retries after a failure (60-86400)")
-	recoveryMaxTries := fs.Int("recovery-max-tries", config.DefaultRecoveryMaxTries, "retries before a query counts as failed (1-100)")
-	skipVerify := fs.Bool("skip-verify", false, "do not check the responses' signatures (never recommended)")
+	staplerFlags := cli.AddStaplerFlags(fs, "seconds a response may be served (>= 60; capped by its nextUpdate)")
 	policyName := fs.String("policy", "lenient", "lenient, strict or must-staple")
-	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
-	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
+	listeners := cli.AddListenerFlags(fs)
 	redisURL := fs.String("redis", "", "share staples with other servers through Redis (one responder request per certificate for the whole fleet): redis://127.0.0.1:6379/0 for one node; redis+cluster://host1:6379?addr=host2:6379&addr=host3:6379 for a Cluster; redis+sentinel://host1:26379?master_name=mymaster&addr=host2:26379 for Sentinel")
-	metricsAddr := fs.String("metrics-addr", "", "address of a Prometheus /metrics endpoint (off when empty; a port alone, like :9100, listens on loopback)")
 	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
-	fs.Var(&overrides, "responder-override", "AIA=URL: query URL for the certificates whose AIA OCSP URL is AIA; AIA= (empty) disables fetching for them (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,8 +83,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stapling := config.Stapling{Enabled: true, SkipVerify: *skipVerify, CacheTTL: *cacheTTL}
-	if err := stapling.Validate(); err != nil {
+	staplerOpts, err := staplerFlags.Options()
+	if err != nil {
+		return err
+	}
+	if err := listeners.Check(); err != nil {
 		return err
 	}
 	var chains []tls.Certificate
@@ -116,21 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := []stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy), stapler.WithDefaultStapling(stapling)}
-	if *responderURL != "" {
-		opts = append(opts, stapler.WithResponderURL(*responderURL))
-	}
-	if len(overrides) > 0 {
-		m := map[string]string{}
-		for _, o := range overrides {
-			from, to, ok := strings.Cut(o, "=")
-			if !ok {
-				return fmt.Errorf("-responder-override %q: want AIA=URL", o)
-			}
-			m[from] = to
-		}
-		opts = append(opts, stapler.WithResponderOverrides(m))
-	}
+	opts := append([]stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy)}, staplerOpts...)
 	if *redisURL != "" {
 		client, err := redisClient(*redisURL)
 		if err != nil {
@@ -146,13 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		opts = append(opts, stapler.WithIssuer(issuer))
 	}
-	s, err := stapler.New(config.OCSP{
-		OCSPFunctionality: true,
-		QueryFrequency:    *queryFrequency,
-		ResponseTimeout:   *responseTimeout,
-		RecoveryFrequency: *recoveryFrequency,
-		RecoveryMaxTries:  *recoveryMaxTries,
-	}, opts...)
+	s, err := stapler.New(staplerFlags.Config(), opts...)
 	if err != nil {
 		return err
 	}
@@ -162,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := cli.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
 	}), logger)
 	srv.TLSConfig = s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12})
@@ -189,39 +153,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}()
-	if *adminAddr != "" {
-		key := *adminKey
-		if key == "" {
-			key = os.Getenv(adminKeyEnv)
-		}
-		if key == "" {
-			ln.Close()
-			return fmt.Errorf("-admin-addr needs -admin-key or $%s", adminKeyEnv)
-		}
-		adminLn, err := listenAdmin(*adminAddr, s, key, logger)
-		if err != nil {
-			ln.Close()
-			return err
-		}
+	println := func(line string) { fmt.Fprintln(stdout, line) }
+	adminLn, err := listeners.ListenAdmin(s, logger, println)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if adminLn != nil {
 		defer adminLn.Close()
-		fmt.Fprintf(stdout, "admin API on http://%s\n", adminLn.Addr())
 	}
 	// Take traffic once every certificate has had its first fetch, so that
 	// the first handshakes are stapled (bounded: a responder that hangs
 	// does not keep the server from starting).
-	readyCtx, cancel := context.WithTimeout(ctx, time.Duration(*responseTimeout)*time.Second+time.Second)
+	readyCtx, cancel := context.WithTimeout(ctx, staplerFlags.ResponseTimeout()+time.Second)
 	if err := s.Ready(readyCtx); err != nil {
 		logger.Warn("serving before every certificate had its first fetch", "err", err)
 	}
 	cancel()
-	if *metricsAddr != "" {
-		metricsLn, err := listenMetrics(*metricsAddr, s, logger)
-		if err != nil {
-			ln.Close()
-			return err
-		}
+	metricsLn, err := listeners.ListenMetrics(s, logger, println)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if metricsLn != nil {
 		defer metricsLn.Close()
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", metricsLn.Addr())
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
@@ -309,75 +264,6 @@ func redisClient(rawURL string) (redis.UniversalClient, error) {
 		return redis.NewFailoverClient(o), nil
 	}
 	return nil, fmt.Errorf("unknown scheme %q (redis, redis+cluster or redis+sentinel)", scheme)
-}
-
-// adminKeyEnv is the environment variable that may hold the admin API key,
-// so that it need not appear in the process list.
-const adminKeyEnv = "STAPLER_ADMIN_KEY"
-
-// listenAdmin serves the Stapler's admin API on addr; an address with no
-// host listens on loopback only.
-func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logger) (net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("-admin-addr: %w", err)
-	}
-	if host == "" {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	h, err := admin.NewHandler(s, admin.Options{APIKey: key})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	go newHTTPServer(h, logger).Serve(ln)
-	return ln, nil
-}
-
-// listenMetrics serves the Stapler's metrics for Prometheus on addr; an
-// address with no host listens on loopback only.
-func listenMetrics(addr string, s *stapler.Stapler, logger *slog.Logger) (net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("-metrics-addr: %w", err)
-	}
-	if host == "" {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.New(s, metrics.Options{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	go newHTTPServer(mux, logger).Serve(ln)
-	return ln, nil
-}
-
-// idleTimeout is how long a keep-alive connection may sit idle; a variable
-// so that the test of it need not wait minutes.
-var idleTimeout = 2 * time.Minute
-
-// newHTTPServer is an http.Server whose every phase is bounded, so that
-// idle or slow clients cannot hold connections (and file descriptors)
-// forever: the TLS handshake and the headers within 10 s, a whole request
-// within 30 s, a response within 30 s, an idle keep-alive connection for
-// idleTimeout, headers of at most 16 KiB.
-func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 }
 
 func loadCertificate(path string) (*x509.Certificate, error) {
