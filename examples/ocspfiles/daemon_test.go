@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/staplerkit/ocsp/examples/internal/cli"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
@@ -245,7 +246,7 @@ func TestFlags(t *testing.T) {
 		{"-cert", filepath.Join(dir, "a", "x.pem"), "-cert", filepath.Join(dir, "b", "x.pem"), "-out-dir", dir},
 		{"-cert", "a.pem", "stray"},
 	} {
-		t.Setenv(adminKeyEnv, "")
+		t.Setenv(cli.AdminKeyEnv, "")
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

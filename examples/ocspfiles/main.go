@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,18 +17,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/staplerkit/ocsp/config"
-	"github.com/staplerkit/ocsp/metrics"
+	"github.com/staplerkit/ocsp/examples/internal/cli"
 	"github.com/staplerkit/ocsp/stapler"
-	"github.com/staplerkit/ocsp/stapler/admin"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
 	}
-	var certs, sockets listFlag
+	var certs, sockets cli.ListFlag
 	fs.Var(&certs, "cert", "PEM certificate chain, leaf first, then its issuer (repeatable); other PEM blocks, like a HAProxy crt file's key, are skipped")
 	issuerFile := fs.String("issuer", "", "PEM issuer certificate, for -cert files that hold the leaf alone")
 	suffix := fs.String("suffix", ".ocsp", "the response file of a -cert file is its name plus this suffix (HAProxy loads <crt>.ocsp)")
@@ -77,16 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&sockets, "haproxy-socket", "HAProxy admin socket (a unix socket path, or host:port), from a \"stats socket ... level admin\" line, told each new response with \"set ssl ocsp-response\" (repeatable)")
 	haproxyTimeout := fs.Duration("haproxy-timeout", 10*time.Second, "time allowed for one HAProxy socket command")
 	checkInterval := fs.Duration("check-interval", time.Minute, "how often every file is checked again (retries failed writes, restores files changed behind the daemon's back)")
-	responderURL := fs.String("responder-url", "", "query this responder instead of the certificates' AIA OCSP URL")
-	cacheTTL := fs.Int("cache-ttl", stapler.DefaultDiscoveredCacheTTL, "seconds a response may be kept in the file (>= 60; capped by its nextUpdate)")
-	queryFrequency := fs.Int("query-frequency", config.DefaultQueryFrequency, "seconds between regular queries (60-86400)")
-	responseTimeout := fs.Int("response-timeout", config.DefaultResponseTimeout, "seconds to wait for the responder (1-60)")
-	recoveryFrequency := fs.Int("recovery-frequency", config.DefaultRecoveryFrequency, "seconds between retries after a failure (60-86400)")
-	recoveryMaxTries := fs.Int("recovery-max-tries", config.DefaultRecoveryMaxTries, "retries before a query counts as failed (1-100)")
-	skipVerify := fs.Bool("skip-verify", false, "do not check the responses' signatures (never recommended)")
-	adminAddr := fs.String("admin-addr", "", "address of the admin API (off when empty; a port alone, like :9000, listens on loopback)")
-	adminKey := fs.String("admin-key", "", "admin API key, required in the X-API-KEY header (default: $"+adminKeyEnv+")")
-	metricsAddr := fs.String("metrics-addr", "", "address of a Prometheus /metrics endpoint (off when empty; a port alone, like :9100, listens on loopback)")
+	staplerFlags := cli.AddStaplerFlags(fs, "seconds a response may be kept in the file (>= 60; capped by its nextUpdate)")
+	listeners := cli.AddListenerFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,23 +83,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *reloadDelay < 0 || *reloadTimeout <= 0 || *haproxyTimeout <= 0 || *checkInterval <= 0 {
 		return errors.New("-reload-delay must be >= 0; -reload-timeout, -haproxy-timeout and -check-interval > 0")
 	}
-	stapling := config.Stapling{Enabled: true, SkipVerify: *skipVerify, CacheTTL: *cacheTTL}
-	if err := stapling.Validate(); err != nil {
+	staplerOpts, err := staplerFlags.Options()
+	if err != nil {
 		return err
 	}
-	cfg := config.OCSP{
-		OCSPFunctionality: true,
-		QueryFrequency:    *queryFrequency,
-		ResponseTimeout:   *responseTimeout,
-		RecoveryFrequency: *recoveryFrequency,
-		RecoveryMaxTries:  *recoveryMaxTries,
-	}
-	key := *adminKey
-	if key == "" {
-		key = os.Getenv(adminKeyEnv)
-	}
-	if *adminAddr != "" && key == "" {
-		return fmt.Errorf("-admin-addr needs -admin-key or $%s", adminKeyEnv)
+	if err := listeners.Check(); err != nil {
+		return err
 	}
 
 	targets, err := makeTargets(certs, *outDir, *suffix, *nginxConfFlag)
@@ -160,19 +130,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer d.haproxy.close()
 	defer d.reload.close()
 
-	opts := []stapler.Option{
+	opts := append([]stapler.Option{
 		stapler.WithLogger(logger),
-		stapler.WithDefaultStapling(stapling),
 		stapler.WithStapleHook(d.hook),
 		// No handshake ever serves these certificates here: without this,
 		// they would retire after DefaultIdleRetirement (30 days) and
 		// their files go stale.
 		stapler.WithIdleRetirement(0),
-	}
-	if *responderURL != "" {
-		opts = append(opts, stapler.WithResponderURL(*responderURL))
-	}
-	s, err := stapler.New(cfg, opts...)
+	}, staplerOpts...)
+	s, err := stapler.New(staplerFlags.Config(), opts...)
 	if err != nil {
 		return err
 	}
@@ -182,10 +148,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer d.close()
 	defer s.Close()
 
-	firstFetch := time.Duration(*responseTimeout)*time.Second + time.Second
+	firstFetch := staplerFlags.ResponseTimeout() + time.Second
 	pushCtx, cancel := context.WithTimeout(ctx, firstFetch)
 	for _, l := range chains {
-		if len(l.leaf.OCSPServer) == 0 && *responderURL == "" {
+		if len(l.leaf.OCSPServer) == 0 && staplerFlags.ResponderURL() == "" {
 			logger.Warn("the certificate names no OCSP responder and -responder-url is not set: no response file", "file", l.t.certPath)
 		}
 		if err := d.register(pushCtx, l.t, l.cert, l.leaf); err != nil {
@@ -201,21 +167,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	d.mu.Unlock()
 
-	if *adminAddr != "" {
-		ln, err := listenAdmin(*adminAddr, s, key, logger)
-		if err != nil {
-			return err
-		}
-		defer ln.Close()
-		fmt.Fprintf(stdout, "admin API on http://%s\n", ln.Addr())
+	println := func(line string) { fmt.Fprintln(stdout, line) }
+	adminLn, err := listeners.ListenAdmin(s, logger, println)
+	if err != nil {
+		return err
 	}
-	if *metricsAddr != "" {
-		ln, err := listenMetrics(*metricsAddr, s, met, logger)
-		if err != nil {
-			return err
-		}
-		defer ln.Close()
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", ln.Addr())
+	if adminLn != nil {
+		defer adminLn.Close()
+	}
+	metricsLn, err := listeners.ListenMetrics(s, logger, println, met.collectors()...)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, firstFetch)
 	if err := s.Ready(readyCtx); err != nil {
@@ -285,72 +250,4 @@ func makeTargets(certs []string, outDir, suffix string, nginxConf bool) ([]*targ
 		targets = append(targets, t)
 	}
 	return targets, nil
-}
-
-// adminKeyEnv is the environment variable that may hold the admin API key,
-// so that it need not appear in the process list.
-const adminKeyEnv = "STAPLER_ADMIN_KEY"
-
-// listenAdmin serves the Stapler's admin API on addr; an address with no
-// host listens on loopback only.
-func listenAdmin(addr string, s *stapler.Stapler, key string, logger *slog.Logger) (net.Listener, error) {
-	addr, err := loopbackDefault(addr)
-	if err != nil {
-		return nil, fmt.Errorf("-admin-addr: %w", err)
-	}
-	h, err := admin.NewHandler(s, admin.Options{APIKey: key})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	go newHTTPServer(h, logger).Serve(ln)
-	return ln, nil
-}
-
-// listenMetrics serves the Stapler's metrics and the daemon's for
-// Prometheus on addr; an address with no host listens on loopback only.
-func listenMetrics(addr string, s *stapler.Stapler, met *fileMetrics, logger *slog.Logger) (net.Listener, error) {
-	addr, err := loopbackDefault(addr)
-	if err != nil {
-		return nil, fmt.Errorf("-metrics-addr: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.New(s, metrics.Options{}))
-	reg.MustRegister(met.collectors()...)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	go newHTTPServer(mux, logger).Serve(ln)
-	return ln, nil
-}
-
-func loopbackDefault(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	if host == "" {
-		return net.JoinHostPort("127.0.0.1", port), nil
-	}
-	return addr, nil
-}
-
-// newHTTPServer is an http.Server whose every phase is bounded, so that
-// idle or slow clients cannot hold connections forever.
-func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 }
