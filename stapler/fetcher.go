@@ -42,6 +42,9 @@ type fetcher struct {
 	// again by POST (the Stapler counts and logs it); remembered tells
 	// whether the responder is now asked by POST alone.
 	fellBack func(url string, getErr error, remembered bool)
+	// pace, when set, is waited on before a request sent again by the
+	// other method (the Stapler's rate limit covers it too).
+	pace func(ctx context.Context) error
 }
 
 // getRetry is how long a responder that refused a GET (and answered the
@@ -58,7 +61,9 @@ const maxGETRefusals = 1024
 // GET (a 4xx, an answer that is not an OCSP response, malformedRequest;
 // cfssl's GET handler unescapes a + into a space, older ones answer 404,
 // 405 or an HTML page) is asked again at once by POST, and asked by POST
-// alone for getRetry once a POST answered it.
+// alone for getRetry once a POST answered it; one that refuses that POST
+// then is asked again at once by GET, and by GET from then on when it
+// answers. Both requests share ctx's deadline.
 func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certificate, now time.Time) ([]byte, error) {
 	der, getURL, err := ocspRequest(url, leaf, issuer)
 	if err != nil {
@@ -70,38 +75,52 @@ func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certif
 	f.mu.Lock()
 	until, postOnly := f.getRefused[url]
 	f.mu.Unlock()
+	first, second := http.MethodGet, http.MethodPost
 	if postOnly && now.Before(until) {
-		return sendRequest(ctx, f.client, http.MethodPost, url, getURL, der)
+		first, second = http.MethodPost, http.MethodGet
 	}
-	body, getErr := sendRequest(ctx, f.client, http.MethodGet, url, getURL, der)
-	if !refusedMethod(body, getErr) || ctx.Err() != nil {
-		if postOnly && getErr == nil {
-			f.mu.Lock()
-			delete(f.getRefused, url) // GET works again
-			f.mu.Unlock()
+	body, firstErr := sendRequest(ctx, f.client, first, url, getURL, der)
+	if !refusedMethod(body, firstErr) || ctx.Err() != nil {
+		if postOnly && first == http.MethodGet && firstErr == nil {
+			f.forgetRefusal(url) // GET works again
 		}
-		return body, getErr
+		return body, firstErr
 	}
-	if getErr == nil {
-		getErr = fmt.Errorf("%w: the answer to a GET is not an OCSP response, or says malformedRequest", ErrMalformedResponse)
+	if firstErr == nil {
+		firstErr = fmt.Errorf("%w: the answer to a %s is not an OCSP response, or says malformedRequest", ErrMalformedResponse, first)
 	}
-	body, err = sendRequest(ctx, f.client, http.MethodPost, url, getURL, der)
+	if f.pace != nil {
+		if err := f.pace(ctx); err != nil {
+			return nil, fmt.Errorf("%w (before asking again by %s after the %s was refused: %w)", err, second, first, firstErr)
+		}
+	}
+	body, err = sendRequest(ctx, f.client, second, url, getURL, der)
 	answered := err == nil && !refusedMethod(body, nil)
-	if answered {
+	switch {
+	case answered && second == http.MethodPost:
 		f.mu.Lock()
 		if _, ok := f.getRefused[url]; !ok && len(f.getRefused) >= maxGETRefusals {
 			pruneMap(f.getRefused, maxGETRefusals, func(t time.Time) bool { return !now.Before(t) }, func(time.Time) bool { return false })
 		}
 		f.getRefused[url] = now.Add(getRetry)
 		f.mu.Unlock()
+	case answered:
+		f.forgetRefusal(url) // GET works again, POST does not
 	}
-	if f.fellBack != nil {
-		f.fellBack(url, getErr, answered)
+	if f.fellBack != nil && second == http.MethodPost {
+		f.fellBack(url, firstErr, answered)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w (sent by POST after the GET was refused: %w)", err, getErr)
+		return nil, fmt.Errorf("%w (sent by %s after the %s was refused: %w)", err, second, first, firstErr)
 	}
 	return body, nil
+}
+
+// forgetRefusal asks the responder at url by GET again.
+func (f *fetcher) forgetRefusal(url string) {
+	f.mu.Lock()
+	delete(f.getRefused, url)
+	f.mu.Unlock()
 }
 
 func newFetcher(client *http.Client, opts verifyOptions, base context.Context, timeout func() time.Duration, begin func() (func(), error)) *fetcher {

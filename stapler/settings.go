@@ -84,6 +84,9 @@ func (s *Stapler) setStaplingLocked(m *managed, st config.Stapling) error {
 		m.withdrawUnverifiedLocked(s)
 		s.settleLocked(m, time.Time{}, false)
 	}
+	if st.Enabled != o.Enabled && s.staples != nil {
+		s.staples.changed(m) // served, or no longer
+	}
 	if st.Enabled && (!o.Enabled || st.SkipVerify != o.SkipVerify || st.CacheTTL < o.CacheTTL) && s.cfg.Load().OCSPFunctionality {
 		s.reschedule(m, s.cfg.Load(), true, s.clock.Now())
 	}

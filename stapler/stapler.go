@@ -153,6 +153,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 			s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
 		}
 	}
+	s.fetcher.pace = s.limit.wait
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {
 		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
@@ -174,12 +175,10 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 		}()
 	}
 	if o.stapleHook != nil {
+		// Not in s.wg: Close waits for it apart, unless the hook itself
+		// called Close.
 		s.staples = newStapleNotifier(o.stapleHook)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.staples.run(s, s.ctx.Done())
-		}()
+		go s.staples.run(s)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -214,6 +213,9 @@ func (s *Stapler) Close() error {
 	s.cancel()
 	s.closeMu.Unlock()
 	s.wg.Wait()
+	if s.staples != nil {
+		s.staples.wait()
+	}
 	s.srcStop()
 	<-s.srcDone
 	fetched := make(chan struct{})
@@ -291,6 +293,11 @@ func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 	s.cfg.Store(&next)
 	list := append([]*managed(nil), s.order...)
 	s.mu.Unlock()
+	if next.OCSPFunctionality != cur.OCSPFunctionality && s.staples != nil {
+		for _, m := range list {
+			s.staples.changed(m) // served, or no longer
+		}
+	}
 
 	if next.OCSPFunctionality {
 		now := s.clock.Now()

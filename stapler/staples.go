@@ -1,9 +1,13 @@
 package stapler
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staplerkit/ocsp/internal/record"
@@ -27,13 +31,16 @@ type StapleChange struct {
 
 // WithStapleHook calls f whenever the staple a certificate is served with
 // changes: a newer response installed (fetched, pushed, or adopted from a
-// store), a staple withdrawn, the certificate removed. Calls come one at a
-// time, from a goroutine of the Stapler's own, in the order the changes
-// were made; changes that follow one another before f is called for the
-// first are reported once, with the latest staple (f always sees what is
-// served when it is called, never an older staple after a newer one). f may
-// take its time (write a file, reload a server) and may call the Stapler's
-// methods; no call is made once Close has returned. It is how
+// store), a staple withdrawn, stapling or OCSP turned off or on, the
+// certificate removed. Calls come one at a time, from a goroutine of the
+// Stapler's own, in the order the changes were made; changes that follow
+// one another before f is called for the first are reported once, with
+// the latest staple (f always sees what handshakes are served when it is
+// called, never an older staple after a newer one, and its last call about
+// a certificate says what is served). f may take its time (write a file,
+// reload a server) and may call any of the Stapler's methods, Close
+// included; no call is made once Close has returned (but the one that
+// called Close). It is how
 // examples/ocspfiles keeps response files for nginx and HAProxy. A process
 // that keeps staples for other servers serves no handshakes of its own:
 // give it WithIdleRetirement(0), or its certificates retire as idle.
@@ -42,27 +49,33 @@ func WithStapleHook(f func(StapleChange)) Option {
 }
 
 // stapleNotifier delivers staple changes to the staple hook, coalesced per
-// certificate, on one goroutine.
+// certificate, on one goroutine. A change is noted on the registration
+// that made it, but reported for the certificate's current registration:
+// a query that ends on a registration removed meanwhile must not have the
+// last word about a certificate served again since.
 type stapleNotifier struct {
 	hook    func(StapleChange)
 	mu      sync.Mutex
-	pending []*managed            // in the order of their first change
-	queued  map[*managed]struct{} // the certificates in pending
+	pending [][32]byte            // certificates (by key), in the order of their first change
+	queued  map[[32]byte]*managed // a registration of each pending certificate
 	wake    chan struct{}         // one token: pending is not empty
+	done    chan struct{}         // closed when run returns
+	goid    atomic.Uint64         // the goroutine run is on (the hook's)
 }
 
 func newStapleNotifier(hook func(StapleChange)) *stapleNotifier {
-	return &stapleNotifier{hook: hook, queued: map[*managed]struct{}{}, wake: make(chan struct{}, 1)}
+	return &stapleNotifier{hook: hook, queued: map[[32]byte]*managed{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// changed notes that m's staple changed. It never blocks: it runs under
-// m.mu, on the refresh path.
+// changed notes that what m's certificate is served with may have
+// changed. It never blocks: it runs under m.mu, on the refresh path.
 func (n *stapleNotifier) changed(m *managed) {
+	key := m.key()
 	n.mu.Lock()
-	if _, ok := n.queued[m]; !ok {
-		n.queued[m] = struct{}{}
-		n.pending = append(n.pending, m)
+	if _, ok := n.queued[key]; !ok {
+		n.pending = append(n.pending, key)
 	}
+	n.queued[key] = m
 	n.mu.Unlock()
 	select {
 	case n.wake <- struct{}{}:
@@ -70,16 +83,21 @@ func (n *stapleNotifier) changed(m *managed) {
 	}
 }
 
-// run calls the hook for every change noted, until done is closed.
-func (n *stapleNotifier) run(s *Stapler, done <-chan struct{}) {
+// run calls the hook for every change noted, until s closes.
+func (n *stapleNotifier) run(s *Stapler) {
+	n.goid.Store(goroutineID())
+	defer close(n.done)
 	for {
 		select {
-		case <-done:
+		case <-s.ctx.Done():
 			return
 		case <-n.wake:
 		}
 		n.mu.Lock()
-		batch := n.pending
+		batch := make([]*managed, 0, len(n.pending))
+		for _, key := range n.pending {
+			batch = append(batch, n.queued[key])
+		}
 		n.pending = nil
 		clear(n.queued)
 		n.mu.Unlock()
@@ -87,34 +105,72 @@ func (n *stapleNotifier) run(s *Stapler, done <-chan struct{}) {
 			if s.ctx.Err() != nil {
 				return
 			}
+			if cur := s.index.get(m.der); cur != nil {
+				m = cur // the certificate's registration now
+			}
 			n.hook(s.stapleChange(m))
 		}
 	}
 }
 
+// wait returns once run has returned (s is closing), unless it is called
+// from the hook itself (Close called by the hook): the call under way is
+// then the last, and run returns after it.
+func (n *stapleNotifier) wait() {
+	if n.goid.Load() == goroutineID() {
+		return
+	}
+	<-n.done
+}
+
+// goroutineID is the ID of the calling goroutine, read from its stack
+// header ("goroutine 123 [running]:"): only Close and the notifier's start
+// read it, to tell whether Close runs inside the staple hook.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, _ = bytes.CutPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i >= 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
+}
+
+// servedStaple is the staple a handshake for m is served with now: none
+// when m is removed, stapling is off for it, or OCSP is off.
+func (s *Stapler) servedStaple(m *managed) (raw []byte, expires time.Time, ok bool) {
+	v := m.view.Load()
+	if v == nil || !v.hasStaple || m.removed.Load() || !m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality ||
+		s.clock.Now().UnixNano() >= v.expires {
+		return nil, time.Time{}, false
+	}
+	return v.cert.OCSPStaple, time.Unix(0, v.expires).UTC(), true
+}
+
 // stapleChange is what m is served with now.
 func (s *Stapler) stapleChange(m *managed) StapleChange {
 	c := StapleChange{ID: m.ID(), Status: s.statusOf(m)}
-	if v := m.view.Load(); v != nil && v.hasStaple && !m.removed.Load() {
-		c.Staple, c.Expires = v.cert.OCSPStaple, time.Unix(0, v.expires).UTC()
+	if raw, expires, ok := s.servedStaple(m); ok {
+		c.Staple, c.Expires = raw, expires
 	}
 	return c
 }
 
 // Staple returns the DER response the certificate with the given ID is
-// stapled with now, and when it stops being served; ErrNoStaple when it
-// has none (none fetched yet, expired, or withdrawn), ErrUnknownCertificate
-// for an unknown ID. The bytes are shared: do not modify them.
+// stapled with now, and when it stops being served; ErrNoStaple when none
+// is (none fetched yet, expired, withdrawn, stapling or OCSP turned off),
+// ErrUnknownCertificate for an unknown ID. The bytes are shared: do not modify them.
 func (s *Stapler) Staple(id string) ([]byte, time.Time, error) {
 	m, err := s.lookup(id)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	v := m.view.Load()
-	if v == nil || !v.hasStaple || s.clock.Now().UnixNano() >= v.expires {
+	raw, expires, ok := s.servedStaple(m)
+	if !ok {
 		return nil, time.Time{}, fmt.Errorf("certificate %s: %w", m.ID(), ErrNoStaple)
 	}
-	return v.cert.OCSPStaple, time.Unix(0, v.expires).UTC(), nil
+	return raw, expires, nil
 }
 
 // Push gives the Stapler a DER OCSP response for the certificate with the
@@ -126,8 +182,9 @@ func (s *Stapler) Staple(id string) ([]byte, time.Time, error) {
 // and it is subject to the same rules: an answer older than what is
 // known is refused with ErrOlderResponse, an unknown answer with
 // ErrUnknownStatus. An accepted response is stapled from the next
-// handshake on, kept in the store (and shared with a fleet), and the next
-// refresh is planned from it, as after a query. A refused one changes
+// handshake on (while OCSP and the certificate's stapling are on: it is
+// kept meanwhile), kept in the store (and shared with a fleet), and the
+// next refresh is planned from it, as after a query. A refused one changes
 // nothing: it is not a failed query, and starts no recovery.
 func (s *Stapler) Push(ctx context.Context, id string, der []byte) (CertificateStatus, error) {
 	m, err := s.lookup(id)
