@@ -61,6 +61,11 @@ func main() {
 // run parses args, serves until ctx ends, and then shuts down. It prints
 // "listening on ADDR" to stdout once the listener is up.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP is caught from the start: one sent while the server starts
+	// must not kill it (it reads the response files again once serving).
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var certs, keys cli.ListFlag
@@ -139,9 +144,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	pushFiles()
-	hangups := make(chan os.Signal, 1)
-	signal.Notify(hangups, syscall.SIGHUP)
-	defer signal.Stop(hangups)
 	go func() {
 		for {
 			select {

@@ -95,15 +95,31 @@ func (f *StaplerFlags) Options() ([]stapler.Option, error) {
 	if len(f.overrides) > 0 {
 		m := map[string]string{}
 		for _, o := range f.overrides {
-			from, to, ok := strings.Cut(o, "=")
+			from, to, ok := splitOverride(o)
 			if !ok {
-				return nil, fmt.Errorf("-responder-override %q: want AIA=URL", o)
+				return nil, fmt.Errorf("-responder-override %q: want AIA=URL (or AIA= to disable fetching)", o)
 			}
 			m[from] = to
 		}
 		opts = append(opts, stapler.WithResponderOverrides(m))
 	}
 	return opts, nil
+}
+
+// splitOverride splits AIA=URL at the = that starts the replacement (one
+// followed by http:// or https://, or the last character), so that either
+// URL may hold a query with = in it.
+func splitOverride(o string) (from, to string, ok bool) {
+	for i := len(o) - 1; i > 0; i-- {
+		if o[i] != '=' {
+			continue
+		}
+		rest := o[i+1:]
+		if rest == "" || strings.HasPrefix(rest, "http://") || strings.HasPrefix(rest, "https://") {
+			return o[:i], rest, true
+		}
+	}
+	return "", "", false
 }
 
 // AdminKeyEnv is the environment variable that may hold the admin API key,
