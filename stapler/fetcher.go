@@ -42,8 +42,11 @@ type fetcher struct {
 	// again by POST (the Stapler counts and logs it); remembered tells
 	// whether the responder is now asked by POST alone.
 	fellBack func(url string, getErr error, remembered bool)
-	// pace, when set, is waited on before a request sent again by the
-	// other method (the Stapler's rate limit covers it too).
+	// pace, when set, is waited on before a certificate's query is sent
+	// again by the other method (the Stapler's rate limit covers it too,
+	// ahead of the other certificates' queries). A delegate check is not
+	// paced, as its first request is not: a check that ran out of time
+	// waiting would accept a delegate the responder says is revoked.
 	pace func(ctx context.Context) error
 }
 
@@ -64,7 +67,7 @@ const maxGETRefusals = 1024
 // alone for getRetry once a POST answered it; one that refuses that POST
 // then is asked again at once by GET, and by GET from then on when it
 // answers. Both requests share ctx's deadline.
-func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certificate, now time.Time) ([]byte, error) {
+func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certificate, now time.Time, paced bool) ([]byte, error) {
 	der, getURL, err := ocspRequest(url, leaf, issuer)
 	if err != nil {
 		return nil, err
@@ -89,7 +92,7 @@ func (f *fetcher) ask(ctx context.Context, url string, leaf, issuer *x509.Certif
 	if firstErr == nil {
 		firstErr = fmt.Errorf("%w: the answer to a %s is not an OCSP response, or says malformedRequest", ErrMalformedResponse, first)
 	}
-	if f.pace != nil {
+	if f.pace != nil && paced {
 		if err := f.pace(ctx); err != nil {
 			return nil, fmt.Errorf("%w (before asking again by %s after the %s was refused: %w)", err, second, first, firstErr)
 		}
@@ -153,7 +156,7 @@ func (f *fetcher) share(ctx context.Context, key string, fn func() any) (any, er
 // fetch asks the responder at url about leaf and verifies the answer as of
 // now() (read once the answer is in), within ctx.
 func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate, now func() time.Time, skipSignature bool) (*record.Entry, error) {
-	raw, err := f.ask(ctx, url, leaf, issuer, now())
+	raw, err := f.ask(ctx, url, leaf, issuer, now(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +221,7 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 		rctx, cancel := context.WithTimeout(f.base, f.timeout())
 		defer cancel()
 		st := delegateStatus{until: now.Add(delegateRecheck)}
-		raw, err := f.ask(rctx, url, delegate, issuer, now)
+		raw, err := f.ask(rctx, url, delegate, issuer, now, false)
 		if err == nil {
 			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, f.opts)
 			if err == nil && signer == nil {

@@ -52,3 +52,41 @@ func (l *limiter) wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// waitNext blocks until a request that follows up one just sent (the POST
+// after a refused GET) may be sent, or ctx ends. It takes the slot after
+// the last one whose time has come, ahead of the requests still waiting
+// for theirs, which all move back by one interval: the rate holds over
+// time, and the follow-up is never queued behind every other
+// certificate's first request. With no request waiting, it waits as wait
+// does.
+func (l *limiter) waitNext(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	waiting := l.next.Sub(now) > l.interval
+	if !waiting {
+		l.mu.Unlock()
+		return l.wait(ctx)
+	}
+	// The slots are next-interval, next-2×interval, ...: the last one at
+	// or before now is reached, the one after it is taken.
+	pending := (l.next.Sub(now) + l.interval - 1) / l.interval
+	slot := l.next.Add(-time.Duration(pending) * l.interval).Add(l.interval)
+	l.next = l.next.Add(l.interval)
+	l.mu.Unlock()
+	d := slot.Sub(now)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

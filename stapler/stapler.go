@@ -83,6 +83,9 @@ type Stapler struct {
 	srcStop context.CancelFunc
 	srcDone chan struct{}
 	closed  atomic.Bool
+	// closeDone is closed when Close has finished (and the staple hook's
+	// goroutine has ended): a second Close waits for it.
+	closeDone chan struct{}
 	// fetches counts the shared fetches in flight (each on a goroutine of
 	// its own, which a caller that gives up leaves running).
 	fetches sync.WaitGroup
@@ -131,7 +134,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	if err := validateOverrides(o.overrides); err != nil {
 		return nil, fmt.Errorf("WithResponderOverrides: %w", err)
 	}
-	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger}
+	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger, closeDone: make(chan struct{})}
 	if s.client == nil {
 		s.client = newHTTPClient()
 	}
@@ -153,7 +156,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 			s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
 		}
 	}
-	s.fetcher.pace = s.limit.wait
+	s.fetcher.pace = s.limit.waitNext
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {
 		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID
@@ -204,17 +207,34 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 // for at most response_timeout (an HTTP client given with WithHTTPClient
 // that ignores cancellation cannot hold Close longer). Wrapped configs keep
 // working after Close, serving the staples they have until those expire.
+// A second Close waits as the first does; Close called by the staple hook
+// returns without waiting for that call of the hook (its own), and any
+// other Close waits for it.
 func (s *Stapler) Close() error {
 	s.closeMu.Lock()
 	if s.closed.Swap(true) {
 		s.closeMu.Unlock()
+		if s.staples == nil || !s.staples.onHookGoroutine() {
+			<-s.closeDone
+		}
 		return nil
 	}
 	s.cancel()
 	s.closeMu.Unlock()
+	inHook := s.staples != nil && s.staples.onHookGoroutine()
+	defer func() {
+		if inHook { // done once the hook's call, this one's caller, returns
+			go func() {
+				<-s.staples.done
+				close(s.closeDone)
+			}()
+			return
+		}
+		close(s.closeDone)
+	}()
 	s.wg.Wait()
-	if s.staples != nil {
-		s.staples.wait()
+	if s.staples != nil && !inHook {
+		<-s.staples.done
 	}
 	s.srcStop()
 	<-s.srcDone

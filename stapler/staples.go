@@ -113,14 +113,10 @@ func (n *stapleNotifier) run(s *Stapler) {
 	}
 }
 
-// wait returns once run has returned (s is closing), unless it is called
-// from the hook itself (Close called by the hook): the call under way is
-// then the last, and run returns after it.
-func (n *stapleNotifier) wait() {
-	if n.goid.Load() == goroutineID() {
-		return
-	}
-	<-n.done
+// onHookGoroutine reports whether the caller is the hook's goroutine (a
+// Stapler method called by the hook).
+func (n *stapleNotifier) onHookGoroutine() bool {
+	return n.goid.Load() == goroutineID()
 }
 
 // goroutineID is the ID of the calling goroutine, read from its stack
@@ -141,11 +137,10 @@ func goroutineID() uint64 {
 // when m is removed, stapling is off for it, or OCSP is off.
 func (s *Stapler) servedStaple(m *managed) (raw []byte, expires time.Time, ok bool) {
 	v := m.view.Load()
-	if v == nil || !v.hasStaple || m.removed.Load() || !m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality ||
-		s.clock.Now().UnixNano() >= v.expires {
+	if v == nil || !v.hasStaple || m.removed.Load() || !m.settings.Load().stapling.Enabled || !s.cfg.Load().OCSPFunctionality || !s.usable(v) {
 		return nil, time.Time{}, false
 	}
-	return v.cert.OCSPStaple, time.Unix(0, v.expires).UTC(), true
+	return v.cert.OCSPStaple, s.servedUntil(v), true
 }
 
 // stapleChange is what m is served with now.

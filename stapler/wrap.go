@@ -757,6 +757,16 @@ func (s *Stapler) usable(v *view) bool {
 	return s.clock.Now().UnixNano() < v.expires
 }
 
+// servedUntil is when handshakes stop serving v's staple: its expiry, or
+// coarseMargin before it with the system clock (see usable).
+func (s *Stapler) servedUntil(v *view) time.Time {
+	until := time.Unix(0, v.expires).UTC()
+	if s.coarse != nil {
+		until = until.Add(-coarseMargin)
+	}
+	return until
+}
+
 // coarseNow is the coarse clock's time, or 0 when there is none (an
 // injected clock, or the Stapler closed: the coarse clock stopped).
 func (s *Stapler) coarseNow() int64 {

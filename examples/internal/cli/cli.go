@@ -106,11 +106,12 @@ func (f *StaplerFlags) Options() ([]stapler.Option, error) {
 	return opts, nil
 }
 
-// splitOverride splits AIA=URL at the = that starts the replacement (one
-// followed by http:// or https://, or the last character), so that either
-// URL may hold a query with = in it.
+// splitOverride splits AIA=URL at the first = that starts a replacement
+// (one followed by http:// or https://, or the last character): the
+// replacement may hold a query with = in it, and URLs in it (a proxy's
+// ?upstream=http://...).
 func splitOverride(o string) (from, to string, ok bool) {
-	for i := len(o) - 1; i > 0; i-- {
+	for i := 1; i < len(o); i++ {
 		if o[i] != '=' {
 			continue
 		}
