@@ -52,15 +52,19 @@ var ErrValueTooLarge = errors.New("cache: stored value larger than MaxValueBytes
 var ErrNotRegularFile = errors.New("cache: not a regular file")
 
 // ErrInsecureDir: a DirStore directory is writable by its group or by
-// others, so anyone could plant or replace values in it.
-var ErrInsecureDir = errors.New("cache: store directory writable by group or others")
+// others, or it or a file in it is owned by another user than the
+// process's (root excepted), so someone else could plant or replace values
+// in it.
+var ErrInsecureDir = errors.New("cache: store directory writable by group or others, or owned by another user")
 
 // DirStore is a Store in a directory, one file per key. Writes are atomic
 // (a temporary file, fsync, rename, then fsync of the directory), so a
 // crash at any point leaves either the old value or the new one. Files are
 // 0600; the directory is made 0700, an existing one is tightened to 0700
-// when it is ours to change, and one writable by group or others is refused
-// with ErrInsecureDir. Get opens files without following symbolic links,
+// when it is ours to change, and one writable by group or others, or owned
+// by another user than the process's (root excepted: root can write
+// anywhere), is refused with ErrInsecureDir, as is a file in it owned by
+// another user. Get opens files without following symbolic links,
 // refuses anything but a regular file (ErrNotRegularFile) and anything
 // larger than MaxValueBytes (ErrValueTooLarge), and never blocks on a FIFO
 // planted at a key.
@@ -119,6 +123,9 @@ func (d DirStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is %v", ErrNotRegularFile, p, info.Mode().Type())
 	}
+	if err := checkOwner(p, info); err != nil {
+		return nil, err
+	}
 	if info.Size() > MaxValueBytes {
 		return nil, fmt.Errorf("%w: %s has %d bytes", ErrValueTooLarge, p, info.Size())
 	}
@@ -149,7 +156,7 @@ func (d DirStore) checkExistingDir() error {
 	if perm := info.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("%w: %s has mode %v", ErrInsecureDir, string(d), perm)
 	}
-	return nil
+	return checkOwner(string(d), info)
 }
 
 // checkDir makes sure the directory exists, is a directory (not a link to
@@ -168,6 +175,8 @@ func (d DirStore) checkDir() error {
 	}
 	if perm := info.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("%w: %s has mode %v", ErrInsecureDir, string(d), perm)
+	} else if err := checkOwner(string(d), info); err != nil {
+		return err
 	} else if perm&0o077 != 0 {
 		os.Chmod(string(d), 0o700) // best effort: the directory may not be ours
 	}
