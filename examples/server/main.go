@@ -110,6 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := append([]stapler.Option{stapler.WithLogger(logger), stapler.WithPolicy(policy)}, staplerOpts...)
 	if *redisURL != "" {
+		redis.SetLogger(redisstore.Logger{Logger: logger}) // go-redis's own lines, in the server's log
 		client, err := redisClient(*redisURL)
 		if err != nil {
 			return fmt.Errorf("-redis: %w", err)
