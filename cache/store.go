@@ -44,8 +44,15 @@ var ErrBadKey = errors.New("cache: bad key")
 // that whoever can write to the store cannot make a server hold more.
 const MaxValueBytes = 32 << 10
 
-// ErrValueTooLarge: a stored value is larger than MaxValueBytes.
-var ErrValueTooLarge = errors.New("cache: stored value larger than MaxValueBytes")
+// ErrUnusableValue: a key holds something no user of the store could have
+// written as a value (in Redis, a hash or a list where a string belongs; a
+// value larger than MaxValueBytes). It is treated as absent, never as the
+// store being down, and replaced at the next write.
+var ErrUnusableValue = errors.New("cache: the key holds no usable value")
+
+// ErrValueTooLarge: a value is larger than MaxValueBytes. A stored one is
+// also ErrUnusableValue.
+var ErrValueTooLarge = fmt.Errorf("%w: larger than MaxValueBytes", ErrUnusableValue)
 
 // ErrNotRegularFile: a DirStore key names something other than a regular
 // file (a symbolic link, a FIFO, a device, a directory).

@@ -383,6 +383,10 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry
 	var state *fleetState
 	value, err := f.store.Get(ctx, m.ID()+stateSuffix)
 	switch {
+	case errors.Is(err, cache.ErrUnusableValue):
+		// Of another type, or too large: written by no server; replaced
+		// at the next query, as a state that does not parse.
+		s.log.Warn("ocsp: ignoring the shared state; it will be replaced", "id", m.ID(), "err", err)
 	case err == nil:
 		state = new(fleetState)
 		if json.Unmarshal(value, state) != nil || !state.plausible(s.cfg.Load(), s.clock.Now(), s.opts.skew) {
@@ -397,6 +401,10 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry
 	}
 	value, err = f.store.Get(ctx, m.ID())
 	if errors.Is(err, cache.ErrCacheMiss) {
+		return nil, state, nil
+	}
+	if errors.Is(err, cache.ErrUnusableValue) {
+		s.log.Warn("ocsp: ignoring the shared response; it will be replaced", "id", m.ID(), "err", err)
 		return nil, state, nil
 	}
 	if err != nil {

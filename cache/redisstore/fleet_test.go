@@ -553,21 +553,47 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 				tries, f.clock.Now().UnixNano(), next().UnixNano())
 		}
 	}
+	// Values no server could have written, put there with Redis commands.
+	wrongType := func(key string) func() {
+		return func() {
+			k := raw.redisKey(key)
+			if err := f.redis.Client().Del(ctx, k).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.redis.Client().HSet(ctx, k, "field", "value").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	oversized := func(key string) func() {
+		return func() {
+			if err := f.redis.Client().Set(ctx, raw.redisKey(key), bytes.Repeat([]byte("k"), 40<<10), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		name, key string
 		value     func() []byte
+		write     func() // instead of value
 	}{
-		{"garbage", id0, value([]byte("garbage"))},
-		{"another certificate's response", id0, value(other)},
-		{"an expired response", id0, value(record.Encode(expired, f.clock.Now().Add(-3*time.Hour)))},
+		{"a hash where the response belongs", id0, nil, wrongType(id0)},
+		{"a hash where the state belongs", stateKey, nil, wrongType(stateKey)},
+		{"a 40 KiB value", id0, nil, oversized(id0)},
+		{"a 40 KiB state", stateKey, nil, oversized(stateKey)},
+		{"garbage", id0, value([]byte("garbage")), nil},
+		{"another certificate's response", id0, value(other), nil},
+		{"an expired response", id0, value(record.Encode(expired, f.clock.Now().Add(-3*time.Hour))), nil},
 		// The fleet state is not signed; one no server could have written
 		// must not be adopted either.
-		{"a garbage state", stateKey, value([]byte("{garbage"))},
-		{"a state with the next query in the year 2200", stateKey, state(1, func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) })},
-		{"a state with more tries than recovery_max_tries", stateKey, state(1000, func() time.Time { return f.clock.Now().Add(time.Minute) })},
+		{"a garbage state", stateKey, value([]byte("{garbage")), nil},
+		{"a state with the next query in the year 2200", stateKey, state(1, func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) }), nil},
+		{"a state with more tries than recovery_max_tries", stateKey, state(1000, func() time.Time { return f.clock.Now().Add(time.Minute) }), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := raw.Put(ctx, tc.key, tc.value()); err != nil {
+			if tc.write != nil {
+				tc.write()
+			} else if err := raw.Put(ctx, tc.key, tc.value()); err != nil {
 				t.Fatal(err)
 			}
 			// The tampered value is announced; no node adopts it.
@@ -582,10 +608,20 @@ func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
 				}
 			}
 			// At the next refresh it is replaced by a fresh response and a
-			// sound state.
+			// sound state, for one request, and no node calls it a store
+			// outage.
 			before := f.clock.Now()
+			requests := f.r.CountFor(f.leaves[0].Cert.SerialNumber)
 			f.clock.Advance(refreshDue)
 			f.settle("the refresh", time.Second, func() bool { return f.allStapledSince(before) })
+			if n := f.r.CountFor(f.leaves[0].Cert.SerialNumber) - requests; n != 1 {
+				t.Fatalf("the refresh made %d requests, want 1", n)
+			}
+			for i, s := range f.nodes {
+				if st, _ := s.StatusOf(id0); st.StoreError != "" {
+					t.Fatalf("node %d calls the value a store outage: %s", i, st.StoreError)
+				}
+			}
 			value, err := raw.Get(ctx, id0)
 			if err != nil {
 				t.Fatal(err)

@@ -69,11 +69,17 @@ func (s *Store) leaseKey(key string) string { return s.redisKey(key) + ":lease" 
 
 // Get returns the value under key, or cache.ErrCacheMiss. It reads at most
 // cache.MaxValueBytes+1 bytes (GETRANGE), so a huge value written by anyone
-// costs nothing; such a value is cache.ErrValueTooLarge.
+// costs nothing; such a value is cache.ErrValueTooLarge, and a key of
+// another type (a hash, a list) cache.ErrUnusableValue: both are replaced
+// at the next Put, and neither is the store being down.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	v, err := s.client.GetRange(ctx, s.redisKey(key), 0, cache.MaxValueBytes).Bytes()
 	if errors.Is(err, redis.Nil) || err == nil && len(v) == 0 {
 		return nil, cache.ErrCacheMiss // GETRANGE answers "" for a missing key
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE") {
+		return nil, fmt.Errorf("%w: %s is not a string (%v)", cache.ErrUnusableValue, s.redisKey(key), err)
 	}
 	if err != nil {
 		return nil, err
