@@ -234,10 +234,23 @@ func (f *fleetSource) refresh(m *managed) {
 	if err != nil {
 		f.failed(m, err)
 		f.refreshAlone(m)
+		// What it fetched alone is shared once the store answers again
+		// (adoptOne), so that the fleet does not staple two responses
+		// until the next refresh.
+		f.notices.later(m, time.Now().Add(storeRetryInterval))
 		return
 	}
 	f.ok(m)
 	now := s.clock.Now()
+	// A stored response this server cannot vouch for is not adopted
+	// before the responder is asked; it is kept in case the responder
+	// cannot be reached.
+	var unvouched *record.Entry
+	if f.unvouched(m, shared, now) {
+		s.log.Info("ocsp: the shared response is older than this server can vouch for; asking the responder first", "id", m.ID(),
+			"produced_at", shared.ProducedAt.Time())
+		unvouched, shared = shared, nil
+	}
 	if s.adopt(m, shared, state, now) || replaced() {
 		f.noteFresh(m, base, now)
 		return
@@ -248,7 +261,7 @@ func (f *fleetSource) refresh(m *managed) {
 	// attempt just made, the next an interval away) would otherwise hold
 	// every server's queries off until the staple nears expiry.
 	overdue := f.overdue(m, now, cfg.QueryInterval())
-	if !overdue && state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
+	if unvouched == nil && !overdue && state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
 		// Another server failed and plans the retry: adopt followed its
 		// plan. Unless it would let the staple held here expire first (the
 		// state is unsigned: anyone may have written it); then it is our
@@ -299,11 +312,14 @@ func (f *fleetSource) refresh(m *managed) {
 		f.leaser.Release(rctx, m.ID(), token)
 	}()
 	if shared, state, err = f.readShared(ctx, m); err == nil {
+		if f.unvouched(m, shared, now) {
+			unvouched, shared = shared, nil
+		}
 		if s.adopt(m, shared, state, now) || replaced() {
 			f.noteFresh(m, base, now)
 			return
 		}
-		if !overdue && state != nil && state.LastAttempt > attempted {
+		if unvouched == nil && !overdue && state != nil && state.LastAttempt > attempted {
 			// Another server just tried: its plan is ours (adopt followed
 			// it), or, when it planned none, look again now.
 			if state.Next <= now.UnixNano() {
@@ -323,6 +339,12 @@ func (f *fleetSource) refresh(m *managed) {
 	}
 	m.mu.Unlock()
 	next, installed := s.apply(m, o)
+	if unvouched != nil && installed == nil {
+		// The responder could not vouch either way: the stored response,
+		// valid and verified, is better than no staple (as any cached
+		// staple is, until its nextUpdate).
+		s.adopt(m, unvouched, nil, s.clock.Now())
+	}
 	if err := f.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
 		// Paused past the lease: another server may have taken over and
 		// stored its result, which nothing of ours overwrote. Adopt it.
@@ -374,6 +396,34 @@ func (f *fleetSource) refreshAlone(m *managed) {
 	if o := s.query(s.ctx, m); !s.closing(m, o) {
 		s.apply(m, o)
 	}
+}
+
+// vouchWindow is how long after it was produced a stored response is one
+// the fleet could have stored now: the fleet queries each certificate at
+// least every query_frequency while the responder answers, and retries
+// for recovery_max_tries × recovery_frequency when it does not (plus the
+// clock skew allowed).
+func (f *fleetSource) vouchWindow() time.Duration {
+	cfg := f.s.cfg.Load()
+	return cfg.QueryInterval() + time.Duration(cfg.MaxTries())*cfg.RecoveryInterval() + f.s.opts.skew
+}
+
+// unvouched reports whether shared, a stored response, verified, is one
+// this server cannot vouch for: it knows nothing of the certificate of its
+// own (no verified answer, no query of its own: a start, a restart, a
+// server added to the fleet), and the response was produced longer ago
+// than vouchWindow. Whoever can write the store could have written back an
+// old good answer over a revocation every running server knows; such a
+// server asks the responder first.
+func (f *fleetSource) unvouched(m *managed, shared *record.Entry, now time.Time) bool {
+	if shared == nil {
+		return false
+	}
+	m.mu.Lock()
+	own := m.known != nil || m.revokedFloor != 0 || m.ownAttempt
+	m.mu.Unlock()
+	produced := max(shared.ProducedAt, shared.ThisUpdate).Time()
+	return !own && produced.Before(now.Add(-f.vouchWindow()))
 }
 
 // readShared reads and verifies the stored response (nil when absent or
@@ -608,9 +658,31 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	base := m.entry
 	m.mu.Unlock()
 	now := s.clock.Now()
+	if f.unvouched(m, shared, now) {
+		shared = nil // its own refresh asks the responder first
+	}
 	s.adopt(m, shared, state, now)
 	f.noteFresh(m, base, now)
+	f.shareIfNewer(m, shared)
 	return true
+}
+
+// shareIfNewer stores m's staple when this server fetched it and it is
+// newer than shared, what the store holds: a response fetched alone while
+// the store could not be reached (or was too slow for a first fetch)
+// reaches the rest of the fleet once it can be, instead of the fleet
+// stapling two responses until the next refresh. Unfenced: it replaces
+// only an older response.
+func (f *fleetSource) shareIfNewer(m *managed, shared *record.Entry) {
+	m.mu.Lock()
+	held := m.entry
+	own := m.ownAttempt
+	m.mu.Unlock()
+	if held == nil || held.Unverified || !own || shared != nil && !newer(held, shared) {
+		return
+	}
+	f.s.log.Info("ocsp: sharing a response fetched while the store could not be reached", "id", m.ID())
+	f.writeShared(m, time.Time{}, held, "")
 }
 
 // notices is the set of certificates with a change announced and not yet

@@ -111,6 +111,10 @@ type managed struct {
 	restored      bool // the store was read for this certificate
 	failed        bool // recovery tries used up since the last success
 	expired       bool // the leaf is past its NotAfter: retired
+	// ownAttempt: this server has queried the responder about the
+	// certificate itself (successfully or not), so that it may adopt a
+	// stored response it cannot vouch for (see fleetSource.unvouched).
+	ownAttempt bool
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome

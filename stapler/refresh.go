@@ -313,6 +313,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 	if !o.pushed {
 		m.lastAttempt = record.At(now)
 		m.queries++
+		m.ownAttempt = true
 	}
 	var next time.Time
 	var installed *record.Entry
