@@ -230,9 +230,10 @@ func (f *fleetSource) refresh(m *managed) {
 		defer cancel()
 		readCtx = rctx
 	}
+	readStart := time.Now()
 	shared, state, err := f.readShared(readCtx, m)
 	if err != nil {
-		f.failed(m, err)
+		f.failed(m, err, readStart)
 		f.refreshAlone(m)
 		// What it fetched alone is shared once the store answers again
 		// (adoptOne), so that the fleet does not staple two responses
@@ -275,9 +276,10 @@ func (f *fleetSource) refresh(m *managed) {
 
 	// Our turn: take the lease, then look again, since the holder before us
 	// may have just stored a fresh response, or just tried and failed.
+	leaseStart := time.Now()
 	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
-		f.failed(m, err)
+		f.failed(m, err, leaseStart)
 		f.refreshAlone(m)
 		return
 	}
@@ -487,6 +489,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
 	defer cancel()
+	start := time.Now()
 	m.mu.Lock()
 	state := fleetState{Tries: int(m.tries), Failed: m.failed, LastAttempt: int64(m.lastAttempt)}
 	if m.lastErr != nil {
@@ -512,7 +515,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 		return cache.ErrLeaseLost
 	}
 	if err != nil {
-		f.failed(m, err)
+		f.failed(m, err, start)
 	}
 	return err
 }
@@ -643,13 +646,14 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		return true
 	}
 	rctx, cancel := context.WithTimeout(ctx, f.timeout)
+	start := time.Now()
 	shared, state, err := f.readShared(rctx, m)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return false
 		}
-		f.failed(m, err)
+		f.failed(m, err, start)
 		f.notices.later(m, time.Now().Add(storeRetryInterval))
 		return true
 	}
@@ -885,15 +889,19 @@ func (f *fleetSource) isDown(m *managed) bool {
 	return down && now.Before(fault.retryAt)
 }
 
-// failed notes that m's keys could not be reached, logging the outage
-// once (when no other certificate was failing).
-func (f *fleetSource) failed(m *managed, err error) {
+// failed notes that m's keys could not be reached by an operation begun
+// at start (real time), logging the outage once (when no other
+// certificate was failing). A timeout counts towards tripping the whole
+// store's breaker only when no operation succeeded since it began: one
+// Redis Cluster master gone times out the reads of its certificates while
+// the others' succeed, and those go on coordinating.
+func (f *fleetSource) failed(m *managed, err error, start time.Time) {
 	h := &f.health
 	h.mu.Lock()
 	first := len(h.failing) == 0 && h.hung == nil
 	now := time.Now()
 	h.failing[m] = storeFault{err: err, retryAt: now.Add(storeRetryInterval)}
-	if isTimeout(err) {
+	if isTimeout(err) && !h.lastOK.After(start) {
 		h.hangs++
 		if h.hangs >= 2 && now.Sub(h.lastOK) > f.timeout {
 			h.hung = err
