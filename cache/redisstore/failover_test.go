@@ -242,6 +242,13 @@ func TestClusterNotificationsWithTheChannelsMasterDown(t *testing.T) {
 // back (a second master until the sentinel demotes it), costs at most two
 // requests per certificate; once it is demoted, one.
 func TestSentinelFailover(t *testing.T) {
+	// The subscriptions left on the stopped master must move when the
+	// client does (the failover), not when their pings time out: the
+	// timeout is made longer than the test waits (set before any
+	// listener starts, restored after every node has closed).
+	saved := pingTimeout
+	pingTimeout = 10 * hangLimit
+	t.Cleanup(func() { pingTimeout = saved })
 	sn := redistest.StartSentinel(t)
 	f := newFleet(t, 0, 6)
 	for range 3 {

@@ -29,11 +29,19 @@ import (
 const pingInterval = time.Second
 
 // pingTimeout is how long a ping may go unanswered before the connection
-// is taken for dead (a server stopped or cut off without closing it, or an
-// old master that a failover left behind) and made again. A Redis that is
-// busy for a few seconds (a slow script, a fork, an fsync stall) answers
-// late, not never, and keeps its subscribers.
-const pingTimeout = 10 * time.Second
+// is taken for dead (a server stopped or cut off without closing it) and
+// made again. A Redis that is busy for a few seconds (a slow script, a
+// fork, an fsync stall) answers late, not never, and keeps its
+// subscribers. (A variable: a test makes it longer than it waits.)
+var pingTimeout = 10 * time.Second
+
+// staleAfter is how long a ping may go unanswered before the client's
+// other connections are asked whether the server answers them: when one
+// does (a Sentinel failover moved the client to the new master, and the
+// subscription was left on the old one), the subscription is made again
+// at once, not after pingTimeout. A server that is merely busy answers
+// neither, and keeps its subscribers.
+const staleAfter = time.Second
 
 // resubscribeBackoff bounds the pause between attempts to subscribe
 // while the server cannot be reached.
@@ -205,7 +213,11 @@ func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) 
 							continue
 						}
 					} else if time.Since(pinged) < pingTimeout {
-						continue // busy, not dead (yet)
+						if time.Since(pinged) < staleAfter || !answersElsewhere(ctx, c) {
+							continue // busy, not dead (yet)
+						}
+						// Left behind: the client answers, on another
+						// connection (a new master), and this one does not.
 					}
 				}
 				// Closed, refused, or a ping unanswered: make the
@@ -232,6 +244,20 @@ func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) 
 		case <-time.After(resubscribeBackoff):
 		}
 	}
+}
+
+// answersElsewhere reports whether c answers a PING on its own
+// connections (not the subscription's) within staleAfter.
+func answersElsewhere(ctx context.Context, c subscriber) bool {
+	p, ok := c.(interface {
+		Ping(context.Context) *redis.StatusCmd
+	})
+	if !ok {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, staleAfter)
+	defer cancel()
+	return p.Ping(pctx).Err() == nil
 }
 
 // receive is the subscription's next message, a pubsub error, or a
