@@ -685,7 +685,7 @@ func (f *fleetSource) shareIfNewer(m *managed, shared *record.Entry) {
 	if held == nil || held.Unverified || !own || shared != nil && !newer(held, shared) {
 		return
 	}
-	f.s.log.Info("ocsp: sharing a response fetched while the store could not be reached", "id", m.ID())
+	f.s.log.Info("ocsp: the store holds an older response than this server's; sharing ours", "id", m.ID())
 	f.writeShared(m, time.Time{}, held, "")
 }
 
