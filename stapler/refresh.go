@@ -523,7 +523,12 @@ func (s *Stapler) reportChange(m *managed, from, to stateCode) {
 	if from == to {
 		return
 	}
-	s.log.Info("ocsp: certificate status changed", "id", m.ID(), "subject", m.leaf.Subject.String(), "from", from.State(), "to", to.State())
+	if to == codeRevoked {
+		// What an operator must not miss: at WARN, naming the certificate.
+		s.log.Warn("ocsp: certificate revoked", "id", m.ID(), "subject", m.leaf.Subject.String(), "serial", fmt.Sprintf("%x", m.leaf.SerialNumber), "from", from.State())
+	} else {
+		s.log.Info("ocsp: certificate status changed", "id", m.ID(), "subject", m.leaf.Subject.String(), "from", from.State(), "to", to.State())
+	}
 	if s.opts.hook != nil {
 		s.opts.hook(StatusChange{ID: m.ID(), From: from.State(), To: to.State(), Status: s.statusOf(m)})
 	}
