@@ -121,7 +121,8 @@ func TestErrorBody(t *testing.T) {
 
 func TestInvalidOCSPUpdateBodies(t *testing.T) {
 	for _, tc := range []struct{ body, message string }{
-		{`{"responder_url": "http://x"}`, "responder_url: read-only"},
+		{`{"responder_url": 1}`, "responder_url: must be a string"},
+		{`{"responder_url": null}`, "responder_url: must be a string"},
 		{`{"bogus": 1}`, "bogus: unknown field"},
 		{`{"ocsp_functionality": "true"}`, `ocsp_functionality: must be a boolean, got "true"`},
 		{`{"ocsp_functionality": 1}`, "ocsp_functionality: must be a boolean, got 1"},
@@ -174,6 +175,12 @@ func TestApplyNeverHalfApplies(t *testing.T) {
 	}
 	if _, err := (OCSPUpdate{ResponderURL: ptr("http://x")}).Apply(current); !errors.Is(err, ErrInvalidSchema) {
 		t.Fatalf("responder_url accepted: %v", err)
+	}
+	// Read-only: the current value may be sent back, as GET gave it.
+	withURL := current
+	withURL.ResponderURL = "http://x"
+	if got, err := (OCSPUpdate{ResponderURL: ptr("http://x"), QueryFrequency: ptr(300)}).Apply(withURL); err != nil || got.QueryFrequency != 300 {
+		t.Fatalf("the current responder_url sent back: %+v, %v", got, err)
 	}
 	got, err = OCSPUpdate{ResponseTimeout: ptr(7)}.Apply(current)
 	if err != nil || got.ResponseTimeout != 7 || got.QueryFrequency != 100 {

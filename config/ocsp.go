@@ -179,9 +179,9 @@ func decodeOCSPField(m member, functionality *bool, query, timeout, recovery, tr
 // only the fields present (non-nil) change. It marshals to just those fields.
 type OCSPUpdate struct {
 	OCSPFunctionality *bool `json:"ocsp_functionality,omitempty"`
-	// ResponderURL is read-only in the documented object: an update that
-	// sets it is rejected with invalid_schema. It exists so that such a body
-	// decodes into something Apply can refuse with a precise message.
+	// ResponderURL is read-only in the documented object: an update may
+	// repeat the current value (clients send back what GET gave them),
+	// and one that sets another is rejected by Apply with invalid_schema.
 	ResponderURL      *string `json:"responder_url,omitempty"`
 	QueryFrequency    *int    `json:"query_frequency,omitempty"`
 	ResponseTimeout   *int    `json:"response_timeout,omitempty"`
@@ -189,12 +189,13 @@ type OCSPUpdate struct {
 	RecoveryMaxTries  *int    `json:"recovery_max_tries,omitempty"`
 }
 
-var errResponderURLReadOnly = schemaError("responder_url: read-only; it comes from the certificate's AIA extension or the application's override")
+var errResponderURLReadOnly = schemaError("responder_url: read-only; it comes from the certificate's AIA extension or the application's override (a body may repeat the current value, as GET /v1/ocsp gives it)")
 
 // DecodeOCSPUpdate strictly decodes a PUT /v1/ocsp body. An unknown field, a
-// value of the wrong type or out of range, responder_url, a member named
-// twice, trailing data, or a body that is not one JSON object is an
-// invalid_schema *Error whose message names the field and the rule.
+// value of the wrong type or out of range, a member named twice, trailing
+// data, or a body that is not one JSON object is an invalid_schema *Error
+// whose message names the field and the rule. responder_url, read-only,
+// must be a string; Apply accepts it only when it is the current value.
 func DecodeOCSPUpdate(data []byte) (OCSPUpdate, error) {
 	members, err := decodeObject(data, "ocsp")
 	if err != nil {
@@ -205,7 +206,12 @@ func DecodeOCSPUpdate(data []byte) (OCSPUpdate, error) {
 	var query, timeout, recovery, tries int
 	for _, m := range members {
 		if m.name == "responder_url" {
-			return OCSPUpdate{}, errResponderURLReadOnly
+			var url string
+			if err := json.Unmarshal(m.value, &url); err != nil || isNull(m.value) {
+				return OCSPUpdate{}, schemaError("responder_url: must be a string (read-only: the current value)")
+			}
+			u.ResponderURL = &url
+			continue
 		}
 		if err := decodeOCSPField(m, &functionality, &query, &timeout, &recovery, &tries); err != nil {
 			return OCSPUpdate{}, err
@@ -240,9 +246,10 @@ func (u *OCSPUpdate) UnmarshalJSON(data []byte) error {
 
 // Apply returns current with the update's fields changed, or an
 // invalid_schema *Error and current unchanged: it never half-applies.
-// Zero fields of current are taken as their defaults.
+// Zero fields of current are taken as their defaults. responder_url,
+// read-only, is accepted only when it is current's.
 func (u OCSPUpdate) Apply(current OCSP) (OCSP, error) {
-	if u.ResponderURL != nil {
+	if u.ResponderURL != nil && *u.ResponderURL != current.ResponderURL {
 		return current, errResponderURLReadOnly
 	}
 	next := current.WithDefaults()

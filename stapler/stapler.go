@@ -276,16 +276,23 @@ func (s *Stapler) startFetch() (end func(), err error) {
 // the first managed certificate that has one.
 func (s *Stapler) Get() config.OCSP {
 	c := *s.cfg.Load()
-	c.ResponderURL = s.opts.responderURL
-	if c.ResponderURL == "" {
-		for _, m := range s.managedList() {
-			if u := s.urlFor(m); u != "" {
-				c.ResponderURL = u
-				break
-			}
+	s.mu.Lock()
+	c.ResponderURL = s.responderURLLocked()
+	s.mu.Unlock()
+	return c
+}
+
+// responderURLLocked is the responder_url Get shows. Callers hold s.mu.
+func (s *Stapler) responderURLLocked() string {
+	if s.opts.responderURL != "" {
+		return s.opts.responderURL
+	}
+	for _, m := range s.order {
+		if u := s.urlFor(m); u != "" {
+			return u
 		}
 	}
-	return c
+	return ""
 }
 
 // Update applies a partial configuration atomically and returns the result.
@@ -302,7 +309,11 @@ func (s *Stapler) Get() config.OCSP {
 func (s *Stapler) Update(u config.OCSPUpdate) (config.OCSP, error) {
 	s.mu.Lock()
 	cur := *s.cfg.Load()
+	// responder_url may be sent back as GET gave it: compared with the
+	// one in use, and never stored.
+	cur.ResponderURL = s.responderURLLocked()
 	next, err := u.Apply(cur)
+	cur.ResponderURL, next.ResponderURL = "", ""
 	if err == nil && !cur.OCSPFunctionality && next.OCSPFunctionality {
 		err = s.noResponderLocked()
 	}
