@@ -14,9 +14,14 @@ const (
 	DefaultRecoveryMaxTries  = 5
 )
 
+// MaxResponseTimeout is the largest response_timeout accepted, in seconds:
+// an admin listener answering POST /v1/ocsp/test must allow a response
+// this long in coming.
+const MaxResponseTimeout = 60
+
 var (
 	ruleQueryFrequency    = intRule{"query_frequency", 60, 86400, "seconds"}
-	ruleResponseTimeout   = intRule{"response_timeout", 1, 60, "seconds"}
+	ruleResponseTimeout   = intRule{"response_timeout", 1, MaxResponseTimeout, "seconds"}
 	ruleRecoveryFrequency = intRule{"recovery_frequency", 60, 86400, "seconds"}
 	ruleRecoveryMaxTries  = intRule{"recovery_max_tries", 1, 100, ""}
 )

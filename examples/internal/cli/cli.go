@@ -177,7 +177,7 @@ func (f *ListenerFlags) ListenAdmin(s *stapler.Stapler, logger *slog.Logger, out
 	if err != nil {
 		return nil, err
 	}
-	go NewHTTPServer(h, logger).Serve(ln)
+	go newAdminServer(h, logger).Serve(ln)
 	out(fmt.Sprintf("admin API on http://%s", ln.Addr()))
 	return ln, nil
 }
@@ -216,6 +216,19 @@ func loopbackDefault(addr string) (string, error) {
 		return net.JoinHostPort("127.0.0.1", port), nil
 	}
 	return addr, nil
+}
+
+// adminWriteTimeout bounds an admin answer: POST /v1/ocsp/test waits for
+// the responder for up to response_timeout (which PUT /v1/ocsp may raise
+// to config.MaxResponseTimeout at any time), then verifies; every accepted
+// value gets its documented answer, not a connection closed.
+const adminWriteTimeout = config.MaxResponseTimeout*time.Second + 30*time.Second
+
+// newAdminServer is NewHTTPServer with room for the slowest test query.
+func newAdminServer(h http.Handler, logger *slog.Logger) *http.Server {
+	srv := NewHTTPServer(h, logger)
+	srv.WriteTimeout = adminWriteTimeout
+	return srv
 }
 
 // IdleTimeout is how long a keep-alive connection may sit idle; a variable

@@ -1,6 +1,12 @@
 package cli
 
-import "testing"
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/staplerkit/ocsp/config"
+)
 
 func TestSplitOverrideTakesURLsWithQueries(t *testing.T) {
 	for in, want := range map[string][2]string{
@@ -18,5 +24,15 @@ func TestSplitOverrideTakesURLsWithQueries(t *testing.T) {
 		if _, _, ok := splitOverride(bad); ok {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// POST /v1/ocsp/test waits for the responder for up to response_timeout,
+// which may be raised to its maximum at any time: the admin listener must
+// still be writing its answer then.
+func TestAdminListenerOutlastsTheLongestTestQuery(t *testing.T) {
+	srv := newAdminServer(nil, slog.Default())
+	if longest := config.MaxResponseTimeout * time.Second; srv.WriteTimeout <= longest+10*time.Second {
+		t.Fatalf("the admin listener's write timeout (%v) does not outlast a test query of response_timeout %v", srv.WriteTimeout, longest)
 	}
 }
