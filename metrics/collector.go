@@ -14,6 +14,10 @@
 //	staple_expires_in_seconds{id,subject}                     gauge, per certificate
 //	last_success_age_seconds{id,subject}                      gauge, per certificate
 //	certificate_state{id,subject,state}                       gauge (1), per certificate
+//	get_fallbacks_total                                       counter
+//
+// Options.ConstLabels are added to every series (two Staplers in one
+// registry need them, or registration fails as a duplicate).
 //
 // Labels are bounded: the per-certificate series are exported only while
 // the Stapler manages at most Options.PerCertificateLimit certificates
@@ -41,6 +45,10 @@ type Options struct {
 	// Stapler manages at most this many certificates. Zero means
 	// DefaultPerCertificateLimit; a negative value means never.
 	PerCertificateLimit int
+	// ConstLabels are added to every series, as prometheus.Opts's are:
+	// two Staplers in one process (one per policy, say) register in one
+	// registry with a label that tells them apart, {"stapler": "strict"}.
+	ConstLabels prometheus.Labels
 }
 
 // Collector is a prometheus.Collector for one Stapler.
@@ -59,16 +67,16 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 	const ns = "staplerkit_ocsp_"
 	c := &Collector{
 		s: s, limit: DefaultPerCertificateLimit, now: time.Now,
-		handshakes:   prometheus.NewDesc(ns+"handshakes_total", "TLS handshakes served, by outcome: stapled, unstapled (no valid staple, served anyway), refused (by the policy).", []string{"outcome"}, nil),
-		queries:      prometheus.NewDesc(ns+"queries_total", "Responder queries answered good or revoked.", []string{"result"}, nil),
-		retired:      prometheus.NewDesc(ns+"retired_total", "Certificates retired for want of handshakes, or by the bound on managed certificates.", nil, nil),
-		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, nil),
-		getFallbacks: prometheus.NewDesc(ns+"get_fallbacks_total", "Requests sent again by POST because the responder refused the GET (a 4xx, an answer that is not an OCSP response, or malformedRequest); such a responder is then asked by POST alone for an hour.", nil, nil),
-		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, nil),
-		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, nil),
-		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", []string{"id", "subject"}, nil),
-		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", []string{"id", "subject"}, nil),
-		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", []string{"id", "subject", "state"}, nil),
+		handshakes:   prometheus.NewDesc(ns+"handshakes_total", "TLS handshakes served, by outcome: stapled, unstapled (no valid staple, served anyway), refused (by the policy).", []string{"outcome"}, opts.ConstLabels),
+		queries:      prometheus.NewDesc(ns+"queries_total", "Responder queries answered good or revoked.", []string{"result"}, opts.ConstLabels),
+		retired:      prometheus.NewDesc(ns+"retired_total", "Certificates retired for want of handshakes, or by the bound on managed certificates.", nil, opts.ConstLabels),
+		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, opts.ConstLabels),
+		getFallbacks: prometheus.NewDesc(ns+"get_fallbacks_total", "Requests sent again by POST because the responder refused the GET (a 4xx, an answer that is not an OCSP response, or malformedRequest); such a responder is then asked by POST alone for an hour.", nil, opts.ConstLabels),
+		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, opts.ConstLabels),
+		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, opts.ConstLabels),
+		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", []string{"id", "subject"}, opts.ConstLabels),
+		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", []string{"id", "subject"}, opts.ConstLabels),
+		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", []string{"id", "subject", "state"}, opts.ConstLabels),
 	}
 	switch {
 	case opts.PerCertificateLimit > 0:

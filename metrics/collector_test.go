@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -165,5 +166,39 @@ func TestPerCertificateSeriesAreBounded(t *testing.T) {
 	}
 	if got, _ := value(f, "staplerkit_ocsp_certificates", map[string]string{"state": "good"}); got != 3 {
 		t.Fatalf("good certificates = %v, want 3", got)
+	}
+}
+
+// Two Staplers in one process register in one registry, told apart by a
+// constant label on every series.
+func TestTwoStaplersShareARegistryWithConstantLabels(t *testing.T) {
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	ocspServer := responder.NewServer(responder.New(ca))
+	defer ocspServer.Close()
+	reg := prometheus.NewPedanticRegistry()
+	for i, name := range []string{"lenient", "strict"} {
+		s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var certs []tls.Certificate
+		for j := range i + 1 {
+			l, _ := ocspServer.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("%s%d.test", name, j)}})
+			certs = append(certs, l.Certificate)
+		}
+		s.Wrap(&tls.Config{Certificates: certs})
+		s.Ready(t.Context())
+		if err := reg.Register(New(s, Options{ConstLabels: prometheus.Labels{"stapler": name}})); err != nil {
+			t.Fatalf("registering the %s Stapler's collector: %v", name, err)
+		}
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	f := scrape(t, srv.URL)
+	for name, want := range map[string]float64{"lenient": 1, "strict": 2} {
+		if got, _ := value(f, "staplerkit_ocsp_certificates", map[string]string{"state": "good", "stapler": name}); got != want {
+			t.Fatalf("%s: good certificates = %v, want %v", name, got, want)
+		}
 	}
 }
