@@ -11,9 +11,14 @@
 //	query_failures_total{kind="http_status|content_type|timeout|invalid_response|rate_limited|responder_status|unknown|other"}  counter
 //	query_duration_seconds                                    histogram
 //	certificates{state="good|revoked|unknown|failed|none|expired|disabled|not_applicable"}  gauge
-//	staple_expires_in_seconds{id,subject}                     gauge, per certificate
-//	last_success_age_seconds{id,subject}                      gauge, per certificate
-//	certificate_state{id,subject,state}                       gauge (1), per certificate
+//	staple_expires_in_seconds{id,subject,serial}              gauge, per certificate
+//	last_success_age_seconds{id,subject,serial}               gauge, per certificate
+//	certificate_state{id,subject,serial,state}                gauge (1), per certificate
+//	stapled{id,subject,serial}                                gauge (0 or 1), per certificate
+//	response_this_update_timestamp_seconds{id,subject,serial} gauge (Unix time), per certificate
+//	response_next_update_timestamp_seconds{id,subject,serial} gauge (Unix time), per certificate
+//	staple_expiry_timestamp_seconds{id,subject,serial}        gauge (Unix time), per certificate
+//	last_success_timestamp_seconds{id,subject,serial}         gauge (Unix time), per certificate
 //	get_fallbacks_total                                       counter
 //
 // Options.ConstLabels are added to every series (two Staplers in one
@@ -60,11 +65,13 @@ type Collector struct {
 	handshakes, queries, failures, duration, certificates, retired *prometheus.Desc
 	getFallbacks                                                   *prometheus.Desc
 	expiresIn, successAge, state                                   *prometheus.Desc
+	stapled, thisUpdate, nextUpdate, stapleExpiry, lastSuccess     *prometheus.Desc
 }
 
 // New returns a Collector for s.
 func New(s *stapler.Stapler, opts Options) *Collector {
 	const ns = "staplerkit_ocsp_"
+	perCert := []string{"id", "subject", "serial"}
 	c := &Collector{
 		s: s, limit: DefaultPerCertificateLimit, now: time.Now,
 		handshakes:   prometheus.NewDesc(ns+"handshakes_total", "TLS handshakes served, by outcome: stapled, unstapled (no valid staple, served anyway), refused (by the policy).", []string{"outcome"}, opts.ConstLabels),
@@ -74,9 +81,14 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 		getFallbacks: prometheus.NewDesc(ns+"get_fallbacks_total", "Requests sent again by POST because the responder refused the GET (a 4xx, an answer that is not an OCSP response, or malformedRequest); such a responder is then asked by POST alone for an hour.", nil, opts.ConstLabels),
 		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, opts.ConstLabels),
 		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, opts.ConstLabels),
-		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", []string{"id", "subject"}, opts.ConstLabels),
-		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", []string{"id", "subject"}, opts.ConstLabels),
-		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", []string{"id", "subject", "state"}, opts.ConstLabels),
+		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", perCert, opts.ConstLabels),
+		successAge:   prometheus.NewDesc(ns+"last_success_age_seconds", "Seconds since the certificate's last successful query (absent: none yet).", perCert, opts.ConstLabels),
+		state:        prometheus.NewDesc(ns+"certificate_state", "The certificate's state (the series with value 1).", append(perCert, "state"), opts.ConstLabels),
+		stapled:      prometheus.NewDesc(ns+"stapled", "1 while handshakes are stapled for the certificate, 0 otherwise.", perCert, opts.ConstLabels),
+		thisUpdate:   prometheus.NewDesc(ns+"response_this_update_timestamp_seconds", "thisUpdate of the certificate's latest response (Unix time).", perCert, opts.ConstLabels),
+		nextUpdate:   prometheus.NewDesc(ns+"response_next_update_timestamp_seconds", "nextUpdate of the certificate's latest response (Unix time; absent when it has none).", perCert, opts.ConstLabels),
+		stapleExpiry: prometheus.NewDesc(ns+"staple_expiry_timestamp_seconds", "When the certificate's staple stops being served unless refreshed (Unix time; absent: no staple).", perCert, opts.ConstLabels),
+		lastSuccess:  prometheus.NewDesc(ns+"last_success_timestamp_seconds", "When the certificate's last successful query was made (Unix time; absent: none yet).", perCert, opts.ConstLabels),
 	}
 	switch {
 	case opts.PerCertificateLimit > 0:
@@ -89,7 +101,8 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.getFallbacks, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state} {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.getFallbacks, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state,
+		c.stapled, c.thisUpdate, c.nextUpdate, c.stapleExpiry, c.lastSuccess} {
 		ch <- d
 	}
 }
@@ -135,12 +148,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	now := c.now()
 	for _, st := range statuses {
-		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, 1, st.ID, st.Subject, string(st.State))
+		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{st.ID, st.Subject, st.Serial}, extra...)...)
+		}
+		timestamp := func(d *prometheus.Desc, t time.Time) {
+			if !t.IsZero() {
+				gauge(d, float64(t.Unix()))
+			}
+		}
+		gauge(c.state, 1, string(st.State))
+		stapled := 0.0
+		if st.Stapled {
+			stapled = 1
+		}
+		gauge(c.stapled, stapled)
+		timestamp(c.thisUpdate, st.ThisUpdate.Time)
+		timestamp(c.nextUpdate, st.NextUpdate.Time)
+		timestamp(c.lastSuccess, st.LastSuccess.Time)
 		if st.Stapled && !st.StapleExpires.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.expiresIn, prometheus.GaugeValue, st.StapleExpires.Sub(now).Seconds(), st.ID, st.Subject)
+			gauge(c.expiresIn, st.StapleExpires.Sub(now).Seconds())
+			timestamp(c.stapleExpiry, st.StapleExpires.Time)
 		}
 		if !st.LastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.successAge, prometheus.GaugeValue, now.Sub(st.LastSuccess.Time).Seconds(), st.ID, st.Subject)
+			gauge(c.successAge, now.Sub(st.LastSuccess.Time).Seconds())
 		}
 	}
 }

@@ -112,6 +112,21 @@ func TestScrapeThroughAnOutageAndARevocation(t *testing.T) {
 	if left, ok := value(f, "staplerkit_ocsp_staple_expires_in_seconds", nil); !ok || left < 3600 {
 		t.Errorf("staple_expires_in_seconds = %v (present %v)", left, ok)
 	}
+	// Absolute times, comparable across servers and scrapes, on series
+	// that tell certificates apart by serial too.
+	st, _ := s.StatusOf(stapler.CertificateID(leaf.Cert.Raw))
+	mine := map[string]string{"serial": st.Serial, "id": st.ID}
+	for family, want := range map[string]float64{
+		"staplerkit_ocsp_stapled":                                1,
+		"staplerkit_ocsp_response_this_update_timestamp_seconds": float64(st.ThisUpdate.Unix()),
+		"staplerkit_ocsp_response_next_update_timestamp_seconds": float64(st.NextUpdate.Unix()),
+		"staplerkit_ocsp_staple_expiry_timestamp_seconds":        float64(st.StapleExpires.Unix()),
+		"staplerkit_ocsp_last_success_timestamp_seconds":         float64(st.LastSuccess.Unix()),
+	} {
+		if got, ok := value(f, family, mine); !ok || got != want {
+			t.Errorf("%s%v = %v (present %v), want %v", family, mine, got, ok, want)
+		}
+	}
 
 	// An outage: the query fails, and says how.
 	id := stapler.CertificateID(leaf.Cert.Raw)
@@ -133,6 +148,17 @@ func TestScrapeThroughAnOutageAndARevocation(t *testing.T) {
 	}
 	if got, _ := value(f, "staplerkit_ocsp_certificates", map[string]string{"state": "revoked"}); got != 1 {
 		t.Errorf("revoked certificates = %v, want 1", got)
+	}
+	// Turned off for the certificate: stapled 0, no staple expiry.
+	if err := s.SetStapling(id, config.Stapling{Enabled: false}); err != nil {
+		t.Fatal(err)
+	}
+	f = scrape(t, srv.URL)
+	if got, ok := value(f, "staplerkit_ocsp_stapled", map[string]string{"id": id}); !ok || got != 0 {
+		t.Errorf("stapled with stapling off = %v (present %v), want 0", got, ok)
+	}
+	if _, ok := value(f, "staplerkit_ocsp_staple_expiry_timestamp_seconds", map[string]string{"id": id}); ok {
+		t.Error("a staple expiry exported with stapling off")
 	}
 }
 
