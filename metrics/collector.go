@@ -8,7 +8,7 @@
 //	handshakes_total{outcome="stapled|unstapled|refused"}    counter
 //	retired_total                                             counter
 //	queries_total{result="good|revoked"}                      counter
-//	query_failures_total{kind="http_status|content_type|timeout|invalid_response|rate_limited|responder_status|unknown|other"}  counter
+//	query_failures_total{kind="http_status|content_type|timeout|invalid_response|rate_limited|responder_status|unknown|dns|connection|other"}  counter
 //	query_duration_seconds                                    histogram
 //	certificates{state="good|revoked|unknown|failed|none|expired|disabled|not_applicable"}  gauge
 //	staple_expires_in_seconds{id,subject,serial}              gauge, per certificate

@@ -3,6 +3,8 @@ package stapler
 import (
 	"context"
 	"errors"
+	"net"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -32,12 +34,18 @@ const (
 	FailureResponderStatus QueryFailure = "responder_status"
 	// FailureUnknown: the responder does not know the certificate.
 	FailureUnknown QueryFailure = "unknown"
-	// FailureOther: anything else (a connection refused, a bad redirect).
+	// FailureDNS: the responder's name did not resolve.
+	FailureDNS QueryFailure = "dns"
+	// FailureConnection: the responder could not be reached (connection
+	// refused or reset, no route, a TLS handshake with it failed).
+	FailureConnection QueryFailure = "connection"
+	// FailureOther: anything else (a bad redirect, a request that could
+	// not be made).
 	FailureOther QueryFailure = "other"
 )
 
 // queryFailures lists the kinds, in a fixed order.
-var queryFailures = [...]QueryFailure{FailureHTTPStatus, FailureContentType, FailureTimeout, FailureInvalidResponse, FailureRateLimited, FailureResponderStatus, FailureUnknown, FailureOther}
+var queryFailures = [...]QueryFailure{FailureHTTPStatus, FailureContentType, FailureTimeout, FailureInvalidResponse, FailureRateLimited, FailureResponderStatus, FailureUnknown, FailureDNS, FailureConnection, FailureOther}
 
 // QueryLatencyBounds are the upper bounds of the query latency histogram's
 // buckets (the last bucket is everything slower).
@@ -146,6 +154,9 @@ func (c *counters) countQuery(e *record.Entry, err error, took time.Duration) {
 // classifyFailure names the kind of a failed query.
 func classifyFailure(e *record.Entry, err error) QueryFailure {
 	var status *ResponseStatusError
+	var netErr net.Error
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
 	switch {
 	case err == nil && e != nil && e.Status == record.Unknown, errors.Is(err, ErrUnknownStatus):
 		return FailureUnknown
@@ -153,8 +164,12 @@ func classifyFailure(e *record.Entry, err error) QueryFailure {
 		return FailureHTTPStatus
 	case errors.Is(err, ErrContentType):
 		return FailureContentType
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return FailureTimeout
+	case errors.As(err, &dnsErr):
+		return FailureDNS
+	case errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return FailureConnection
 	case errors.As(err, &status) && status.Status == ocsp.TryLater:
 		return FailureRateLimited
 	case errors.As(err, &status):
