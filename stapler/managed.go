@@ -490,7 +490,10 @@ func (m *managed) stateLocked() stateCode {
 	switch {
 	case m.expired:
 		return codeExpired
-	case m.failed:
+	case m.failed, m.latest == nil && m.lastErr != nil:
+		// Recovery used up; or no answer yet and the last query failed:
+		// nothing is stapled, and an alert on failed must not wait for
+		// the recovery tries to say so.
 		return codeFailed
 	case m.latest == nil:
 		return codeNone

@@ -25,7 +25,9 @@ const (
 	// StateUnknown: the latest response says the responder does not know
 	// the certificate (never stapled).
 	StateUnknown State = "unknown"
-	// StateFailed: the latest query and all its recovery tries failed.
+	// StateFailed: the latest query and all its recovery tries failed; or
+	// no answer was had yet and the latest query failed (nothing is
+	// stapled: from the first failure, not after the recovery tries).
 	StateFailed State = "failed"
 	// StateExpired: the certificate is past its NotAfter and is no longer
 	// queried.
