@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/staplerkit/ocsp/internal/record"

@@ -21,6 +21,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/stapler"
@@ -70,8 +73,10 @@ var ErrNoAuth = errors.New("admin: the handler needs an APIKey or Authorize (or,
 //	                             the certificate back to the Stapler's defaults (WithDefaultStapling);
 //	                             a body without "ocsp_stapling" ({}) changes nothing
 //	DELETE /v1/certificates/{id} stop managing a certificate no longer served (Remove)
-//	GET  /v1/certificates/{id}/ocsp_response   the DER response stapled now (application/ocsp-response);
-//	                             404 not_found when there is none
+//	GET  /v1/certificates/{id}/ocsp_response   the DER response stapled now (application/ocsp-response),
+//	                             or decoded (Accept: application/json, or ?format=json: cert_status,
+//	                             produced_at, this_update, next_update, revocation_time and
+//	                             reason, signer, expires, bytes); 404 not_found when there is none
 //	PUT  /v1/certificates/{id}/ocsp_response   push a DER response (Stapler.Push), at most
 //	                             stapler.MaxResponseBytes: verified as a fetched one; 400
 //	                             invalid_ocsp_response when it does not verify (or says unknown),
@@ -296,6 +301,10 @@ func (h *handler) serveResponse(w http.ResponseWriter, r *http.Request, id strin
 			writeError(w, &config.Error{Code: config.CodeNotFound, Message: err.Error()})
 			return
 		}
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusOK, decodeStaple(der, expires))
+			return
+		}
 		w.Header().Set("Content-Type", ocspResponseType)
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Expires", expires.UTC().Format(http.TimeFormat))
@@ -325,6 +334,64 @@ func (h *handler) serveResponse(w http.ResponseWriter, r *http.Request, id strin
 		return
 	}
 	writeJSON(w, http.StatusOK, resourceOf(st))
+}
+
+// wantsJSON reports whether a GET of a staple asks for it decoded: Accept
+// names application/json (and not application/ocsp-response first), or
+// ?format=json.
+func wantsJSON(r *http.Request) bool {
+	if r.URL.Query().Get("format") == "json" {
+		return true
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		switch {
+		case err != nil:
+		case mt == ocspResponseType:
+			return false
+		case mt == "application/json":
+			return true
+		}
+	}
+	return false
+}
+
+// stapleView is a staple decoded for an operator, as HAProxy's "show ssl
+// ocsp-response" shows one.
+type stapleView struct {
+	CertStatus       string          `json:"cert_status"`
+	ProducedAt       config.HTTPDate `json:"produced_at,omitzero"`
+	ThisUpdate       config.HTTPDate `json:"this_update,omitzero"`
+	NextUpdate       config.HTTPDate `json:"next_update,omitzero"`
+	RevocationTime   config.HTTPDate `json:"revocation_time,omitzero"`
+	RevocationReason int             `json:"revocation_reason,omitempty"`
+	// Signer is the delegated responder's subject, or "issuer".
+	Signer string `json:"signer"`
+	// Expires is when the staple stops being served unless refreshed.
+	Expires config.HTTPDate `json:"expires"`
+	Bytes   int             `json:"bytes"`
+}
+
+// decodeStaple decodes der, a staple the Stapler verified.
+func decodeStaple(der []byte, expires time.Time) stapleView {
+	v := stapleView{Expires: config.Date(expires), Bytes: len(der), Signer: "issuer"}
+	resp, err := ocsp.ParseResponse(der, nil)
+	if err != nil {
+		v.CertStatus = "undecodable: " + err.Error()
+		return v
+	}
+	v.CertStatus = map[int]string{ocsp.Good: config.CertGood, ocsp.Revoked: config.CertRevoked}[resp.Status]
+	if v.CertStatus == "" {
+		v.CertStatus = config.CertUnknown
+	}
+	v.ProducedAt, v.ThisUpdate, v.NextUpdate = config.Date(resp.ProducedAt), config.Date(resp.ThisUpdate), config.Date(resp.NextUpdate)
+	if resp.Status == ocsp.Revoked {
+		v.RevocationTime, v.RevocationReason = config.Date(resp.RevokedAt), resp.RevocationReason
+	}
+	if resp.Certificate != nil {
+		v.Signer = resp.Certificate.Subject.String()
+	}
+	return v
 }
 
 // ocspResponseType is the media type of a DER OCSP response.

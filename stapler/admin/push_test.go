@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -31,6 +32,21 @@ func (c adminClient) raw(method, path, contentType string, body []byte) (int, ht
 	return resp.StatusCode, resp.Header, got
 }
 
+// rawAccept is a GET with an Accept header.
+func (c adminClient) rawAccept(method, path, accept string) (int, http.Header, []byte) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.url+path, nil)
+	req.Header.Set("Accept", accept)
+	req.Header.Set("X-API-KEY", c.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, got
+}
+
 // A certificate's staple can be read as DER, and a response pushed: it is
 // verified, a newer one stapled at once, an older or bad one refused with a
 // client error.
@@ -45,8 +61,27 @@ func TestAdminReadsAndPushesAStaple(t *testing.T) {
 	if code != 200 || hdr.Get("Content-Type") != "application/ocsp-response" || hdr.Get("Expires") == "" {
 		t.Fatalf("GET: %d %v", code, hdr)
 	}
-	if resp, err := ocsp.ParseResponseForCert(good, e.leaf.Cert, e.ca.Cert); err != nil || resp.Status != ocsp.Good {
+	resp, err := ocsp.ParseResponseForCert(good, e.leaf.Cert, e.ca.Cert)
+	if err != nil || resp.Status != ocsp.Good {
 		t.Fatalf("GET gave a staple that does not verify as good: %v", err)
+	}
+	// Decoded, for an operator (as HAProxy's show ssl ocsp-response).
+	for _, get := range []func() (int, http.Header, []byte){
+		func() (int, http.Header, []byte) { return c.rawAccept("GET", path, "application/json") },
+		func() (int, http.Header, []byte) { return c.raw("GET", path+"?format=json", "", nil) },
+	} {
+		code, hdr, body := get()
+		if code != 200 || hdr.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET decoded: %d %v %s", code, hdr, body)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v["cert_status"] != "GOOD" || v["signer"] != "issuer" || v["bytes"] != float64(len(good)) ||
+			v["this_update"] != resp.ThisUpdate.UTC().Format(http.TimeFormat) || v["expires"] == nil {
+			t.Fatalf("decoded staple %s", body)
+		}
 	}
 
 	e.r.SetClock(func() time.Time { return time.Now().Add(time.Minute) }) // a newer thisUpdate, within the skew
