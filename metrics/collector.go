@@ -20,6 +20,8 @@
 //	staple_expiry_timestamp_seconds{id,subject,serial}        gauge (Unix time), per certificate
 //	last_success_timestamp_seconds{id,subject,serial}         gauge (Unix time), per certificate
 //	get_fallbacks_total                                       counter
+//	store_up                                                  gauge (with a store)
+//	store_errors_total{op="read|write|lease|delete"}          counter (with a store)
 //
 // Options.ConstLabels are added to every series (two Staplers in one
 // registry need them, or registration fails as a duplicate).
@@ -63,7 +65,7 @@ type Collector struct {
 	now   func() time.Time
 
 	handshakes, queries, failures, duration, certificates, retired *prometheus.Desc
-	getFallbacks                                                   *prometheus.Desc
+	getFallbacks, storeUp, storeErrors                             *prometheus.Desc
 	expiresIn, successAge, state                                   *prometheus.Desc
 	stapled, thisUpdate, nextUpdate, stapleExpiry, lastSuccess     *prometheus.Desc
 }
@@ -79,6 +81,8 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 		retired:      prometheus.NewDesc(ns+"retired_total", "Certificates retired for want of handshakes, or by the bound on managed certificates.", nil, opts.ConstLabels),
 		failures:     prometheus.NewDesc(ns+"query_failures_total", "Responder queries that failed, by kind.", []string{"kind"}, opts.ConstLabels),
 		getFallbacks: prometheus.NewDesc(ns+"get_fallbacks_total", "Requests sent again by POST because the responder refused the GET (a 4xx, an answer that is not an OCSP response, or malformedRequest); such a responder is then asked by POST alone for an hour.", nil, opts.ConstLabels),
+		storeUp:      prometheus.NewDesc(ns+"store_up", "1 while the store (WithStore) answered at its last use, for every certificate's keys; 0 otherwise (absent without a store).", nil, opts.ConstLabels),
+		storeErrors:  prometheus.NewDesc(ns+"store_errors_total", "Failed store operations, by operation (absent without a store).", []string{"op"}, opts.ConstLabels),
 		duration:     prometheus.NewDesc(ns+"query_duration_seconds", "Latency of responder queries, successful or not.", nil, opts.ConstLabels),
 		certificates: prometheus.NewDesc(ns+"certificates", "Managed certificates, by state.", []string{"state"}, opts.ConstLabels),
 		expiresIn:    prometheus.NewDesc(ns+"staple_expires_in_seconds", "Seconds until the certificate's staple stops being served (absent: no staple).", perCert, opts.ConstLabels),
@@ -101,7 +105,7 @@ func New(s *stapler.Stapler, opts Options) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.getFallbacks, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state,
+	for _, d := range []*prometheus.Desc{c.handshakes, c.retired, c.getFallbacks, c.storeUp, c.storeErrors, c.queries, c.failures, c.duration, c.certificates, c.expiresIn, c.successAge, c.state,
 		c.stapled, c.thisUpdate, c.nextUpdate, c.stapleExpiry, c.lastSuccess} {
 		ch <- d
 	}
@@ -122,6 +126,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakes, m.HandshakesRefused, "refused")
 	ch <- prometheus.MustNewConstMetric(c.retired, prometheus.CounterValue, float64(m.Retired))
 	ch <- prometheus.MustNewConstMetric(c.getFallbacks, prometheus.CounterValue, float64(m.GETFallbacks))
+	if m.Store.Configured {
+		up := 0.0
+		if m.Store.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.storeUp, prometheus.GaugeValue, up)
+		for op, n := range m.Store.Errors {
+			counter(c.storeErrors, n, string(op))
+		}
+	}
 	counter(c.queries, m.QueriesGood, "good")
 	counter(c.queries, m.QueriesRevoked, "revoked")
 	for kind, v := range m.QueryFailures {

@@ -233,7 +233,7 @@ func (f *fleetSource) refresh(m *managed) {
 	readStart := time.Now()
 	shared, state, err := f.readShared(readCtx, m)
 	if err != nil {
-		f.failed(m, err, readStart)
+		f.failed(m, err, readStart, StoreRead)
 		f.refreshAlone(m)
 		// What it fetched alone is shared once the store answers again
 		// (adoptOne), so that the fleet does not staple two responses
@@ -279,7 +279,7 @@ func (f *fleetSource) refresh(m *managed) {
 	leaseStart := time.Now()
 	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(cfg.Timeout()))
 	if err != nil {
-		f.failed(m, err, leaseStart)
+		f.failed(m, err, leaseStart, StoreLease)
 		f.refreshAlone(m)
 		return
 	}
@@ -385,6 +385,7 @@ func (f *fleetSource) forget(m *managed) {
 	defer cancel()
 	for _, key := range []string{m.ID(), m.ID() + stateSuffix} {
 		if err := f.store.Delete(ctx, key); err != nil {
+			s.counters.storeFailed(StoreDelete)
 			s.log.Warn("ocsp: deleting the stored values of a removed certificate failed", "id", m.ID(), "key", key, "err", err)
 			return
 		}
@@ -515,7 +516,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 		return cache.ErrLeaseLost
 	}
 	if err != nil {
-		f.failed(m, err, start)
+		f.failed(m, err, start, StoreWrite)
 	}
 	return err
 }
@@ -653,7 +654,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		f.failed(m, err, start)
+		f.failed(m, err, start, StoreRead)
 		f.notices.later(m, time.Now().Add(storeRetryInterval))
 		return true
 	}
@@ -895,7 +896,8 @@ func (f *fleetSource) isDown(m *managed) bool {
 // store's breaker only when no operation succeeded since it began: one
 // Redis Cluster master gone times out the reads of its certificates while
 // the others' succeed, and those go on coordinating.
-func (f *fleetSource) failed(m *managed, err error, start time.Time) {
+func (f *fleetSource) failed(m *managed, err error, start time.Time, op StoreOp) {
+	f.s.counters.storeFailed(op)
 	h := &f.health
 	h.mu.Lock()
 	first := len(h.failing) == 0 && h.hung == nil
@@ -946,6 +948,15 @@ func (f *fleetSource) dropHealth(m *managed) {
 	delete(h.blocked, m)
 	delete(h.verified, m)
 	h.mu.Unlock()
+}
+
+// down reports whether any certificate's keys could not be reached at
+// the last try, or the whole store is taken for hung.
+func (f *fleetSource) down() bool {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hung != nil || len(h.failing) > 0
 }
 
 func (f *fleetSource) storeError(m *managed) error {

@@ -72,12 +72,40 @@ type Metrics struct {
 	// Retired counts the certificates retired for want of handshakes (or
 	// by WithMaxCertificates).
 	Retired uint64
+	// Store is the health of the store given with WithStore.
+	Store StoreHealth
 	// GETFallbacks counts the requests sent again by POST because the
 	// responder refused the GET (a 4xx, an answer that is not an OCSP
 	// response, or malformedRequest). A responder that refuses GET is then
 	// asked by POST alone for an hour, so this grows by about one an hour
 	// per such responder, not per certificate.
 	GETFallbacks uint64
+}
+
+// StoreOp names an operation on the store, for metrics.
+type StoreOp string
+
+// The store operations counted.
+const (
+	StoreRead   StoreOp = "read"
+	StoreWrite  StoreOp = "write"
+	StoreLease  StoreOp = "lease" // a fleet's per-certificate lease
+	StoreDelete StoreOp = "delete"
+)
+
+var storeOps = [...]StoreOp{StoreRead, StoreWrite, StoreLease, StoreDelete}
+
+// StoreHealth is how the store (WithStore) has been answering.
+type StoreHealth struct {
+	// Configured is set when the Stapler has a store.
+	Configured bool
+	// Up is false while the store could not be reached at its last use:
+	// in a fleet, for any certificate's keys (one Redis Cluster master
+	// down is enough); with a DirStore, at the last write or read.
+	Up bool
+	// Errors counts the failed operations, by kind (a key that holds
+	// nothing usable is not an error: it is replaced).
+	Errors map[StoreOp]uint64
 }
 
 // Histogram is a latency histogram: Counts[i] queries took at most
@@ -94,6 +122,7 @@ type counters struct {
 	stapled, unstapled, refused atomic.Uint64
 	retired                     atomic.Uint64
 	getFallbacks                atomic.Uint64
+	storeErrors                 [len(storeOps)]atomic.Uint64
 	good, revoked               atomic.Uint64
 	failures                    [len(queryFailures)]atomic.Uint64
 	latency                     [len(queryLatencyBounds) + 1]atomic.Uint64
@@ -122,7 +151,20 @@ func (s *Stapler) Metrics() Metrics {
 		m.QueryLatency.Count += m.QueryLatency.Counts[i]
 	}
 	m.QueryLatency.Sum = time.Duration(c.latencySum.Load())
+	m.Store = StoreHealth{Configured: s.opts.store != nil, Up: !s.src.down(), Errors: make(map[StoreOp]uint64, len(storeOps))}
+	for i, op := range storeOps {
+		m.Store.Errors[op] = c.storeErrors[i].Load()
+	}
 	return m
+}
+
+// storeFailed counts a failed store operation.
+func (c *counters) storeFailed(op StoreOp) {
+	for i, o := range storeOps {
+		if o == op {
+			c.storeErrors[i].Add(1)
+		}
+	}
 }
 
 // countQuery records one query to the responder: its outcome and latency.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
@@ -54,6 +55,8 @@ func (src *dirSource) forget(m *managed) { src.w.remove(m.ID()) }
 func (src *dirSource) run(ctx context.Context)   { src.w.run(ctx) }
 func (src *dirSource) storeError(*managed) error { return nil }
 
+func (src *dirSource) down() bool { return src.w.down.Load() }
+
 // restore staples m's persisted response when it still verifies and is
 // usable, so that a restart makes no responder request. It reports whether
 // it did. A missing, corrupt or foreign value is logged and left to be
@@ -80,11 +83,13 @@ func (src *dirSource) restore(m *managed) bool {
 	value, err := src.store.Get(getCtx, m.ID())
 	getCancel()
 	if err != nil {
-		if !errors.Is(err, cache.ErrCacheMiss) {
+		if !errors.Is(err, cache.ErrCacheMiss) && !errors.Is(err, cache.ErrUnusableValue) {
 			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
+			src.w.report(StoreRead, err)
 		}
 		return false
 	}
+	src.w.report(StoreRead, nil)
 	e, err := s.loadStored(ctx, m, value)
 	if err != nil {
 		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
@@ -101,6 +106,10 @@ func (src *dirSource) restore(m *managed) bool {
 type persister struct {
 	store cache.Store
 	log   *slog.Logger
+	// failed counts a failed operation (metrics); down is set while the
+	// last operation failed.
+	failed func(StoreOp)
+	down   atomic.Bool
 
 	mu sync.Mutex // guards pending, inflight and stopped
 	// pending is the newest value queued for each key; nil deletes the key.
@@ -205,6 +214,9 @@ func (p *persister) flush(base context.Context, last bool) bool {
 			p.delete(ctx, key)
 		} else if err := p.store.Put(ctx, key, value); err != nil {
 			p.log.Warn("ocsp: storing the response failed; it is still stapled", "id", key, "err", err)
+			p.report(StoreWrite, err)
+		} else {
+			p.report(StoreWrite, nil)
 		}
 		cancel()
 	}
@@ -215,7 +227,18 @@ func (p *persister) flush(base context.Context, last bool) bool {
 }
 
 func (p *persister) delete(ctx context.Context, key string) {
-	if err := p.store.Delete(ctx, key); err != nil {
+	err := p.store.Delete(ctx, key)
+	if err != nil {
 		p.log.Warn("ocsp: deleting the stored response of a removed certificate failed", "id", key, "err", err)
+	}
+	p.report(StoreDelete, err)
+}
+
+// report notes how an operation on the store went: counted when it
+// failed, and the store up or down.
+func (p *persister) report(op StoreOp, err error) {
+	p.down.Store(err != nil)
+	if err != nil && p.failed != nil {
+		p.failed(op)
 	}
 }

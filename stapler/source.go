@@ -28,6 +28,9 @@ type source interface {
 	// storeError says why m's keys in the shared store cannot be reached
 	// now (nil when they can, or when there is no shared store).
 	storeError(m *managed) error
+	// down reports whether the store could not be reached at its last
+	// use (false without a store).
+	down() bool
 	// forget deletes what the store holds of m (its response and, in a
 	// fleet, its state), once Remove has stopped managing it: best effort,
 	// bounded in time, logged on failure.
@@ -42,7 +45,9 @@ func newSource(s *Stapler, store cache.Store) source {
 	if leaser, ok := store.(cache.Leaser); ok {
 		return newFleetSource(s, store, leaser)
 	}
-	return &dirSource{s: s, store: store, w: newPersister(store, s.log)}
+	w := newPersister(store, s.log)
+	w.failed = s.counters.storeFailed
+	return &dirSource{s: s, store: store, w: w}
 }
 
 // memorySource queries the responder and keeps what it gets in memory.
@@ -58,4 +63,5 @@ func (src memorySource) refresh(m *managed) {
 func (memorySource) recorded(*managed, time.Time, *record.Entry) {}
 func (memorySource) run(context.Context)                         {}
 func (memorySource) storeError(*managed) error                   { return nil }
+func (memorySource) down() bool                                  { return false }
 func (memorySource) forget(*managed)                             {}

@@ -153,6 +153,11 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 			t.Errorf("node %d logged the outage %d times, want once", i, n)
 		}
 	}
+	for i, s := range f.nodes {
+		if m := s.Metrics(); !m.Store.Configured || m.Store.Up || m.Store.Errors[stapler.StoreRead] == 0 {
+			t.Errorf("node %d's metrics with a master down: %+v", i, m.Store)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -172,6 +177,11 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 		}
 		return true
 	})
+	for i, s := range f.nodes {
+		if !s.Metrics().Store.Up {
+			t.Errorf("node %d's metrics say the store is down once it is back", i)
+		}
+	}
 	for i, logs := range f.logs {
 		if n := logs.count("ocsp: the shared store is back"); n < 1 {
 			t.Errorf("node %d never logged the end of the outage", i)
