@@ -218,12 +218,14 @@ func waitQueried(t *testing.T, admin string, n int) []map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute) // only a hang
 	for {
-		code, body := adminGet(t, "GET", admin+"/v1/ocsp/status", "k")
+		code, body := adminGet(t, "GET", admin+"/v1/certificates", "k")
+		var resources []struct {
+			Status map[string]any `json:"status"`
+		}
+		json.Unmarshal(body, &resources)
 		var statuses []map[string]any
-		if json.Unmarshal(body, &statuses) != nil { // one certificate: its object alone
-			var one map[string]any
-			json.Unmarshal(body, &one)
-			statuses = []map[string]any{one}
+		for _, r := range resources {
+			statuses = append(statuses, r.Status)
 		}
 		queried := 0
 		for _, st := range statuses {

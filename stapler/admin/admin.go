@@ -59,9 +59,12 @@ var ErrNoAuth = errors.New("admin: the handler needs an APIKey or Authorize (or,
 //	GET  /v1/ocsp                the configuration object
 //	PUT  /v1/ocsp                a partial configuration object; 400 invalid_schema, or no_responder_url
 //	                             when it turns OCSP on while no responder URL is known at all
-//	GET  /v1/ocsp/status         the status object (?id=ID, or the only certificate); a list when several and no id;
+//	GET  /v1/ocsp/status         the status object (?id=ID, or the only certificate); 400 invalid_schema
+//	                             naming ?id= when several are managed and none is named (GET
+//	                             /v1/certificates lists them); 404 not_found with none managed;
 //	                             500 invalid_ocsp_response when the last query failed and no status is cached
-//	POST /v1/ocsp/test           query the responder now (?id=ID); 500 no_responder_url (also with no
+//	POST /v1/ocsp/test           query the responder now (?id=ID, or the only certificate; 400 as GET
+//	                             status when several and none named); 500 no_responder_url (also with no
 //	                             certificate managed) or invalid_ocsp_response (also for an answer older
 //	                             than the one held, which is not cached: never reported as the status)
 //	GET  /v1/certificates        the managed certificates with their ocsp_stapling objects and status
@@ -173,10 +176,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("id")
 		var st stapler.CertificateStatus
 		if id == "" {
-			// The only certificate, or the list of all.
+			// The only certificate; with several, the request is
+			// incomplete: one shape, the status object, always.
 			list := s.Status()
-			if len(list) != 1 {
-				writeJSON(w, http.StatusOK, list)
+			if len(list) > 1 {
+				writeError(w, needID(len(list)))
+				return
+			}
+			if len(list) == 0 {
+				writeError(w, &config.Error{Code: config.CodeNotFound, Message: "no certificate is managed yet"})
 				return
 			}
 			st = list[0]
@@ -197,7 +205,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			methodNotAllowed(w, "POST")
 			return
 		}
-		st, err := s.Test(r.Context(), r.URL.Query().Get("id"))
+		id := r.URL.Query().Get("id")
+		if n := len(s.Status()); id == "" && n > 1 {
+			writeError(w, needID(n))
+			return
+		}
+		st, err := s.Test(r.Context(), id)
 		if err != nil {
 			writeError(w, testError(r.Context(), st, err))
 			return
@@ -275,6 +288,12 @@ func (h *handler) serveCertificate(w http.ResponseWriter, r *http.Request, id st
 		return
 	}
 	writeJSON(w, http.StatusOK, resourceOf(st))
+}
+
+// needID is the answer to a request that names no certificate where
+// several are managed: 400, saying what to send.
+func needID(n int) error {
+	return &config.Error{Code: config.CodeInvalidSchema, Message: fmt.Sprintf("%d certificates are managed: name one with ?id= (GET /v1/certificates lists them, with their status)", n)}
 }
 
 // responseResource is the last element of a certificate's staple path.

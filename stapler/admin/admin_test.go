@@ -140,13 +140,19 @@ func TestAdminStatusAndTest(t *testing.T) {
 	if code, hdr, _, _ := c.do("GET", "/v1/ocsp/test", ""); code != 405 || hdr.Get("Allow") != "POST" {
 		t.Fatalf("GET test: %d", code)
 	}
-	// Several certificates and no id: the list form.
+	// Several certificates and no id: one shape (the status object)
+	// always, so the incomplete request is a 400 saying what to send.
 	other, _ := e.srv.Issue(responder.LeafOptions{})
 	e.wrap(other.Certificate)
-	_, _, _, raw := c.do("GET", "/v1/ocsp/status", "")
-	var list []map[string]any
-	if err := json.Unmarshal([]byte(raw), &list); err != nil || len(list) != 2 {
-		t.Fatalf("list form: %s", raw)
+	for _, method := range []string{"GET /v1/ocsp/status", "POST /v1/ocsp/test"} {
+		m, path, _ := strings.Cut(method, " ")
+		code, _, obj, raw := c.do(m, path, "")
+		if code != 400 || obj["error_code"] != "invalid_schema" || !strings.Contains(raw, "?id=") || !strings.Contains(raw, "/v1/certificates") {
+			t.Fatalf("%s with several certificates and no id: %d %s", method, code, raw)
+		}
+	}
+	if code, _, obj, raw := c.do("GET", "/v1/ocsp/status?id="+stapler.CertificateID(other.Cert.Raw), ""); code != 200 || obj["id"] == nil {
+		t.Fatalf("status by id: %d %s", code, raw)
 	}
 }
 
