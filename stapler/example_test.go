@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -180,4 +183,23 @@ func ExampleVerifier() {
 	// connected: true
 	// refused as revoked: true
 	// must-staple without a staple refused: true
+}
+
+// LoadKeyPair loads certificate files into a config before Wrap, where
+// http.Server's ListenAndServeTLS(certFile, keyFile) would load them into
+// its own copy, unstapled.
+func ExampleLoadKeyPair() {
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := stapler.LoadKeyPair(&tls.Config{MinVersion: tls.VersionTLS12}, "chain.pem", "key.pem")
+	if err != nil {
+		fmt.Println("no key pair here:", errors.Is(err, fs.ErrNotExist))
+		return
+	}
+	srv := &http.Server{Addr: ":8443", TLSConfig: s.Wrap(cfg)}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+	// Output: no key pair here: true
 }

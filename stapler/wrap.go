@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,7 +37,13 @@ import (
 // GetCertificate is called exactly when crypto/tls would have called it.
 // For the same reason, give http.Server.ServeTLS and ListenAndServeTLS no
 // certificate files with a wrapped config: they would be added to its
-// Certificates and served, unstapled, to clients that send no server name.
+// copy's Certificates and served unstapled (a WARN says so, once, at the
+// first handshake that asks the wrapped config). Load them before Wrap
+// with LoadKeyPair:
+//
+//	cfg, err := stapler.LoadKeyPair(nil, "chain.pem", "key.pem")
+//	srv.TLSConfig = s.Wrap(cfg)
+//	srv.ListenAndServeTLS("", "")
 //
 // A wrapped config serves what cfg held when it was wrapped. To change it,
 // change cfg (or a Clone of it) and wrap that again. The certificates'
@@ -94,6 +101,9 @@ type wrapper struct {
 	appWrapSession       func(tls.ConnectionState, *tls.SessionState) ([]byte, error)
 
 	probe *wrapperProbe // the answer to a probe, made once
+	// warnedEmpty: a handshake reached this wrapper, which has no
+	// certificate of its own, and the WARN naming the fix was logged.
+	warnedEmpty atomic.Bool
 
 	// tickets are the session ticket keys of the wrapped config and its
 	// copies (see tickets.go): never shared with an unrelated config.
@@ -246,6 +256,15 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		}
 	}
 	if len(w.list) == 0 {
+		if w.getCertificate == nil && w.getConfigForClient == nil && !w.warnedEmpty.Swap(true) {
+			// Nothing of its own to serve, yet asked: certificates were
+			// added to a copy after Wrap, as net/http's
+			// ListenAndServeTLS(certFile, keyFile) does. They are served
+			// unstapled: say so once, and how to fix it.
+			w.s.log.Warn("ocsp: a handshake reached a wrapped config that has no certificates of its own: " +
+				"certificates added after Wrap (as http.Server's ListenAndServeTLS(certFile, keyFile) adds them) are served without a staple; " +
+				"load them before Wrap (stapler.LoadKeyPair) and call ListenAndServeTLS(\"\", \"\")")
+		}
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
 	i, m, outside := w.choose(hello)
@@ -774,4 +793,24 @@ func (s *Stapler) coarseNow() int64 {
 		return s.coarse.now()
 	}
 	return 0
+}
+
+// LoadKeyPair returns a clone of cfg (a new config when cfg is nil) with
+// the key pair in certFile and keyFile (PEM; the chain, leaf first) added
+// to its Certificates: what http.Server's ListenAndServeTLS(certFile,
+// keyFile) does to its copy of the config, done before Wrap, so that the
+// certificate is stapled. Serve the wrapped config with
+// ListenAndServeTLS("", "").
+func LoadKeyPair(cfg *tls.Config, certFile, keyFile string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = cfg.Clone()
+	}
+	cfg.Certificates = append(cfg.Certificates[:len(cfg.Certificates):len(cfg.Certificates)], pair)
+	return cfg, nil
 }
