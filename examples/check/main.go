@@ -1,38 +1,40 @@
-// Command check asks a TLS server for its stapled OCSP response and verifies
-// it with the library's full verification: is that server (ours or not)
-// stapling a valid response right now?
+// Command check is a Nagios/Icinga plugin that asks a TLS server for its
+// stapled OCSP response and verifies it with the library's full
+// verification (stapler.VerifyResponse): is that server (ours or not)
+// stapling a valid response right now, and for how much longer?
 //
-//	go run ./examples/check -connect host:port [-servername name] [-CAfile ca.pem] [-fetch] [-json]
+//	go run ./examples/check -connect host:port [-servername name] [-CAfile ca.pem]
+//	    [-w 6h] [-c 1h] [-fetch] [-json] [-timeout 10s]
 //
-// It does a real handshake with TLS 1.3 and with TLS 1.2, and prints for
-// each the status, thisUpdate and nextUpdate, the time left, the signer
-// (the issuer, or a delegate and its expiry), the size, and each problem in
-// words. Exit codes follow the monitoring-plugin convention: 0 OK; 1
-// WARNING (the staple expires within -warn, or none is stapled for a leaf
-// that is not must-staple); 2 CRITICAL (revoked, invalid, or none stapled
-// for a must-staple leaf); 3 UNKNOWN (no handshake).
+// It does a real handshake with TLS 1.3 and with TLS 1.2 (a version the
+// server does not speak is no verdict) and judges each staple. The first
+// line of output is the verdict, its reason and performance data:
+//
+//	OCSP WARNING - staple expires in 20m (less than a quarter of its 2h validity) | staple_ttl=1200s;1800:;720: response_age=5999s ...
+//
+// and the following lines give each handshake's details. The staple's time
+// left (staple_ttl) runs to Response.Expires: nextUpdate, capped by the
+// leaf's and a delegated signer's NotAfter. Without -w and -c the
+// thresholds follow the response's own validity (thisUpdate to expiry): a
+// healthy server refreshes at half-life, so WARNING below a quarter of it
+// left and CRITICAL below a tenth. Exit codes are the plugin convention:
+// 0 OK; 1 WARNING (the staple is near its end, or nothing is stapled for a
+// leaf that is not must-staple); 2 CRITICAL (revoked, an invalid staple,
+// nothing stapled for a must-staple leaf, a certificate that does not
+// verify or a TLS server that refuses the handshake); 3 UNKNOWN (no TLS
+// handshake could be made at all: refused, timed out, not TLS).
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/asn1"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"time"
-
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/stapler"
 )
 
 // Exit codes, as monitoring plugins use them.
@@ -43,43 +45,99 @@ const (
 	exitUnknown  = 3
 )
 
-// result is what one handshake found.
-type result struct {
-	Version       string    `json:"tls_version"`
-	Subject       string    `json:"subject,omitempty"`
-	MustStaple    bool      `json:"must_staple"`
-	Stapled       bool      `json:"stapled"`
-	Fetched       bool      `json:"fetched,omitempty"` // the answer came from the responder (-fetch)
-	Status        string    `json:"status,omitempty"`  // good, revoked
-	ThisUpdate    time.Time `json:"this_update,omitzero"`
-	NextUpdate    time.Time `json:"next_update,omitzero"`
-	SecondsLeft   int64     `json:"seconds_left,omitempty"`
-	Signer        string    `json:"signer,omitempty"` // "issuer" or the delegate's subject
-	SignerExpires time.Time `json:"signer_expires,omitzero"`
-	Size          int       `json:"size,omitempty"`
-	Problems      []string  `json:"problems,omitempty"`
-	Exit          int       `json:"exit"`
+// verdictWord names an exit code as monitoring plugins print it.
+func verdictWord(code int) string {
+	switch code {
+	case exitOK:
+		return "OK"
+	case exitWarning:
+		return "WARNING"
+	case exitCritical:
+		return "CRITICAL"
+	}
+	return "UNKNOWN"
 }
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is the command; it reads the clock with time.Now.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runAt(ctx, time.Now, args, stdout, stderr)
+}
+
+// durationFlag is a duration flag that remembers whether it was given: an
+// absent threshold falls back to the rule relative to the response.
+type durationFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *durationFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return errors.New("negative duration")
+	}
+	f.d, f.set = d, true
+	return nil
+}
+
+const usageText = `Usage: check -connect host:port [flags]
+
+Nagios/Icinga plugin: handshakes with the server (TLS 1.3 and TLS 1.2),
+verifies the stapled OCSP response and exits 0 OK, 1 WARNING, 2 CRITICAL
+or 3 UNKNOWN (no TLS handshake could be made at all).
+
+Thresholds: the staple's time left runs to its expiry (nextUpdate, or
+sooner the leaf's or a delegated signer's NotAfter). Without -w and -c,
+the default is relative to the response's own validity (thisUpdate to
+expiry): a healthy server refreshes at half-life, so WARNING when less
+than a quarter of the validity is left and CRITICAL when less than a
+tenth is left (or the staple has expired).
+
+Flags:
+`
+
+// runAt is run with the clock now, which judges the staples and the
+// certificate chain (tests inject it; the TLS handshake itself checks no
+// time, see check).
+func runAt(ctx context.Context, now func() time.Time, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
 	connect := fs.String("connect", "", "host:port of the TLS server")
-	serverName := fs.String("servername", "", "server name to send (default: the host of -connect, none for an IP address)")
+	serverName := fs.String("servername", "", "server name to send and verify (default: the host of -connect; for an IP address none is sent and the address is verified)")
 	caFile := fs.String("CAfile", "", "PEM roots to verify the server's chain with (default: the system roots)")
-	fetch := fs.Bool("fetch", false, "when nothing is stapled, ask the certificate's responder")
-	warn := fs.Duration("warn", 24*time.Hour, "warn when the staple expires within this long")
+	fetch := fs.Bool("fetch", false, "when nothing is stapled, ask the certificate's responder (its answer is shown; only a revoked or unknown answer raises the verdict above WARNING)")
+	var warn, crit durationFlag
+	fs.Var(&warn, "w", "WARNING when the staple expires within this long (default: a quarter of the response's validity)")
+	fs.Var(&warn, "warn", "alias of -w")
+	fs.Var(&crit, "c", "CRITICAL when the staple expires within this long (default: a tenth of the response's validity)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "bound on each handshake and fetch")
+	timeout := fs.Duration("timeout", 10*time.Second, "bound on each handshake and on the fetch")
 	if err := fs.Parse(args); err != nil {
 		return exitUnknown
 	}
 	if *connect == "" {
 		fmt.Fprintln(stderr, "check: -connect host:port is required")
+		return exitUnknown
+	}
+	if warn.set && crit.set && crit.d > warn.d {
+		fmt.Fprintf(stderr, "check: -c %v is longer than -w %v\n", crit.d, warn.d)
 		return exitUnknown
 	}
 	host, _, err := net.SplitHostPort(*connect)
@@ -103,203 +161,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUnknown
 		}
 	}
-	var results []result
-	exit, unknown := exitOK, 0
-	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		r := check(ctx, *connect, *serverName, host, roots, v, *fetch, *warn, *timeout)
-		results = append(results, r)
-		if r.Exit == exitUnknown {
-			unknown++ // a version the server does not speak is no verdict
-			continue
-		}
-		exit = max(exit, r.Exit)
+	p := &probe{
+		addr: *connect, serverName: *serverName, host: host, roots: roots,
+		fetch: *fetch, timeout: *timeout, now: now,
+		th: thresholds{warn: warn.d, warnSet: warn.set, crit: crit.d, critSet: crit.set},
 	}
-	if unknown == len(results) {
-		exit = exitUnknown
-	}
+	rep := p.run(ctx)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(map[string]any{"connect": *connect, "results": results, "exit": exit})
+		writeJSON(stdout, *connect, rep)
 	} else {
-		for _, r := range results {
-			printResult(stdout, r)
-		}
+		writeText(stdout, rep)
 	}
-	return exit
-}
-
-// check does one handshake with version v and judges its staple.
-func check(ctx context.Context, addr, serverName, host string, roots *x509.CertPool, v uint16, fetch bool, warn, timeout time.Duration) result {
-	r := result{Version: tls.VersionName(v)}
-	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: &tls.Config{
-		ServerName: serverName, RootCAs: roots, MinVersion: v, MaxVersion: v,
-		// With no server name (an IP address), the chain is checked below
-		// against the roots, without a name.
-		InsecureSkipVerify: serverName == "",
-	}}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := dialer.DialContext(dctx, "tcp", addr)
-	if err != nil {
-		r.Problems = append(r.Problems, "no handshake: "+err.Error())
-		r.Exit = exitUnknown
-		return r
-	}
-	st := conn.(*tls.Conn).ConnectionState()
-	conn.Close()
-	leaf := st.PeerCertificates[0]
-	r.Subject = leaf.Subject.String()
-	r.MustStaple = mustStaple(leaf)
-	issuer, err := issuerOf(st, roots, host)
-	if err != nil {
-		r.Problems = append(r.Problems, err.Error())
-		r.Exit = exitCritical
-		return r
-	}
-	raw := st.OCSPResponse
-	r.Stapled = raw != nil
-	if raw == nil && fetch {
-		if raw, err = fetchResponse(dctx, leaf, issuer); err != nil {
-			r.Problems = append(r.Problems, "no staple, and the responder gave none: "+err.Error())
-		} else {
-			r.Fetched = true
-		}
-	}
-	if raw == nil {
-		if !r.Stapled {
-			r.Problems = append(r.Problems, "no OCSP response stapled")
-		}
-		r.Exit = exitWarning
-		if r.MustStaple {
-			r.Problems = append(r.Problems, "the certificate is must-staple (RFC 7633): clients refuse it without a staple")
-			r.Exit = exitCritical
-		}
-		return r
-	}
-	r.Size = len(raw)
-	resp, err := stapler.VerifyResponse(raw, leaf, issuer, stapler.VerifyOptions{})
-	if err != nil {
-		r.Problems = append(r.Problems, "invalid OCSP response: "+err.Error())
-		r.Exit = exitCritical
-		return r
-	}
-	r.ThisUpdate, r.NextUpdate = resp.ThisUpdate, resp.NextUpdate
-	left := time.Until(resp.NextUpdate)
-	r.SecondsLeft = int64(left / time.Second)
-	r.Signer = "issuer"
-	if resp.Signer != nil {
-		r.Signer, r.SignerExpires = resp.Signer.Subject.String(), resp.Signer.NotAfter
-	}
-	switch resp.Status {
-	case ocsp.Revoked:
-		r.Status = "revoked"
-		r.Problems = append(r.Problems, fmt.Sprintf("the certificate was revoked at %s (reason %d)", resp.RevokedAt.UTC().Format(time.RFC3339), resp.RevocationReason))
-		r.Exit = exitCritical
-	default:
-		r.Status = "good"
-		if left < warn {
-			r.Problems = append(r.Problems, fmt.Sprintf("the staple expires in %s", left.Round(time.Second)))
-			r.Exit = exitWarning
-		}
-		if r.Fetched {
-			r.Problems = append(r.Problems, "not stapled (the answer above is the responder's)")
-			r.Exit = max(r.Exit, exitWarning)
-			if r.MustStaple {
-				r.Problems = append(r.Problems, "the certificate is must-staple (RFC 7633): clients refuse it without a staple")
-				r.Exit = exitCritical
-			}
-		}
-	}
-	return r
-}
-
-// issuerOf is the leaf's issuer: from the verified chain, else the
-// presented chain, checked against the roots and the address dialled when
-// no server name was sent (an IP address: the leaf must name it).
-func issuerOf(st tls.ConnectionState, roots *x509.CertPool, host string) (*x509.Certificate, error) {
-	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 1 {
-		return st.VerifiedChains[0][1], nil
-	}
-	inter := x509.NewCertPool()
-	for _, c := range st.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	chains, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host})
-	if err != nil {
-		return nil, fmt.Errorf("the server's chain does not verify: %v", err)
-	}
-	if len(chains[0]) < 2 {
-		return nil, errors.New("the server's certificate is itself a root: no issuer to check a response against")
-	}
-	return chains[0][1], nil
-}
-
-// fetchResponse asks the leaf's responder (its first AIA OCSP URL) by POST.
-func fetchResponse(ctx context.Context, leaf, issuer *x509.Certificate) ([]byte, error) {
-	if len(leaf.OCSPServer) == 0 {
-		return nil, errors.New("the certificate names no OCSP responder")
-	}
-	req, err := ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
-	if err != nil {
-		return nil, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, leaf.OCSPServer[0], bytes.NewReader(req))
-	if err != nil {
-		return nil, err
-	}
-	hreq.Header.Set("Content-Type", "application/ocsp-request")
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, stapler.MaxResponseBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
-	}
-	return body, nil
-}
-
-// mustStaple reports whether the leaf has the RFC 7633 TLS feature
-// extension asking for status_request.
-func mustStaple(leaf *x509.Certificate) bool {
-	oid := asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
-	for _, ext := range leaf.Extensions {
-		if ext.Id.Equal(oid) {
-			var features []int
-			if _, err := asn1.Unmarshal(ext.Value, &features); err == nil {
-				for _, f := range features {
-					if f == 5 {
-						return true
-					}
-				}
-			}
-		}
-	}
-	return false
-}
-
-func printResult(w io.Writer, r result) {
-	label := map[int]string{exitOK: "OK", exitWarning: "WARNING", exitCritical: "CRITICAL", exitUnknown: "UNKNOWN"}[r.Exit]
-	fmt.Fprintf(w, "%s %s", r.Version, label)
-	if r.Subject != "" {
-		fmt.Fprintf(w, " %s", r.Subject)
-	}
-	fmt.Fprintln(w)
-	if r.Status != "" {
-		fmt.Fprintf(w, "  status %s, thisUpdate %s, nextUpdate %s (%s left), %d bytes, signed by %s",
-			r.Status, r.ThisUpdate.UTC().Format(time.RFC3339), r.NextUpdate.UTC().Format(time.RFC3339),
-			(time.Duration(r.SecondsLeft) * time.Second).String(), r.Size, r.Signer)
-		if !r.SignerExpires.IsZero() {
-			fmt.Fprintf(w, " (expires %s)", r.SignerExpires.UTC().Format(time.RFC3339))
-		}
-		fmt.Fprintln(w)
-	}
-	for _, p := range r.Problems {
-		fmt.Fprintf(w, "  - %s\n", p)
-	}
+	return rep.Exit
 }
