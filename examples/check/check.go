@@ -92,6 +92,10 @@ func (p *probe) check(ctx context.Context, v uint16) result {
 		r.Problems = append(r.Problems, err.Error())
 		var he *handshakeError
 		r.spokeTLS = errors.As(err, &he) && he.spokeTLS
+		var alert tls.AlertError
+		if errors.As(err, &alert) && alert == 70 { // protocol_version
+			r.Problems = append(r.Problems, "the server does not offer "+r.Version)
+		}
 		return r.verdict(exitUnknown, err.Error())
 	}
 	r.Handshake = true

@@ -10,7 +10,7 @@
 // server does not speak is no verdict) and judges each staple. The first
 // line of output is the verdict, its reason and performance data:
 //
-//	OCSP WARNING - staple expires in 20m (less than a quarter of its 2h validity) | staple_ttl=1200s;1800:;720: response_age=5999s ...
+//	OCSP WARNING - staple expires in 20m (less than a quarter of its 2h validity) | staple_ttl=1200s;1800:;720: response_age=6000s ...
 //
 // and the following lines give each handshake's details. The staple's time
 // left (staple_ttl) runs to Response.Expires: nextUpdate, capped by the

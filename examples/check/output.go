@@ -65,11 +65,18 @@ func summarize(results []result) report {
 		}
 	default:
 		rep.Exit, rep.Reason = exitUnknown, results[0].Reason
+		var failed []string // each version's failure, when they differ
 		for _, r := range results {
-			if r.spokeTLS {
-				rep.Exit, rep.Reason = exitCritical, "the server refused the TLS handshake ("+r.Version+"): "+r.Reason
-				break
+			if !r.spokeTLS {
+				continue
 			}
+			if rep.Exit != exitCritical {
+				rep.Exit, rep.Reason = exitCritical, r.Reason
+			}
+			failed = append(failed, r.Version+": "+r.Reason)
+		}
+		if len(failed) > 1 && results[0].Reason != results[1].Reason {
+			rep.Reason = strings.Join(failed, "; ")
 		}
 	}
 	rep.Verdict = verdictWord(rep.Exit)
@@ -140,11 +147,11 @@ func oneLine(s string) string {
 }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "%s %s", r.Version, r.Verdict)
-	if r.Subject != "" {
-		fmt.Fprintf(w, " %s", r.Subject)
+	if r.Handshake {
+		fmt.Fprintf(w, "%s %s %s\n", r.Version, r.Verdict, r.Subject)
+	} else {
+		fmt.Fprintf(w, "%s no handshake\n", r.Version)
 	}
-	fmt.Fprintln(w)
 	if r.Status != "" {
 		fmt.Fprintf(w, "  status %s, thisUpdate %s, nextUpdate %s, expires %s (%s left), %d bytes, signed by %s",
 			r.Status, r.ThisUpdate.UTC().Format(time.RFC3339), formatTime(r.NextUpdate), formatTime(r.Expires),

@@ -470,3 +470,16 @@ func TestHelpNamesTheDefaultRule(t *testing.T) {
 		t.Errorf("-help: exit %d, want %d as monitoring plugins do", code, exitUnknown)
 	}
 }
+
+// TestThresholdFlagsAreChecked: a negative threshold, or -c longer than
+// -w, is a usage error (UNKNOWN), not a silently odd verdict.
+func TestThresholdFlagsAreChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"-w", "-1h"}, {"-c", "-1m"}, {"-w", "1h", "-c", "2h"}, {"-warn", "soon"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), append([]string{"-connect", "127.0.0.1:1"}, args...), &out, &errOut); code != exitUnknown || errOut.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+	}
+}
