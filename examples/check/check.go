@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -87,13 +88,15 @@ func (p *probe) run(ctx context.Context) report {
 // check does one handshake with version v and judges its staple.
 func (p *probe) check(ctx context.Context, v uint16) result {
 	r := result{Version: tls.VersionName(v)}
-	st, err := p.handshake(ctx, v)
+	st, note, err := p.handshake(ctx, v)
+	if note != "" {
+		r.Problems = append(r.Problems, note)
+	}
 	if err != nil {
 		r.Problems = append(r.Problems, err.Error())
 		var he *handshakeError
 		r.spokeTLS = errors.As(err, &he) && he.spokeTLS
-		var alert tls.AlertError
-		if errors.As(err, &alert) && alert == 70 { // protocol_version
+		if alert, _ := remoteAlert(err); alert == 70 { // protocol_version
 			r.Problems = append(r.Problems, "the server does not offer "+r.Version)
 		}
 		return r.verdict(exitUnknown, err.Error())
@@ -235,32 +238,63 @@ func (e *handshakeError) Unwrap() error { return e.err }
 // verifies nothing: the chain and the name are checked afterwards (see
 // issuerOf), so that a server with a bad certificate is judged CRITICAL
 // however it is reached, and UNKNOWN is kept for "no handshake at all".
-func (p *probe) handshake(ctx context.Context, v uint16) (tls.ConnectionState, error) {
+// A server that asks for a client certificate and refuses the handshake
+// without one (TLS 1.2 ends there; TLS 1.3 only after the client is done)
+// has sent its certificate and staple by then: those are returned, and
+// note says what happened.
+func (p *probe) handshake(ctx context.Context, v uint16) (st tls.ConnectionState, note string, err error) {
 	dctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", p.addr)
 	if err != nil {
-		return tls.ConnectionState{}, &handshakeError{err: err}
+		return st, "", &handshakeError{err: err}
 	}
 	sc := &sniffConn{Conn: nc}
+	var seen *tls.ConnectionState
+	askedForCert := false
 	conn := tls.Client(sc, &tls.Config{
 		ServerName: p.serverName, MinVersion: v, MaxVersion: v,
 		InsecureSkipVerify: true, // verified by issuerOf, against the roots and the name
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			seen = &cs
+			return nil
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			askedForCert = true
+			return &tls.Certificate{}, nil
+		},
 	})
 	defer conn.Close()
 	if err := conn.HandshakeContext(dctx); err != nil {
+		if _, remote := remoteAlert(err); remote && askedForCert && seen != nil && len(seen.PeerCertificates) > 0 {
+			return *seen, "the server asks for a client certificate and refused the handshake without one (" + err.Error() + "); its certificate and staple are judged as sent", nil
+		}
 		timedOut := dctx.Err() != nil
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			timedOut = true
 		}
-		return tls.ConnectionState{}, &handshakeError{err: err, spokeTLS: sc.tls() && !timedOut}
+		return st, "", &handshakeError{err: err, spokeTLS: sc.tls() && !timedOut}
 	}
-	st := conn.ConnectionState()
+	st = conn.ConnectionState()
 	if len(st.PeerCertificates) == 0 {
-		return st, &handshakeError{err: errors.New("the server sent no certificate"), spokeTLS: true}
+		return st, "", &handshakeError{err: errors.New("the server sent no certificate"), spokeTLS: true}
 	}
-	return st, nil
+	return st, "", nil
+}
+
+// remoteAlert returns the alert the server sent, if err is one: crypto/tls
+// reports it as a *net.OpError "remote error" around its unexported alert
+// type (a uint8); tls.AlertError is only for QUIC.
+func remoteAlert(err error) (code uint8, ok bool) {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return 0, false
+	}
+	if v := reflect.ValueOf(oe.Err); v.Kind() == reflect.Uint8 {
+		return uint8(v.Uint()), true
+	}
+	return 0, true
 }
 
 // sniffConn remembers the first byte the server sent: a TLS server

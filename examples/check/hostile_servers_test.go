@@ -119,3 +119,23 @@ func TestVersionsThatDisagreeNameTheWorse(t *testing.T) {
 		t.Fatalf("exit %d, first line\n%q, want\n%q", code, firstLine(out), want)
 	}
 }
+
+// TestServerThatDemandsAClientCertificateIsJudgedOnItsStaple: a TLS
+// 1.2 server that refuses a client without a certificate has sent its
+// own certificate and staple before it does: the probe judges them.
+func TestServerThatDemandsAClientCertificateIsJudgedOnItsStaple(t *testing.T) {
+	p, t0 := fixedPKI(t)
+	leaf, _ := p.srv.Issue(responder.LeafOptions{})
+	cert := leaf.Certificate
+	cert.OCSPStaple = respond(t, p, leaf, responder.Window{})
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert, MinVersion: v, MaxVersion: v})
+		code, out, errOut := probeAt(t, t0, "-connect", addr, "-servername", "localhost", "-CAfile", p.caFile)
+		if code != exitOK || !strings.HasPrefix(out, "OCSP OK - staple good") {
+			t.Fatalf("%s only: exit %d, want OK:\n%s%s", tls.VersionName(v), code, out, errOut)
+		}
+		if v == tls.VersionTLS12 && (!strings.Contains(out, "asks for a client certificate") || !strings.Contains(out, "does not offer TLS 1.3")) {
+			t.Fatalf("TLS 1.2 only: the details do not say what happened:\n%s", out)
+		}
+	}
+}
