@@ -136,6 +136,10 @@ func runAt(ctx context.Context, now func() time.Time, args []string, stdout, std
 		fmt.Fprintln(stderr, "check: -connect host:port is required")
 		return exitUnknown
 	}
+	if *timeout <= 0 {
+		fmt.Fprintln(stderr, "check: -timeout must be positive")
+		return exitUnknown
+	}
 	if warn.set && crit.set && crit.d > warn.d {
 		fmt.Fprintf(stderr, "check: -c %v is longer than -w %v\n", crit.d, warn.d)
 		return exitUnknown

@@ -475,7 +475,7 @@ func TestHelpNamesTheDefaultRule(t *testing.T) {
 // -w, is a usage error (UNKNOWN), not a silently odd verdict.
 func TestThresholdFlagsAreChecked(t *testing.T) {
 	for _, args := range [][]string{
-		{"-w", "-1h"}, {"-c", "-1m"}, {"-w", "1h", "-c", "2h"}, {"-warn", "soon"},
+		{"-w", "-1h"}, {"-c", "-1m"}, {"-w", "1h", "-c", "2h"}, {"-warn", "soon"}, {"-timeout", "0s"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), append([]string{"-connect", "127.0.0.1:1"}, args...), &out, &errOut); code != exitUnknown || errOut.Len() == 0 {
