@@ -4,21 +4,39 @@
 // interrupted, so that examples/server can be tried without a PKI of one's
 // own:
 //
-//	go run ./examples/testpki -dir /tmp/demo
+//	go run ./examples/testpki -dir /tmp/demo &
+//	until [ -s /tmp/demo/ca.pem ]; do sleep 0.2; done   # ca.pem is written last
 //	go run ./examples/server -cert /tmp/demo/chain.pem -key /tmp/demo/key.pem \
 //	    -cert /tmp/demo/rsa-chain.pem -key /tmp/demo/rsa-key.pem
 //	openssl s_client -status -CAfile /tmp/demo/ca.pem -connect 127.0.0.1:8443 -servername example.com
+//
+// The responder answers good until told otherwise: POST /revoke on its
+// address revokes both certificates (keyCompromise, now), POST /unrevoke
+// makes them good again, so that a revocation can be watched reach a
+// server's staple:
+//
+//	curl -s -X POST http://127.0.0.1:8888/revoke
+//
+// Every file is written whole (a temporary file, then a rename), and
+// ca.pem last, once the responder listens: a script that waits for ca.pem
+// finds every file and a responder that answers.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/responder"
 )
@@ -35,7 +53,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("testpki", flag.ContinueOnError)
 	dir := fs.String("dir", "", "folder to write ca.pem, chain.pem, key.pem, rsa-chain.pem and rsa-key.pem into (required)")
-	addr := fs.String("addr", "127.0.0.1:8888", "address of the OCSP responder")
+	addr := fs.String("addr", "127.0.0.1:8888", "address of the OCSP responder (POST /revoke and /unrevoke there change the certificates' status)")
 	name := fs.String("name", "example.com", "DNS name of the server certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,29 +68,96 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := responder.Listen(*addr, responder.New(ca))
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	leaf, err := srv.Issue(responder.LeafOptions{DNSNames: []string{*name}})
-	if err != nil {
-		return err
+	url := "http://" + ln.Addr().String()
+	r := responder.New(ca)
+	var leaves []*responder.Leaf
+	for _, kt := range []responder.KeyType{responder.ECDSA, responder.RSA} {
+		leaf, err := ca.Issue(responder.LeafOptions{DNSNames: []string{*name}, KeyType: kt, OCSPServer: []string{url}})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+		leaves = append(leaves, leaf)
 	}
-	rsaLeaf, err := srv.Issue(responder.LeafOptions{DNSNames: []string{*name}, KeyType: responder.RSA})
-	if err != nil {
-		return err
+	setAll := func(st func() responder.Status) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			if req.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
+				http.Error(w, "POST only", http.StatusMethodNotAllowed)
+				return
+			}
+			for _, l := range leaves {
+				r.SetStatus(l.Cert.SerialNumber, st())
+			}
+			fmt.Fprintf(w, "%d certificates now %s\n", len(leaves), req.URL.Path[1:]+"d")
+		}
 	}
-	for file, data := range map[string][]byte{
-		"ca.pem":    ca.CertPEM,
-		"chain.pem": leaf.CertPEM, "key.pem": leaf.KeyPEM,
-		"rsa-chain.pem": rsaLeaf.CertPEM, "rsa-key.pem": rsaLeaf.KeyPEM,
-	} {
-		if err := os.WriteFile(filepath.Join(*dir, file), data, 0o600); err != nil {
+	mux := http.NewServeMux()
+	mux.Handle("/revoke", setAll(func() responder.Status { return responder.Revoked(time.Now(), ocsp.KeyCompromise) }))
+	mux.Handle("/unrevoke", setAll(responder.Good))
+	mux.Handle("/", r)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.Close()
+			<-served
+		}
+	}()
+
+	// ca.pem last: its presence says every file is there.
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"chain.pem", leaves[0].CertPEM}, {"key.pem", leaves[0].KeyPEM},
+		{"rsa-chain.pem", leaves[1].CertPEM}, {"rsa-key.pem", leaves[1].KeyPEM},
+		{"ca.pem", ca.CertPEM},
+	}
+	for _, f := range files {
+		if err := writeWhole(filepath.Join(*dir, f.name), f.data); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "wrote %s/{ca,chain,key,rsa-chain,rsa-key}.pem for %s; OCSP responder at %s (Ctrl-C to stop)\n", *dir, *name, srv.URL)
-	<-ctx.Done()
-	return nil
+	fmt.Fprintf(out, "wrote %s/{chain,key,rsa-chain,rsa-key,ca}.pem for %s; OCSP responder at %s (POST %s/revoke to revoke them; Ctrl-C to stop)\n",
+		*dir, *name, url, url)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-served:
+		stopped = true
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// writeWhole writes data to path through a temporary file and a rename,
+// so that a reader never sees it half written.
+func writeWhole(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
