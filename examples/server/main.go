@@ -12,6 +12,9 @@
 // With -redis, servers that share one Redis make one responder request per
 // certificate between them, and staple the same response.
 //
+// SIGHUP reads the -cert and -key files again (renewed certificates are
+// served from the next handshake on, without a restart and without dropping
+// a connection; files that do not load leave the ones before in place).
 // A DER OCSP response in <certfile>.ocsp beside a -cert file (HAProxy's
 // convention) is read at start and on SIGHUP, and stapled when it verifies
 // and is newer than what is known: for a server that cannot reach its
@@ -40,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,13 +102,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := listeners.Check(); err != nil {
 		return err
 	}
-	var chains []tls.Certificate
-	for i := range certs {
-		c, err := tls.LoadX509KeyPair(certs[i], keys[i])
-		if err != nil {
-			return fmt.Errorf("load %s and %s: %w", certs[i], keys[i], err)
-		}
-		chains = append(chains, c)
+	chains, err := loadPairs(certs, keys)
+	if err != nil {
+		return err
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
@@ -138,24 +138,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := cli.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello over %s\n", tlsVersion(r.TLS))
 	}), logger)
-	srv.TLSConfig = s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12})
+	// The certificates are served through GetConfigForClient, from the
+	// config wrapped last, so that SIGHUP can load renewed files (from
+	// cert-manager, Vault Agent or certbot) without a restart and without
+	// dropping a connection; the outer config is wrapped too, so that its
+	// session tickets follow the Stapler's policy.
+	var current atomic.Pointer[tls.Config]
+	current.Store(s.Wrap(&tls.Config{Certificates: chains, MinVersion: tls.VersionTLS12}))
+	srv.TLSConfig = s.Wrap(&tls.Config{MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return current.Load(), nil }})
 	// Responses kept beside the certificates (<certfile>.ocsp, HAProxy's
 	// convention), read now and on SIGHUP: verified and stapled as a
 	// fetched response is, for servers that cannot reach their responder.
-	pushFiles := func() {
+	pushFiles := func(chains []tls.Certificate) {
 		for i, file := range certs {
 			pushResponseFile(ctx, s, file+".ocsp", stapler.CertificateID(chains[i].Certificate[0]), logger)
 		}
 	}
-	pushFiles()
+	pushFiles(chains)
+	served := len(chains)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hangups:
-				logger.Info("SIGHUP: reading the response files again")
-				pushFiles()
+				renewed, err := loadPairs(certs, keys)
+				if err != nil {
+					logger.Warn("SIGHUP: the certificate files could not be loaded; serving the ones loaded before", "err", err)
+					continue
+				}
+				current.Store(s.Wrap(&tls.Config{Certificates: renewed, MinVersion: tls.VersionTLS12}))
+				// Certificates no longer served stop being managed.
+				kept := map[string]bool{}
+				for _, c := range renewed {
+					kept[stapler.CertificateID(c.Certificate[0])] = true
+				}
+				for _, c := range chains {
+					if id := stapler.CertificateID(c.Certificate[0]); !kept[id] {
+						s.Remove(id)
+					}
+				}
+				chains = renewed
+				logger.Info("SIGHUP: certificate and response files read again", "certificates", len(renewed))
+				pushFiles(renewed)
 			}
 		}
 	}()
@@ -185,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer metricsLn.Close()
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
-	logger.Info("serving", "addr", ln.Addr().String(), "certificates", len(chains), "policy", policy.String())
+	logger.Info("serving", "addr", ln.Addr().String(), "certificates", served, "policy", policy.String())
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -204,6 +230,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// loadPairs loads each -cert with its -key.
+func loadPairs(certs, keys []string) ([]tls.Certificate, error) {
+	var chains []tls.Certificate
+	for i := range certs {
+		c, err := tls.LoadX509KeyPair(certs[i], keys[i])
+		if err != nil {
+			return nil, fmt.Errorf("load %s and %s: %w", certs[i], keys[i], err)
+		}
+		chains = append(chains, c)
+	}
+	return chains, nil
 }
 
 // pushResponseFile gives the Stapler the DER response in file, when there
