@@ -252,16 +252,21 @@ func (f *fleetSource) refresh(m *managed) {
 			"produced_at", shared.ProducedAt.Time())
 		unvouched, shared = shared, nil
 	}
-	if s.adopt(m, shared, state, now) || replaced() {
-		f.noteFresh(m, base, now)
-		return
-	}
 	// overdue: this server has neither queried nor seen a newer response
 	// for two query intervals. The fleet's state, unsigned, defers its
 	// queries no longer: someone who keeps writing a plausible state (an
 	// attempt just made, the next an interval away) would otherwise hold
-	// every server's queries off until the staple nears expiry.
+	// every server's queries off until the staple nears expiry. So does
+	// the fetch time of the response held, store metadata too: the same
+	// answer "fetched later" again and again is no news then.
 	overdue := f.overdue(m, now, cfg.QueryInterval())
+	if overdue && sameAnswer(shared, base) {
+		shared = nil
+	}
+	if s.adopt(m, shared, state, now) || replaced() {
+		f.noteFresh(m, base, now)
+		return
+	}
 	if unvouched == nil && !overdue && state != nil && state.Next > now.UnixNano() && !beforeExpiry(base, now, time.Unix(0, state.Next)).Before(time.Unix(0, state.Next)) {
 		// Another server failed and plans the retry: adopt followed its
 		// plan. Unless it would let the staple held here expire first (the
@@ -316,6 +321,9 @@ func (f *fleetSource) refresh(m *managed) {
 	if shared, state, err = f.readShared(ctx, m); err == nil {
 		if f.unvouched(m, shared, now) {
 			unvouched, shared = shared, nil
+		}
+		if overdue && sameAnswer(shared, base) {
+			shared = nil
 		}
 		if s.adopt(m, shared, state, now) || replaced() {
 			f.noteFresh(m, base, now)
@@ -399,6 +407,12 @@ func (f *fleetSource) refreshAlone(m *managed) {
 	if o := s.query(s.ctx, m); !s.closing(m, o) {
 		s.apply(m, o)
 	}
+}
+
+// sameAnswer reports whether a and b are the same answer (by the
+// responder's own times and status), whatever their fetch times say.
+func sameAnswer(a, b *record.Entry) bool {
+	return a != nil && b != nil && a.ThisUpdate == b.ThisUpdate && a.ProducedAt == b.ProducedAt && a.Status == b.Status
 }
 
 // vouchWindow is how long after it was produced a stored response is one
@@ -666,6 +680,9 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	if f.unvouched(m, shared, now) {
 		shared = nil // its own refresh asks the responder first
 	}
+	if sameAnswer(shared, base) && f.overdue(m, now, s.cfg.Load().QueryInterval()) {
+		shared = nil // a fetch time announced again is no news (see refresh)
+	}
 	s.adopt(m, shared, state, now)
 	f.noteFresh(m, base, now)
 	f.shareIfNewer(m, shared)
@@ -893,17 +910,22 @@ func (f *fleetSource) isDown(m *managed) bool {
 // failed notes that m's keys could not be reached by an operation begun
 // at start (real time), logging the outage once (when no other
 // certificate was failing). A timeout counts towards tripping the whole
-// store's breaker only when no operation succeeded since it began: one
-// Redis Cluster master gone times out the reads of its certificates while
-// the others' succeed, and those go on coordinating.
+// store's breaker only for a certificate not failing already, and when no
+// operation succeeded since it began: one Redis Cluster master gone times
+// out the reads of its certificates while the others' succeed, and those
+// go on coordinating.
 func (f *fleetSource) failed(m *managed, err error, start time.Time, op StoreOp) {
 	f.s.counters.storeFailed(op)
 	h := &f.health
 	h.mu.Lock()
 	first := len(h.failing) == 0 && h.hung == nil
 	now := time.Now()
+	_, already := h.failing[m]
 	h.failing[m] = storeFault{err: err, retryAt: now.Add(storeRetryInterval)}
-	if isTimeout(err) && !h.lastOK.After(start) {
+	// Only a certificate newly failing counts: the retries of the keys of
+	// one Redis Cluster master that hangs, for as long as it hangs, say
+	// nothing of the others' (which no refresh may touch meanwhile).
+	if isTimeout(err) && !already && !h.lastOK.After(start) {
 		h.hangs++
 		if h.hangs >= 2 && now.Sub(h.lastOK) > f.timeout {
 			h.hung = err

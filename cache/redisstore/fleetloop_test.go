@@ -163,7 +163,7 @@ type fleetLoop struct {
 	// next round is the first after it); healed: the master came back
 	// without one. promoted: the killed master's replica was promoted.
 	failedOver, healed, promoted bool
-	roundsPaused                 int // rounds since a master was paused
+	roundsPaused                 int    // rounds since a master was paused
 	faultMaster                  string // the Sentinel master when the fault began
 
 	mu         sync.Mutex // guards the model below, shared with the sampler
