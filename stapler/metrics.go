@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -199,6 +200,9 @@ func classifyFailure(e *record.Entry, err error) QueryFailure {
 	var netErr net.Error
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
+	var verifyErr *tls.CertificateVerificationError // an https responder's certificate
+	var headerErr tls.RecordHeaderError             // not TLS
+	var alertErr tls.AlertError                     // refused by the responder
 	switch {
 	case err == nil && e != nil && e.Status == record.Unknown, errors.Is(err, ErrUnknownStatus):
 		return FailureUnknown
@@ -210,7 +214,8 @@ func classifyFailure(e *record.Entry, err error) QueryFailure {
 		return FailureTimeout
 	case errors.As(err, &dnsErr):
 		return FailureDNS
-	case errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+	case errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.As(err, &verifyErr), errors.As(err, &headerErr), errors.As(err, &alertErr):
 		return FailureConnection
 	case errors.As(err, &status) && status.Status == ocsp.TryLater:
 		return FailureRateLimited

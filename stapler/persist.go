@@ -85,11 +85,11 @@ func (src *dirSource) restore(m *managed) bool {
 	if err != nil {
 		if !errors.Is(err, cache.ErrCacheMiss) && !errors.Is(err, cache.ErrUnusableValue) {
 			s.log.Warn("ocsp: reading the stored response failed", "id", m.ID(), "err", err)
-			src.w.report(StoreRead, err)
+			src.w.report(m.ID(), StoreRead, err)
 		}
 		return false
 	}
-	src.w.report(StoreRead, nil)
+	src.w.report(m.ID(), StoreRead, nil)
 	e, err := s.loadStored(ctx, m, value)
 	if err != nil {
 		s.log.Warn("ocsp: ignoring the stored response; fetching a fresh one", "id", m.ID(), "err", err)
@@ -106,10 +106,13 @@ func (src *dirSource) restore(m *managed) bool {
 type persister struct {
 	store cache.Store
 	log   *slog.Logger
-	// failed counts a failed operation (metrics); down is set while the
-	// last operation failed.
-	failed func(StoreOp)
-	down   atomic.Bool
+	// failed counts a failed operation (metrics); failing holds the keys
+	// whose last operation failed (the store is down while it is not
+	// empty), and down says whether it is not.
+	failed  func(StoreOp)
+	healthy sync.Mutex // guards failing
+	failing map[string]bool
+	down    atomic.Bool
 
 	mu sync.Mutex // guards pending, inflight and stopped
 	// pending is the newest value queued for each key; nil deletes the key.
@@ -214,9 +217,9 @@ func (p *persister) flush(base context.Context, last bool) bool {
 			p.delete(ctx, key)
 		} else if err := p.store.Put(ctx, key, value); err != nil {
 			p.log.Warn("ocsp: storing the response failed; it is still stapled", "id", key, "err", err)
-			p.report(StoreWrite, err)
+			p.report(key, StoreWrite, err)
 		} else {
-			p.report(StoreWrite, nil)
+			p.report(key, StoreWrite, nil)
 		}
 		cancel()
 	}
@@ -231,13 +234,24 @@ func (p *persister) delete(ctx context.Context, key string) {
 	if err != nil {
 		p.log.Warn("ocsp: deleting the stored response of a removed certificate failed", "id", key, "err", err)
 	}
-	p.report(StoreDelete, err)
+	p.report(key, StoreDelete, err)
 }
 
-// report notes how an operation on the store went: counted when it
-// failed, and the store up or down.
-func (p *persister) report(op StoreOp, err error) {
-	p.down.Store(err != nil)
+// report notes how an operation on key went: counted when it failed, and
+// the store down while any key's last operation failed (one certificate's
+// file that cannot be written is an outage for it, whatever the others').
+func (p *persister) report(key string, op StoreOp, err error) {
+	p.healthy.Lock()
+	if p.failing == nil {
+		p.failing = map[string]bool{}
+	}
+	if err != nil {
+		p.failing[key] = true
+	} else {
+		delete(p.failing, key)
+	}
+	p.down.Store(len(p.failing) > 0)
+	p.healthy.Unlock()
 	if err != nil && p.failed != nil {
 		p.failed(op)
 	}

@@ -97,11 +97,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(w, "%d certificates now %s\n", len(leaves), req.URL.Path[1:]+"d")
 		}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/revoke", setAll(func() responder.Status { return responder.Revoked(time.Now(), ocsp.KeyCompromise) }))
-	mux.Handle("/unrevoke", setAll(responder.Good))
-	mux.Handle("/", r)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	revoke := setAll(func() responder.Status { return responder.Revoked(time.Now(), ocsp.KeyCompromise) })
+	unrevoke := setAll(responder.Good)
+	// Not a ServeMux: it would clean the paths of GET requests whose
+	// base64 holds "//", and redirect them mangled.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/revoke":
+			revoke(w, req)
+		case "/unrevoke":
+			unrevoke(w, req)
+		default:
+			r.ServeHTTP(w, req)
+		}
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	stopped := false

@@ -14,12 +14,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -321,7 +324,8 @@ func (h *handler) serveResponse(w http.ResponseWriter, r *http.Request, id strin
 			return
 		}
 		if wantsJSON(r) {
-			writeJSON(w, http.StatusOK, decodeStaple(der, expires))
+			st, _ := s.StatusOf(id)
+			writeJSON(w, http.StatusOK, decodeStaple(der, st.Serial, expires))
 			return
 		}
 		w.Header().Set("Content-Type", ocspResponseType)
@@ -355,24 +359,44 @@ func (h *handler) serveResponse(w http.ResponseWriter, r *http.Request, id strin
 	writeJSON(w, http.StatusOK, resourceOf(st))
 }
 
-// wantsJSON reports whether a GET of a staple asks for it decoded: Accept
-// names application/json (and not application/ocsp-response first), or
-// ?format=json.
+// wantsJSON reports whether a GET of a staple asks for it decoded:
+// ?format=json, or an Accept header that prefers application/json (by its
+// q-value) to application/ocsp-response (named, or through application/*
+// or */*). Without an Accept header, DER.
 func wantsJSON(r *http.Request) bool {
 	if r.URL.Query().Get("format") == "json" {
 		return true
 	}
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		switch {
-		case err != nil:
-		case mt == ocspResponseType:
-			return false
-		case mt == "application/json":
-			return true
+	accept := r.Header.Get("Accept")
+	if strings.TrimSpace(accept) == "" {
+		return false
+	}
+	q := map[string]float64{}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		weight := 1.0
+		if v, ok := params["q"]; ok {
+			if weight, err = strconv.ParseFloat(v, 64); err != nil || weight < 0 || weight > 1 {
+				continue
+			}
+		}
+		if _, seen := q[mt]; !seen {
+			q[mt] = weight
 		}
 	}
-	return false
+	weight := func(mt string) float64 {
+		for _, r := range []string{mt, mt[:strings.Index(mt, "/")] + "/*", "*/*"} {
+			if w, ok := q[r]; ok {
+				return w
+			}
+		}
+		return 0
+	}
+	_, jsonNamed := q["application/json"]
+	return jsonNamed && weight("application/json") > 0 && weight("application/json") > weight(ocspResponseType)
 }
 
 // stapleView is a staple decoded for an operator, as HAProxy's "show ssl
@@ -391,10 +415,17 @@ type stapleView struct {
 	Bytes   int             `json:"bytes"`
 }
 
-// decodeStaple decodes der, a staple the Stapler verified.
-func decodeStaple(der []byte, expires time.Time) stapleView {
+// decodeStaple decodes der, a staple the Stapler verified, for the
+// certificate with the given serial (hex): a response may carry answers
+// about other certificates too.
+func decodeStaple(der []byte, serialHex string, expires time.Time) stapleView {
 	v := stapleView{Expires: config.Date(expires), Bytes: len(der), Signer: "issuer"}
-	resp, err := ocsp.ParseResponse(der, nil)
+	serial, ok := new(big.Int).SetString(serialHex, 16)
+	if !ok {
+		v.CertStatus = "undecodable: no serial"
+		return v
+	}
+	resp, err := ocsp.ParseResponseForCert(der, &x509.Certificate{SerialNumber: serial}, nil)
 	if err != nil {
 		v.CertStatus = "undecodable: " + err.Error()
 		return v
