@@ -60,8 +60,11 @@ func leaseWait(responseTimeout time.Duration) time.Duration {
 }
 
 // minFirstRead is the least a certificate's first store read is given,
-// however short the cold wait: a Redis that answers is not taken for hung.
-const minFirstRead = 500 * time.Millisecond
+// however short the cold wait: a Redis that answers, however loaded the
+// machine, is not taken for hung (a node that reads too late queries
+// alone, one more request, and staples another response than the fleet
+// until the store answers again).
+const minFirstRead = 2 * time.Second
 
 // firstReadTimeout bounds the store read of a certificate's first fetch:
 // the cold wait (at least minFirstRead), never more than the store timeout.

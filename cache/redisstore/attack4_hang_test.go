@@ -65,7 +65,10 @@ func TestAttack4HangingRedisReadGetsTheStoreTimeoutNotTheColdWait(t *testing.T) 
 	if budget.n == 0 {
 		t.Fatal("no store read seen")
 	}
-	if budget.max > time.Second {
-		t.Fatalf("a first fetch's store read was given %v with Redis hanging; the cold wait is 10 ms", budget.max.Round(time.Millisecond))
+	// The cold wait is 10 ms; a fleet's first read gets at least 2 s (a
+	// loaded machine's Redis is not taken for hung), never the store's
+	// 10 s timeout.
+	if budget.max > 2500*time.Millisecond {
+		t.Fatalf("a first fetch's store read was given %v with Redis hanging; the cold wait is 10 ms, the floor 2 s", budget.max.Round(time.Millisecond))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,19 @@ func (c *opensslCA) startCFSSL(cfssl string, port int, statuses map[string][]str
 	case <-ready:
 	case <-time.After(time.Minute): // only a hang
 		c.t.Fatal("cfssl ocspserve did not start")
+	}
+	// It says so just before it listens: wait until it does.
+	deadline := time.Now().Add(time.Minute) // only a hang
+	for {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("cfssl ocspserve does not listen: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
