@@ -39,7 +39,11 @@ func (l *limiter) wait(ctx context.Context) error {
 	slot := l.next
 	l.next = l.next.Add(l.interval)
 	l.mu.Unlock()
-	d := slot.Sub(now)
+	return sleepUntil(ctx, slot.Sub(now))
+}
+
+// sleepUntil waits d (nothing when it is not positive), or until ctx ends.
+func sleepUntil(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
@@ -77,16 +81,5 @@ func (l *limiter) waitNext(ctx context.Context) error {
 	slot := l.next.Add(-time.Duration(pending) * l.interval).Add(l.interval)
 	l.next = l.next.Add(l.interval)
 	l.mu.Unlock()
-	d := slot.Sub(now)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return sleepUntil(ctx, slot.Sub(now))
 }

@@ -1,13 +1,9 @@
 package redisstore
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 	"github.com/staplerkit/ocsp/stapler"
 )
 
@@ -24,52 +20,12 @@ import (
 // twice the store timeout, in real time: a slow machine only makes it
 // surer.)
 func TestCertificatesOnLiveMastersCostOneRequestAfterAMasterHungForLong(t *testing.T) {
-	cluster := redistest.StartCluster(t, 3)
-	f := newFleet(t, 0, 24)
-	for range 3 {
-		f.addNodeOn(fleetConfig, cluster.Client())
-	}
-	hanging := cluster.Masters[0]
-	onHanging := map[int]bool{}
-	for j := range f.leaves {
-		onHanging[j] = cluster.MasterFor(f.leafKey(j)) == hanging
-	}
-	if n := countTrue(onHanging); n == 0 || n == len(f.leaves) {
-		t.Fatalf("%d of 24 certificates on the master to stop: want some on it and some elsewhere", n)
-	}
-	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-
+	_, f, hanging, onHanging := clusterFleet(t, 3, 24)
 	hanging.Stop()
 	t.Cleanup(hanging.Continue)
-	// A first refresh round with the master paused: the certificates on
-	// the live masters cost one request (TestClusterMasterHangingCostsOne...),
-	// those on the paused master one per node, and each node then tries,
+	// A first refresh round with the master paused: each node then tries,
 	// every second, to share what it fetched alone (timing out).
-	round := func(what string) {
-		f.r.ResetRequests()
-		before := f.clock.Now()
-		f.clock.Advance(refreshDue)
-		f.settle(what, time.Second, func() bool {
-			for j, l := range f.leaves {
-				for i := range f.nodes {
-					resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
-					if err != nil || resp.ThisUpdate.Before(before) {
-						f.why = fmt.Sprintf("node %d has no fresh staple for c%d", i, j)
-						return false
-					}
-				}
-			}
-			return true
-		})
-		counts := f.requestsPerLeaf()
-		for j, l := range f.leaves {
-			n := counts[l.Cert.SerialNumber.String()]
-			if onHanging[j] && (n < 1 || n > len(f.nodes)) || !onHanging[j] && n != 1 {
-				t.Errorf("%s: c%d (on the hanging master: %v): %d responder requests across the fleet", what, j, onHanging[j], n)
-			}
-		}
-	}
-	round("the first round with a master hanging")
+	f.refreshRoundWithAMasterDown(t, "the first round with a master hanging", onHanging)
 	// The master stays paused past the store timeout (10 s), the clock
 	// standing still: only the paused master's keys are tried meanwhile.
 	time.Sleep(2 * 10 * time.Second)
@@ -81,5 +37,5 @@ func TestCertificatesOnLiveMastersCostOneRequestAfterAMasterHungForLong(t *testi
 			}
 		}
 	}
-	round("the second round with a master hanging")
+	f.refreshRoundWithAMasterDown(t, "the second round with a master hanging", onHanging)
 }

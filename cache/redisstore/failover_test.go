@@ -73,20 +73,7 @@ func (f *fleet) leafKey(j int) string {
 // made again, every server reads the store again (which clears the
 // errors), and the next round is one request per certificate again.
 func TestClusterMasterKilledAndBack(t *testing.T) {
-	cluster := redistest.StartCluster(t, 3)
-	f := newFleet(t, 0, 24)
-	for range 3 {
-		f.addNodeOn(fleetConfig, cluster.Client())
-	}
-	dead := cluster.Masters[0]
-	onDead := map[int]bool{}
-	for j := range f.leaves {
-		onDead[j] = cluster.MasterFor(f.leafKey(j)) == dead
-	}
-	if n := len(onDead) - countTrue(onDead); countTrue(onDead) == 0 || n == 0 {
-		t.Fatalf("%d of 24 certificates on the master to kill: want some on it and some elsewhere", countTrue(onDead))
-	}
-	f.settle("every node to staple every certificate", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	cluster, f, dead, onDead := clusterFleet(t, 3, 24)
 	f.expectRequestsPerLeaf(1)
 
 	dead.Kill()
@@ -116,30 +103,9 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 		}
 		return true
 	})
-	f.r.ResetRequests()
-	before := f.clock.Now()
-	f.clock.Advance(refreshDue)
 	// Every node staples a fresh response for every certificate (the same
 	// one on every node for those on live masters; its own for the others).
-	f.settle("the refresh with a master down", time.Second, func() bool {
-		for j, l := range f.leaves {
-			for i := range f.nodes {
-				resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
-				if err != nil || resp.ThisUpdate.Before(before) {
-					f.why = fmt.Sprintf("node %d has no fresh staple for c%d", i, j)
-					return false
-				}
-			}
-		}
-		return true
-	})
-	counts := f.requestsPerLeaf()
-	for j, l := range f.leaves {
-		n := counts[l.Cert.SerialNumber.String()]
-		if onDead[j] && (n < 1 || n > len(f.nodes)) || !onDead[j] && n != 1 {
-			t.Errorf("c%d (on the dead master: %v): %d responder requests across the fleet", j, onDead[j], n)
-		}
-	}
+	f.refreshRoundWithAMasterDown(t, "the refresh with a master down", onDead)
 	for i := range f.nodes {
 		errs := f.storeErrors(i)
 		for j, l := range f.leaves {
@@ -188,7 +154,7 @@ func TestClusterMasterKilledAndBack(t *testing.T) {
 		}
 	}
 	f.r.ResetRequests()
-	before = f.clock.Now()
+	before := f.clock.Now()
 	f.clock.Advance(refreshDue)
 	f.settle("the refresh with the master back", time.Second, func() bool { return f.allStapledSince(before) })
 	f.expectRequestsPerLeaf(1)
