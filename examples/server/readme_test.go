@@ -71,6 +71,7 @@ func runScript(t *testing.T, root, script string) string {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	t.Cleanup(func() { waitPortsFree(t) })
 	if errors.Is(err, exec.ErrWaitDelay) {
 		err = nil
 	}
@@ -80,6 +81,29 @@ func runScript(t *testing.T, root, script string) string {
 	return out.String()
 }
 
+// walkthroughPorts are the ports the README's walkthroughs listen on.
+var walkthroughPorts = []string{"8443", "8888", "9000"}
+
+// waitPortsFree waits until the walkthrough's ports can be listened on
+// (servers killed a moment ago release them once they are gone).
+func waitPortsFree(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // only a hang
+	for _, port := range walkthroughPorts {
+		for {
+			l, err := net.Listen("tcp", "127.0.0.1:"+port)
+			if err == nil {
+				l.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("port %s, which the README's walkthrough uses, stays taken: %v", port, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // The README's walkthroughs, extracted from README.md and run as they are
 // written (with go run, on the ports they name): a newcomer who pastes
 // them gets a stapled handshake, sees a revocation reach it, and uses the
@@ -87,13 +111,7 @@ func runScript(t *testing.T, root, script string) string {
 func TestTheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	needOpenSSL(t)
 	needTool(t, "curl", "curl")
-	for _, port := range []string{"8443", "8888", "9000"} {
-		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
-			t.Fatalf("port %s, which the README's walkthrough uses, is taken: %v", port, err)
-		} else {
-			l.Close()
-		}
-	}
+	waitPortsFree(t)
 	root, blocks := readmeBlocks(t)
 	os.RemoveAll("/tmp/demo")
 	t.Cleanup(func() { os.RemoveAll("/tmp/demo") })
@@ -102,6 +120,7 @@ func TestTheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	if out := runScript(t, root, first); !strings.Contains(out, "OCSP Response Status: successful") {
 		t.Fatalf("the first walkthrough staples nothing:\n%s", out)
 	}
+	waitPortsFree(t) // the first walkthrough's servers, killed, are gone
 
 	admin := blockWith(t, blocks, "-admin-addr :9000 &")
 	revoke := blockWith(t, blocks, "8888/revoke")
