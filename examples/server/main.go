@@ -43,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listeners := cli.AddListenerFlags(fs)
 	redisURL := fs.String("redis", "", "share staples with other servers through Redis (one responder request per certificate for the whole fleet): redis://127.0.0.1:6379/0 for one node; redis+cluster://host1:6379?addr=host2:6379&addr=host3:6379 for a Cluster; redis+sentinel://host1:26379?master_name=mymaster&addr=host2:26379 for Sentinel")
 	redisPrefix := fs.String("redis-prefix", "staplerkit:ocsp:", "prefix of the keys kept in Redis")
+	statePath := fs.String("state", "", "keep the admin API's changes (the cluster OCSP object, each certificate's ocsp_stapling) in this file, and apply them again at start (without it they last until the process exits)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -185,6 +187,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}()
+	if *statePath != "" {
+		if err := cli.RestoreState(*statePath, s, logger); err != nil {
+			ln.Close()
+			return fmt.Errorf("-state: %w", err)
+		}
+		var saving sync.Mutex
+		listeners.AfterChange = func() {
+			saving.Lock()
+			defer saving.Unlock()
+			if err := cli.SaveState(*statePath, s); err != nil {
+				logger.Warn("the admin change was applied but not kept in the state file", "file", *statePath, "err", err)
+			}
+		}
+	}
 	println := func(line string) { fmt.Fprintln(stdout, line) }
 	adminLn, err := listeners.ListenAdmin(s, logger, println)
 	if err != nil {

@@ -130,6 +130,10 @@ const AdminKeyEnv = "STAPLER_ADMIN_KEY"
 // ListenerFlags are the flags of the admin API and metrics listeners.
 type ListenerFlags struct {
 	adminAddr, adminKey, metricsAddr *string
+	// AfterChange, when set, is called after each admin request that
+	// changed something (a PUT, PATCH or DELETE answered 2xx), as the
+	// command's -state file keeps the changes.
+	AfterChange func()
 }
 
 // AddListenerFlags registers the listeners' flags on fs.
@@ -173,6 +177,9 @@ func (f *ListenerFlags) ListenAdmin(s *stapler.Stapler, logger *slog.Logger, out
 	if err != nil {
 		return nil, err
 	}
+	if f.AfterChange != nil {
+		h = afterChange(h, f.AfterChange)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -180,6 +187,32 @@ func (f *ListenerFlags) ListenAdmin(s *stapler.Stapler, logger *slog.Logger, out
 	go newAdminServer(h, logger).Serve(ln)
 	out(fmt.Sprintf("admin API on http://%s", ln.Addr()))
 	return ln, nil
+}
+
+// afterChange calls changed after each request to next that changed
+// something: a PUT, PATCH or DELETE answered with a 2xx.
+func afterChange(next http.Handler, changed func()) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		switch r.Method {
+		case http.MethodPut, http.MethodPatch, http.MethodDelete:
+			if rec.status >= 200 && rec.status < 300 {
+				changed()
+			}
+		}
+	})
+}
+
+// statusRecorder remembers the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
 }
 
 // ListenMetrics serves s's metrics, and extra collectors, for Prometheus
