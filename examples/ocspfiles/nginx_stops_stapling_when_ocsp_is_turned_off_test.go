@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -22,36 +21,7 @@ func TestNginxStopsStaplingWhenOCSPIsTurnedOffThroughTheAdminAPI(t *testing.T) {
 	p := newPKI(t, "nginx.test")
 	dir := p.dir
 	port := freePort(t)
-	conf := filepath.Join(dir, "nginx.conf")
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;"
-	}
-	for _, sub := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		os.Mkdir(filepath.Join(dir, sub), 0o700)
-	}
-	p.write(t, "nginx.conf", fmt.Appendf(nil, `%[1]s
-worker_processes 1;
-error_log %[2]s/error.log info;
-pid %[2]s/nginx.pid;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/client_body;
-  proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fastcgi;
-  uwsgi_temp_path %[2]s/uwsgi;
-  scgi_temp_path %[2]s/scgi;
-  server {
-    listen 127.0.0.1:%[3]d ssl;
-    server_name nginx.test;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
-    include %[4]s.ocsp.conf;
-    return 200 "ok\n";
-  }
-}
-`, user, dir, port, p.chain, p.key))
+	conf := writeNginxConf(t, p, port)
 
 	d := startDaemon(t, "-cert", p.chain, "-nginx-conf", "-reload-delay", "50ms", "-check-interval", "100ms",
 		"-reload", fmt.Sprintf("%s -s reload -p %s -c %s", nginx, dir, conf))

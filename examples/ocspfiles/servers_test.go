@@ -34,36 +34,7 @@ func TestNginxStaplesTheFileAndSeesARevocationWithoutARestart(t *testing.T) {
 	p := newPKI(t, "nginx.test")
 	dir := p.dir
 	port := freePort(t)
-	conf := filepath.Join(dir, "nginx.conf")
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;" // workers would otherwise run as nobody
-	}
-	for _, sub := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		os.Mkdir(filepath.Join(dir, sub), 0o700)
-	}
-	p.write(t, "nginx.conf", fmt.Appendf(nil, `%[1]s
-worker_processes 1;
-error_log %[2]s/error.log info;
-pid %[2]s/nginx.pid;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/client_body;
-  proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fastcgi;
-  uwsgi_temp_path %[2]s/uwsgi;
-  scgi_temp_path %[2]s/scgi;
-  server {
-    listen 127.0.0.1:%[3]d ssl;
-    server_name nginx.test;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
-    include %[4]s.ocsp.conf;
-    return 200 "ok\n";
-  }
-}
-`, user, dir, port, p.chain, p.key))
+	conf := writeNginxConf(t, p, port)
 
 	d := startDaemon(t, "-cert", p.chain, "-nginx-conf", "-reload-delay", "50ms",
 		"-reload", fmt.Sprintf("%s -s reload -p %s -c %s", nginx, dir, conf))
@@ -157,4 +128,43 @@ frontend fe
 		t.Fatalf("haproxy given garbage: %v", err)
 	}
 	waitStatus(t, openssl, addr, "haproxy.test", p.caFile, "revoked", log)
+}
+
+// writeNginxConf writes an nginx.conf into p's folder that serves p's
+// certificate on port, stapling through the include ocspfiles keeps, with
+// every path (pid, logs, temporary files) in that folder; it returns its
+// path.
+func writeNginxConf(t *testing.T, p *pki, port int) string {
+	t.Helper()
+	dir := p.dir
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers would otherwise run as nobody
+	}
+	for _, sub := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		os.Mkdir(filepath.Join(dir, sub), 0o700)
+	}
+	p.write(t, "nginx.conf", fmt.Appendf(nil, `%[1]s
+worker_processes 1;
+error_log %[2]s/error.log info;
+pid %[2]s/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/client_body;
+  proxy_temp_path %[2]s/proxy;
+  fastcgi_temp_path %[2]s/fastcgi;
+  uwsgi_temp_path %[2]s/uwsgi;
+  scgi_temp_path %[2]s/scgi;
+  server {
+    listen 127.0.0.1:%[3]d ssl;
+    server_name nginx.test;
+    ssl_certificate %[4]s;
+    ssl_certificate_key %[5]s;
+    include %[4]s.ocsp.conf;
+    return 200 "ok\n";
+  }
+}
+`, user, dir, port, p.chain, p.key))
+	return filepath.Join(dir, "nginx.conf")
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -93,29 +91,7 @@ func (c *opensslCA) startCFSSL(cfssl string, port int, statuses map[string][]str
 	}
 	c.write("responses", responses.String())
 	cmd := exec.Command(cfssl, "ocspserve", "-address", "127.0.0.1", "-port", fmt.Sprint(port), "-responses", "responses")
-	cmd.Dir = c.dir
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
-	ready := make(chan struct{})
-	go func() {
-		scanner := bufio.NewScanner(pr)
-		for scanner.Scan() {
-			if strings.Contains(scanner.Text(), "Now listening") {
-				close(ready)
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(time.Minute): // only a hang
-		c.t.Fatal("cfssl ocspserve did not start")
-	}
+	c.startLogged(cmd, "Now listening")
 	// It says so just before it listens: wait until it does.
 	deadline := time.Now().Add(time.Minute) // only a hang
 	for {

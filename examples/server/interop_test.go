@@ -160,9 +160,17 @@ func (c *opensslCA) startResponderWith(port int, extra ...string) *exec.Cmd {
 	args := append([]string{"ocsp", "-index", "index.txt", "-port", fmt.Sprint(port),
 		"-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"}, extra...)
 	cmd := exec.Command(c.openssl, args...)
-	cmd.Dir = c.dir
 	// Readiness is read from its log: a probe connection that sends nothing
 	// would stall openssl's single-threaded responder.
+	c.startLogged(cmd, "waiting for OCSP client connections")
+	return cmd
+}
+
+// startLogged starts cmd in the CA's folder, stopped when the test ends,
+// and returns once it has logged a line containing marker.
+func (c *opensslCA) startLogged(cmd *exec.Cmd, marker string) {
+	c.t.Helper()
+	cmd.Dir = c.dir
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -173,7 +181,7 @@ func (c *opensslCA) startResponderWith(port int, extra ...string) *exec.Cmd {
 	go func() {
 		scanner := bufio.NewScanner(pr)
 		for scanner.Scan() {
-			if strings.Contains(scanner.Text(), "waiting for OCSP client connections") {
+			if strings.Contains(scanner.Text(), marker) {
 				close(ready)
 				break
 			}
@@ -183,9 +191,8 @@ func (c *opensslCA) startResponderWith(port int, extra ...string) *exec.Cmd {
 	select {
 	case <-ready:
 	case <-time.After(time.Minute): // only a hang
-		c.t.Fatal("openssl ocsp did not start")
+		c.t.Fatalf("%s did not start (no %q in its log)", cmd.Path, marker)
 	}
-	return cmd
 }
 
 func (c *opensslCA) sClient(addr, name, version string) string {
