@@ -7,9 +7,9 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/staplerkit/ocsp v0.0.0
-	github.com/staplerkit/ocsp/cache/redisstore v0.0.0
-	github.com/staplerkit/ocsp/metrics v0.0.0
+	github.com/staplerkit/ocsp v0.1.0
+	github.com/staplerkit/ocsp/cache/redisstore v0.1.0
+	github.com/staplerkit/ocsp/metrics v0.1.0
 	golang.org/x/crypto v0.59.0
 )
 
@@ -22,10 +22,4 @@ require (
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-)
-
-replace (
-	github.com/staplerkit/ocsp => ../
-	github.com/staplerkit/ocsp/cache/redisstore => ../cache/redisstore
-	github.com/staplerkit/ocsp/metrics => ../metrics
 )

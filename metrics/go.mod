@@ -6,7 +6,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
-	github.com/staplerkit/ocsp v0.0.0
+	github.com/staplerkit/ocsp v0.1.0
 	golang.org/x/crypto v0.59.0
 )
 
@@ -19,5 +19,3 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/staplerkit/ocsp => ../

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/staplerkit/ocsp v0.0.0
+	github.com/staplerkit/ocsp v0.1.0
 	golang.org/x/crypto v0.59.0
 )
 
@@ -14,5 +14,3 @@ require (
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )
-
-replace github.com/staplerkit/ocsp => ../..
