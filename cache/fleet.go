@@ -44,6 +44,9 @@ type Notifier interface {
 	// after losing its subscription, or first subscribed after failing
 	// to), it calls f with the empty key, which means "any key may have
 	// changed": the Stapler then reads every certificate's keys again.
-	// Calls to f never block for long; f must not either.
+	// It does so too once its first subscription is live, since changes
+	// announced before that were not heard either, and the Stapler reads
+	// keys from its start. Calls to f never block for long; f must not
+	// either.
 	Subscribe(ctx context.Context, f func(key string)) error
 }

@@ -183,6 +183,7 @@ type fleetSource struct {
 		mu      sync.Mutex
 		last    time.Time // when the last resync ran
 		pending bool      // one is planned
+		first   bool      // the first was asked for (the subscription is live)
 	}
 }
 
@@ -583,6 +584,13 @@ func (f *fleetSource) resync(ctx context.Context) {
 	r := &f.resyncs
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.first {
+		// The subscription is live: what was announced before it (while
+		// this server was reading the store at its start) is read now.
+		r.first, r.last = true, time.Now()
+		f.queueAll(false)
+		return
+	}
 	if r.pending {
 		return
 	}
@@ -594,17 +602,19 @@ func (f *fleetSource) resync(ctx context.Context) {
 			r.pending, r.last = false, time.Now()
 			r.mu.Unlock()
 			if ctx.Err() == nil {
-				f.queueAll()
+				f.queueAll(true)
 			}
 		})
 		return
 	}
 	r.last = now
-	f.queueAll()
+	f.queueAll(true)
 }
 
-// queueAll queues every certificate for the notice workers (resync).
-func (f *fleetSource) queueAll() {
+// queueAll queues every certificate for the notice workers (resync);
+// missed says whether the store lost changes (logged) rather than having
+// just subscribed.
+func (f *fleetSource) queueAll(missed bool) {
 	s := f.s
 	s.mu.Lock()
 	all := append([]*managed(nil), s.order...)
@@ -616,7 +626,11 @@ func (f *fleetSource) queueAll() {
 			n++
 		}
 	}
-	s.log.Info("ocsp: notifications from the fleet may have been missed; reading the shared store again", "certificates", n)
+	if missed {
+		s.log.Info("ocsp: notifications from the fleet may have been missed; reading the shared store again", "certificates", n)
+	} else {
+		s.log.Debug("ocsp: listening to the fleet's changes; reading the shared store for those announced before", "certificates", n)
+	}
 }
 
 // adoptNotified is a worker that adopts what the fleet stored for each

@@ -22,7 +22,10 @@ import (
 // subscription is lost and comes back (a master restarted, a Sentinel
 // failover, a connection that stopped answering its pings), changes may
 // have been missed: the subscriber is told with the empty key
-// (cache.Notifier), and reads everything again.
+// (cache.Notifier), and reads everything again. So it is once the first
+// subscriptions are live (on a Cluster, once every master first listed
+// has been subscribed to or failed): what was announced before then was
+// not heard, and the subscriber may have read its keys before it.
 
 // pingInterval is how long a subscription may stay silent before it is
 // pinged.
@@ -119,14 +122,16 @@ func (s *Store) log(ctx context.Context, msg string) (string, error) {
 
 // Subscribe calls f with every key another Store Put, until ctx ends, and
 // with the empty key whenever changes may have been missed (see
-// cache.Notifier). It reconnects and subscribes again by itself; on a
-// Cluster it listens on every master.
+// cache.Notifier), the first time once its subscriptions are live. It
+// reconnects and subscribes again by itself; on a Cluster it listens on
+// every master.
 func (s *Store) Subscribe(ctx context.Context, f func(key string)) error {
 	h := &hearer{self: s.self, f: f, seen: map[string]bool{}}
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		s.subscribeCluster(ctx, cc, h)
 	} else {
 		h.log = s
+		h.awaitFirst(1)
 		s.listen(ctx, s.client, h, false)
 	}
 	return ctx.Err()
@@ -161,6 +166,9 @@ func (s *Store) subscribeCluster(ctx context.Context, cc *redis.ClusterClient, h
 			return nil
 		})
 		if err == nil {
+			if !late {
+				h.awaitFirst(len(masters))
+			}
 			for addr, c := range masters {
 				if listeners[addr] == nil {
 					lctx, stop := context.WithCancel(ctx)
@@ -199,6 +207,11 @@ type subscriber interface {
 func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) {
 	failed := late // a subscription was lost, or could not be made
 	subscribed := false
+	defer func() {
+		if !subscribed && !failed {
+			h.firstDone() // stopped before its first subscription
+		}
+	}()
 	for ctx.Err() == nil {
 		ps := c.Subscribe(ctx, s.channel())
 		stop := context.AfterFunc(ctx, func() { ps.Close() })
@@ -222,6 +235,9 @@ func (s *Store) listen(ctx context.Context, c subscriber, h *hearer, late bool) 
 				}
 				// Closed, refused, or a ping unanswered: make the
 				// subscription again, after a pause.
+				if !subscribed && !failed {
+					h.firstDone() // it reports missed changes when it subscribes
+				}
 				failed = true
 				break
 			}
@@ -290,6 +306,8 @@ type hearer struct {
 	ring [1024]string // the latest message IDs, oldest overwritten first
 	next int
 
+	first int // listeners of the first round not yet settled (firstDone)
+
 	mark   string    // the log entry up to which every change was heard; "" when none
 	marker string    // the message ID of the marker awaited, if any
 	markID string    // its log entry
@@ -339,21 +357,48 @@ func (h *hearer) missed() {
 	h.f("")
 }
 
+// awaitFirst sets how many listeners' first subscriptions make the first
+// round (one, or a Cluster's masters when first listed).
+func (h *hearer) awaitFirst(n int) {
+	h.mu.Lock()
+	h.first = n
+	h.mu.Unlock()
+}
+
+// firstDone counts one listener of the first round as settled: subscribed,
+// or failed (it reports missed changes when it subscribes later), or
+// stopped. When the last one is, changes may have been missed: everything
+// announced before the subscriptions were live was not heard, and the
+// user of the Store may have read keys before that.
+func (h *hearer) firstDone() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.first == 0 {
+		return
+	}
+	h.first--
+	if h.first == 0 {
+		h.f("")
+	}
+}
+
 // subscribed is called when a subscription is made; again says whether
 // one was made or tried before, so that changes may have been missed.
 // With a change log, it catches up from the mark; otherwise, or when it
-// cannot, it reports missed changes. Then it sets a new mark.
+// cannot, it reports missed changes. Then it sets a new mark. A first
+// subscription counts for the first round (firstDone).
 func (h *hearer) subscribed(ctx context.Context, again bool) {
-	if h.log == nil {
-		if again {
+	if h.log != nil {
+		if again && !h.catchUp(ctx) {
 			h.missed()
 		}
-		return
-	}
-	if again && !h.catchUp(ctx) {
+		h.newMark(ctx, true)
+	} else if again {
 		h.missed()
 	}
-	h.newMark(ctx, true)
+	if !again {
+		h.firstDone()
+	}
 }
 
 // catchUp passes on the keys of the log's entries after the mark, and

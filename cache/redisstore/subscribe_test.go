@@ -68,6 +68,11 @@ func TestAClusterMessageIsPassedOnOnce(t *testing.T) {
 	if n := count("X"); n != 1 {
 		t.Fatalf("the change was passed on %d times, want 1", n)
 	}
+	// The three first subscriptions say once, together, that what came
+	// before them was not heard.
+	if n := count(""); n != 1 {
+		t.Fatalf("the first subscriptions reported missed changes %d times, want 1", n)
+	}
 }
 
 // FuzzHear: no payload from pubsub makes the subscriber panic, and none
