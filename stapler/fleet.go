@@ -376,10 +376,63 @@ func (f *fleetSource) refresh(m *managed) {
 	}
 }
 
-// recorded shares a Test's result with the fleet (unfenced: no lease is
-// held for a Test).
+// recorded shares a result got outside a refresh (a Test's, or a pushed
+// response) with the fleet.
 func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
-	f.writeShared(m, next, installed, "")
+	f.share(m, next, installed, true)
+}
+
+// share stores what this server got outside a refresh, under the
+// certificate's lease, and only when the store holds no newer response:
+// the store keeps the newest answer any server got, whoever writes last.
+// When the store holds a newer one, nothing is written and it is adopted
+// (as a notification's would be); when another server holds the lease
+// (it is querying, and will store its answer), or the store cannot be
+// reached, it is tried again later (the notice workers call shareIfNewer).
+// adopt: queue the store's newer response to be adopted (the notice
+// workers call share with it false: they have just read the store).
+func (f *fleetSource) share(m *managed, next time.Time, fresh *record.Entry, adopt bool) {
+	s := f.s
+	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
+	defer cancel()
+	start := time.Now()
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(s.cfg.Load().Timeout()))
+	if err != nil {
+		f.failed(m, err, start, StoreLease)
+	}
+	owe := func(owed bool) {
+		m.mu.Lock()
+		m.unshared = owed && fresh != nil
+		m.mu.Unlock()
+		if owed {
+			f.notices.later(m, time.Now().Add(storeRetryInterval))
+		}
+	}
+	if err != nil || !ok {
+		owe(true)
+		return
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
+		defer cancel()
+		f.leaser.Release(rctx, m.ID(), token)
+	}()
+	start = time.Now()
+	shared, _, err := f.readShared(ctx, m)
+	if err != nil {
+		f.failed(m, err, start, StoreRead)
+		owe(true)
+		return
+	}
+	f.ok(m)
+	if fresh != nil && shared != nil && !better(fresh, shared) {
+		owe(false)
+		if adopt && better(shared, fresh) {
+			f.notices.add(m) // adopted by the notice workers' rules
+		}
+		return
+	}
+	owe(f.writeShared(m, next, fresh, token) != nil)
 }
 
 // forget deletes m's shared response and state, which Remove stopped
@@ -411,6 +464,16 @@ func (f *fleetSource) refreshAlone(m *managed) {
 	if o := s.query(s.ctx, m); !s.closing(m, o) {
 		s.apply(m, o)
 	}
+}
+
+// better reports whether a is a better answer than b to keep in the
+// store: newer (by thisUpdate, then producedAt), or, at the same times, a
+// revocation over a good answer (as supersedes installs them).
+func better(a, b *record.Entry) bool {
+	if sameTimes := a.ThisUpdate == b.ThisUpdate && a.ProducedAt == b.ProducedAt; sameTimes {
+		return a.Status == record.Revoked && b.Status != record.Revoked
+	}
+	return newer(a, b)
 }
 
 // sameAnswer reports whether a and b are the same answer (by the
@@ -694,6 +757,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	base := m.entry
 	m.mu.Unlock()
 	now := s.clock.Now()
+	stored := shared
 	if f.unvouched(m, shared, now) {
 		shared = nil // its own refresh asks the responder first
 	}
@@ -702,7 +766,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	}
 	s.adopt(m, shared, state, now)
 	f.noteFresh(m, base, now)
-	f.shareIfNewer(m, shared)
+	f.shareIfNewer(m, stored)
 	return true
 }
 
@@ -710,18 +774,19 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 // newer than shared, what the store holds: a response fetched alone while
 // the store could not be reached (or was too slow for a first fetch)
 // reaches the rest of the fleet once it can be, instead of the fleet
-// stapling two responses until the next refresh. Unfenced: it replaces
-// only an older response.
+// stapling two responses until the next refresh. So does a pushed
+// response, or a Test's, that share could not store at once. Under the
+// lease, and only over an older response (share).
 func (f *fleetSource) shareIfNewer(m *managed, shared *record.Entry) {
 	m.mu.Lock()
 	held := m.entry
-	own := m.ownAttempt
+	own := m.ownAttempt || m.unshared
 	m.mu.Unlock()
-	if held == nil || held.Unverified || !own || shared != nil && !newer(held, shared) {
+	if held == nil || held.Unverified || !own || shared != nil && !better(held, shared) {
 		return
 	}
 	f.s.log.Info("ocsp: the store holds an older response than this server's; sharing ours", "id", m.ID())
-	f.writeShared(m, time.Time{}, held, "")
+	f.share(m, time.Time{}, held, false)
 }
 
 // notices is the set of certificates with a change announced and not yet

@@ -115,6 +115,9 @@ type managed struct {
 	// certificate itself (successfully or not), so that it may adopt a
 	// stored response it cannot vouch for (see fleetSource.unvouched).
 	ownAttempt bool
+	// unshared: a response this server got outside a refresh (pushed, or
+	// a Test's) waits to be shared with the fleet (fleetSource.share).
+	unshared bool
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome
