@@ -12,45 +12,47 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/examples/internal/docblocks"
 )
 
-// readmeBlocks returns the README's ```sh blocks, in order.
-func readmeBlocks(t *testing.T) (root string, blocks []string) {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rest := string(data)
-	for {
-		start := strings.Index(rest, "\n```sh\n")
-		if start < 0 {
-			return root, blocks
-		}
-		rest = rest[start+len("\n```sh\n"):]
-		end := strings.Index(rest, "\n```")
-		if end < 0 {
-			t.Fatal("an unterminated ```sh block in README.md")
-		}
-		blocks = append(blocks, rest[:end+1])
-		rest = rest[end:]
-	}
+// docBlocks are the blocks of the docs marked <!-- run: name -->, in order.
+type docBlocks struct {
+	t      *testing.T
+	blocks []docblocks.Block
+	used   []bool
 }
 
-// blockWith is the README block that contains marker.
-func blockWith(t *testing.T, blocks []string, marker string) string {
+func readDocBlocks(t *testing.T, root, name string) *docBlocks {
 	t.Helper()
-	for _, b := range blocks {
-		if strings.Contains(b, marker) {
-			return b
+	blocks, err := docblocks.Marked(root, "run", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &docBlocks{t: t, blocks: blocks, used: make([]bool, len(blocks))}
+}
+
+// with is the block that contains marker.
+func (d *docBlocks) with(marker string) string {
+	d.t.Helper()
+	for i, b := range d.blocks {
+		if strings.Contains(b.Text, marker) {
+			d.used[i] = true
+			return b.Text
 		}
 	}
-	t.Fatalf("no ```sh block of README.md contains %q: the test and the README disagree", marker)
+	d.t.Fatalf("no block of the docs marked for %s contains %q: the test and the docs disagree", d.t.Name(), marker)
 	return ""
+}
+
+// allUsed fails the test when a block marked for it was not run.
+func (d *docBlocks) allUsed() {
+	d.t.Helper()
+	for i, b := range d.blocks {
+		if !d.used[i] {
+			d.t.Errorf("%s is marked for %s, which does not run it:\n%s", b, d.t.Name(), b.Text)
+		}
+	}
 }
 
 // runScript runs script with bash from root, in a process group of its own
@@ -76,12 +78,12 @@ func runScript(t *testing.T, root, script string) string {
 		err = nil
 	}
 	if err != nil {
-		t.Fatalf("the README's commands failed: %v\n%s\n--- script ---\n%s", err, out.String(), script)
+		t.Fatalf("the documented commands failed: %v\n%s\n--- script ---\n%s", err, out.String(), script)
 	}
 	return out.String()
 }
 
-// walkthroughPorts are the ports the README's walkthroughs listen on.
+// walkthroughPorts are the ports the walkthroughs of docs/operations.md listen on.
 var walkthroughPorts = []string{"8443", "8888", "9000"}
 
 // waitPortsFree waits until the walkthrough's ports can be listened on
@@ -97,36 +99,50 @@ func waitPortsFree(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("port %s, which the README's walkthrough uses, stays taken: %v", port, err)
+				t.Fatalf("port %s, which the walkthrough uses, stays taken: %v", port, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
 
-// The README's walkthroughs, extracted from README.md and run as they are
-// written (with go run, on the ports they name): a newcomer who pastes
-// them gets a stapled handshake, sees a revocation reach it, and uses the
-// admin API. The test fails when the README changes and breaks.
-func TestTheREADMEWalkthroughRunsAsWritten(t *testing.T) {
+// The walkthroughs of docs/operations.md, extracted from it by their
+// markers and run as they are written (with go run, on the ports they
+// name, from the repository's root): a newcomer who pastes them gets a
+// stapled handshake that examples/check finds OK, sees a revocation reach
+// it, and uses the admin API. The test fails when the docs change and
+// break, and when a block marked for it is not run.
+func TestTheWalkthroughsRunAsWritten(t *testing.T) {
 	needOpenSSL(t)
 	needTool(t, "curl", "curl")
 	waitPortsFree(t)
-	root, blocks := readmeBlocks(t)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := readDocBlocks(t, root, t.Name())
 	os.RemoveAll("/tmp/demo")
 	t.Cleanup(func() { os.RemoveAll("/tmp/demo") })
 
-	first := blockWith(t, blocks, "-cert /tmp/demo/rsa-chain.pem")
-	if out := runScript(t, root, first); !strings.Contains(out, "OCSP Response Status: successful") {
-		t.Fatalf("the first walkthrough staples nothing:\n%s", out)
+	first := blocks.with("-cert /tmp/demo/rsa-chain.pem")
+	check := blocks.with("go run ./examples/check ")
+	out := runScript(t, root, first+check)
+	for _, want := range []string{
+		"OCSP Response Status: successful", // openssl s_client -status
+		"OCSP OK",                          // examples/check
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the first walkthrough's output lacks %q:\n%s", want, out)
+		}
 	}
 	waitPortsFree(t) // the first walkthrough's servers, killed, are gone
 
-	admin := blockWith(t, blocks, "-admin-addr :9000 &")
-	revoke := blockWith(t, blocks, "8888/revoke")
-	cluster := blockWith(t, blocks, `"query_frequency": 3800`)
-	perCert := blockWith(t, blocks, `"ocsp_stapling": {"cache_ttl": 600}`)
-	out := runScript(t, root, admin+revoke+cluster+perCert)
+	admin := blocks.with("-admin-addr :9000 &")
+	revoke := blocks.with("8888/revoke")
+	cluster := blocks.with(`"query_frequency": 3800`)
+	perCert := blocks.with(`"ocsp_stapling": {"cache_ttl": 600}`)
+	blocks.allUsed()
+	out = runScript(t, root, admin+revoke+cluster+perCert)
 	for _, want := range []string{
 		`"cert_status": "REVOKED"`,         // POST /v1/ocsp/test after the revocation
 		"Cert Status: revoked",             // and the next handshake

@@ -26,7 +26,7 @@ func TestWritesAPKIAndServesItsResponder(t *testing.T) {
 	if err != nil || !strings.Contains(line, "OCSP responder at http://127.0.0.1:") {
 		t.Fatalf("got %q %v", line, err)
 	}
-	// The files the README's server snippet names.
+	// The files the walkthroughs of docs/operations.md name.
 	for _, pair := range [][2]string{{"chain.pem", "key.pem"}, {"rsa-chain.pem", "rsa-key.pem"}} {
 		if _, err := tls.LoadX509KeyPair(filepath.Join(dir, pair[0]), filepath.Join(dir, pair[1])); err != nil {
 			t.Fatal(err)
