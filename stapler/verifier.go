@@ -188,8 +188,21 @@ type Verifier struct {
 	// of failed requests. If nil, the Verifier uses time.Now.
 	Time func() time.Time
 
-	once    sync.Once // makes fetcher and known on first use
+	// MaxCRLBytes is the largest CRL downloaded, in bytes (see
+	// FetchTimeout): a larger one is refused with ErrCRLTooLarge. Zero
+	// means DefaultMaxCRLBytes (10 MiB); a negative value turns CRL
+	// checking off.
+	MaxCRLBytes int64
+	// MaxCRLMemory bounds the memory, in bytes, that the CRLs held take
+	// together (their serial indexes, about 30 bytes per revoked serial);
+	// the CRLs looked up longest ago are dropped to make room, and a CRL
+	// that alone needs more is refused with ErrCRLTooLarge. Zero or less
+	// means DefaultMaxCRLMemory (64 MiB).
+	MaxCRLMemory int64
+
+	once    sync.Once // makes fetcher, known and crls on first use
 	fetcher *fetcher
+	crls    *crlCache
 
 	mu sync.Mutex // guards known and pruned
 	// known is what the Verifier knows of each certificate, by ID, up to
@@ -203,6 +216,7 @@ type Verifier struct {
 func (v *Verifier) init() {
 	v.once.Do(func() {
 		v.known = map[string]*peerState{}
+		v.crls = &crlCache{points: map[[32]byte]map[string]*crlPoint{}}
 		if v.maxKnown == 0 {
 			v.maxKnown = maxKnownPeers
 		}
@@ -340,17 +354,11 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 		}
 	}
 	if fetch {
-		e, ferr := v.answer(c.ctx, c.id, c.leaf, c.issuer)
-		if ferr == nil {
-			switch e.Status {
-			case record.Revoked:
-				return c.revoked(e)
-			case record.Good:
-				return nil
-			}
-			ferr = ErrUnknownStatus
+		verdict, established := c.ask()
+		if established {
+			return verdict // nil (good) or a *RevokedError
 		}
-		err = fmt.Errorf("%w; asking the responder: %w", err, ferr)
+		err = fmt.Errorf("%w; %w", err, verdict)
 	}
 	if resumed && staple == nil && errors.Is(err, ErrExpired) && v.checkedWhenSessionBegan(raw, c.leaf, c.issuer, c.now) {
 		return nil // only the passing of time failed the restored staple

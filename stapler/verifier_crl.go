@@ -1,0 +1,504 @@
+package stapler
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/staplerkit/ocsp/internal/crl"
+	"github.com/staplerkit/ocsp/internal/record"
+)
+
+// Why a CRL did not establish a certificate's status; matched with
+// errors.Is through a StapleError. A CRL refused for any of them is never
+// used, and its failure is remembered as an OCSP failure is (see
+// Verifier.FetchTimeout).
+var (
+	// ErrCRLMalformed: the body is not a DER (or PEM "X509 CRL") CRL.
+	ErrCRLMalformed = crl.ErrMalformed
+	// ErrCRLWrongIssuer: the CRL names another issuer than the one the
+	// peer's chain verified with, or that issuer did not sign it (another
+	// key, or a certificate whose keyUsage does not allow cRLSign).
+	ErrCRLWrongIssuer = crl.ErrWrongIssuer
+	// ErrCRLSHA1Signature: the CRL is signed with SHA-1 and AllowSHA1 is
+	// not set.
+	ErrCRLSHA1Signature = crl.ErrSHA1
+	// ErrCRLNotYetValid: the CRL's thisUpdate is ahead of the clock by
+	// more than ClockSkew.
+	ErrCRLNotYetValid = crl.ErrNotYetValid
+	// ErrCRLExpired: the CRL's nextUpdate has passed.
+	ErrCRLExpired = crl.ErrExpired
+	// ErrCRLNoNextUpdate: the CRL has no nextUpdate, so nothing says how
+	// long it may be relied on.
+	ErrCRLNoNextUpdate = crl.ErrNoNextUpdate
+	// ErrCRLCriticalExtension: the CRL or one of its entries carries a
+	// critical extension the Verifier does not understand.
+	ErrCRLCriticalExtension = crl.ErrCriticalExtension
+	// ErrIndirectCRL: an indirect CRL (its issuing distribution point says
+	// indirectCRL, or an entry names a certificateIssuer), which lists
+	// certificates of other issuers. Not supported: refused.
+	ErrIndirectCRL = crl.ErrIndirect
+	// ErrDeltaCRL: a delta CRL (deltaCRLIndicator), which lists only what
+	// changed since a base CRL. Not supported: refused.
+	ErrDeltaCRL = crl.ErrDelta
+	// ErrCRLScope: the CRL's issuing distribution point does not cover the
+	// certificate: it names other URLs than the one fetched (or a name
+	// relative to the issuer), it lists user certificates only and this is
+	// a CA, CA certificates only and this is not, some reasons only, or
+	// attribute certificates only.
+	ErrCRLScope = crl.ErrScope
+	// ErrNoCRLDistributionPoint: the certificate names no http or https
+	// CRL distribution point of a direct, full CRL.
+	ErrNoCRLDistributionPoint = crl.ErrNoDistributionPoint
+	// ErrCRLTooLarge: the CRL is larger than MaxCRLBytes, or its index
+	// alone is larger than MaxCRLMemory.
+	ErrCRLTooLarge = errors.New("CRL larger than the cap")
+	// ErrCRLRollback: the CRL is older (a lower cRLNumber, or, without
+	// numbers, an earlier thisUpdate) than one the Verifier already
+	// accepted from that distribution point: a stale mirror or a replay.
+	ErrCRLRollback = errors.New("CRL older than one already seen")
+)
+
+// errCRLOff is why no CRL was asked when MaxCRLBytes is negative.
+var errCRLOff = errors.New("CRL checking is off (MaxCRLBytes is negative)")
+
+// The CRL caps' defaults.
+const (
+	// DefaultMaxCRLBytes is the largest CRL downloaded when
+	// Verifier.MaxCRLBytes is zero: 10 MiB, about 250,000 revoked
+	// serials, larger than the CRLs of public CAs' largest shards.
+	DefaultMaxCRLBytes = 10 << 20
+	// DefaultMaxCRLMemory is how much memory the CRLs a Verifier holds may
+	// take when Verifier.MaxCRLMemory is zero: 64 MiB, room for several
+	// CRLs of DefaultMaxCRLBytes (an index takes about 30 bytes per
+	// serial, less than the DER).
+	DefaultMaxCRLMemory = 64 << 20
+)
+
+const (
+	// minCRLFetchTimeout is the least time a CRL download is given: a
+	// handshake waits for it at most FetchTimeout, and the download goes
+	// on for the handshakes after it.
+	minCRLFetchTimeout = 30 * time.Second
+	// crlRefreshMax is the longest a held CRL goes without a refresh.
+	crlRefreshMax = time.Hour
+	// maxCRLPoints bounds how many distribution points (per issuer) a
+	// Verifier remembers.
+	maxCRLPoints = 1024
+)
+
+// crlCache holds a Verifier's CRLs: per issuer (the SHA-256 of its
+// certificate, so that two CAs that name one URL never share a CRL) and
+// distribution point URL.
+type crlCache struct {
+	mu     sync.Mutex
+	points map[[32]byte]map[string]*crlPoint
+	n      int   // points
+	bytes  int64 // MemoryBytes of the CRLs held
+	held   int   // CRLs held
+
+	fetches [len(crlFetchOutcomes)]atomic.Uint64
+}
+
+// crlPoint is what is known of one distribution point of one issuer.
+type crlPoint struct {
+	url  string
+	held *crl.CRL // the current CRL; nil when none
+	// refreshAt is when held is fetched again (by the first handshake that
+	// looks it up after); refreshing is set while that fetch runs.
+	refreshAt  time.Time
+	refreshing bool
+	lastUsed   time.Time
+	// newest is the newest CRL ever accepted here (held, or one since
+	// dropped), by its number and thisUpdate only (not its index):
+	// nothing older is accepted again.
+	newest crlVersion
+	// After failed fetches: how many in a row, the last error, and when
+	// the point may be asked again.
+	failures int
+	failed   error
+	retryAt  time.Time
+}
+
+// crlCurrent reports whether c may be relied on at now (Parse checked it
+// once; the clock has moved since).
+func crlCurrent(c *crl.CRL, now time.Time, skew time.Duration) bool {
+	return c != nil && now.Before(c.NextUpdate) && !c.ThisUpdate.After(now.Add(skew))
+}
+
+// checkCRL establishes c.leaf's status from its issuer's CRLs: nil when a
+// current CRL that covers it does not list it, a *RevokedError when one
+// lists it, otherwise why none could tell. A CRL held answers first
+// without a request; then each distribution point is asked in turn,
+// within c.ctx.
+func (c *peerCheck) checkCRL() error {
+	v := c.v
+	if v.MaxCRLBytes < 0 {
+		return errCRLOff
+	}
+	issuer := sha256.Sum256(c.issuer.Raw)
+	serial := crl.SerialBytes(c.leaf)
+	var entry crl.Entry
+	listed, decided := false, false
+	// First what is held: no request, no allocation.
+	derr := crl.RangeDistributionPoints(c.leaf, func(url []byte) bool {
+		held := v.crls.lookup(v, issuer, url, c.issuer, c.now)
+		if held == nil || held.Covers(c.leaf) != nil {
+			return true
+		}
+		entry, listed = held.Lookup(serial)
+		decided = true
+		return false
+	})
+	if derr != nil {
+		return derr
+	}
+	if decided {
+		return c.crlVerdict(listed, entry)
+	}
+	// Then each point in turn, over the network.
+	var errs []error
+	crl.RangeDistributionPoints(c.leaf, func(b []byte) bool {
+		url := string(b)
+		held, err := v.crlFor(c.ctx, issuer, url, c.issuer)
+		if err == nil {
+			err = held.Covers(c.leaf)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CRL %s: %w", url, err))
+			return c.ctx.Err() == nil
+		}
+		entry, listed = held.Lookup(serial)
+		decided = true
+		return false
+	})
+	if decided {
+		return c.crlVerdict(listed, entry)
+	}
+	return errors.Join(errs...)
+}
+
+// crlVerdict is what a CRL said of c.leaf.
+func (c *peerCheck) crlVerdict(listed bool, e crl.Entry) error {
+	if !listed {
+		return nil
+	}
+	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt, Reason: e.Reason}
+}
+
+// lookup returns the current CRL held for issuer's point url, or nil,
+// without allocating. A CRL due for its refresh is fetched again in the
+// background (once, and not while the point's failure backoff lasts);
+// an expired one is dropped.
+func (cc *crlCache) lookup(v *Verifier, issuer [32]byte, url []byte, issuerCert *x509.Certificate, now time.Time) *crl.CRL {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	p := cc.points[issuer][string(url)]
+	if p == nil || p.held == nil {
+		return nil
+	}
+	if !now.Before(p.held.NextUpdate) {
+		cc.drop(p)
+		return nil
+	}
+	if !crlCurrent(p.held, now, skewOrDefault(v.ClockSkew)) {
+		return nil
+	}
+	p.lastUsed = now
+	if !now.Before(p.refreshAt) && !now.Before(p.retryAt) && !p.refreshing {
+		p.refreshing = true
+		go v.sharedCRLFetch(context.Background(), issuer, p.url, issuerCert)
+	}
+	return p.held
+}
+
+// drop forgets p's CRL (not the newest seen); cc.mu is held.
+func (cc *crlCache) drop(p *crlPoint) {
+	if p.held != nil {
+		cc.bytes -= p.held.MemoryBytes()
+		cc.held--
+		p.held = nil
+	}
+}
+
+// crlFor returns the current CRL of issuer's point url: the one held,
+// else a failure remembered, else one fetched for every caller that asks
+// meanwhile, waited for until ctx ends.
+func (v *Verifier) crlFor(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+	now := v.now()
+	cc := v.crls
+	cc.mu.Lock()
+	if p := cc.points[issuer][url]; p != nil {
+		if crlCurrent(p.held, now, skewOrDefault(v.ClockSkew)) {
+			cc.mu.Unlock()
+			return p.held, nil
+		}
+		if p.failed != nil && now.Before(p.retryAt) {
+			err := fmt.Errorf("%w (remembered; asked again at %s)", p.failed, p.retryAt.UTC().Format(time.RFC3339))
+			cc.mu.Unlock()
+			return nil, err
+		}
+	}
+	cc.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
+		return nil, fmt.Errorf("no time left to fetch it: %w", context.DeadlineExceeded)
+	}
+	return v.sharedCRLFetch(ctx, issuer, url, issuerCert)
+}
+
+// sharedCRLFetch is fetchCRL, once for every caller that asks while it
+// runs, waited for until ctx ends.
+func (v *Verifier) sharedCRLFetch(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+	type result struct {
+		c   *crl.CRL
+		err error
+	}
+	r, err := v.fetcher.share(ctx, crlFlightKey(issuer, url), func() any {
+		c, err := v.fetchCRL(issuer, url, issuerCert)
+		return result{c, err}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.(result).c, r.(result).err
+}
+
+// crlFlightKey is the key of a CRL download among the fetcher's shared
+// requests (whose other keys are certificate IDs, in hex).
+func crlFlightKey(issuer [32]byte, url string) string {
+	return fmt.Sprintf("crl %x %s", issuer, url)
+}
+
+// fetchCRL downloads, verifies and keeps the CRL of issuer's point url,
+// and returns the CRL held afterwards. A failure is remembered, with the
+// backoff of OCSP failures; a CRL held stays until its nextUpdate.
+func (v *Verifier) fetchCRL(issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(v.FetchTimeout, minCRLFetchTimeout))
+	defer cancel()
+	der, err := v.downloadCRL(ctx, url)
+	now := v.now()
+	var c *crl.CRL
+	if err == nil {
+		c, err = crl.Parse(der, issuerCert, crl.Options{URL: url, Now: now, Skew: skewOrDefault(v.ClockSkew), AllowSHA1: v.AllowSHA1})
+	}
+	if err == nil {
+		c, err = v.crls.keep(v, issuer, url, c, now)
+	}
+	v.crls.count(err)
+	if err != nil {
+		v.crls.failed(issuer, url, err, now)
+	}
+	return c, err
+}
+
+// downloadCRL GETs url, refusing a non-200 answer and a body over
+// MaxCRLBytes (by its Content-Length when it gives one, before reading).
+func (v *Verifier) downloadCRL(ctx context.Context, url string) ([]byte, error) {
+	limit := int64(v.MaxCRLBytes)
+	if limit == 0 {
+		limit = DefaultMaxCRLBytes
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := v.fetcher.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		drain(resp.Body, 64<<10)
+		return nil, &httpStatusError{code: resp.StatusCode, status: resp.Status}
+	}
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w of %d bytes: %d bytes announced", ErrCRLTooLarge, limit, resp.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("%w of %d bytes", ErrCRLTooLarge, limit)
+	}
+	return body, nil
+}
+
+// crlVersion is what orders the CRLs of one point.
+type crlVersion struct {
+	number     *big.Int // nil when the CRL has none
+	thisUpdate time.Time
+}
+
+func versionOf(c *crl.CRL) crlVersion { return crlVersion{c.Number, c.ThisUpdate} }
+
+// older reports whether a is older than b: a lower cRLNumber, or, at the
+// same number or when either has none, an earlier thisUpdate.
+func (a crlVersion) older(b crlVersion) bool {
+	if a.number != nil && b.number != nil {
+		if c := a.number.Cmp(b.number); c != 0 {
+			return c < 0
+		}
+	}
+	return a.thisUpdate.Before(b.thisUpdate)
+}
+
+// keep holds c, just fetched from issuer's point url, in place of the CRL
+// held there, unless it is older than one accepted before (ErrCRLRollback;
+// a current CRL held stays), or its index alone is over MaxCRLMemory. The
+// CRLs used longest ago are dropped to make room.
+func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, now time.Time) (*crl.CRL, error) {
+	limit := v.MaxCRLMemory
+	if limit <= 0 {
+		limit = DefaultMaxCRLMemory
+	}
+	if c.MemoryBytes() > limit {
+		return nil, fmt.Errorf("%w: its %d serials take %d bytes, more than MaxCRLMemory (%d)", ErrCRLTooLarge, c.Len(), c.MemoryBytes(), limit)
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	p := cc.point(issuer, url, now)
+	if !p.newest.thisUpdate.IsZero() && versionOf(c).older(p.newest) {
+		return nil, fmt.Errorf("%w: number %v of %s, after number %v of %s", ErrCRLRollback, c.Number, c.ThisUpdate.UTC().Format(time.RFC3339), p.newest.number, p.newest.thisUpdate.UTC().Format(time.RFC3339))
+	}
+	cc.drop(p)
+	for cc.bytes+c.MemoryBytes() > limit {
+		lru := cc.leastRecentlyUsed()
+		if lru == nil {
+			break
+		}
+		cc.drop(lru)
+	}
+	p.held, p.newest = c, versionOf(c)
+	cc.bytes += c.MemoryBytes()
+	cc.held++
+	p.lastUsed = now
+	p.failures, p.failed, p.retryAt = 0, nil, time.Time{}
+	p.refreshing = false
+	p.refreshAt = now.Add(min(crlRefreshMax, max(c.NextUpdate.Sub(now)/2, 0)))
+	return c, nil
+}
+
+// failed remembers a failed fetch of issuer's point url.
+func (cc *crlCache) failed(issuer [32]byte, url string, err error, now time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	p := cc.point(issuer, url, now)
+	p.refreshing = false
+	p.failures++
+	p.failed = err
+	p.retryAt = now.Add(min(verifierRetryMin<<min(p.failures-1, 16), verifierRetryMax))
+}
+
+// leastRecentlyUsed is the point holding a CRL that was looked up longest
+// ago; cc.mu is held and some CRL is held.
+func (cc *crlCache) leastRecentlyUsed() *crlPoint {
+	var lru *crlPoint
+	for _, urls := range cc.points {
+		for _, p := range urls {
+			if p.held != nil && (lru == nil || p.lastUsed.Before(lru.lastUsed)) {
+				lru = p
+			}
+		}
+	}
+	return lru
+}
+
+// point returns issuer's point url, making it; cc.mu is held. At
+// maxCRLPoints, the points that hold nothing and whose backoff has passed
+// are forgotten, then those used longest ago.
+func (cc *crlCache) point(issuer [32]byte, url string, now time.Time) *crlPoint {
+	if p := cc.points[issuer][url]; p != nil {
+		return p
+	}
+	for cc.n >= maxCRLPoints {
+		var victim *crlPoint
+		var victimIssuer [32]byte
+		idle := false
+		for is, urls := range cc.points {
+			for _, p := range urls {
+				pIdle := p.held == nil && !now.Before(p.retryAt)
+				if victim == nil || pIdle && !idle || pIdle == idle && p.lastUsed.Before(victim.lastUsed) {
+					victim, victimIssuer, idle = p, is, pIdle
+				}
+			}
+		}
+		cc.drop(victim)
+		delete(cc.points[victimIssuer], victim.url)
+		if len(cc.points[victimIssuer]) == 0 {
+			delete(cc.points, victimIssuer)
+		}
+		cc.n--
+	}
+	if cc.points[issuer] == nil {
+		cc.points[issuer] = map[string]*crlPoint{}
+	}
+	p := &crlPoint{url: url}
+	cc.points[issuer][url] = p
+	cc.n++
+	return p
+}
+
+// ask establishes c.leaf's status over the network, within c.ctx: at its
+// OCSP responder when it names one, and from its CRLs when it names none
+// or the responder gave no answer. established is false when neither
+// could tell, and verdict then says why; otherwise verdict is nil (good)
+// or a *RevokedError.
+func (c *peerCheck) ask() (verdict error, established bool) {
+	v := c.v
+	var errs []error
+	if url := resolveResponder(c.leaf, "", v.ResponderOverrides); url != "" {
+		ctx := c.ctx
+		if dl, ok := ctx.Deadline(); ok && v.MaxCRLBytes >= 0 && hasCRLPoints(c.leaf) {
+			// Half the time left is kept for the CRL, should the responder
+			// not answer (the request goes on for later connections).
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+			defer cancel()
+		}
+		e, err := v.answer(ctx, c.id, c.leaf, c.issuer)
+		if err == nil {
+			switch e.Status {
+			case record.Revoked:
+				return c.revoked(e), true
+			case record.Good:
+				return nil, true
+			}
+			err = ErrUnknownStatus
+		}
+		errs = append(errs, fmt.Errorf("asking the responder: %w", err))
+	} else {
+		errs = append(errs, fmt.Errorf("asking the responder: %w", ErrNoResponderURL))
+	}
+	err := c.checkCRL()
+	var revoked *RevokedError
+	switch {
+	case err == nil:
+		return nil, true
+	case errors.As(err, &revoked):
+		return err, true
+	case len(errs) > 0 && (errors.Is(err, ErrNoCRLDistributionPoint) || errors.Is(err, errCRLOff)):
+		// A certificate with a responder and no CRL: the responder's
+		// failure alone, as before CRLs were checked.
+	default:
+		errs = append(errs, fmt.Errorf("checking its CRL: %w", err))
+	}
+	if len(errs) == 1 {
+		return errs[0], false
+	}
+	return fmt.Errorf("%w; %w", errs[0], errs[1]), false
+}
+
+// hasCRLPoints reports whether cert names a CRL distribution point that
+// checkCRL may fetch.
+func hasCRLPoints(cert *x509.Certificate) bool {
+	return crl.RangeDistributionPoints(cert, func([]byte) bool { return false }) == nil
+}
