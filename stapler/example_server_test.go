@@ -27,7 +27,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	cfg, err := stapler.LoadKeyPair(nil, "chain.pem", "key.pem") // or a clone of your own *tls.Config for nil
+	cfg, err := stapler.LoadKeyPair(nil, "chain.pem", "key.pem") // nil: a new config; or yours, cloned
 	if err != nil {
 		log.Fatal(err)
 	}
