@@ -62,7 +62,9 @@ func TestVerifierCRLRefusesWhatCannotBeReliedOn(t *testing.T) {
 			return p.crl(1, nil, withExt(pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 3}, Critical: true, Value: []byte{5, 0}}))
 		}, want: ErrCRLCriticalExtension},
 		{name: "expired", der: func() []byte {
-			return p.crl(1, nil, func(rl *x509.RevocationList) { rl.ThisUpdate, rl.NextUpdate = p.clock.Now().Add(-48*time.Hour), p.clock.Now().Add(-time.Second) })
+			return p.crl(1, nil, func(rl *x509.RevocationList) {
+				rl.ThisUpdate, rl.NextUpdate = p.clock.Now().Add(-48*time.Hour), p.clock.Now().Add(-time.Second)
+			})
 		}, want: ErrCRLExpired},
 		{name: "not yet valid", der: func() []byte {
 			return p.crl(1, nil, func(rl *x509.RevocationList) { rl.ThisUpdate = p.clock.Now().Add(10 * time.Minute) })
