@@ -124,13 +124,15 @@ const maxSessionLifetime = 7 * 24 * time.Hour
 //
 //	cfg.VerifyConnection = (&stapler.Verifier{HardFail: true}).VerifyConnection
 //
-// It starts no goroutines. It is safe for concurrent use; its fields must
+// It starts no goroutines but those of its requests, each of which ends
+// with its request (FetchTimeout, at least 30 seconds for a CRL). It is safe for concurrent use; its fields must
 // not be changed, and it must not be copied, once it has checked a
 // connection.
 type Verifier struct {
 	// HardFail refuses connections whose peer sent no valid staple (and,
-	// with FetchTimeout, whose responder gave no valid answer either).
-	// When false, only must-staple certificates hard-fail.
+	// with FetchTimeout, whose status neither the responder nor a CRL
+	// established). When false, only must-staple certificates hard-fail,
+	// and a revocation, known or found, is the only other refusal.
 	//
 	// On an mTLS server, mind TLS 1.2: a TLS 1.2 client cannot send a
 	// staple for its certificate (status_request covers the server's
@@ -145,6 +147,21 @@ type Verifier struct {
 	// does. It bounds the whole check of one connection: every request the
 	// check makes (delegate checks and the fetch) shares that one deadline.
 	// Zero (the default) means no network request is ever made.
+	//
+	// With it, a certificate that names no OCSP responder, or whose
+	// responder gave no answer, is checked against the CRLs of its http
+	// and https CRL distribution points (when it names both, the
+	// responder is waited for at most half the time left). A CRL is used
+	// only when its issuer is the one the chain verified with, it is
+	// current (nextUpdate present and not passed, thisUpdate within
+	// ClockSkew), it has no unknown critical extension, and its issuing
+	// distribution point, if any, covers the certificate; indirect and
+	// delta CRLs are refused (ErrIndirectCRL, ErrDeltaCRL). CRLs are held
+	// per issuer and URL until nextUpdate, downloaded once for all the
+	// connections waiting, fetched again in the background at most an
+	// hour after download, never replaced by one with a lower CRL number
+	// (ErrCRLRollback), and bounded by MaxCRLBytes and MaxCRLMemory; a
+	// failed download is remembered with the backoff below.
 	//
 	// Answers are kept until they expire and concurrent connections share
 	// one request. A failed request (an error, a response refused, or an

@@ -38,7 +38,7 @@ type crlPKI struct {
 	chunked   bool   // no Content-Length
 	hang      chan struct{}
 	hits      int
-	ocspState int // -1: the responder fails; else ocsp.Good or ocsp.Revoked
+	ocspState int // -1: the responder fails; -2: it hangs; else ocsp.Good or ocsp.Revoked
 	ocspHits  int
 }
 
@@ -77,6 +77,10 @@ func newCRLPKI(t testing.TB) *crlPKI {
 		p.ocspHits++
 		state := p.ocspState
 		p.mu.Unlock()
+		if state == -2 { // hangs
+			<-r.Context().Done()
+			return
+		}
 		if state < 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return

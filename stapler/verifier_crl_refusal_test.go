@@ -236,3 +236,26 @@ func TestVerifierCRLLookupOfAHeldCRLAllocatesNothing(t *testing.T) {
 		t.Fatal("revoked certificate not found")
 	}
 }
+
+// A responder that hangs leaves the CRL half the deadline.
+func TestVerifierHungResponderLeavesTheCRLHalfTheDeadline(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}))
+	p.mu.Lock()
+	p.ocspState = -2
+	p.mu.Unlock()
+	v := &Verifier{HardFail: true, FetchTimeout: 2 * time.Second, Time: p.clock.Now}
+	if err := v.VerifyConnection(p.state(p.leaf(6, leafOpts{ocsp: true}))); err != nil {
+		t.Fatalf("good by its CRL, responder hung: %v", err)
+	}
+}
+
+func TestVerifierNegativeMaxCRLBytesTurnsCRLsOff(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}))
+	v := p.verifier(false)
+	v.MaxCRLBytes = -1
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); err != nil || p.crlHits() != 0 {
+		t.Fatalf("%v, %d downloads", err, p.crlHits())
+	}
+}
