@@ -60,11 +60,7 @@ var (
 	oidCRLNumber         = asn1.ObjectIdentifier{2, 5, 29, 20}
 	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
 	oidIssuingDP         = asn1.ObjectIdentifier{2, 5, 29, 28}
-	oidAuthorityKeyID    = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidFreshestCRL       = asn1.ObjectIdentifier{2, 5, 29, 46}
-	oidAuthorityInfo     = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
-	oidReasonCode        = asn1.ObjectIdentifier{2, 5, 29, 21}
-	oidInvalidityDate    = asn1.ObjectIdentifier{2, 5, 29, 24}
 	oidCertificateIssuer = asn1.ObjectIdentifier{2, 5, 29, 29}
 	oidCRLDistPoints     = asn1.ObjectIdentifier{2, 5, 29, 31}
 )

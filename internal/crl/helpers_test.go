@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 pkix.TBSCertificateList signs the CRLs x509.CreateRevocationList will not make (no nextUpdate, negative serials, duplicate extensions).
+
 package crl
 
 import (
