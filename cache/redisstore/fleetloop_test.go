@@ -1045,6 +1045,38 @@ func role(s *redistest.Server) string {
 	return ""
 }
 
+// sentinelView is what the sentinel says of its master, for failure
+// messages.
+func (l *fleetLoop) sentinelView() string {
+	c := redis.NewSentinelClient(&redis.Options{Addr: l.sn.Sentinel.Addr(), DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond})
+	defer c.Close()
+	m, err := c.Master(context.Background(), l.sn.Name).Result()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("flags %s, failover state %s, %s:%s", m["flags"], m["failover-state"], m["ip"], m["port"])
+}
+
+// replicationInfo is the gist of what s says of its replication, for
+// failure messages.
+func replicationInfo(s *redistest.Server) string {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "replication").Result()
+	if err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"role:", "master_host:", "master_port:", "master_link_status:", "connected_slaves:", "master_sync_in_progress:"} {
+			if strings.HasPrefix(line, k) {
+				keep = append(keep, line)
+			}
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
 func replicaLinkUp(s *redistest.Server) bool {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxRetries: -1})
 	defer c.Close()
@@ -1059,13 +1091,43 @@ func (l *fleetLoop) settleTopology() {
 	if l.cluster != nil {
 		l.cluster.WaitOK()
 	} else {
-		var master *redistest.Server
-		l.waitSentinelMaster("the sentinel's master", func(m *redistest.Server) bool { master = m; return true })
-		other := l.sn.Master
-		if master == l.sn.Master {
-			other = l.sn.Replica
+		var master, other *redistest.Server
+		deadline := time.Now().Add(hangLimit)
+		for whole := false; !whole; {
+			l.waitSentinelMaster("the sentinel's master", func(m *redistest.Server) bool { master = m; return true })
+			other = l.sn.Master
+			if master == l.sn.Master {
+				other = l.sn.Replica
+			}
+			// A master paused through a failover can come back as the
+			// sentinel's master and then be turned into a replica of the
+			// other server, the sentinel naming it still (seen with
+			// redis-server 7): an operator would fail over by hand.
+			slaveSince := time.Time{}
+			for !whole && slaveSince.IsZero() || !whole && time.Since(slaveSince) < 10*time.Second {
+				if time.Now().After(deadline) {
+					l.fail("timed out after %v waiting for the other server to replicate the master (the sentinel names %s (%s); %s says %s; %s says %s)", hangLimit,
+						master.Addr(), l.sentinelView(), l.name(master), replicationInfo(master), l.name(other), replicationInfo(other))
+				}
+				r := role(master)
+				whole = r == "master" && replicaLinkUp(other)
+				if r != "slave" {
+					slaveSince = time.Time{}
+				} else if slaveSince.IsZero() {
+					slaveSince = time.Now()
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !whole {
+				l.note("  the sentinel names %s, a replica of %s, as its master: SENTINEL FAILOVER", l.name(master), l.name(other))
+				c := redis.NewSentinelClient(&redis.Options{Addr: l.sn.Sentinel.Addr()})
+				err := c.Failover(context.Background(), l.sn.Name).Err()
+				c.Close()
+				if err != nil {
+					l.note("  SENTINEL FAILOVER: %v", err)
+				}
+			}
 		}
-		l.waitFor("the other server to replicate the master", func() bool { return replicaLinkUp(other) && role(master) == "master" })
 		if master.Addr() != l.faultMaster {
 			l.failedOver = true
 		} else {
