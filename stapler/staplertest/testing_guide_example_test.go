@@ -12,9 +12,9 @@ import (
 	"github.com/staplerkit/ocsp/stapler/staplertest"
 )
 
-// The README's 15-line test, as written there, compiles and does what its
-// comments say.
-func TestAttack3ReadmeFifteenLines(t *testing.T) {
+// The test docs/testing.md shows (the body of Example, compiled there)
+// does what its comments say: GOOD, then REVOKED after a revocation.
+func TestTheTestingGuidesExampleDoesWhatItsCommentsSay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	yourServerConfig := func(c tls.Certificate) *tls.Config { return &tls.Config{Certificates: []tls.Certificate{c}} }
