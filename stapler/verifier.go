@@ -95,7 +95,11 @@ const maxSessionLifetime = 7 * 24 * time.Hour
 // seen (from a staple on any connection, or from the responder), newest by
 // thisUpdate, then producedAt. An older answer never overrides it: once a
 // revocation is known, an older good staple (a replay by a server whose key
-// was stolen) is refused. It remembers up to 65,536 certificates, and
+// was stolen) is refused. A revocation a CRL lists (one held, read on every
+// check without a request, or one fetched) is known the same way, dated
+// by the later of the CRL's thisUpdate and the revocation date, and kept
+// until the certificate's NotAfter: only a good OCSP answer whose
+// thisUpdate is strictly later replaces it. It remembers up to 65,536 certificates, and
 // forgets revocations last.
 //
 // Resumed sessions (ConnectionState.DidResume): crypto/tls hands back the
@@ -350,7 +354,9 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 			}
 		}
 	}
-	// The newest answer known decides, the staple's included.
+	// A revocation that a CRL held lists is known too (no request).
+	c.learnHeldCRL()
+	// The newest answer known decides, the staple's and the CRLs' included.
 	newest := v.newest(c.id, c.now)
 	if newest != nil && newest.Status == record.Revoked {
 		return c.revoked(newest)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"net/http"
 	"sync"
@@ -136,9 +137,10 @@ func crlCurrent(c *crl.CRL, now time.Time, skew time.Duration) bool {
 
 // checkCRL establishes c.leaf's status from its issuer's CRLs: nil when a
 // current CRL that covers it does not list it, a *RevokedError when one
-// lists it, otherwise why none could tell. A CRL held answers first
-// without a request; then each distribution point is asked in turn,
-// within c.ctx.
+// lists it, otherwise why none could tell. The CRLs held answer first,
+// without a request (the newest of them that covers the certificate
+// decides); then each distribution point is asked in turn, within c.ctx.
+// A listing is learnt as a known revocation (see learnCRLRevocation).
 func (c *peerCheck) checkCRL() error {
 	v := c.v
 	if v.MaxCRLBytes < 0 {
@@ -146,26 +148,17 @@ func (c *peerCheck) checkCRL() error {
 	}
 	issuer := sha256.Sum256(c.issuer.Raw)
 	serial := crl.SerialBytes(c.leaf)
-	var entry crl.Entry
-	listed, decided := false, false
 	// First what is held: no request, no allocation.
-	derr := crl.RangeDistributionPoints(c.leaf, func(url []byte) bool {
-		held := v.crls.lookup(v, issuer, url, c.issuer, c.now)
-		if held == nil || held.Covers(c.leaf) != nil {
-			return true
-		}
-		entry, listed = held.Lookup(serial)
-		decided = true
-		return false
-	})
+	held, derr := c.heldCRL(issuer)
 	if derr != nil {
 		return derr
 	}
-	if decided {
-		return c.crlVerdict(listed, entry)
+	if held != nil {
+		return c.crlVerdict(held, serial)
 	}
 	// Then each point in turn, over the network.
 	var errs []error
+	var fetched *crl.CRL
 	crl.RangeDistributionPoints(c.leaf, func(b []byte) bool {
 		url := string(b)
 		held, err := v.crlFor(c.ctx, issuer, url, c.issuer)
@@ -176,22 +169,95 @@ func (c *peerCheck) checkCRL() error {
 			errs = append(errs, fmt.Errorf("CRL %s: %w", url, err))
 			return c.ctx.Err() == nil
 		}
-		entry, listed = held.Lookup(serial)
-		decided = true
+		fetched = held
 		return false
 	})
-	if decided {
-		return c.crlVerdict(listed, entry)
+	// The newest of what the points gave and what is held decides.
+	if held, _ := c.heldCRL(issuer); held != nil && (fetched == nil || !versionOf(held).older(versionOf(fetched))) {
+		fetched = held
+	}
+	if fetched != nil {
+		return c.crlVerdict(fetched, serial)
+	}
+	if len(errs) == 0 {
+		return ErrNoCRLDistributionPoint // not reached: every point failed or was held
 	}
 	return errors.Join(errs...)
 }
 
-// crlVerdict is what a CRL said of c.leaf.
-func (c *peerCheck) crlVerdict(listed bool, e crl.Entry) error {
+// heldCRL returns the newest current CRL held, from any of c.leaf's
+// distribution points, that covers it (nil when none), without a request
+// or an allocation. The error is why the certificate has no point.
+func (c *peerCheck) heldCRL(issuer [32]byte) (*crl.CRL, error) {
+	v := c.v
+	var newest *crl.CRL
+	err := crl.RangeDistributionPoints(c.leaf, func(url []byte) bool {
+		held := v.crls.lookup(v, issuer, url, c.issuer, c.now)
+		if held == nil || held.Covers(c.leaf) != nil {
+			return true
+		}
+		if newest == nil || versionOf(newest).older(versionOf(held)) {
+			newest = held
+		}
+		return true
+	})
+	return newest, err
+}
+
+// learnHeldCRL learns the revocation of c.leaf that the CRLs held (no
+// request) list, for the newest answer known to decide against a staple
+// or an OCSP answer older than the CRL.
+func (c *peerCheck) learnHeldCRL() {
+	v := c.v
+	if v.MaxCRLBytes < 0 || !v.crls.holdsAny() {
+		return
+	}
+	held, _ := c.heldCRL(sha256.Sum256(c.issuer.Raw))
+	if held == nil {
+		return
+	}
+	if e, listed := held.Lookup(crl.SerialBytes(c.leaf)); listed {
+		c.learnCRLRevocation(held, e)
+	}
+}
+
+// crlVerdict is what held says of c.leaf (whose serial is serial).
+func (c *peerCheck) crlVerdict(held *crl.CRL, serial []byte) error {
+	e, listed := held.Lookup(serial)
 	if !listed {
 		return nil
 	}
+	c.learnCRLRevocation(held, e)
 	return &RevokedError{Subject: c.leaf.Subject.String(), Serial: c.leaf.SerialNumber, RevokedAt: e.RevokedAt, Reason: e.Reason}
+}
+
+// learnCRLRevocation records e, held's listing of c.leaf, as a known
+// revocation, kept until the leaf's NotAfter as an OCSP revocation is. It
+// is dated by the later of the CRL's thisUpdate and the revocation date,
+// and after any OCSP answer of that same thisUpdate: only a good OCSP
+// answer strictly newer than the CRL replaces it.
+func (c *peerCheck) learnCRLRevocation(held *crl.CRL, e crl.Entry) {
+	dated := held.ThisUpdate
+	if e.RevokedAt.After(dated) {
+		dated = e.RevokedAt
+	}
+	c.v.learn(c.id, c.leaf, &record.Entry{
+		Status:           record.Revoked,
+		RevocationReason: int32(e.Reason),
+		ThisUpdate:       record.At(dated),
+		ProducedAt:       math.MaxInt64, // after any OCSP answer of the same thisUpdate
+		NextUpdate:       record.At(held.NextUpdate),
+		RevokedAt:        record.At(e.RevokedAt),
+		FetchedAt:        record.At(c.now),
+		Expires:          record.At(c.leaf.NotAfter),
+	}, c.now)
+}
+
+// holdsAny reports whether any CRL is held.
+func (cc *crlCache) holdsAny() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.held > 0
 }
 
 // lookup returns the current CRL held for issuer's point url, or nil,
@@ -449,7 +515,10 @@ func (cc *crlCache) point(issuer [32]byte, url string, now time.Time) *crlPoint 
 
 // ask establishes c.leaf's status over the network, within c.ctx: at its
 // OCSP responder when it names one, and from its CRLs when it names none
-// or the responder gave no answer. established is false when neither
+// or the responder gave no answer. A revocation that a CRL already held
+// lists was learnt before (run reads the CRLs held first), so that a
+// replayed good answer older than that CRL is never taken from the
+// responder. established is false when neither
 // could tell, and verdict then says why; otherwise verdict is nil (good)
 // or a *RevokedError.
 func (c *peerCheck) ask() (verdict error, established bool) {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/stapler/clock"
@@ -196,4 +199,89 @@ func (p *crlPKI) state(leaf *x509.Certificate) tls.ConnectionState {
 // verifier is a Verifier on the PKI's clock that may fetch.
 func (p *crlPKI) verifier(hard bool) *Verifier {
 	return &Verifier{HardFail: hard, FetchTimeout: 10 * time.Second, Time: p.clock.Now}
+}
+
+// pointServer serves CRLs at several paths, each settable (nil: 404), or
+// hanging until the test ends.
+type pointServer struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	bodies  map[string][]byte
+	hangs   map[string]bool
+	hits    map[string]int
+	release chan struct{}
+}
+
+func newPointServer(t testing.TB) *pointServer {
+	s := &pointServer{bodies: map[string][]byte{}, hangs: map[string]bool{}, hits: map[string]int{}, release: make(chan struct{})}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.hits[r.URL.Path]++
+		body, hang := s.bodies[r.URL.Path], s.hangs[r.URL.Path]
+		s.mu.Unlock()
+		if hang {
+			select {
+			case <-s.release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		if body == nil {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(s.srv.Close)
+	t.Cleanup(func() { close(s.release) }) // runs first: hanging handlers return
+	return s
+}
+
+func (s *pointServer) url(path string) string { return s.srv.URL + path }
+
+func (s *pointServer) serve(path string, der []byte) {
+	s.mu.Lock()
+	s.bodies[path] = der
+	s.mu.Unlock()
+}
+
+func (s *pointServer) hang(path string) {
+	s.mu.Lock()
+	s.hangs[path] = true
+	s.mu.Unlock()
+}
+
+func (s *pointServer) hitsOf(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits[path]
+}
+
+// idpCAOnly is an issuingDistributionPoint with no name and
+// onlyContainsCACerts: an authority revocation list (ARL), the CRL of the
+// CA certificates the CA issued.
+func idpCAOnly() pkix.Extension {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddUint8(0xff) })
+	})
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: b.BytesOrPanic()}
+}
+
+// issueIntermediate issues, under p's CA, an intermediate CA certificate
+// naming the CRL distribution points points, with its key.
+func issueIntermediate(t testing.TB, p *crlPKI, serial int64, points []string) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := p.clock.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "Intermediate " + strconv.FormatInt(serial, 10)},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, CRLDistributionPoints: points}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
 }

@@ -88,13 +88,18 @@ func TestVerifierCRLHeldUntilNextUpdateAndRefreshedBeforeIt(t *testing.T) {
 	if m.Held != 1 || m.Fetches[CRLFetchOK] != 2 || m.Bytes <= 0 || !m.NextUpdate[p.url].Equal(p.clock.Now().Add(23*time.Hour-time.Minute).Truncate(time.Second)) {
 		t.Fatalf("metrics %+v", m)
 	}
-	// Past its nextUpdate with the server down, nothing is known.
+	// Past its nextUpdate with the server down, nothing is known but the
+	// revocation the CRL listed, which is remembered until the
+	// certificate's NotAfter, as an OCSP revocation is.
 	p.mu.Lock()
 	p.status = http.StatusInternalServerError
 	p.mu.Unlock()
 	p.clock.Advance(24 * time.Hour)
-	if err := v.VerifyConnection(p.state(leaf)); !errors.Is(err, ErrHTTPStatus) {
+	if err := v.VerifyConnection(p.state(p.leaf(6, leafOpts{}))); !errors.Is(err, ErrHTTPStatus) {
 		t.Fatalf("after nextUpdate, server down: %v", err)
+	}
+	if err := v.VerifyConnection(p.state(leaf)); !errors.As(err, &revoked) {
+		t.Fatalf("after nextUpdate, the revocation the CRL listed: %v", err)
 	}
 	if m := v.CRLMetrics(); m.Held != 0 || m.Bytes != 0 || m.Fetches[CRLFetchHTTPStatus] != 1 {
 		t.Fatalf("metrics after expiry %+v", m)
@@ -122,8 +127,12 @@ func TestVerifierCRLNeverRollsBackToALowerNumber(t *testing.T) {
 		t.Fatal("the older CRL replaced the newer")
 	}
 	p.clock.Advance(24 * time.Hour)
-	if err := v.VerifyConnection(p.state(leaf)); !errors.Is(err, ErrCRLRollback) {
+	if err := v.VerifyConnection(p.state(p.leaf(6, leafOpts{}))); !errors.Is(err, ErrCRLRollback) {
 		t.Fatalf("the replay after the CRL held expired: %v", err)
+	}
+	// The revocation CRL 5 listed is remembered past its nextUpdate.
+	if !errors.As(v.VerifyConnection(p.state(leaf)), &revoked) {
+		t.Fatal("the revocation was forgotten with its CRL")
 	}
 	if m := v.CRLMetrics(); m.Fetches[CRLFetchRollback] != 2 || m.Held != 0 {
 		t.Fatalf("metrics %+v", m)
