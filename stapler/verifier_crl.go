@@ -54,7 +54,9 @@ var (
 	// certificate: it names other URLs than the one fetched (or a name
 	// relative to the issuer), it lists user certificates only and this is
 	// a CA, CA certificates only and this is not, some reasons only, or
-	// attribute certificates only.
+	// attribute certificates only; or, fetched again at a point, it does
+	// not cover the kinds of certificates (user, CA) that the CRL held
+	// there covers (an ARL replayed at a user CRL's URL), which stays.
 	ErrCRLScope = crl.ErrScope
 	// ErrNoCRLDistributionPoint: the certificate names no http or https
 	// CRL distribution point of a direct, full CRL.
@@ -418,8 +420,10 @@ func (a crlVersion) older(b crlVersion) bool {
 }
 
 // keep holds c, just fetched from issuer's point url, in place of the CRL
-// held there, unless it is older than one accepted before (ErrCRLRollback;
-// a current CRL held stays), or its index alone is over MaxCRLMemory. The
+// held there, unless it does not cover the kinds of certificates the CRL
+// held covers (ErrCRLScope), it is older than one accepted before
+// (ErrCRLRollback; a current CRL held stays), or its index alone is over
+// MaxCRLMemory. The
 // CRLs used longest ago are dropped to make room.
 func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, now time.Time) (*crl.CRL, error) {
 	limit := v.MaxCRLMemory
@@ -432,6 +436,11 @@ func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, n
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	p := cc.point(issuer, url, now)
+	if p.held != nil && !c.CoversKindsOf(p.held) {
+		// Another scope (an ARL replayed at the user CRL's URL): its
+		// number does not order it against the CRL held, which stays.
+		return nil, fmt.Errorf("%w: the CRL fetched does not cover the kinds of certificates (user, CA) that the CRL held covers", ErrCRLScope)
+	}
 	if !p.newest.thisUpdate.IsZero() && versionOf(c).older(p.newest) {
 		return nil, fmt.Errorf("%w: number %v of %s, after number %v of %s", ErrCRLRollback, c.Number, c.ThisUpdate.UTC().Format(time.RFC3339), p.newest.number, p.newest.thisUpdate.UTC().Format(time.RFC3339))
 	}

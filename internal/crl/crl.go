@@ -510,6 +510,13 @@ func (c *CRL) Covers(cert *x509.Certificate) error {
 	return nil
 }
 
+// CoversKindsOf reports whether c covers every kind of certificate (user,
+// CA) that o covers: false when c is limited to user or to CA
+// certificates and o is not limited the same way.
+func (c *CRL) CoversKindsOf(o *CRL) bool {
+	return (!c.onlyUser || o.onlyUser) && (!c.onlyCA || o.onlyCA)
+}
+
 // Lookup returns the entry of the certificate whose serial has the DER
 // INTEGER content octets serial. It does not allocate.
 func (c *CRL) Lookup(serial []byte) (Entry, bool) {
