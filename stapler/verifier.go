@@ -155,7 +155,8 @@ type Verifier struct {
 	// With it, a certificate that names no OCSP responder, or whose
 	// responder gave no answer, is checked against the CRLs of its http
 	// and https CRL distribution points (when it names both, the
-	// responder is waited for at most half the time left). A CRL is used
+	// responder is waited for at most half the time left, and each of
+	// several points at most its share of what is left). A CRL is used
 	// only when its issuer is the one the chain verified with, it is
 	// current (nextUpdate present and not passed, thisUpdate within
 	// ClockSkew), it has no unknown critical extension, and its issuing

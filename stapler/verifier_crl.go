@@ -141,7 +141,8 @@ func crlCurrent(c *crl.CRL, now time.Time, skew time.Duration) bool {
 // current CRL that covers it does not list it, a *RevokedError when one
 // lists it, otherwise why none could tell. The CRLs held answer first,
 // without a request (the newest of them that covers the certificate
-// decides); then each distribution point is asked in turn, within c.ctx.
+// decides); then each distribution point is asked in turn, within c.ctx,
+// each waited for at most its share of the time left.
 // A listing is learnt as a known revocation (see learnCRLRevocation).
 func (c *peerCheck) checkCRL() error {
 	v := c.v
@@ -161,9 +162,21 @@ func (c *peerCheck) checkCRL() error {
 	// Then each point in turn, over the network.
 	var errs []error
 	var fetched *crl.CRL
+	left := 0 // the points not asked yet
+	crl.RangeDistributionPoints(c.leaf, func([]byte) bool { left++; return true })
 	crl.RangeDistributionPoints(c.leaf, func(b []byte) bool {
 		url := string(b)
-		held, err := v.crlFor(c.ctx, issuer, url, c.issuer)
+		// Each point is waited for at most its share of the time left, so
+		// that one that hangs leaves time for the next (its download goes
+		// on in the background, for the handshakes after).
+		ctx := c.ctx
+		if dl, ok := ctx.Deadline(); ok && left > 1 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/time.Duration(left)))
+			defer cancel()
+		}
+		left--
+		held, err := v.crlFor(ctx, issuer, url, c.issuer)
 		if err == nil {
 			err = held.Covers(c.leaf)
 		}
