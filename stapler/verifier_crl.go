@@ -387,6 +387,9 @@ func (v *Verifier) downloadCRL(ctx context.Context, url string) ([]byte, error) 
 	if limit == 0 {
 		limit = DefaultMaxCRLBytes
 	}
+	// The body is read up to limit+1 bytes: capped so that it cannot
+	// overflow (math.MaxInt64, "no cap", would read nothing).
+	limit = min(limit, math.MaxInt64-1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)

@@ -259,3 +259,19 @@ func TestVerifierNegativeMaxCRLBytesTurnsCRLsOff(t *testing.T) {
 		t.Fatalf("%v, %d downloads", err, p.crlHits())
 	}
 }
+
+// MaxCRLBytes set to math.MaxInt64 (an operator's "no cap") reads the CRL.
+// Found by an attack session: limit+1 overflowed in downloadCRL, and
+// io.LimitReader with a negative limit read nothing, so every CRL was
+// refused as malformed: a revoked client was accepted under soft fail,
+// every client refused under HardFail.
+func TestVerifierCRLHugeMaxCRLBytesStillReadsTheCRL(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}))
+	v := p.verifier(false)
+	v.MaxCRLBytes = 1<<63 - 1
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.As(err, &revoked) {
+		t.Fatalf("MaxCRLBytes = math.MaxInt64, a revoked client: %v (fetches %v)", err, v.CRLMetrics().Fetches)
+	}
+}
