@@ -2,6 +2,8 @@ package stapler
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"syscall"
@@ -108,6 +110,22 @@ func classifyCRLFetch(err error) CRLFetchOutcome {
 		return CRLFetchTimeout
 	case errors.As(err, &dnsErr), errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return CRLFetchConnection
+	case isTLSFailure(err):
+		return CRLFetchConnection
 	}
 	return CRLFetchOther
+}
+
+// isTLSFailure reports whether err is the failure of a TLS handshake: the
+// server's certificate not verified, an alert, or a record that is not
+// TLS.
+func isTLSFailure(err error) bool {
+	var verifyErr *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var record tls.RecordHeaderError
+	var unknownAuthority x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	return errors.As(err, &verifyErr) || errors.As(err, &alert) || errors.As(err, &record) ||
+		errors.As(err, &unknownAuthority) || errors.As(err, &invalid) || errors.As(err, &hostname)
 }
