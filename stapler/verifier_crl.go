@@ -549,7 +549,8 @@ func (cc *crlCache) point(issuer [32]byte, url string, now time.Time) *crlPoint 
 func (c *peerCheck) ask() (verdict error, established bool) {
 	v := c.v
 	var errs []error
-	if url := resolveResponder(c.leaf, "", v.ResponderOverrides); url != "" {
+	url := resolveResponder(c.leaf, "", v.ResponderOverrides)
+	if url != "" {
 		ctx := c.ctx
 		if dl, ok := ctx.Deadline(); ok && v.MaxCRLBytes >= 0 && hasCRLPoints(c.leaf) {
 			// Half the time left is kept for the CRL, should the responder
@@ -579,7 +580,7 @@ func (c *peerCheck) ask() (verdict error, established bool) {
 		return nil, true
 	case errors.As(err, &revoked):
 		return err, true
-	case len(errs) > 0 && (errors.Is(err, ErrNoCRLDistributionPoint) || errors.Is(err, errCRLOff)):
+	case url != "" && (errors.Is(err, ErrNoCRLDistributionPoint) || errors.Is(err, errCRLOff)):
 		// A certificate with a responder and no CRL: the responder's
 		// failure alone, as before CRLs were checked.
 	default:

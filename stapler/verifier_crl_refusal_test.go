@@ -275,3 +275,17 @@ func TestVerifierCRLHugeMaxCRLBytesStillReadsTheCRL(t *testing.T) {
 		t.Fatalf("MaxCRLBytes = math.MaxInt64, a revoked client: %v (fetches %v)", err, v.CRLMetrics().Fetches)
 	}
 }
+
+// A certificate that names neither an OCSP responder nor an http(s) CRL
+// distribution point (LDAP only) is refused under HardFail with an error
+// that matches ErrNoCRLDistributionPoint, so that the operator is told the
+// LDAP points were skipped. Found by an attack session: ask() dropped it
+// whenever the responder had failed, and it always had ("no OCSP
+// responder URL").
+func TestVerifierCRLNoHTTPPointIsNamedInTheRefusal(t *testing.T) {
+	p := newCRLPKI(t)
+	leaf := p.leaf(5, leafOpts{points: []string{"ldap://ldap.test/cn=CA?certificateRevocationList"}})
+	if err := p.verifier(true).VerifyConnection(p.state(leaf)); !errors.Is(err, ErrNoCRLDistributionPoint) {
+		t.Fatalf("HardFail, LDAP points only: %v", err)
+	}
+}
