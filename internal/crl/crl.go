@@ -104,6 +104,12 @@ func Parse(der []byte, issuer *x509.Certificate, opts Options) (*CRL, error) {
 		return nil, fmt.Errorf("%w: %w", ErrWrongIssuer, err)
 	}
 	c := &CRL{Number: rl.Number, ThisUpdate: rl.ThisUpdate, NextUpdate: rl.NextUpdate, Size: len(der)}
+	// cRLNumber ::= INTEGER (0..MAX), at most 20 octets (RFC 5280 5.2.3):
+	// it orders a point's CRLs for good, so a bogus one is refused.
+	// 20 octets of DER hold a non-negative integer of at most 159 bits.
+	if c.Number != nil && (c.Number.Sign() < 0 || c.Number.BitLen() > 159) {
+		return nil, fmt.Errorf("%w: cRLNumber %v out of range (0 to 20 octets)", ErrMalformed, c.Number)
+	}
 	if !c.NextUpdate.IsZero() && !c.NextUpdate.After(c.ThisUpdate) {
 		return nil, fmt.Errorf("%w: nextUpdate %s is not after thisUpdate", ErrMalformed, c.NextUpdate.UTC().Format(time.RFC3339))
 	}
