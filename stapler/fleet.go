@@ -353,11 +353,13 @@ func (f *fleetSource) refresh(m *managed) {
 	}
 	m.mu.Unlock()
 	next, installed := s.apply(m, o)
-	if unvouched != nil && installed == nil {
-		// The responder could not vouch either way: the stored response,
-		// valid and verified, is better than no staple (as any cached
-		// staple is, until its nextUpdate).
+	if unvouched != nil && (installed == nil || better(unvouched, installed)) {
+		// The responder could not vouch either way, or answered with an
+		// older response than the store's (a stale edge): the stored
+		// response, valid and verified, is better than no staple (as any
+		// cached staple is, until its nextUpdate), and the store keeps it.
 		s.adopt(m, unvouched, nil, s.clock.Now())
+		installed = nil
 	}
 	if err := f.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
 		// Paused past the lease: another server may have taken over and
@@ -377,62 +379,112 @@ func (f *fleetSource) refresh(m *managed) {
 }
 
 // recorded shares a result got outside a refresh (a Test's, or a pushed
-// response) with the fleet.
+// response) with the fleet. A response installed is shared by the notice
+// workers (shareIfNewer), so that Push and Test return without waiting on
+// the store; a Test that failed tells the fleet's state of its try
+// (unfenced: no lease is held for a Test).
 func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
-	f.share(m, next, installed, true)
+	if installed == nil {
+		f.writeShared(m, next, nil, "")
+		return
+	}
+	m.mu.Lock()
+	m.unshared = true
+	m.mu.Unlock()
+	f.notices.add(m)
 }
 
-// share stores what this server got outside a refresh, under the
-// certificate's lease, and only when the store holds no newer response:
-// the store keeps the newest answer any server got, whoever writes last.
-// When the store holds a newer one, nothing is written and it is adopted
-// (as a notification's would be); when another server holds the lease
-// (it is querying, and will store its answer), or the store cannot be
-// reached, it is tried again later (the notice workers call shareIfNewer).
-// adopt: queue the store's newer response to be adopted (the notice
-// workers call share with it false: they have just read the store).
-func (f *fleetSource) share(m *managed, next time.Time, fresh *record.Entry, adopt bool) {
+// maxShareRetry is the longest a response waiting to be shared waits
+// between two tries (they start at storeRetryInterval and double).
+const maxShareRetry = time.Minute
+
+// share stores fresh, a response this server got outside a refresh (a
+// pushed one, a Test's, one fetched alone while the store was away),
+// under the certificate's lease, and only when the store holds nothing
+// better: the store keeps the best answer any server got, whoever writes
+// last. When the store holds a better one, nothing is written and it is
+// adopted (as a notification's would be). When another server holds the
+// lease (it is querying, and will store its answer) or the store fails,
+// it is tried again later, every storeRetryInterval doubling up to
+// maxShareRetry; a lease held past twice its lifetime (someone keeps
+// writing it) is not waited for: the response is written without it, over
+// an older one only. Called by the notice workers (shareIfNewer).
+func (f *fleetSource) share(m *managed, fresh *record.Entry) {
 	s := f.s
 	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
 	defer cancel()
+	ttl := leaseTTL(s.cfg.Load().Timeout())
 	start := time.Now()
-	token, ok, err := f.leaser.Lease(ctx, m.ID(), leaseTTL(s.cfg.Load().Timeout()))
+	token, ok, err := f.leaser.Lease(ctx, m.ID(), ttl)
 	if err != nil {
 		f.failed(m, err, start, StoreLease)
-	}
-	owe := func(owed bool) {
-		m.mu.Lock()
-		m.unshared = owed && fresh != nil
-		m.mu.Unlock()
-		if owed {
-			f.notices.later(m, time.Now().Add(storeRetryInterval))
-		}
-	}
-	if err != nil || !ok {
-		owe(true)
+		f.shareLater(m, maxShareRetry)
 		return
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
-		defer cancel()
-		f.leaser.Release(rctx, m.ID(), token)
-	}()
+	if !ok {
+		if left := f.shareBlocked(m, 2*ttl); left > 0 {
+			f.shareLater(m, left)
+			return
+		}
+		s.log.Warn("ocsp: the certificate's lease has been held past its lifetime; sharing without it", "id", m.ID())
+		token = "" // unfenced, over an older response only (below)
+	} else {
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
+			defer cancel()
+			f.leaser.Release(rctx, m.ID(), token)
+		}()
+	}
 	start = time.Now()
 	shared, _, err := f.readShared(ctx, m)
 	if err != nil {
 		f.failed(m, err, start, StoreRead)
-		owe(true)
+		f.shareLater(m, maxShareRetry)
 		return
 	}
 	f.ok(m)
-	if fresh != nil && shared != nil && !better(fresh, shared) {
-		owe(false)
-		if adopt && better(shared, fresh) {
+	if shared != nil && !better(fresh, shared) {
+		f.shareDone(m)
+		if better(shared, fresh) {
 			f.notices.add(m) // adopted by the notice workers' rules
 		}
 		return
 	}
-	owe(f.writeShared(m, next, fresh, token) != nil)
+	if err := f.writeShared(m, time.Time{}, fresh, token); err != nil {
+		f.shareLater(m, maxShareRetry)
+		return
+	}
+	f.shareDone(m)
+}
+
+// shareLater tries sharing m's response again later, backing off, within
+// most.
+func (f *fleetSource) shareLater(m *managed, most time.Duration) {
+	m.mu.Lock()
+	m.unshared = true
+	wait := storeRetryInterval << min(m.shareTries, 6)
+	m.shareTries++
+	m.mu.Unlock()
+	f.notices.later(m, time.Now().Add(min(wait, most, maxShareRetry)))
+}
+
+// shareDone notes that m's response is shared, or needs no sharing.
+func (f *fleetSource) shareDone(m *managed) {
+	m.mu.Lock()
+	m.unshared, m.shareTries, m.shareBlocked = false, 0, time.Time{}
+	m.mu.Unlock()
+}
+
+// shareBlocked notes that m's lease was found held while sharing, and
+// returns how long until it has been so (real time) for longer than
+// limit: 0 when it has.
+func (f *fleetSource) shareBlocked(m *managed, limit time.Duration) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shareBlocked.IsZero() {
+		m.shareBlocked = time.Now()
+	}
+	return max(0, limit-time.Since(m.shareBlocked)+time.Millisecond)
 }
 
 // forget deletes m's shared response and state, which Remove stopped
@@ -493,14 +545,21 @@ func (f *fleetSource) vouchWindow() time.Duration {
 }
 
 // unvouched reports whether shared, a stored response, verified, is one
-// this server cannot vouch for: it knows nothing of the certificate of its
-// own (no verified answer, no query of its own: a start, a restart, a
-// server added to the fleet), and the response was produced longer ago
-// than vouchWindow. Whoever can write the store could have written back an
+// this server cannot vouch for: a good answer, while it knows nothing of
+// the certificate of its own (no verified answer, no query of its own: a
+// start, a restart, a server added to the fleet), produced longer ago than
+// vouchWindow. Whoever can write the store could have written back an
 // old good answer over a revocation every running server knows; such a
 // server asks the responder first.
 func (f *fleetSource) unvouched(m *managed, shared *record.Entry, now time.Time) bool {
 	if shared == nil {
+		return false
+	}
+	if shared.Status == record.Revoked {
+		// A signed revocation is adopted whenever it was produced: no
+		// replay of one makes a server staple an answer it should not
+		// (a revoked certificate stays revoked), and a stale responder's
+		// (or edge's) older good answer is then never installed over it.
 		return false
 	}
 	m.mu.Lock()
@@ -576,7 +635,9 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 	state := fleetState{Tries: int(m.tries), Failed: m.failed, LastAttempt: int64(m.lastAttempt)}
 	if m.lastErr != nil {
 		state.LastError = m.lastErr.Error()
-		state.Next = next.UnixNano()
+		if !next.IsZero() {
+			state.Next = next.UnixNano()
+		}
 	}
 	m.mu.Unlock()
 	put := func(key string, value []byte) error {
@@ -759,7 +820,14 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	now := s.clock.Now()
 	stored := shared
 	if f.unvouched(m, shared, now) {
-		shared = nil // its own refresh asks the responder first
+		shared = nil // its own refresh asks the responder first: now, when it has no staple
+		if base == nil {
+			m.mu.Lock()
+			if m.entry == nil {
+				s.sched.schedule(m, now)
+			}
+			m.mu.Unlock()
+		}
 	}
 	if sameAnswer(shared, base) && f.overdue(m, now, s.cfg.Load().QueryInterval()) {
 		shared = nil // a fetch time announced again is no news (see refresh)
@@ -770,23 +838,33 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 	return true
 }
 
-// shareIfNewer stores m's staple when this server fetched it and it is
-// newer than shared, what the store holds: a response fetched alone while
-// the store could not be reached (or was too slow for a first fetch)
-// reaches the rest of the fleet once it can be, instead of the fleet
-// stapling two responses until the next refresh. So does a pushed
-// response, or a Test's, that share could not store at once. Under the
-// lease, and only over an older response (share).
+// shareIfNewer stores m's staple when this server got it itself (a query
+// of its own, a push, a Test) and it is better than shared, what the store
+// holds: a response fetched alone while the store could not be reached
+// (or was too slow for a first fetch) reaches the rest of the fleet once it
+// can be, instead of the fleet stapling two responses until the next
+// refresh; so does a pushed response, or a Test's. Under the lease, and
+// only over an older response (share).
 func (f *fleetSource) shareIfNewer(m *managed, shared *record.Entry) {
 	m.mu.Lock()
 	held := m.entry
-	own := m.ownAttempt || m.unshared
+	unshared := m.unshared
+	own := m.ownAttempt && held != nil && !held.Unverified || unshared
+	first := m.shareTries == 0
 	m.mu.Unlock()
-	if held == nil || held.Unverified || !own || shared != nil && !better(held, shared) {
+	if held == nil || !own {
 		return
 	}
-	f.s.log.Info("ocsp: the store holds an older response than this server's; sharing ours", "id", m.ID())
-	f.share(m, time.Time{}, held, false)
+	if shared != nil && !better(held, shared) {
+		if unshared {
+			f.shareDone(m)
+		}
+		return
+	}
+	if first {
+		f.s.log.Info("ocsp: the store holds an older response than this server's; sharing ours", "id", m.ID())
+	}
+	f.share(m, held)
 }
 
 // notices is the set of certificates with a change announced and not yet

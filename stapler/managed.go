@@ -118,6 +118,11 @@ type managed struct {
 	// unshared: a response this server got outside a refresh (pushed, or
 	// a Test's) waits to be shared with the fleet (fleetSource.share).
 	unshared bool
+	// shareTries counts the tries to share it that found the lease held
+	// or the store failing (fleetSource.shareLater); shareBlocked is when
+	// (real time) a try first found the lease held.
+	shareTries   int
+	shareBlocked time.Time
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome

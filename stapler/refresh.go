@@ -222,6 +222,9 @@ func (s *Stapler) loadStored(ctx context.Context, m *managed, value []byte) (*re
 // are used up, the failed state; and tells the source.
 func (s *Stapler) record(m *managed, o *outcome) {
 	next, installed := s.apply(m, o)
+	if o.pushed && installed == nil {
+		return // a refused push changes nothing, in the store neither
+	}
 	s.src.recorded(m, next, installed)
 }
 

@@ -165,6 +165,11 @@ type fleetLoop struct {
 	failedOver, healed, promoted bool
 	roundsPaused                 int    // rounds since a master was paused
 	faultMaster                  string // the Sentinel master when the fault began
+	// forgedTries is, per certificate, the tries a forged fleet state
+	// claims and no refresh has written over yet: the fleet continues its
+	// count (the state is unsigned; the retries it can take away are
+	// bounded by recovery_max_tries).
+	forgedTries []int
 
 	mu         sync.Mutex // guards the model below, shared with the sampler
 	revokedAt  []time.Time
@@ -205,6 +210,7 @@ func runFleetLoop(t *testing.T, topo string, seed int64, steps int, stats *loopS
 	}
 	l.revokedAt = make([]time.Time, len(f.leaves))
 	l.verified = make([]bool, len(f.leaves))
+	l.forgedTries = make([]int, len(f.leaves))
 	l.goods = make([][][]byte, len(f.leaves))
 	for range f.nodes {
 		l.knows = append(l.knows, make([]bool, len(f.leaves)))
@@ -616,6 +622,7 @@ func (l *fleetLoop) round() {
 	}
 	l.note("round done: requests %s", strings.Join(got, " "))
 	l.failedOver, l.healed = false, false
+	clear(l.forgedTries)
 	if l.paused != nil {
 		l.roundsPaused++
 	}
@@ -717,6 +724,7 @@ func (l *fleetLoop) forge() bool {
 	verified := l.verified[j]
 	l.mu.Unlock()
 	now := f.clock.Now()
+	claimed := 0 // the tries a forged state claims
 	switch kind := l.rng.Intn(8); {
 	case kind == 0:
 		what, value = "garbage", []byte(fmt.Sprintf("garbage %d", l.rng.Int()))
@@ -768,8 +776,12 @@ func (l *fleetLoop) forge() bool {
 			value = fmt.Appendf(nil, `{"tries": 0, "failed": false, "last_attempt": %d, "next": %d}`, now.UnixNano(), now.Add(64*time.Minute).UnixNano())
 		} else {
 			what = "a plausible state: one failed try, next in a minute"
+			claimed = 1
 			value = fmt.Appendf(nil, `{"tries": 1, "failed": true, "last_error": "forged", "last_attempt": %d, "next": %d}`, now.UnixNano(), now.Add(time.Minute).UnixNano())
 		}
+	}
+	if key == id+".state" {
+		l.forgedTries[j] = claimed
 	}
 	l.note("forge c%d: %s (announced: %v)", j, what, announce)
 	if value != nil {
@@ -804,7 +816,9 @@ func (l *fleetLoop) responderDown() bool {
 			st, _ := f.nodes[i].StatusOf(stapler.CertificateID(leaf.Cert.Raw))
 			baseTries[j] = max(baseTries[j], st.Tries)
 		}
+		baseTries[j] = max(baseTries[j], l.forgedTries[j])
 	}
+	clear(l.forgedTries)
 	f.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
 	base := f.requestsPerLeaf()
 	before := f.clock.Now()
@@ -845,7 +859,7 @@ func (l *fleetLoop) responderDown() bool {
 			n := counts[leaf.Cert.SerialNumber.String()] - base[leaf.Cert.SerialNumber.String()]
 			lo, hi, sum := tries(j)
 			if hi == 0 { // the recovery ran out (failed): its tries are no longer counted
-				hi, sum = 1+fleetConfig.RecoveryMaxTries, len(f.nodes)*(1+fleetConfig.RecoveryMaxTries)
+				lo, hi, sum = 1+fleetConfig.RecoveryMaxTries, 1+fleetConfig.RecoveryMaxTries, len(f.nodes)*(1+fleetConfig.RecoveryMaxTries)
 			}
 			if !alone[j] && (lo != hi || n < 1 || n > hi || n < hi-baseTries[j]) || alone[j] && (n < 1 || n > sum) {
 				f.why = fmt.Sprintf("c%d (%s): tries %d to %d (%d in all), %d requests", j, kinds[j], lo, hi, sum, n)
