@@ -166,7 +166,12 @@ type Verifier struct {
 	// connections waiting, fetched again in the background at most an
 	// hour after download, never replaced by one with a lower CRL number
 	// (ErrCRLRollback), and bounded by MaxCRLBytes and MaxCRLMemory; a
-	// failed download is remembered with the backoff below.
+	// failed download is remembered with the backoff below. Once the leaf
+	// is allowed, each CA certificate of the chain below the root that
+	// names such a distribution point is checked against its CRL the same
+	// way, within the same deadline: a revocation is refused, and a status
+	// no CRL established is refused under HardFail (intermediates are not
+	// asked about by OCSP, and one naming no http(s) point is not checked).
 	//
 	// Answers are kept until they expire and concurrent connections share
 	// one request. A failed request (an error, a response refused, or an
@@ -322,7 +327,10 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 		c.ctx, cancel = context.WithTimeout(c.ctx, v.FetchTimeout)
 		defer cancel()
 	}
-	return c.run(cs.OCSPResponse, cs.DidResume)
+	if err := c.run(cs.OCSPResponse, cs.DidResume); err != nil {
+		return err
+	}
+	return c.checkIntermediates(chain)
 }
 
 // peerCheck is the check of one connection.

@@ -592,6 +592,41 @@ func (c *peerCheck) ask() (verdict error, established bool) {
 	return fmt.Errorf("%w; %w", errs[0], errs[1]), false
 }
 
+// checkIntermediates checks each CA certificate of chain below the root
+// against the CRLs of its own http(s) distribution points (those of the
+// certificate above it), within c.ctx, once the leaf is allowed: a
+// revocation is refused, and a status no CRL established is refused under
+// HardFail, allowed otherwise. An intermediate that names no such point is
+// not checked; nor is one when FetchTimeout is zero or CRLs are off.
+func (c *peerCheck) checkIntermediates(chain []*x509.Certificate) error {
+	v := c.v
+	if v.FetchTimeout <= 0 || v.MaxCRLBytes < 0 {
+		return nil
+	}
+	for i := 1; i+1 < len(chain); i++ {
+		if !hasCRLPoints(chain[i]) {
+			continue
+		}
+		ic := &peerCheck{v: v, ctx: c.ctx, leaf: chain[i], issuer: chain[i+1], id: CertificateID(chain[i].Raw), now: c.now}
+		// A revocation of the intermediate learnt before decides first.
+		ic.learnHeldCRL()
+		if e := v.newest(ic.id, c.now); e != nil && e.Status == record.Revoked {
+			return ic.revoked(e)
+		}
+		err := ic.checkCRL()
+		var revoked *RevokedError
+		switch {
+		case err == nil:
+		case errors.As(err, &revoked):
+			return err
+		case v.HardFail:
+			return &StapleError{Subject: c.leaf.Subject.String(), HardFail: true,
+				Err: fmt.Errorf("checking the CRL of the issuing CA %q: %w", chain[i].Subject.String(), err)}
+		}
+	}
+	return nil
+}
+
 // hasCRLPoints reports whether cert names a CRL distribution point that
 // checkCRL may fetch.
 func hasCRLPoints(cert *x509.Certificate) bool {
