@@ -93,8 +93,8 @@ const (
 	minCRLFetchTimeout = 30 * time.Second
 	// crlRefreshMax is the longest a held CRL goes without a refresh.
 	crlRefreshMax = time.Hour
-	// maxCRLPoints bounds how many distribution points (per issuer) a
-	// Verifier remembers.
+	// maxCRLPoints bounds how many distribution points a Verifier
+	// remembers, all issuers together.
 	maxCRLPoints = 1024
 )
 

@@ -1,0 +1,329 @@
+package stapler
+
+// Hostile CRL servers and odd CRLs the Verifier withstands: the size cap,
+// lying lengths, redirects, slow bodies, non-HTTP points, scope, sibling
+// CAs, serial encodings, ordering without numbers, clock skew, refreshes
+// under load. From an attacker session on issue 29 (CRL checking), whose
+// attacks these were; kept as tests of what they protect.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A hostile CRL server answers with a gzip bomb (32 MiB of zeros in a few
+// kilobytes, Content-Encoding: gzip): the transport inflates it, and the
+// download stops at MaxCRLBytes of inflated bytes.
+func TestVerifierCRLGzipBombStopsAtTheCap(t *testing.T) {
+	p := newCRLPKI(t)
+	var bomb bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&bomb, gzip.BestCompression)
+	zw.Write(make([]byte, 32<<20))
+	zw.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Write(p.crl(1, nil))
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(bomb.Len()))
+		w.Write(bomb.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	v := p.verifier(true)
+	v.MaxCRLBytes = 1 << 20
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{points: []string{srv.URL + "/ca.crl"}}))); !errors.Is(err, ErrCRLTooLarge) {
+		t.Fatalf("gzip bomb: %v", err)
+	}
+	if m := v.CRLMetrics(); m.Fetches[CRLFetchTooLarge] != 1 {
+		t.Fatalf("metrics %+v", m.Fetches)
+	}
+}
+
+// A body of exactly MaxCRLBytes is read, one byte more is refused, with or
+// without a Content-Length; the default cap refuses 10 MiB + 1 of junk.
+func TestVerifierCRLSizeCapIsExact(t *testing.T) {
+	p := newCRLPKI(t)
+	der := p.crl(1, []int64{5})
+	for _, chunked := range []bool{false, true} {
+		p.mu.Lock()
+		p.chunked = chunked
+		p.mu.Unlock()
+		p.serve(der)
+		v := p.verifier(true)
+		v.MaxCRLBytes = int64(len(der))
+		var revoked *RevokedError
+		if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.As(err, &revoked) {
+			t.Fatalf("chunked %v, exactly the cap: %v", chunked, err)
+		}
+		v = p.verifier(true)
+		v.MaxCRLBytes = int64(len(der)) - 1
+		if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.Is(err, ErrCRLTooLarge) {
+			t.Fatalf("chunked %v, one byte over: %v", chunked, err)
+		}
+	}
+	p.serve(make([]byte, DefaultMaxCRLBytes+1))
+	v := p.verifier(true)
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.Is(err, ErrCRLTooLarge) {
+		t.Fatalf("10 MiB + 1 under the default cap: %v", err)
+	}
+}
+
+// A Content-Length that lies, either way, never gives a CRL: a shorter
+// announcement truncates the DER (malformed), a longer one ends in an
+// unexpected EOF. Neither hangs or panics.
+func TestVerifierCRLContentLengthLies(t *testing.T) {
+	p := newCRLPKI(t)
+	der := p.crl(1, nil)
+	for _, delta := range []int{-10, +10} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(der)+delta))
+			w.Write(der)
+		}))
+		v := p.verifier(true)
+		err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{points: []string{srv.URL + "/ca.crl"}})))
+		srv.Close()
+		if err == nil {
+			t.Fatalf("Content-Length off by %d: accepted", delta)
+		}
+	}
+}
+
+// Redirects from a hostile CRL server: to file://, in a loop, refused; to
+// another host, followed, and the CRL is checked against the distribution
+// point the certificate named (an issuing distribution point naming only
+// the redirect's target is refused).
+func TestVerifierCRLRedirects(t *testing.T) {
+	p := newCRLPKI(t)
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/idp.crl" {
+			w.Write(p.crl(1, []int64{5}, func(rl *x509.RevocationList) {
+				rl.ExtraExtensions = []pkix.Extension{crlIDP("http://"+r.Host+"/idp.crl", false, false)}
+			}))
+			return
+		}
+		w.Write(p.crl(1, []int64{5}))
+	}))
+	t.Cleanup(mirror.Close)
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/file.crl":
+			http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
+		case "/loop.crl":
+			http.Redirect(w, r, srv.URL+"/loop.crl", http.StatusFound)
+		case "/mirror.crl":
+			http.Redirect(w, r, mirror.URL+"/ca.crl", http.StatusFound)
+		case "/mirror-idp.crl":
+			http.Redirect(w, r, mirror.URL+"/idp.crl", http.StatusFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	check := func(path string) error {
+		return p.verifier(true).VerifyConnection(p.state(p.leaf(5, leafOpts{points: []string{srv.URL + path}})))
+	}
+	for _, path := range []string{"/file.crl", "/loop.crl"} {
+		if err := check(path); !errors.Is(err, ErrRedirect) {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	var revoked *RevokedError
+	if err := check("/mirror.crl"); !errors.As(err, &revoked) {
+		t.Errorf("redirect to a mirror: %v", err)
+	}
+	if err := check("/mirror-idp.crl"); !errors.Is(err, ErrCRLScope) {
+		t.Errorf("redirect to a mirror whose CRL's issuing distribution point names the mirror only: %v", err)
+	}
+}
+
+// A slow-loris CRL server (headers, then a byte now and then) holds a
+// handshake no longer than FetchTimeout.
+func TestVerifierCRLSlowLorisBodyIsBoundedByTheDeadline(t *testing.T) {
+	p := newCRLPKI(t)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		for {
+			w.Write([]byte{0x30})
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+				return
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	v := &Verifier{HardFail: true, FetchTimeout: 300 * time.Millisecond, Time: p.clock.Now}
+	start := time.Now()
+	err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{points: []string{srv.URL + "/ca.crl"}})))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow loris: %v", err)
+	}
+	if d := time.Since(start); d > hangLimit/2 {
+		t.Fatalf("the handshake waited %v", d)
+	}
+}
+
+// Only http and https points are fetched: a certificate naming LDAP and
+// ftp points only has no CRL; HardFail refuses it, soft fail allows it.
+func TestVerifierCRLNonHTTPPointsAreNotFetched(t *testing.T) {
+	p := newCRLPKI(t)
+	leaf := p.leaf(5, leafOpts{points: []string{"ldap://ldap.test/cn=CA?certificateRevocationList", "ftp://ftp.test/ca.crl", "file:///etc/ca.crl"}})
+	if err := p.verifier(true).VerifyConnection(p.state(leaf)); err == nil {
+		t.Fatal("HardFail: accepted")
+	}
+	if err := p.verifier(false).VerifyConnection(p.state(leaf)); err != nil {
+		t.Fatalf("soft fail: %v", err)
+	}
+}
+
+// A hostile CRL server replays the CA's CRL of CA certificates
+// (onlyContainsCACerts, naming its URL) for a client certificate: not
+// relied on.
+func TestVerifierCRLForCACertificatesIsNotUsedForALeaf(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, nil, func(rl *x509.RevocationList) {
+		ext := crlIDP(p.url, false, false)
+		// The same issuing distribution point, onlyContainsCACerts [2].
+		ext.Value = append(ext.Value[:len(ext.Value):len(ext.Value)], 0x82, 0x01, 0xff)
+		ext.Value[1] += 3
+		rl.ExtraExtensions = []pkix.Extension{ext}
+	}))
+	if err := p.verifier(true).VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.Is(err, ErrCRLScope) {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A sibling CA of the same name and another key, whose certificates name
+// the same URL: its CRL is not the other's, and the two are held apart.
+func TestVerifierCRLSiblingCAOfTheSameNameIsKeptApart(t *testing.T) {
+	p := newCRLPKI(t)
+	sibling, siblingKey := p.newCA("CRL Test CA")
+	p.serve(p.crl(1, []int64{5}))
+	v := p.verifier(true)
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.As(err, &revoked) {
+		t.Fatal(err)
+	}
+	q := &crlPKI{t: t, clock: p.clock, ca: sibling, key: siblingKey, srv: p.srv, url: p.url}
+	if err := v.VerifyConnection(q.state(q.leaf(6, leafOpts{}))); !errors.Is(err, ErrCRLWrongIssuer) {
+		t.Fatalf("the sibling's client, checked against the CA's CRL: %v", err)
+	}
+}
+
+// Serials as the certificate encodes them: serials whose first byte has
+// the high bit (DER 00 80, 00 80 00) are found; their neighbours (7f,
+// 00 80 00 00, 7f ff, 00) are not; a serial listed twice is revoked.
+func TestVerifierCRLSerialEncodings(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{128, 0x8000, 9, 9}))
+	v := p.verifier(true)
+	var revoked *RevokedError
+	for _, s := range []int64{128, 0x8000, 9} {
+		if err := v.VerifyConnection(p.state(p.leaf(s, leafOpts{}))); !errors.As(err, &revoked) {
+			t.Fatalf("serial %#x: %v", s, err)
+		}
+	}
+	for _, s := range []int64{127, 0x80 << 16, 0x7fff, 0} {
+		if err := v.VerifyConnection(p.state(p.leaf(s, leafOpts{}))); err != nil {
+			t.Fatalf("serial %#x: %v", s, err)
+		}
+	}
+}
+
+// A CRL without a number, after one with a number: ordered by
+// thisUpdate, an older one is a rollback.
+func TestVerifierCRLWithoutANumberAfterOneWithIsOrderedByThisUpdate(t *testing.T) {
+	a, b := crlVersion{big.NewInt(5), time.Unix(1000, 0)}, crlVersion{nil, time.Unix(999, 0)}
+	if !b.older(a) || a.older(b) {
+		t.Fatal("an unnumbered CRL of an earlier thisUpdate is not older")
+	}
+	if c := (crlVersion{nil, time.Unix(1001, 0)}); c.older(a) {
+		t.Fatal("an unnumbered CRL of a later thisUpdate is older")
+	}
+}
+
+// A CRL whose thisUpdate is ahead of the clock within ClockSkew is used.
+func TestVerifierCRLThisUpdateAheadWithinSkew(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}, func(rl *x509.RevocationList) { rl.ThisUpdate = p.clock.Now().Add(4 * time.Minute) }))
+	var revoked *RevokedError
+	if err := p.verifier(true).VerifyConnection(p.state(p.leaf(5, leafOpts{}))); !errors.As(err, &revoked) {
+		t.Fatal(err)
+	}
+}
+
+// Many handshakes while refreshes replace the CRL (run with -race): a
+// good client is never refused, a revoked one never accepted.
+func TestVerifierCRLHandshakesDuringRefreshes(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}))
+	v := p.verifier(true)
+	good, bad := p.leaf(6, leafOpts{}), p.leaf(5, leafOpts{})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 64)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := v.VerifyConnection(p.state(good)); err != nil {
+					errs <- err
+					return
+				}
+				var revoked *RevokedError
+				if err := v.VerifyConnection(p.state(bad)); !errors.As(err, &revoked) {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	ok := func() uint64 { return v.CRLMetrics().Fetches[CRLFetchOK] }
+	for n := uint64(2); n < 30; n++ {
+		// The previous download is in before the clock moves (else its
+		// refresh is planned from the later time).
+		eventually(t, "the previous download", func() bool { return ok() >= n-1 && !v.crlRefreshing(p.url) })
+		p.serve(p.crl(int64(n), []int64{5}))
+		p.clock.Advance(61 * time.Minute)
+		eventually(t, "a refresh", func() bool { return ok() >= n })
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// crlRefreshing reports whether a refresh of url (any issuer) is under way.
+func (v *Verifier) crlRefreshing(url string) bool {
+	v.crls.mu.Lock()
+	defer v.crls.mu.Unlock()
+	for _, urls := range v.crls.points {
+		if p := urls[url]; p != nil && p.refreshing {
+			return true
+		}
+	}
+	return false
+}
