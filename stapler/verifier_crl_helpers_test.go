@@ -252,12 +252,6 @@ func (s *pointServer) hang(path string) {
 	s.mu.Unlock()
 }
 
-func (s *pointServer) hitsOf(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hits[path]
-}
-
 // idpCAOnly is an issuingDistributionPoint with no name and
 // onlyContainsCACerts: an authority revocation list (ARL), the CRL of the
 // CA certificates the CA issued.
