@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"math/big"
 	"testing"
 	"time"
@@ -54,13 +56,13 @@ func TestAttackSigAlgParamsJunkNeverReplacesTheStaple(t *testing.T) {
 // may have: parameters that are neither absent (ECDSA, Ed25519) nor NULL
 // (RSA) are refused.
 func TestAttackSigAlgParamsJunkRefusedByTheParser(t *testing.T) {
-	f := newVerifyFixture(t)
-	opts := verifyOptions{skew: 5 * time.Minute}
-	good := f.sign(t, f.ca.Cert, f.ca.Key, false, nil)
+	f := ocsptest.NewOCSPFixture(t)
+	opts := ocspcheck.Options{Skew: 5 * time.Minute}
+	good := f.Sign(t, f.CA.Cert, f.CA.Key, false, nil)
 	outer, basic := basicOf(t, good)
 	basic.children[1].children = append(basic.children[1].children, octetString(t, 100))
 	raw := rewrap(t, outer, basic)
-	if _, err := verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, opts); !errors.Is(err, ErrMalformedResponse) {
+	if _, err := ocspcheck.Verify(raw, f.Leaf.Cert, f.CA.Cert, f.Now, opts); !errors.Is(err, ErrMalformedResponse) {
 		t.Fatalf("junk signatureAlgorithm parameters: got %v, want ErrMalformedResponse", err)
 	}
 }
@@ -111,25 +113,25 @@ func TestAttackDuplicatedCertsInflateTheStaple(t *testing.T) {
 // response verifies (some embedded certificate that made the signature is a
 // valid delegate).
 func TestAttackRenewedDelegateListedAfterItsPredecessor(t *testing.T) {
-	f := newVerifyFixture(t)
-	d := f.delegate
+	f := ocsptest.NewOCSPFixture(t)
+	d := f.Delegate
 	expiredTmpl := *d.Cert
 	expiredTmpl.SerialNumber = big.NewInt(7)
-	expiredTmpl.NotBefore = f.now.Add(-400 * 24 * time.Hour)
-	expiredTmpl.NotAfter = f.now.Add(-35 * 24 * time.Hour)
-	der, err := x509.CreateCertificate(rand.Reader, &expiredTmpl, f.ca.Cert, d.Key.Public(), f.ca.Key)
+	expiredTmpl.NotBefore = f.Now.Add(-400 * 24 * time.Hour)
+	expiredTmpl.NotAfter = f.Now.Add(-35 * 24 * time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &expiredTmpl, f.CA.Cert, d.Key.Public(), f.CA.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := f.sign(t, d.Cert, d.Key, true, nil)
-	if _, err := verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, verifyOptions{skew: 5 * time.Minute}); err != nil {
+	raw := f.Sign(t, d.Cert, d.Key, true, nil)
+	if _, err := ocspcheck.Verify(raw, f.Leaf.Cert, f.CA.Cert, f.Now, ocspcheck.Options{Skew: 5 * time.Minute}); err != nil {
 		t.Fatalf("the renewed delegate alone: %v", err)
 	}
 	outer, basic := basicOf(t, raw)
 	certs := basic.children[3].children[0]
 	certs.children = append([]*derNode{parseDER(t, der)}, certs.children...)
 	both := rewrap(t, outer, basic)
-	if _, err := verifyResponse(both, f.leaf.Cert, f.ca.Cert, f.now, verifyOptions{skew: 5 * time.Minute}); err != nil {
+	if _, err := ocspcheck.Verify(both, f.Leaf.Cert, f.CA.Cert, f.Now, ocspcheck.Options{Skew: 5 * time.Minute}); err != nil {
 		t.Fatalf("the expired predecessor embedded before the renewed delegate: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
@@ -29,7 +30,7 @@ import (
 // carry (a certificate entry's extensions, the staple among them, are
 // limited to 65,535 bytes), so that a staple never breaks a handshake, and
 // it bounds what a hostile responder can make the server hold.
-const MaxResponseBytes = 16 << 10
+const MaxResponseBytes = ocspcheck.MaxResponseBytes
 
 // maxIssuerBytes caps an issuer certificate downloaded from an AIA URL.
 const maxIssuerBytes = 64 << 10
@@ -48,7 +49,7 @@ var (
 	// ErrContentType: the body is not labelled application/ocsp-response.
 	ErrContentType = errors.New("responder answered a content type other than application/ocsp-response")
 	// ErrResponseTooLarge: the response is larger than MaxResponseBytes.
-	ErrResponseTooLarge = errors.New("OCSP response larger than the cap")
+	ErrResponseTooLarge = ocspcheck.ErrResponseTooLarge
 	// ErrNoResponderURL: the certificate has no http or https OCSP URL and
 	// no override is set.
 	ErrNoResponderURL = errors.New("no OCSP responder URL")

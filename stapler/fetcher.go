@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/sync/singleflight"
 )
@@ -20,7 +21,7 @@ import (
 // gives up stops waiting, and the request goes on for the others.
 type fetcher struct {
 	client *http.Client
-	opts   verifyOptions // skew and SHA-1; skipSignature is per call
+	opts   ocspcheck.Options // skew and SHA-1; skipSignature is per call
 	// base ends shared requests (the Stapler's Close); timeout bounds a
 	// delegate check (the Stapler's response_timeout, the Verifier's
 	// FetchTimeout).
@@ -126,7 +127,7 @@ func (f *fetcher) forgetRefusal(url string) {
 	f.mu.Unlock()
 }
 
-func newFetcher(client *http.Client, opts verifyOptions, base context.Context, timeout func() time.Duration, begin func() (func(), error)) *fetcher {
+func newFetcher(client *http.Client, opts ocspcheck.Options, base context.Context, timeout func() time.Duration, begin func() (func(), error)) *fetcher {
 	if begin == nil {
 		begin = func() (func(), error) { return func() {}, nil }
 	}
@@ -168,8 +169,8 @@ func (f *fetcher) fetch(ctx context.Context, url string, leaf, issuer *x509.Cert
 // asked about at url, within ctx (not at all when url is empty).
 func (f *fetcher) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Certificate, url string, now time.Time, skipSignature bool) (*record.Entry, error) {
 	opts := f.opts
-	opts.skipSignature = skipSignature
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, opts)
+	opts.SkipSignature = skipSignature
+	e, signer, err := ocspcheck.VerifySigner(raw, leaf, issuer, now, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +205,7 @@ const delegateRecheck = 10 * time.Minute
 // ends stops waiting (the status is undetermined for it, and the delegate
 // accepted) but neither cancels the request nor decides what is cached.
 func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Certificate, url string, now time.Time) error {
-	if hasOCSPNoCheck(delegate) {
+	if ocspcheck.HasNoCheck(delegate) {
 		return nil
 	}
 	key := string(delegate.Raw)
@@ -223,7 +224,7 @@ func (f *fetcher) checkDelegate(ctx context.Context, delegate, issuer *x509.Cert
 		st := delegateStatus{until: now.Add(delegateRecheck)}
 		raw, err := f.ask(rctx, url, delegate, issuer, now, false)
 		if err == nil {
-			e, signer, err := verifyResponseSigner(raw, delegate, issuer, now, f.opts)
+			e, signer, err := ocspcheck.VerifySigner(raw, delegate, issuer, now, f.opts)
 			if err == nil && signer == nil {
 				st.until = e.Expires.Time()
 				if e.Status == record.Revoked {

@@ -3,6 +3,7 @@ package stapler
 import (
 	"context"
 	"errors"
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -38,7 +39,7 @@ func TestACancelledCallerDoesNotDecideTheDelegateCheck(t *testing.T) {
 		r.ServeHTTP(w, req)
 	}))
 	defer srv.Close()
-	f := newFetcher(srv.Client(), verifyOptions{skew: 5 * time.Minute}, context.Background(),
+	f := newFetcher(srv.Client(), ocspcheck.Options{Skew: 5 * time.Minute}, context.Background(),
 		func() time.Duration { return hangLimit }, nil)
 
 	impatient, cancel := context.WithCancel(context.Background())

@@ -3,6 +3,7 @@ package stapler
 import (
 	"crypto/tls"
 	"errors"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"testing"
 	"time"
 
@@ -95,24 +96,24 @@ func TestNoNextUpdateLifetimeOptionAndCacheTTLBoundTheStaple(t *testing.T) {
 // VerifyResponse and the Verifier apply the same rule: relied on for the
 // lifetime after thisUpdate, expired after it, refused when told to.
 func TestVerifyResponseAndVerifierAcceptResponsesWithoutNextUpdate(t *testing.T) {
-	f := newVerifyFixture(t)
+	f := ocsptest.NewOCSPFixture(t)
 	undated := func(age time.Duration) []byte {
-		return f.sign(t, f.ca.Cert, f.ca.Key, false, func(r *ocsp.Response) { r.ThisUpdate, r.NextUpdate = f.now.Add(-age), time.Time{} })
+		return f.Sign(t, f.CA.Cert, f.CA.Key, false, func(r *ocsp.Response) { r.ThisUpdate, r.NextUpdate = f.Now.Add(-age), time.Time{} })
 	}
-	r, err := VerifyResponse(undated(10*time.Minute), f.leaf.Cert, f.ca.Cert, VerifyOptions{CurrentTime: f.now})
+	r, err := VerifyResponse(undated(10*time.Minute), f.Leaf.Cert, f.CA.Cert, VerifyOptions{CurrentTime: f.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.NextUpdate.IsZero() || !r.Expires.Equal(f.now.Add(-10*time.Minute).Add(DefaultNoNextUpdateLifetime)) {
+	if !r.NextUpdate.IsZero() || !r.Expires.Equal(f.Now.Add(-10*time.Minute).Add(DefaultNoNextUpdateLifetime)) {
 		t.Fatalf("nextUpdate %v, expires %v", r.NextUpdate, r.Expires)
 	}
-	if _, err := VerifyResponse(undated(61*time.Minute), f.leaf.Cert, f.ca.Cert, VerifyOptions{CurrentTime: f.now}); !errors.Is(err, ErrExpired) {
+	if _, err := VerifyResponse(undated(61*time.Minute), f.Leaf.Cert, f.CA.Cert, VerifyOptions{CurrentTime: f.Now}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("an hour and a minute old: %v, want ErrExpired", err)
 	}
-	if _, err := VerifyResponse(undated(61*time.Minute), f.leaf.Cert, f.ca.Cert, VerifyOptions{CurrentTime: f.now, NoNextUpdateLifetime: 2 * time.Hour}); err != nil {
+	if _, err := VerifyResponse(undated(61*time.Minute), f.Leaf.Cert, f.CA.Cert, VerifyOptions{CurrentTime: f.Now, NoNextUpdateLifetime: 2 * time.Hour}); err != nil {
 		t.Fatalf("within a 2h lifetime: %v", err)
 	}
-	if _, err := VerifyResponse(undated(time.Minute), f.leaf.Cert, f.ca.Cert, VerifyOptions{CurrentTime: f.now, NoNextUpdateLifetime: -1}); !errors.Is(err, ErrNoNextUpdate) {
+	if _, err := VerifyResponse(undated(time.Minute), f.Leaf.Cert, f.CA.Cert, VerifyOptions{CurrentTime: f.Now, NoNextUpdateLifetime: -1}); !errors.Is(err, ErrNoNextUpdate) {
 		t.Fatalf("refused by the option: %v, want ErrNoNextUpdate", err)
 	}
 

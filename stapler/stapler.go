@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
@@ -148,7 +149,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fetcher = newFetcher(s.client, verifyOptions{skew: o.skew, allowSHA1: o.allowSHA1, undated: o.undated}, s.ctx,
+	s.fetcher = newFetcher(s.client, ocspcheck.Options{Skew: o.skew, AllowSHA1: o.allowSHA1, Undated: o.undated}, s.ctx,
 		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
 	s.fetcher.fellBack = func(url string, getErr error, remembered bool) {
 		s.counters.getFallbacks.Add(1)

@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -131,14 +133,14 @@ func octetString(t testing.TB, n int) *derNode {
 }
 
 func TestStrictDERRefusesBytesOutsideTheSignature(t *testing.T) {
-	f := newVerifyFixture(t)
-	opts := verifyOptions{skew: 5 * time.Minute}
-	good := f.sign(t, f.ca.Cert, f.ca.Key, false, nil)
-	delegated := f.sign(t, f.delegate.Cert, f.delegate.Key, true, nil)
+	f := ocsptest.NewOCSPFixture(t)
+	opts := ocspcheck.Options{Skew: 5 * time.Minute}
+	good := f.Sign(t, f.CA.Cert, f.CA.Key, false, nil)
+	delegated := f.Sign(t, f.Delegate.Cert, f.Delegate.Key, true, nil)
 	revokedElement := func(t testing.TB) *derNode {
 		var b cryptobyte.Builder
 		b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-			b.AddASN1GeneralizedTime(f.now.Add(-time.Hour).UTC())
+			b.AddASN1GeneralizedTime(f.Now.Add(-time.Hour).UTC())
 		})
 		der, _ := b.Bytes()
 		return parseDER(t, der)
@@ -175,24 +177,24 @@ func TestStrictDERRefusesBytesOutsideTheSignature(t *testing.T) {
 			return outer.bytes(t)
 		}},
 		{"signed: good and revoked both", func(t testing.TB) []byte {
-			return resign(t, good, f.ca.Key, func(tbs *derNode) {
+			return resign(t, good, f.CA.Key, func(tbs *derNode) {
 				s := single(tbs)
 				s.children = append(s.children[:2], append([]*derNode{revokedElement(t)}, s.children[2:]...)...)
 			})
 		}},
 		{"signed: element added to a SingleResponse", func(t testing.TB) []byte {
-			return resign(t, good, f.ca.Key, func(tbs *derNode) {
+			return resign(t, good, f.CA.Key, func(tbs *derNode) {
 				s := single(tbs)
 				s.children = append(s.children, octetString(t, 10))
 			})
 		}},
 		{"signed: element added to ResponseData", func(t testing.TB) []byte {
-			return resign(t, good, f.ca.Key, func(tbs *derNode) {
+			return resign(t, good, f.CA.Key, func(tbs *derNode) {
 				tbs.children = append(tbs.children, octetString(t, 10))
 			})
 		}},
 		{"signed: element added to the CertID", func(t testing.TB) []byte {
-			return resign(t, good, f.ca.Key, func(tbs *derNode) {
+			return resign(t, good, f.CA.Key, func(tbs *derNode) {
 				id := single(tbs).children[0]
 				id.children = append(id.children, octetString(t, 10))
 			})
@@ -200,7 +202,7 @@ func TestStrictDERRefusesBytesOutsideTheSignature(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := tc.raw(t)
-			_, err := verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, opts)
+			_, err := ocspcheck.Verify(raw, f.Leaf.Cert, f.CA.Cert, f.Now, opts)
 			if !errors.Is(err, ErrMalformedResponse) {
 				t.Fatalf("got %v, want ErrMalformedResponse", err)
 			}
@@ -208,7 +210,7 @@ func TestStrictDERRefusesBytesOutsideTheSignature(t *testing.T) {
 	}
 	// The test's own re-signing is sound: an unchanged ResponseData signed
 	// again verifies.
-	if _, err := verifyResponse(resign(t, good, f.ca.Key, func(*derNode) {}), f.leaf.Cert, f.ca.Cert, f.now, opts); err != nil {
+	if _, err := ocspcheck.Verify(resign(t, good, f.CA.Key, func(*derNode) {}), f.Leaf.Cert, f.CA.Cert, f.Now, opts); err != nil {
 		t.Fatalf("re-signed unchanged response refused: %v", err)
 	}
 }
@@ -302,10 +304,10 @@ func paddedResponse(t testing.TB, ca *responder.CA, leaf *responder.Leaf, now ti
 }
 
 func TestLargestStapleCompletesTLS12And13(t *testing.T) {
-	f := newVerifyFixture(t)
-	opts := verifyOptions{skew: 5 * time.Minute}
-	tooBig := paddedResponse(t, f.ca, f.leaf, f.now, MaxResponseBytes+1)
-	if _, err := verifyResponse(tooBig, f.leaf.Cert, f.ca.Cert, f.now, opts); !errors.Is(err, ErrResponseTooLarge) {
+	f := ocsptest.NewOCSPFixture(t)
+	opts := ocspcheck.Options{Skew: 5 * time.Minute}
+	tooBig := paddedResponse(t, f.CA, f.Leaf, f.Now, MaxResponseBytes+1)
+	if _, err := ocspcheck.Verify(tooBig, f.Leaf.Cert, f.CA.Cert, f.Now, opts); !errors.Is(err, ErrResponseTooLarge) {
 		t.Fatalf("a response of %d bytes: got %v, want ErrResponseTooLarge", len(tooBig), err)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/record"
 )
 
@@ -267,8 +268,8 @@ func (v *Verifier) now() time.Time {
 }
 
 // verifyOptions are the checks the fields ask for.
-func (v *Verifier) verifyOptions() verifyOptions {
-	return verifyOptions{skew: skewOrDefault(v.ClockSkew), allowSHA1: v.AllowSHA1, undated: v.NoNextUpdateLifetime}
+func (v *Verifier) verifyOptions() ocspcheck.Options {
+	return ocspcheck.Options{Skew: skewOrDefault(v.ClockSkew), AllowSHA1: v.AllowSHA1, Undated: v.NoNextUpdateLifetime}
 }
 
 // defaultClockSkew is the clock skew allowed when none is set.
@@ -419,18 +420,11 @@ func (v *Verifier) checkedWhenSessionBegan(raw []byte, leaf, issuer *x509.Certif
 	}
 	// The times only, from the answer about leaf (a staple may carry
 	// several); verified below.
-	basic, err := parseResponse(raw)
-	if err != nil {
+	thisUpdate, until, ok := ocspcheck.AnswerTimes(raw, leaf, issuer, v.verifyOptions())
+	if !ok || now.After(until.Add(maxSessionLifetime)) {
 		return false
 	}
-	single, err := matchSingleResponse(basic.responses, leaf, issuer)
-	if err != nil {
-		return false
-	}
-	if until, ok := v.verifyOptions().validUntil(single); !ok || now.After(until.Add(maxSessionLifetime)) {
-		return false
-	}
-	e, err := verifyResponse(raw, leaf, issuer, single.thisUpdate, v.verifyOptions())
+	e, err := ocspcheck.Verify(raw, leaf, issuer, thisUpdate, v.verifyOptions())
 	return err == nil && e.Status == record.Good
 }
 

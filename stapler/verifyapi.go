@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/record"
 	"golang.org/x/crypto/ocsp"
 )
@@ -88,7 +89,7 @@ func VerifyResponse(raw []byte, leaf, issuer *x509.Certificate, opts VerifyOptio
 	if now.IsZero() {
 		now = time.Now()
 	}
-	e, signer, err := verifyResponseSigner(raw, leaf, issuer, now, verifyOptions{skew: skewOrDefault(opts.ClockSkew), allowSHA1: opts.AllowSHA1, undated: opts.NoNextUpdateLifetime})
+	e, signer, err := ocspcheck.VerifySigner(raw, leaf, issuer, now, ocspcheck.Options{Skew: skewOrDefault(opts.ClockSkew), AllowSHA1: opts.AllowSHA1, Undated: opts.NoNextUpdateLifetime})
 	if err != nil {
 		return nil, err
 	}

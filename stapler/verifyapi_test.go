@@ -43,7 +43,7 @@ func ExampleVerifyResponse() {
 
 func readVector(t *testing.T, name string) []byte {
 	t.Helper()
-	b64, err := os.ReadFile(filepath.Join("testdata", "openssl-ocsp", name))
+	b64, err := os.ReadFile(filepath.Join("..", "internal", "ocspcheck", "testdata", "openssl-ocsp", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func readVector(t *testing.T, name string) []byte {
 
 func readCert(t *testing.T, name string) *x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "openssl-ocsp", name))
+	data, err := os.ReadFile(filepath.Join("..", "internal", "ocspcheck", "testdata", "openssl-ocsp", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package stapler
+package ocspcheck
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package stapler
+package ocspcheck
 
 import (
 	"crypto/x509"
@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,11 +58,11 @@ func TestOpenSSLVectorsSHA1(t *testing.T) {
 			}
 			leaf := readPEMCert(t, filepath.Join(dir, tc.leaf))
 			issuer := readPEMCert(t, filepath.Join(dir, tc.issuer))
-			_, err = verifyResponse(raw, leaf, issuer, at, verifyOptions{skew: 5 * time.Minute})
+			_, err = Verify(raw, leaf, issuer, at, Options{Skew: 5 * time.Minute})
 			if !errors.Is(err, ErrSHA1Signature) || !strings.Contains(err.Error(), "SHA-1") {
 				t.Fatalf("by default: got %v, want ErrSHA1Signature", err)
 			}
-			e, signer, err := verifyResponseSigner(raw, leaf, issuer, at, verifyOptions{skew: 5 * time.Minute, allowSHA1: true})
+			e, signer, err := VerifySigner(raw, leaf, issuer, at, Options{Skew: 5 * time.Minute, AllowSHA1: true})
 			if err != nil {
 				t.Fatalf("with allowSHA1: %v", err)
 			}
@@ -70,7 +71,7 @@ func TestOpenSSLVectorsSHA1(t *testing.T) {
 			}
 			// The delegate's own SHA-1 signature is refused as SHA-1, not as
 			// "not issued by the certificate's issuer".
-			err = checkDelegate(signer, issuer, at, verifyOptions{skew: 5 * time.Minute})
+			err = checkDelegate(signer, issuer, at, Options{Skew: 5 * time.Minute})
 			if !errors.Is(err, ErrSHA1Signature) || strings.Contains(err.Error(), "not issued") {
 				t.Fatalf("delegate by default: got %v, want ErrSHA1Signature", err)
 			}
@@ -98,10 +99,10 @@ func TestSHA1ResponseSignatureRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifyResponse(raw, leaf.Cert, ca.Cert, now, verifyOptions{}); !errors.Is(err, ErrSHA1Signature) {
+	if _, err := Verify(raw, leaf.Cert, ca.Cert, now, Options{}); !errors.Is(err, ErrSHA1Signature) {
 		t.Fatalf("by default: got %v, want ErrSHA1Signature", err)
 	}
-	if _, err := verifyResponse(raw, leaf.Cert, ca.Cert, now, verifyOptions{allowSHA1: true}); err != nil {
+	if _, err := Verify(raw, leaf.Cert, ca.Cert, now, Options{AllowSHA1: true}); err != nil {
 		t.Fatalf("with allowSHA1: %v", err)
 	}
 }
@@ -109,8 +110,8 @@ func TestSHA1ResponseSignatureRefused(t *testing.T) {
 // TestDelegateCertificateRules: RFC 5280 4.2 and RFC 6960 4.2.2.2 on the
 // delegated responder's own certificate.
 func TestDelegateCertificateRules(t *testing.T) {
-	f := newVerifyFixture(t)
-	opts := verifyOptions{skew: 5 * time.Minute}
+	f := ocsptest.NewOCSPFixture(t)
+	opts := Options{Skew: 5 * time.Minute}
 	for _, tc := range []struct {
 		name string
 		d    responder.DelegateOptions
@@ -120,16 +121,16 @@ func TestDelegateCertificateRules(t *testing.T) {
 		{"unknown non-critical extension", responder.DelegateOptions{ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 7}, Value: []byte{5, 0}}}}, nil},
 		{"keyUsage without digitalSignature", responder.DelegateOptions{KeyUsage: x509.KeyUsageKeyEncipherment}, ErrUnauthorizedSigner},
 		{"keyUsage with digitalSignature", responder.DelegateOptions{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}, nil},
-		{"notBefore within the skew", responder.DelegateOptions{NotBefore: f.now.Add(4 * time.Minute), NotAfter: f.now.Add(time.Hour)}, nil},
-		{"notBefore beyond the skew", responder.DelegateOptions{NotBefore: f.now.Add(6 * time.Minute), NotAfter: f.now.Add(time.Hour)}, ErrUnauthorizedSigner},
+		{"notBefore within the skew", responder.DelegateOptions{NotBefore: f.Now.Add(4 * time.Minute), NotAfter: f.Now.Add(time.Hour)}, nil},
+		{"notBefore beyond the skew", responder.DelegateOptions{NotBefore: f.Now.Add(6 * time.Minute), NotAfter: f.Now.Add(time.Hour)}, ErrUnauthorizedSigner},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := f.ca.NewDelegate(tc.d)
+			d, err := f.CA.NewDelegate(tc.d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw := f.sign(t, d.Cert, d.Key, true, nil)
-			_, err = verifyResponse(raw, f.leaf.Cert, f.ca.Cert, f.now, opts)
+			raw := f.Sign(t, d.Cert, d.Key, true, nil)
+			_, err = Verify(raw, f.Leaf.Cert, f.CA.Cert, f.Now, opts)
 			if tc.want == nil && err != nil {
 				t.Fatalf("refused: %v", err)
 			}

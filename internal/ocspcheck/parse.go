@@ -1,4 +1,4 @@
-package stapler
+package ocspcheck
 
 import (
 	"crypto/x509"
@@ -19,12 +19,12 @@ import (
 // trails. Bytes outside the signature are never accepted just because the
 // signature does not cover them: they would be stapled verbatim.
 
-// parsedBasic is a BasicOCSPResponse.
-type parsedBasic struct {
+// Basic is a BasicOCSPResponse.
+type Basic struct {
 	tbs        []byte // the DER ResponseData, which the signature covers
 	producedAt time.Time
-	responses  []parsedSingle
-	extensions []parsedExtension
+	responses  []Single
+	extensions []extension
 	sigAlg     encasn1.ObjectIdentifier
 	signature  []byte
 	certs      []*x509.Certificate
@@ -33,8 +33,8 @@ type parsedBasic struct {
 	sigAlgDER, signatureDER []byte
 }
 
-// parsedSingle is a SingleResponse.
-type parsedSingle struct {
+// Single is a SingleResponse.
+type Single struct {
 	hashAlg    encasn1.ObjectIdentifier
 	nameHash   []byte
 	keyHash    []byte
@@ -44,10 +44,10 @@ type parsedSingle struct {
 	reason     int
 	thisUpdate time.Time
 	nextUpdate time.Time // zero when absent
-	extensions []parsedExtension
+	extensions []extension
 }
 
-type parsedExtension struct {
+type extension struct {
 	id       encasn1.ObjectIdentifier
 	critical bool
 }
@@ -66,9 +66,9 @@ func malformed(what string) error {
 	return fmt.Errorf("%w: %s", ErrMalformedResponse, what)
 }
 
-// parseResponse parses an OCSPResponse. A responseStatus other than
+// Parse parses an OCSPResponse. A responseStatus other than
 // successful is a *ResponseStatusError.
-func parseResponse(raw []byte) (*parsedBasic, error) {
+func Parse(raw []byte) (*Basic, error) {
 	input := cryptobyte.String(raw)
 	var resp cryptobyte.String
 	if !input.ReadASN1(&resp, asn1.SEQUENCE) {
@@ -106,13 +106,13 @@ func parseResponse(raw []byte) (*parsedBasic, error) {
 	return parseBasic(basicDER)
 }
 
-func parseBasic(der []byte) (*parsedBasic, error) {
+func parseBasic(der []byte) (*Basic, error) {
 	input := cryptobyte.String(der)
 	var basic cryptobyte.String
 	if !input.ReadASN1(&basic, asn1.SEQUENCE) || !input.Empty() {
 		return nil, malformed("bad BasicOCSPResponse")
 	}
-	var b parsedBasic
+	var b Basic
 	var tbsElement cryptobyte.String
 	if !basic.ReadASN1Element(&tbsElement, asn1.SEQUENCE) {
 		return nil, malformed("bad tbsResponseData")
@@ -173,7 +173,7 @@ func parseBasic(der []byte) (*parsedBasic, error) {
 	return &b, nil
 }
 
-func parseResponseData(b *parsedBasic, tbsElement cryptobyte.String) error {
+func parseResponseData(b *Basic, tbsElement cryptobyte.String) error {
 	var tbs cryptobyte.String
 	if !tbsElement.ReadASN1(&tbs, asn1.SEQUENCE) {
 		return malformed("bad tbsResponseData")
@@ -219,8 +219,8 @@ func parseResponseData(b *parsedBasic, tbsElement cryptobyte.String) error {
 	return nil
 }
 
-func parseSingle(single cryptobyte.String) (parsedSingle, error) {
-	var r parsedSingle
+func parseSingle(single cryptobyte.String) (Single, error) {
+	var r Single
 	var id, alg cryptobyte.String
 	r.serial = new(big.Int)
 	if !single.ReadASN1(&id, asn1.SEQUENCE) || !id.ReadASN1(&alg, asn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&r.hashAlg) {
@@ -291,7 +291,7 @@ func parseSingle(single cryptobyte.String) (parsedSingle, error) {
 }
 
 // parseOptionalExtensions reads an optional [1] EXPLICIT Extensions.
-func parseOptionalExtensions(s *cryptobyte.String, what string) ([]parsedExtension, error) {
+func parseOptionalExtensions(s *cryptobyte.String, what string) ([]extension, error) {
 	if !s.PeekASN1Tag(ctag1) {
 		return nil, nil
 	}
@@ -299,10 +299,10 @@ func parseOptionalExtensions(s *cryptobyte.String, what string) ([]parsedExtensi
 	if !s.ReadASN1(&wrapper, ctag1) || !wrapper.ReadASN1(&exts, asn1.SEQUENCE) || !wrapper.Empty() {
 		return nil, malformed("bad " + what)
 	}
-	var out []parsedExtension
+	var out []extension
 	for !exts.Empty() {
 		var ext cryptobyte.String
-		var e parsedExtension
+		var e extension
 		var value []byte
 		if !exts.ReadASN1(&ext, asn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&e.id) ||
 			(ext.PeekASN1Tag(asn1.BOOLEAN) && !ext.ReadASN1Boolean(&e.critical)) ||
@@ -323,7 +323,7 @@ func ocspStatus(v int) ocsp.ResponseStatus { return ocsp.ResponseStatus(v) }
 // signature (the CA's own certificate, duplicates, any certificate at all)
 // is dropped, so that no handshake carries bytes the signer did not vouch
 // for, and every server staples the same bytes for the same answer.
-func (b *parsedBasic) canonical(signer *x509.Certificate) []byte {
+func (b *Basic) canonical(signer *x509.Certificate) []byte {
 	var basic cryptobyte.Builder
 	basic.AddASN1(asn1.SEQUENCE, func(c *cryptobyte.Builder) {
 		c.AddBytes(b.tbs)
