@@ -70,7 +70,7 @@ func TestOlderGoodNeverReplacesRevoked(t *testing.T) {
 	replay := func([]byte) []byte { return old }
 	tamper.Store(&replay)
 	// The test call never reports an answer it refused to cache
-	// (TestAttack3TestReportsAnOlderAnswerItDidNotCache).
+	// (TestTestReportsAnOlderAnswerItDidNotCache).
 	if _, err := e.s.Test(t.Context(), id); !errors.Is(err, ErrOlderResponse) {
 		t.Fatalf("Test with the replay: %v, want ErrOlderResponse", err)
 	}

@@ -1,0 +1,36 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// AttackWorldWritableDirIsReadFrom: DirStore documents that a directory
+// writable by group or others "is refused with ErrInsecureDir" because
+// "anyone could plant or replace values in it". Put refuses it; Get reads
+// whatever another local user planted there (restore then staples it on
+// start-up). Expected: Get refuses such a directory too.
+func TestWorldWritableDirIsReadFrom(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	d := DirStore(dir)
+	if err := d.Put(context.Background(), "k", []byte("ours")); !errors.Is(err, ErrInsecureDir) {
+		t.Fatalf("Put in a world-writable directory: %v, want ErrInsecureDir", err)
+	}
+	// Another user plants a value.
+	if err := os.WriteFile(filepath.Join(dir, "k"), []byte("planted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.Get(context.Background(), "k")
+	if !errors.Is(err, ErrInsecureDir) {
+		t.Fatalf("Get in a world-writable directory returned %q, %v; want ErrInsecureDir", v, err)
+	}
+}

@@ -1,0 +1,74 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// attack4Budget is a go-redis hook on a real client that records the
+// longest deadline a command was given (instrumentation, not a mock: the
+// commands still go to the real server).
+type attack4Budget struct {
+	mu  sync.Mutex
+	max time.Duration
+	n   int
+}
+
+func (b *attack4Budget) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (b *attack4Budget) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "getrange" {
+			if d, ok := ctx.Deadline(); ok {
+				b.mu.Lock()
+				b.n++
+				b.max = max(b.max, time.Until(d))
+				b.mu.Unlock()
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestHangingRedisReadGetsTheStoreTimeoutNotTheColdWait: RELIABILITY
+// claims "a store read that hangs holds up a certificate's first fetch for
+// at most the cold wait (the read is given no longer)". With the fleet
+// (redisstore), a certificate's first fetch reads its shared keys with the
+// store's 10 s timeout (fleet.go refresh: storeTimeout): with Redis
+// hanging (open connection, no answer: a network cut, a failover under
+// way), every certificate's first staple waits ~10 s however short the
+// cold wait, and cold handshakes give up at the cold wait (the query has
+// not started, so they do not wait on): unstapled, or refused under
+// must-staple, for 10 s at every start with Redis unreachable, the
+// responder up all along.
+func TestHangingRedisReadGetsTheStoreTimeoutNotTheColdWait(t *testing.T) {
+	f := newFleet(t, 0, 3)
+	client := f.redis.Client()
+	budget := &attack4Budget{}
+	client.AddHook(budget)
+	f.redis.Stop()
+	t.Cleanup(f.redis.Continue)
+	s := f.addNodeOn(fleetConfig, client) // cold wait 10 ms
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	budget.mu.Lock()
+	defer budget.mu.Unlock()
+	if budget.n == 0 {
+		t.Fatal("no store read seen")
+	}
+	// The cold wait is 10 ms; a fleet's first read gets at least 2 s (a
+	// loaded machine's Redis is not taken for hung), never the store's
+	// 10 s timeout.
+	if budget.max > 2500*time.Millisecond {
+		t.Fatalf("a first fetch's store read was given %v with Redis hanging; the cold wait is 10 ms, the floor 2 s", budget.max.Round(time.Millisecond))
+	}
+}
