@@ -98,7 +98,7 @@ const maxSessionLifetime = 7 * 24 * time.Hour
 // revocation is known, an older good staple (a replay by a server whose key
 // was stolen) is refused. A revocation a CRL lists (one held, read on every
 // check without a request, or one fetched) is known the same way, dated
-// by the later of the CRL's thisUpdate and the revocation date, and kept
+// by the CRL's thisUpdate (not by a revocation date after it), and kept
 // until the certificate's NotAfter: only a good OCSP answer whose
 // thisUpdate is strictly later replaces it. It remembers up to 65,536 certificates, and
 // forgets revocations last.

@@ -248,25 +248,27 @@ func (c *peerCheck) crlVerdict(held *crl.CRL, serial []byte) error {
 
 // learnCRLRevocation records e, held's listing of c.leaf, as a known
 // revocation, kept until the leaf's NotAfter as an OCSP revocation is. It
-// is dated by the later of the CRL's thisUpdate and the revocation date,
-// and after any OCSP answer of that same thisUpdate: only a good OCSP
-// answer strictly newer than the CRL replaces it.
+// is dated by the CRL's thisUpdate (what the CRL knew then; a revocation
+// date after it, a CA's bug or a revocation planned ahead, is reported
+// as listed but dates nothing), and after any OCSP answer of that same
+// thisUpdate: only a good OCSP answer strictly newer than the CRL
+// replaces it.
 func (c *peerCheck) learnCRLRevocation(held *crl.CRL, e crl.Entry) {
-	dated := held.ThisUpdate
-	if e.RevokedAt.After(dated) {
-		dated = e.RevokedAt
-	}
 	c.v.learn(c.id, c.leaf, &record.Entry{
 		Status:           record.Revoked,
 		RevocationReason: int32(e.Reason),
-		ThisUpdate:       record.At(dated),
-		ProducedAt:       math.MaxInt64, // after any OCSP answer of the same thisUpdate
+		ThisUpdate:       record.At(held.ThisUpdate),
+		ProducedAt:       crlProducedAt, // after any OCSP answer of the same thisUpdate
 		NextUpdate:       record.At(held.NextUpdate),
 		RevokedAt:        record.At(e.RevokedAt),
 		FetchedAt:        record.At(c.now),
 		Expires:          record.At(c.leaf.NotAfter),
 	}, c.now)
 }
+
+// crlProducedAt is the producedAt of what the Verifier learns from a CRL:
+// after any OCSP answer's, and so the mark of an answer learnt from a CRL.
+const crlProducedAt = math.MaxInt64
 
 // holdsAny reports whether any CRL is held.
 func (cc *crlCache) holdsAny() bool {

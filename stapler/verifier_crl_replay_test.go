@@ -146,3 +146,41 @@ func TestVerifierCRLRevocationGivesWayOnlyToAStrictlyNewerGoodAnswer(t *testing.
 		t.Fatalf("a good staple strictly newer than the CRL: %v", err)
 	}
 }
+
+// A CRL entry's revocationDate after the CRL's own thisUpdate is not
+// something the CRL knew then (RFC 5280 5.1.2.6: the date on which the
+// revocation occurred; a later one is a CA's bug or a revocation planned
+// ahead). The revocation learnt is dated by the CRL's thisUpdate, not by
+// that date: a good answer strictly newer than the CRL replaces it, as for
+// any CRL revocation. Found by an attack session: dated by the later of
+// the two, an entry dated ten years ahead made a revocation no good answer
+// could ever be newer than, for the life of the certificate. The
+// RevokedError still reports the date as listed.
+func TestVerifierCRLRevocationIsNotDatedAfterTheCRLThatListsIt(t *testing.T) {
+	p := newCRLPKI(t)
+	crlThisUpdate := p.clock.Now().Add(-time.Minute)
+	listed := p.clock.Now().Add(10 * 365 * 24 * time.Hour).Truncate(time.Second)
+	p.serve(p.crl(1, []int64{5}, func(rl *x509.RevocationList) {
+		rl.RevokedCertificateEntries[0].RevocationTime = listed
+	}))
+	v := p.verifier(false)
+	leaf := p.leaf(5, leafOpts{})
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(leaf)); !errors.As(err, &revoked) {
+		t.Fatalf("listed: %v", err)
+	}
+	if !revoked.RevokedAt.Equal(listed) {
+		t.Fatalf("RevokedAt %v, want the date listed, %v", revoked.RevokedAt, listed)
+	}
+	p.clock.Advance(time.Hour)
+	good, err := ocsp.CreateResponse(p.ca, p.ca, ocsp.Response{Status: ocsp.Good, SerialNumber: leaf.SerialNumber,
+		ThisUpdate: crlThisUpdate.Add(time.Hour), NextUpdate: p.clock.Now().Add(24 * time.Hour)}, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := p.state(leaf)
+	cs.OCSPResponse = good
+	if err := v.VerifyConnection(cs); err != nil {
+		t.Fatalf("a good staple an hour newer than the CRL (whose entry is dated ten years ahead): %v", err)
+	}
+}
