@@ -100,7 +100,11 @@ const maxSessionLifetime = 7 * 24 * time.Hour
 // check without a request, or one fetched) is known the same way, dated
 // by the CRL's thisUpdate (not by a revocation date after it), and kept
 // until the certificate's NotAfter: only a good OCSP answer whose
-// thisUpdate is strictly later replaces it. It remembers up to 65,536 certificates, and
+// thisUpdate is strictly later replaces it. A hold (certificateHold) is
+// also released by a current CRL, newer than the one that listed it, that
+// no longer lists the certificate, and, with FetchTimeout, the responder
+// is asked about a held certificate (with the backoff of failures while
+// it has nothing newer). It remembers up to 65,536 certificates, and
 // forgets revocations last.
 //
 // Resumed sessions (ConnectionState.DidResume): crypto/tls hands back the
@@ -369,7 +373,11 @@ func (c *peerCheck) run(raw []byte, resumed bool) error {
 	// The newest answer known decides, the staple's and the CRLs' included.
 	newest := v.newest(c.id, c.now)
 	if newest != nil && newest.Status == record.Revoked {
-		return c.revoked(newest)
+		// A hold a CRL listed may have been released since.
+		if !c.recheckHold(newest, true) {
+			return c.revoked(newest)
+		}
+		newest = v.newest(c.id, c.now)
 	}
 	if staple != nil {
 		if staple.Status == record.Good || newest != nil && newest.Status == record.Good && newest.Usable(c.now) {
@@ -510,11 +518,23 @@ func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Ce
 // waited for until ctx ends. A failed request is remembered, and the
 // responder not asked again until its backoff has passed.
 func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*record.Entry, error) {
+	return v.knownOrAsked(ctx, id, leaf, issuer, false)
+}
+
+// answerPastHold is answer, asking the responder although the answer known
+// is a hold a CRL listed (see recheckHold).
+func (v *Verifier) answerPastHold(ctx context.Context, id string, leaf, issuer *x509.Certificate) (*record.Entry, error) {
+	return v.knownOrAsked(ctx, id, leaf, issuer, true)
+}
+
+// knownOrAsked is answer; pastHold asks the responder although the answer known is
+// a hold a CRL listed.
+func (v *Verifier) knownOrAsked(ctx context.Context, id string, leaf, issuer *x509.Certificate, pastHold bool) (*record.Entry, error) {
 	v.init()
 	now := v.now()
 	v.mu.Lock()
 	if st := v.known[id]; st != nil {
-		if st.newest != nil && st.newest.Usable(now) {
+		if st.newest != nil && st.newest.Usable(now) && !(pastHold && crlHold(st.newest)) {
 			v.mu.Unlock()
 			return st.newest, nil
 		}
@@ -567,6 +587,13 @@ func (v *Verifier) answer(ctx context.Context, id string, leaf, issuer *x509.Cer
 		st.failures, st.failed, st.retryAt = 0, nil, time.Time{}
 		if st.newest != nil && now.Before(st.keepUntil) && newer(st.newest, e) {
 			e = st.newest // an older answer never replaces a newer one
+			if crlHold(e) {
+				// Asked past a CRL's hold, the responder said nothing newer:
+				// not asked again before the backoff, as after a failure.
+				st.failures++
+				st.failed = fmt.Errorf("%s: its answer is not newer than the CRL that lists the certificate on hold", url)
+				st.retryAt = now.Add(min(verifierRetryMin<<min(st.failures-1, 16), verifierRetryMax))
+			}
 		}
 		v.mu.Unlock()
 		return result{e: e}

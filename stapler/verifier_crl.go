@@ -233,6 +233,8 @@ func (c *peerCheck) learnHeldCRL() {
 	}
 	if e, listed := held.Lookup(crl.SerialBytes(c.leaf)); listed {
 		c.learnCRLRevocation(held, e)
+	} else {
+		c.releaseHold(held)
 	}
 }
 
@@ -240,6 +242,7 @@ func (c *peerCheck) learnHeldCRL() {
 func (c *peerCheck) crlVerdict(held *crl.CRL, serial []byte) error {
 	e, listed := held.Lookup(serial)
 	if !listed {
+		c.releaseHold(held)
 		return nil
 	}
 	c.learnCRLRevocation(held, e)
@@ -264,6 +267,68 @@ func (c *peerCheck) learnCRLRevocation(held *crl.CRL, e crl.Entry) {
 		FetchedAt:        record.At(c.now),
 		Expires:          record.At(c.leaf.NotAfter),
 	}, c.now)
+}
+
+// releaseHold lifts a hold that a CRL listed and held, a current CRL newer
+// than that one that covers c.leaf, no longer lists: a known revocation
+// learnt from a CRL with reason certificateHold (the only one a CA may take
+// back, RFC 5280 5.3.1) gives way to a good answer dated by held's
+// thisUpdate, known until its nextUpdate. Any other revocation stays.
+func (c *peerCheck) releaseHold(held *crl.CRL) {
+	known := c.v.newest(c.id, c.now)
+	if !crlHold(known) || record.At(held.ThisUpdate) <= known.ThisUpdate {
+		return
+	}
+	c.v.learn(c.id, c.leaf, &record.Entry{
+		Status:     record.Good,
+		ThisUpdate: record.At(held.ThisUpdate),
+		ProducedAt: crlProducedAt,
+		NextUpdate: record.At(held.NextUpdate),
+		FetchedAt:  record.At(c.now),
+		Expires:    record.At(held.NextUpdate),
+	}, c.now)
+}
+
+// crlReasonHold is the reasonCode certificateHold (RFC 5280 5.3.1).
+const crlReasonHold = 6
+
+// crlHold reports whether e is a revocation learnt from a CRL with reason
+// certificateHold.
+func crlHold(e *record.Entry) bool {
+	return e != nil && e.Status == record.Revoked && e.ProducedAt == crlProducedAt && e.RevocationReason == crlReasonHold
+}
+
+// recheckHold asks again about known, c.leaf's revocation, when it is a
+// hold learnt from a CRL and FetchTimeout allows requests, and reports
+// whether a newer good answer replaced it: the responder's (when
+// askResponder and c.leaf names one), asked with the backoff of failures
+// (an answer not newer than the hold counts as one), then c.leaf's CRLs
+// (a current one held, else fetched, newer than the one that listed the
+// hold and no longer listing it), within c.ctx.
+func (c *peerCheck) recheckHold(known *record.Entry, askResponder bool) bool {
+	v := c.v
+	if v.FetchTimeout <= 0 || !crlHold(known) {
+		return false
+	}
+	crls := v.MaxCRLBytes >= 0 && hasCRLPoints(c.leaf)
+	if askResponder && resolveResponder(c.leaf, "", v.ResponderOverrides) != "" {
+		ctx := c.ctx
+		if dl, ok := ctx.Deadline(); ok && crls {
+			// Half the time left is kept for the CRL, as in ask.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+			defer cancel()
+		}
+		v.answerPastHold(ctx, c.id, c.leaf, c.issuer)
+		if e := v.newest(c.id, c.now); e != nil && e.Status == record.Good {
+			return true
+		}
+	}
+	if crls {
+		c.checkCRL() // a newer CRL that does not list c.leaf releases the hold
+	}
+	e := v.newest(c.id, c.now)
+	return e != nil && e.Status == record.Good
 }
 
 // crlProducedAt is the producedAt of what the Verifier learns from a CRL:
@@ -610,10 +675,14 @@ func (c *peerCheck) checkIntermediates(chain []*x509.Certificate) error {
 			continue
 		}
 		ic := &peerCheck{v: v, ctx: c.ctx, leaf: chain[i], issuer: chain[i+1], id: CertificateID(chain[i].Raw), now: c.now}
-		// A revocation of the intermediate learnt before decides first.
+		// A revocation of the intermediate learnt before decides first,
+		// unless it is a hold a newer CRL released (never asked by OCSP).
 		ic.learnHeldCRL()
 		if e := v.newest(ic.id, c.now); e != nil && e.Status == record.Revoked {
-			return ic.revoked(e)
+			if !ic.recheckHold(e, false) {
+				return ic.revoked(e)
+			}
+			continue
 		}
 		err := ic.checkCRL()
 		var revoked *RevokedError
