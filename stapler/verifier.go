@@ -167,10 +167,12 @@ type Verifier struct {
 	// ClockSkew), it has no unknown critical extension, and its issuing
 	// distribution point, if any, covers the certificate; indirect and
 	// delta CRLs are refused (ErrIndirectCRL, ErrDeltaCRL). CRLs are held
-	// per issuer and URL until nextUpdate, downloaded once for all the
-	// connections waiting, fetched again in the background at most an
-	// hour after download, never replaced by one with a lower CRL number
-	// (ErrCRLRollback), and bounded by MaxCRLBytes and MaxCRLMemory; a
+	// per issuer, URL and scope (all, user or CA certificates; one that
+	// does not cover the kind of certificate checked is refused and not
+	// held) until nextUpdate, downloaded once for all the connections
+	// waiting, fetched again in the background at most an hour after
+	// download, never replaced by one of the same scope with a lower CRL
+	// number (ErrCRLRollback), and bounded by MaxCRLBytes and MaxCRLMemory; a
 	// failed download is remembered with the backoff below. Once the leaf
 	// is allowed, each CA certificate of the chain below the root that
 	// names such a distribution point is checked against its CRL the same

@@ -54,9 +54,9 @@ var (
 	// certificate: it names other URLs than the one fetched (or a name
 	// relative to the issuer), it lists user certificates only and this is
 	// a CA, CA certificates only and this is not, some reasons only, or
-	// attribute certificates only; or, fetched again at a point, it does
-	// not cover the kinds of certificates (user, CA) that the CRL held
-	// there covers (an ARL replayed at a user CRL's URL), which stays.
+	// attribute certificates only; or it does not cover the kind of
+	// certificate (user, CA) whose check fetched it (an ARL served at a
+	// user CRL's URL), and is then neither held nor remembered.
 	ErrCRLScope = crl.ErrScope
 	// ErrNoCRLDistributionPoint: the certificate names no http or https
 	// CRL distribution point of a direct, full CRL.
@@ -65,8 +65,9 @@ var (
 	// alone is larger than MaxCRLMemory.
 	ErrCRLTooLarge = errors.New("CRL larger than the cap")
 	// ErrCRLRollback: the CRL is older (a lower cRLNumber, or, without
-	// numbers, an earlier thisUpdate) than one the Verifier already
-	// accepted from that distribution point: a stale mirror or a replay.
+	// numbers, an earlier thisUpdate) than one of its scope (all, user or
+	// CA certificates) the Verifier already accepted from that
+	// distribution point: a stale mirror or a replay.
 	ErrCRLRollback = errors.New("CRL older than one already seen")
 )
 
@@ -113,22 +114,77 @@ type crlCache struct {
 
 // crlPoint is what is known of one distribution point of one issuer.
 type crlPoint struct {
-	url  string
+	url string
+	// scopes holds, per scope (all certificates, user certificates only,
+	// CA certificates only), the CRL of that scope held and the newest one
+	// ever accepted: CRLs of two scopes (a CA's user CRL and its authority
+	// revocation list, which it may number apart) are never ordered
+	// against each other, and a CRL of one scope never displaces another.
+	scopes   [crl.Scopes]crlSlot
+	lastUsed time.Time
+	// kinds is the state of the fetches made for the checks of user
+	// certificates (kinds[0]) and of CA certificates (kinds[1]): a CRL is
+	// fetched for a kind, and kept only when it covers that kind.
+	kinds [2]crlFetches
+}
+
+// crlSlot is a point's CRL of one scope.
+type crlSlot struct {
 	held *crl.CRL // the current CRL; nil when none
 	// refreshAt is when held is fetched again (by the first handshake that
-	// looks it up after); refreshing is set while that fetch runs.
-	refreshAt  time.Time
-	refreshing bool
-	lastUsed   time.Time
-	// newest is the newest CRL ever accepted here (held, or one since
-	// dropped), by its number and thisUpdate only (not its index):
-	// nothing older is accepted again.
+	// looks it up after).
+	refreshAt time.Time
+	// newest is the newest CRL of this scope ever accepted here (held, or
+	// one since dropped), by its number and thisUpdate only (not its
+	// index): nothing older of this scope is accepted again.
 	newest crlVersion
+}
+
+// crlFetches is the state of a point's fetches for one kind of
+// certificate.
+type crlFetches struct {
+	refreshing bool // a refresh, in the background, is under way
 	// After failed fetches: how many in a row, the last error, and when
 	// the point may be asked again.
 	failures int
 	failed   error
 	retryAt  time.Time
+}
+
+// crlKind is the index in crlPoint.kinds of cert's kind: 1 for a CA
+// certificate, 0 for a user certificate (as Covers tells them apart).
+func crlKind(cert *x509.Certificate) int {
+	if cert.BasicConstraintsValid && cert.IsCA {
+		return 1
+	}
+	return 0
+}
+
+// holds reports whether p holds a CRL.
+func (p *crlPoint) holds() bool {
+	for i := range p.scopes {
+		if p.scopes[i].held != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// current returns the newest CRL held at p that covers certificates of
+// kind and may be relied on at now, and its scope (nil when none).
+func (p *crlPoint) current(kind int, now time.Time, skew time.Duration) (*crl.CRL, crl.Scope) {
+	var best *crl.CRL
+	var scope crl.Scope
+	for s := range p.scopes {
+		held := p.scopes[s].held
+		if !crl.Scope(s).CoversKind(kind == 1) || !crlCurrent(held, now, skew) {
+			continue
+		}
+		if best == nil || versionOf(best).older(versionOf(held)) {
+			best, scope = held, crl.Scope(s)
+		}
+	}
+	return best, scope
 }
 
 // crlCurrent reports whether c may be relied on at now (Parse checked it
@@ -176,7 +232,7 @@ func (c *peerCheck) checkCRL() error {
 			defer cancel()
 		}
 		left--
-		held, err := v.crlFor(ctx, issuer, url, c.issuer)
+		held, err := v.crlFor(ctx, issuer, url, c.issuer, crlKind(c.leaf))
 		if err == nil {
 			err = held.Covers(c.leaf)
 		}
@@ -207,7 +263,7 @@ func (c *peerCheck) heldCRL(issuer [32]byte) (*crl.CRL, error) {
 	v := c.v
 	var newest *crl.CRL
 	err := crl.RangeDistributionPoints(c.leaf, func(url []byte) bool {
-		held := v.crls.lookup(v, issuer, url, c.issuer, c.now)
+		held := v.crls.lookup(v, issuer, url, c.issuer, crlKind(c.leaf), c.now)
 		if held == nil || held.Covers(c.leaf) != nil {
 			return true
 		}
@@ -342,55 +398,66 @@ func (cc *crlCache) holdsAny() bool {
 	return cc.held > 0
 }
 
-// lookup returns the current CRL held for issuer's point url, or nil,
-// without allocating. A CRL due for its refresh is fetched again in the
-// background (once, and not while the point's failure backoff lasts);
-// an expired one is dropped.
-func (cc *crlCache) lookup(v *Verifier, issuer [32]byte, url []byte, issuerCert *x509.Certificate, now time.Time) *crl.CRL {
+// lookup returns the newest current CRL held for issuer's point url that
+// covers certificates of kind, or nil, without allocating. A CRL due for
+// its refresh is fetched again for that kind in the background (once, and
+// not while the kind's failure backoff lasts); an expired one is dropped.
+func (cc *crlCache) lookup(v *Verifier, issuer [32]byte, url []byte, issuerCert *x509.Certificate, kind int, now time.Time) *crl.CRL {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	p := cc.points[issuer][string(url)]
-	if p == nil || p.held == nil {
+	if p == nil {
 		return nil
 	}
-	if !now.Before(p.held.NextUpdate) {
-		cc.drop(p)
-		return nil
+	for s := range p.scopes {
+		if sl := &p.scopes[s]; sl.held != nil && !now.Before(sl.held.NextUpdate) {
+			cc.dropSlot(sl)
+		}
 	}
-	if !crlCurrent(p.held, now, skewOrDefault(v.ClockSkew)) {
+	held, scope := p.current(kind, now, skewOrDefault(v.ClockSkew))
+	if held == nil {
 		return nil
 	}
 	p.lastUsed = now
-	if !now.Before(p.refreshAt) && !now.Before(p.retryAt) && !p.refreshing {
-		p.refreshing = true
-		go v.sharedCRLFetch(context.Background(), issuer, p.url, issuerCert)
+	f := &p.kinds[kind]
+	if !now.Before(p.scopes[scope].refreshAt) && !now.Before(f.retryAt) && !f.refreshing {
+		f.refreshing = true
+		go v.sharedCRLFetch(context.Background(), issuer, p.url, issuerCert, kind)
 	}
-	return p.held
+	return held
 }
 
-// drop forgets p's CRL (not the newest seen); cc.mu is held.
+// drop forgets p's CRLs (not the newest seen); cc.mu is held.
 func (cc *crlCache) drop(p *crlPoint) {
-	if p.held != nil {
-		cc.bytes -= p.held.MemoryBytes()
-		cc.held--
-		p.held = nil
+	for s := range p.scopes {
+		cc.dropSlot(&p.scopes[s])
 	}
 }
 
-// crlFor returns the current CRL of issuer's point url: the one held,
-// else a failure remembered, else one fetched for every caller that asks
-// meanwhile, waited for until ctx ends.
-func (v *Verifier) crlFor(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+// dropSlot forgets sl's CRL (not the newest seen); cc.mu is held.
+func (cc *crlCache) dropSlot(sl *crlSlot) {
+	if sl.held != nil {
+		cc.bytes -= sl.held.MemoryBytes()
+		cc.held--
+		sl.held = nil
+	}
+}
+
+// crlFor returns the current CRL of issuer's point url for certificates
+// of kind: the newest held that covers them, else a failure remembered,
+// else one fetched for every caller that asks meanwhile, waited for until
+// ctx ends.
+func (v *Verifier) crlFor(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate, kind int) (*crl.CRL, error) {
 	now := v.now()
 	cc := v.crls
 	cc.mu.Lock()
 	if p := cc.points[issuer][url]; p != nil {
-		if crlCurrent(p.held, now, skewOrDefault(v.ClockSkew)) {
+		if held, _ := p.current(kind, now, skewOrDefault(v.ClockSkew)); held != nil {
 			cc.mu.Unlock()
-			return p.held, nil
+			return held, nil
 		}
-		if p.failed != nil && now.Before(p.retryAt) {
-			err := fmt.Errorf("%w (remembered; asked again at %s)", p.failed, p.retryAt.UTC().Format(time.RFC3339))
+		if f := &p.kinds[kind]; f.failed != nil && now.Before(f.retryAt) {
+			err := fmt.Errorf("%w (remembered; asked again at %s)", f.failed, f.retryAt.UTC().Format(time.RFC3339))
 			cc.mu.Unlock()
 			return nil, err
 		}
@@ -399,18 +466,18 @@ func (v *Verifier) crlFor(ctx context.Context, issuer [32]byte, url string, issu
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 		return nil, fmt.Errorf("no time left to fetch it: %w", context.DeadlineExceeded)
 	}
-	return v.sharedCRLFetch(ctx, issuer, url, issuerCert)
+	return v.sharedCRLFetch(ctx, issuer, url, issuerCert, kind)
 }
 
 // sharedCRLFetch is fetchCRL, once for every caller that asks while it
 // runs, waited for until ctx ends.
-func (v *Verifier) sharedCRLFetch(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+func (v *Verifier) sharedCRLFetch(ctx context.Context, issuer [32]byte, url string, issuerCert *x509.Certificate, kind int) (*crl.CRL, error) {
 	type result struct {
 		c   *crl.CRL
 		err error
 	}
-	r, err := v.fetcher.share(ctx, crlFlightKey(issuer, url), func() any {
-		c, err := v.fetchCRL(issuer, url, issuerCert)
+	r, err := v.fetcher.share(ctx, crlFlightKey(issuer, url, kind), func() any {
+		c, err := v.fetchCRL(issuer, url, issuerCert, kind)
 		return result{c, err}
 	})
 	if err != nil {
@@ -419,16 +486,17 @@ func (v *Verifier) sharedCRLFetch(ctx context.Context, issuer [32]byte, url stri
 	return r.(result).c, r.(result).err
 }
 
-// crlFlightKey is the key of a CRL download among the fetcher's shared
-// requests (whose other keys are certificate IDs, in hex).
-func crlFlightKey(issuer [32]byte, url string) string {
-	return fmt.Sprintf("crl %x %s", issuer, url)
+// crlFlightKey is the key of a CRL download for certificates of kind
+// among the fetcher's shared requests (whose other keys are certificate
+// IDs, in hex).
+func crlFlightKey(issuer [32]byte, url string, kind int) string {
+	return fmt.Sprintf("crl %x %d %s", issuer, kind, url)
 }
 
-// fetchCRL downloads, verifies and keeps the CRL of issuer's point url,
-// and returns the CRL held afterwards. A failure is remembered, with the
+// fetchCRL downloads, verifies and keeps the CRL of issuer's point url for
+// certificates of kind, and returns it. A failure is remembered, with the
 // backoff of OCSP failures; a CRL held stays until its nextUpdate.
-func (v *Verifier) fetchCRL(issuer [32]byte, url string, issuerCert *x509.Certificate) (*crl.CRL, error) {
+func (v *Verifier) fetchCRL(issuer [32]byte, url string, issuerCert *x509.Certificate, kind int) (*crl.CRL, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(v.FetchTimeout, minCRLFetchTimeout))
 	defer cancel()
 	der, err := v.downloadCRL(ctx, url)
@@ -438,11 +506,11 @@ func (v *Verifier) fetchCRL(issuer [32]byte, url string, issuerCert *x509.Certif
 		c, err = crl.Parse(der, issuerCert, crl.Options{URL: url, Now: now, Skew: skewOrDefault(v.ClockSkew), AllowSHA1: v.AllowSHA1})
 	}
 	if err == nil {
-		c, err = v.crls.keep(v, issuer, url, c, now)
+		c, err = v.crls.keep(v, issuer, url, c, kind, now)
 	}
 	v.crls.count(err)
 	if err != nil {
-		v.crls.failed(issuer, url, err, now)
+		v.crls.failed(issuer, url, kind, err, now)
 	}
 	return c, err
 }
@@ -502,16 +570,20 @@ func (a crlVersion) older(b crlVersion) bool {
 	return a.thisUpdate.Before(b.thisUpdate)
 }
 
-// keep holds c, just fetched from issuer's point url, in place of the CRL
-// held there, unless it does not cover the kinds of certificates the CRL
-// held covers (ErrCRLScope), it is older than one accepted before
-// (ErrCRLRollback; a current CRL held stays), or its index alone is over
-// MaxCRLMemory. The
-// CRLs used longest ago are dropped to make room.
-func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, now time.Time) (*crl.CRL, error) {
+// keep holds c, just fetched from issuer's point url for certificates of
+// kind, in place of the CRL of its scope held there, unless it does not
+// cover that kind (ErrCRLScope: an ARL served at a user CRL's URL is
+// neither held nor remembered as the newest of anything), it is older
+// than one of its scope accepted there before (ErrCRLRollback; a current
+// CRL held stays), or its index alone is over MaxCRLMemory. The CRLs used
+// longest ago are dropped to make room.
+func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, kind int, now time.Time) (*crl.CRL, error) {
 	limit := v.MaxCRLMemory
 	if limit <= 0 {
 		limit = DefaultMaxCRLMemory
+	}
+	if !c.Scope().CoversKind(kind == 1) {
+		return nil, fmt.Errorf("%w: the CRL fetched lists %s certificates only, and it was fetched for a %s certificate", ErrCRLScope, kindName(1-kind), kindName(kind))
 	}
 	if c.MemoryBytes() > limit {
 		return nil, fmt.Errorf("%w: its %d serials take %d bytes, more than MaxCRLMemory (%d)", ErrCRLTooLarge, c.Len(), c.MemoryBytes(), limit)
@@ -519,15 +591,11 @@ func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, n
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	p := cc.point(issuer, url, now)
-	if p.held != nil && !c.CoversKindsOf(p.held) {
-		// Another scope (an ARL replayed at the user CRL's URL): its
-		// number does not order it against the CRL held, which stays.
-		return nil, fmt.Errorf("%w: the CRL fetched does not cover the kinds of certificates (user, CA) that the CRL held covers", ErrCRLScope)
+	sl := &p.scopes[c.Scope()]
+	if !sl.newest.thisUpdate.IsZero() && versionOf(c).older(sl.newest) {
+		return nil, fmt.Errorf("%w: number %v of %s, after number %v of %s", ErrCRLRollback, c.Number, c.ThisUpdate.UTC().Format(time.RFC3339), sl.newest.number, sl.newest.thisUpdate.UTC().Format(time.RFC3339))
 	}
-	if !p.newest.thisUpdate.IsZero() && versionOf(c).older(p.newest) {
-		return nil, fmt.Errorf("%w: number %v of %s, after number %v of %s", ErrCRLRollback, c.Number, c.ThisUpdate.UTC().Format(time.RFC3339), p.newest.number, p.newest.thisUpdate.UTC().Format(time.RFC3339))
-	}
-	cc.drop(p)
+	cc.dropSlot(sl)
 	for cc.bytes+c.MemoryBytes() > limit {
 		lru := cc.leastRecentlyUsed()
 		if lru == nil {
@@ -535,25 +603,46 @@ func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, n
 		}
 		cc.drop(lru)
 	}
-	p.held, p.newest = c, versionOf(c)
+	sl.held, sl.newest = c, versionOf(c)
 	cc.bytes += c.MemoryBytes()
 	cc.held++
 	p.lastUsed = now
-	p.failures, p.failed, p.retryAt = 0, nil, time.Time{}
-	p.refreshing = false
-	p.refreshAt = now.Add(min(crlRefreshMax, max(c.NextUpdate.Sub(now)/2, 0)))
+	refreshAt := now.Add(min(crlRefreshMax, max(c.NextUpdate.Sub(now)/2, 0)))
+	sl.refreshAt = refreshAt
+	for s := range p.scopes {
+		// The fetch for this kind brought c: the other CRLs held here for
+		// it are not fetched again before c is.
+		if other := &p.scopes[s]; crl.Scope(s).CoversKind(kind == 1) && other.refreshAt.Before(refreshAt) {
+			other.refreshAt = refreshAt
+		}
+	}
+	for k := range p.kinds {
+		if c.Scope().CoversKind(k == 1) {
+			p.kinds[k].failures, p.kinds[k].failed, p.kinds[k].retryAt = 0, nil, time.Time{}
+		}
+	}
+	p.kinds[kind].refreshing = false
 	return c, nil
 }
 
-// failed remembers a failed fetch of issuer's point url.
-func (cc *crlCache) failed(issuer [32]byte, url string, err error, now time.Time) {
+// kindName names a kind of certificate, as crlKind numbers them.
+func kindName(kind int) string {
+	if kind == 1 {
+		return "CA"
+	}
+	return "user"
+}
+
+// failed remembers a failed fetch of issuer's point url for certificates
+// of kind.
+func (cc *crlCache) failed(issuer [32]byte, url string, kind int, err error, now time.Time) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	p := cc.point(issuer, url, now)
-	p.refreshing = false
-	p.failures++
-	p.failed = err
-	p.retryAt = now.Add(min(verifierRetryMin<<min(p.failures-1, 16), verifierRetryMax))
+	f := &cc.point(issuer, url, now).kinds[kind]
+	f.refreshing = false
+	f.failures++
+	f.failed = err
+	f.retryAt = now.Add(min(verifierRetryMin<<min(f.failures-1, 16), verifierRetryMax))
 }
 
 // leastRecentlyUsed is the point holding a CRL that was looked up longest
@@ -562,7 +651,7 @@ func (cc *crlCache) leastRecentlyUsed() *crlPoint {
 	var lru *crlPoint
 	for _, urls := range cc.points {
 		for _, p := range urls {
-			if p.held != nil && (lru == nil || p.lastUsed.Before(lru.lastUsed)) {
+			if p.holds() && (lru == nil || p.lastUsed.Before(lru.lastUsed)) {
 				lru = p
 			}
 		}
@@ -583,7 +672,7 @@ func (cc *crlCache) point(issuer [32]byte, url string, now time.Time) *crlPoint 
 		idle := false
 		for is, urls := range cc.points {
 			for _, p := range urls {
-				pIdle := p.held == nil && !now.Before(p.retryAt)
+				pIdle := !p.holds() && !now.Before(p.kinds[0].retryAt) && !now.Before(p.kinds[1].retryAt)
 				if victim == nil || pIdle && !idle || pIdle == idle && p.lastUsed.Before(victim.lastUsed) {
 					victim, victimIssuer, idle = p, is, pIdle
 				}

@@ -321,7 +321,7 @@ func (v *Verifier) crlRefreshing(url string) bool {
 	v.crls.mu.Lock()
 	defer v.crls.mu.Unlock()
 	for _, urls := range v.crls.points {
-		if p := urls[url]; p != nil && p.refreshing {
+		if p := urls[url]; p != nil && (p.kinds[0].refreshing || p.kinds[1].refreshing) {
 			return true
 		}
 	}

@@ -50,7 +50,8 @@ type CRLMetrics struct {
 	Held  int
 	Bytes int64
 	// NextUpdate is the nextUpdate of each CRL held, by distribution point
-	// URL (the earliest, when two issuers' CRLs share a URL).
+	// URL (the earliest, when two issuers' CRLs, or two scopes', share a
+	// URL).
 	NextUpdate map[string]time.Time
 }
 
@@ -67,11 +68,13 @@ func (v *Verifier) CRLMetrics() CRLMetrics {
 	m.Held, m.Bytes = cc.held, cc.bytes
 	for _, urls := range cc.points {
 		for url, p := range urls {
-			if p.held == nil {
-				continue
-			}
-			if t, ok := m.NextUpdate[url]; !ok || p.held.NextUpdate.Before(t) {
-				m.NextUpdate[url] = p.held.NextUpdate
+			for _, sl := range p.scopes {
+				if sl.held == nil {
+					continue
+				}
+				if t, ok := m.NextUpdate[url]; !ok || sl.held.NextUpdate.Before(t) {
+					m.NextUpdate[url] = sl.held.NextUpdate
+				}
 			}
 		}
 	}

@@ -516,11 +516,38 @@ func (c *CRL) Covers(cert *x509.Certificate) error {
 	return nil
 }
 
-// CoversKindsOf reports whether c covers every kind of certificate (user,
-// CA) that o covers: false when c is limited to user or to CA
-// certificates and o is not limited the same way.
-func (c *CRL) CoversKindsOf(o *CRL) bool {
-	return (!c.onlyUser || o.onlyUser) && (!c.onlyCA || o.onlyCA)
+// Scope is which certificates a CRL covers by its issuing distribution
+// point: all (the default), user certificates only, or CA certificates
+// only.
+type Scope uint8
+
+// The scopes of a CRL.
+const (
+	// ScopeAll: neither onlyContainsUserCerts nor onlyContainsCACerts.
+	ScopeAll Scope = iota
+	// ScopeUsers: onlyContainsUserCerts.
+	ScopeUsers
+	// ScopeCAs: onlyContainsCACerts (an authority revocation list).
+	ScopeCAs
+	// Scopes is the number of scopes.
+	Scopes
+)
+
+// Scope returns c's scope.
+func (c *CRL) Scope() Scope {
+	switch {
+	case c.onlyUser:
+		return ScopeUsers
+	case c.onlyCA:
+		return ScopeCAs
+	}
+	return ScopeAll
+}
+
+// CoversKind reports whether a CRL of scope s covers CA certificates (ca)
+// or user certificates (!ca).
+func (s Scope) CoversKind(ca bool) bool {
+	return s == ScopeAll || s == ScopeCAs && ca || s == ScopeUsers && !ca
 }
 
 // Lookup returns the entry of the certificate whose serial has the DER

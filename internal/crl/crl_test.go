@@ -216,6 +216,12 @@ func TestCoversRespectsUserAndCAOnly(t *testing.T) {
 		if err := tc.c.Covers(tc.cert); (err == nil) != tc.covers || err != nil && !errors.Is(err, ErrScope) {
 			t.Errorf("user %v, CA %v, certificate CA %v: %v", tc.c.onlyUser, tc.c.onlyCA, tc.cert.IsCA, err)
 		}
+		if got := tc.c.Scope().CoversKind(tc.cert.IsCA); got != tc.covers {
+			t.Errorf("user %v, CA %v: Scope %d CoversKind(%v) = %v", tc.c.onlyUser, tc.c.onlyCA, tc.c.Scope(), tc.cert.IsCA, got)
+		}
+	}
+	if all.Scope() != ScopeAll || users.Scope() != ScopeUsers || cas.Scope() != ScopeCAs {
+		t.Errorf("scopes %d %d %d", all.Scope(), users.Scope(), cas.Scope())
 	}
 }
 
