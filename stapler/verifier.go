@@ -173,7 +173,9 @@ type Verifier struct {
 	// waiting, fetched again in the background at most an hour after
 	// download, never replaced by one of the same scope with a lower CRL
 	// number (ErrCRLRollback), and bounded by MaxCRLBytes and MaxCRLMemory; a
-	// failed download is remembered with the backoff below. Once the leaf
+	// failed download is remembered with the backoff below, and one still
+	// running after a handshake waited its share for it is remembered as a
+	// failure until it ends. Once the leaf
 	// is allowed, each CA certificate of the chain below the root that
 	// names such a distribution point is checked against its CRL the same
 	// way, within the same deadline: a revocation is refused, and a status

@@ -144,6 +144,12 @@ type crlSlot struct {
 // certificate.
 type crlFetches struct {
 	refreshing bool // a refresh, in the background, is under way
+	// downloading is set while a download runs; stalled, once a handshake
+	// has waited its whole share of its deadline for that download, is
+	// why the point is a remembered failure until the download ends (so
+	// that the handshakes after do not each wait their whole share).
+	downloading bool
+	stalled     error
 	// After failed fetches: how many in a row, the last error, and when
 	// the point may be asked again.
 	failures int
@@ -461,12 +467,43 @@ func (v *Verifier) crlFor(ctx context.Context, issuer [32]byte, url string, issu
 			cc.mu.Unlock()
 			return nil, err
 		}
+		if f := &p.kinds[kind]; f.stalled != nil {
+			err := fmt.Errorf("%w (remembered until that download ends)", f.stalled)
+			cc.mu.Unlock()
+			return nil, err
+		}
 	}
 	cc.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 		return nil, fmt.Errorf("no time left to fetch it: %w", context.DeadlineExceeded)
 	}
-	return v.sharedCRLFetch(ctx, issuer, url, issuerCert, kind)
+	c, err := v.sharedCRLFetch(ctx, issuer, url, issuerCert, kind)
+	if c == nil && ctx.Err() != nil {
+		// This handshake waited its whole share and the download goes on:
+		// the handshakes after do not wait for it again.
+		err = fmt.Errorf("the download under way took more than a handshake's share of FetchTimeout: %w", err)
+		cc.stall(issuer, url, kind, err)
+	}
+	return c, err
+}
+
+// stall remembers err as the failure of issuer's point url for
+// certificates of kind while the download under way runs (nothing when
+// it has ended).
+func (cc *crlCache) stall(issuer [32]byte, url string, kind int, err error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if p := cc.points[issuer][url]; p != nil && p.kinds[kind].downloading {
+		p.kinds[kind].stalled = err
+	}
+}
+
+// downloading marks a download of issuer's point url for certificates of
+// kind as under way.
+func (cc *crlCache) downloading(issuer [32]byte, url string, kind int, now time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.point(issuer, url, now).kinds[kind].downloading = true
 }
 
 // sharedCRLFetch is fetchCRL, once for every caller that asks while it
@@ -499,6 +536,7 @@ func crlFlightKey(issuer [32]byte, url string, kind int) string {
 func (v *Verifier) fetchCRL(issuer [32]byte, url string, issuerCert *x509.Certificate, kind int) (*crl.CRL, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(v.FetchTimeout, minCRLFetchTimeout))
 	defer cancel()
+	v.crls.downloading(issuer, url, kind, v.now())
 	der, err := v.downloadCRL(ctx, url)
 	now := v.now()
 	var c *crl.CRL
@@ -622,6 +660,7 @@ func (cc *crlCache) keep(v *Verifier, issuer [32]byte, url string, c *crl.CRL, k
 		}
 	}
 	p.kinds[kind].refreshing = false
+	p.kinds[kind].downloading, p.kinds[kind].stalled = false, nil
 	return c, nil
 }
 
@@ -639,7 +678,7 @@ func (cc *crlCache) failed(issuer [32]byte, url string, kind int, err error, now
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	f := &cc.point(issuer, url, now).kinds[kind]
-	f.refreshing = false
+	f.refreshing, f.downloading, f.stalled = false, false, nil
 	f.failures++
 	f.failed = err
 	f.retryAt = now.Add(min(verifierRetryMin<<min(f.failures-1, 16), verifierRetryMax))

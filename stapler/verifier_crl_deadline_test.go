@@ -5,6 +5,8 @@ package stapler
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -35,4 +37,88 @@ func TestVerifierCRLHangingFirstPointLeavesTimeForTheNext(t *testing.T) {
 			t.Errorf("revoked by its second CRL: %v", err)
 		}
 	})
+}
+
+// A hanging distribution point costs one handshake its wait, then the
+// handshakes after go on without it (soft fail: allowed), as after a
+// hanging responder, whose request ends with FetchTimeout and whose
+// failure is remembered. Found by an attack session: a CRL download is
+// given at least 30 seconds (minCRLFetchTimeout), and every handshake in
+// those 30 seconds joined it and waited its whole FetchTimeout again: with
+// a leaf's or an intermediate's point hanging, every client's handshake
+// took FetchTimeout, 30 seconds out of every 35, for all clients of the
+// CA. The bound is half of a FetchTimeout of seconds: a handshake that
+// does not wait takes milliseconds, even on a loaded machine.
+func TestVerifierCRLHangingPointIsNotWaitedForByEveryHandshakeAfter(t *testing.T) {
+	const timeout = 3 * time.Second
+	// The reference: a hanging responder.
+	p := newCRLPKI(t)
+	p.mu.Lock()
+	p.ocspState = -2
+	p.mu.Unlock()
+	ocspLeaf := p.leaf(6, leafOpts{ocsp: true, points: []string{}})
+	v := &Verifier{FetchTimeout: timeout, Time: p.clock.Now}
+	v.VerifyConnection(p.state(ocspLeaf))
+	start := time.Now()
+	v.VerifyConnection(p.state(ocspLeaf))
+	if d := time.Since(start); d > timeout/2 {
+		t.Fatalf("reference: the second handshake after a hanging responder took %v", d)
+	}
+	// A hanging CRL point.
+	s := newPointServer(t)
+	s.hang("/hang.crl")
+	leaf := p.leaf(5, leafOpts{points: []string{s.url("/hang.crl")}})
+	v = &Verifier{FetchTimeout: timeout, Time: p.clock.Now}
+	v.VerifyConnection(p.state(leaf))
+	var took []time.Duration
+	for range 3 {
+		start := time.Now()
+		v.VerifyConnection(p.state(leaf))
+		took = append(took, time.Since(start))
+	}
+	for _, d := range took {
+		if d > timeout/2 {
+			t.Fatalf("after one handshake waited %v for a hanging CRL point, the handshakes after took %v each (FetchTimeout each, for 30 s)", timeout, took)
+		}
+	}
+}
+
+// While a download that a handshake gave up on runs, its point is a
+// remembered failure: under HardFail a good client is refused at once,
+// not after its whole share of FetchTimeout; once the download ends with
+// a CRL, that CRL decides.
+func TestVerifierCRLHangingDownloadIsARememberedFailureUntilItEnds(t *testing.T) {
+	const timeout = 3 * time.Second
+	p := newCRLPKI(t)
+	der := p.crl(1, []int64{5})
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(der)
+	}))
+	t.Cleanup(srv.Close)
+	points := []string{srv.URL + "/ca.crl"}
+	v := &Verifier{HardFail: true, FetchTimeout: timeout, Time: p.clock.Now}
+	good, bad := p.state(p.leaf(6, leafOpts{points: points})), p.state(p.leaf(5, leafOpts{points: points}))
+	if err := v.VerifyConnection(good); err == nil {
+		t.Fatal("HardFail, the CRL's download hanging: a client accepted")
+	}
+	start := time.Now()
+	err := v.VerifyConnection(good)
+	if d := time.Since(start); err == nil || d > timeout/2 {
+		t.Fatalf("the handshake after one gave up on the download: %v after %v, want a refusal well under %v", err, d, timeout)
+	}
+	close(release)
+	eventually(t, "the download", func() bool { return v.CRLMetrics().Fetches[CRLFetchOK] == 1 })
+	if err := v.VerifyConnection(good); err != nil {
+		t.Fatalf("the download is in: %v", err)
+	}
+	var revoked *RevokedError
+	if err := v.VerifyConnection(bad); !errors.As(err, &revoked) {
+		t.Fatalf("the download is in, the revoked client: %v", err)
+	}
 }
