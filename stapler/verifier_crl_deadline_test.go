@@ -122,3 +122,31 @@ func TestVerifierCRLHangingDownloadIsARememberedFailureUntilItEnds(t *testing.T)
 		t.Fatalf("the download is in, the revoked client: %v", err)
 	}
 }
+
+// A certificate naming many distribution points, all hanging but the last:
+// each gets its share, and the last one still decides within FetchTimeout.
+func TestVerifierCRLManyHangingPointsLeaveTimeForTheLast(t *testing.T) {
+	p := newCRLPKI(t)
+	s := newPointServer(t)
+	var points []string
+	for i := range 20 {
+		path := "/hang" + string(rune('a'+i)) + ".crl"
+		s.hang(path)
+		points = append(points, s.url(path))
+	}
+	p.serve(p.crl(1, []int64{5}))
+	points = append(points, p.url)
+	v := &Verifier{FetchTimeout: 4 * time.Second, Time: p.clock.Now}
+	start := time.Now()
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{points: points}))); !errors.As(err, &revoked) {
+		t.Fatalf("20 hanging points then the CA's: %v (after %v)", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 4*time.Second+hangSlack {
+		t.Fatalf("took %v", d)
+	}
+}
+
+// hangSlack is what a check may take past its FetchTimeout on a loaded
+// machine.
+const hangSlack = 2 * time.Second

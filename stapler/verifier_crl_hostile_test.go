@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -326,4 +328,38 @@ func (v *Verifier) crlRefreshing(url string) bool {
 		}
 	}
 	return false
+}
+
+// Two CAs issue a client certificate of the same serial and name the same
+// CRL URL; only one of them lists it. The known revocation is kept by the
+// certificate (its DER's hash) and the CRL by the issuer: the other CA's
+// client is never refused, before or after the revocation is learnt.
+func TestVerifierCRLRevocationOfOneIssuerDoesNotRefuseTheSameSerialOfAnother(t *testing.T) {
+	p := newCRLPKI(t)
+	s := newPointServer(t)
+	other, otherKey := p.newCA("Other CA")
+	p.serve(p.crl(1, []int64{5}))
+	revokedLeaf := p.leaf(5, leafOpts{})
+	// The other CA's CRL, at its own URL, lists nothing; its client names
+	// both URLs (the first CA's too).
+	rl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: p.clock.Now().Add(-time.Minute), NextUpdate: p.clock.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateRevocationList(rand.Reader, rl, other, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serve("/other.crl", der)
+	// The other CA's client names both URLs (the first CA's first).
+	savedCA, savedKey := p.ca, p.key
+	p.ca, p.key = other, otherKey
+	otherLeaf := p.leaf(5, leafOpts{points: []string{p.url, s.url("/other.crl")}})
+	p.ca, p.key = savedCA, savedKey
+	v := p.verifier(true)
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(revokedLeaf)); !errors.As(err, &revoked) {
+		t.Fatalf("the first CA's revoked client: %v", err)
+	}
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{otherLeaf}, VerifiedChains: [][]*x509.Certificate{{otherLeaf, other}}}
+	if err := v.VerifyConnection(cs); err != nil {
+		t.Fatalf("the other CA's client of the same serial: %v", err)
+	}
 }

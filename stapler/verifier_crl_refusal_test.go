@@ -289,3 +289,20 @@ func TestVerifierCRLNoHTTPPointIsNamedInTheRefusal(t *testing.T) {
 		t.Fatalf("HardFail, LDAP points only: %v", err)
 	}
 }
+
+// A CRL thisUpdate beyond the skew is refused, so a CA-signed CRL dated far
+// ahead never becomes "newer" than every OCSP answer.
+func TestVerifierCRLFarFutureThisUpdateIsRefused(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}, func(rl *x509.RevocationList) {
+		rl.ThisUpdate = p.clock.Now().Add(365 * 24 * time.Hour)
+		rl.NextUpdate = rl.ThisUpdate.Add(24 * time.Hour)
+	}))
+	v := p.verifier(false)
+	if err := v.VerifyConnection(p.state(p.leaf(5, leafOpts{}))); err != nil {
+		t.Fatalf("soft fail, a CRL dated a year ahead: %v", err)
+	}
+	if n := v.CRLMetrics().Fetches[CRLFetchInvalid]; n != 1 {
+		t.Fatalf("a CRL dated a year ahead was not refused: %+v", v.CRLMetrics())
+	}
+}

@@ -1,6 +1,7 @@
 package stapler
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -136,5 +137,90 @@ func TestVerifierCRLNeverRollsBackToALowerNumber(t *testing.T) {
 	}
 	if m := v.CRLMetrics(); m.Fetches[CRLFetchRollback] != 2 || m.Held != 0 {
 		t.Fatalf("metrics %+v", m)
+	}
+}
+
+// A CRL held past its nextUpdate decides nothing: under HardFail, with the
+// point down, a good client is refused (no current status), and a client
+// whose revocation was learnt stays refused.
+func TestVerifierCRLHeldPastNextUpdateDecidesNothingButTheRevocationStays(t *testing.T) {
+	p := newCRLPKI(t)
+	p.serve(p.crl(1, []int64{5}))
+	v := p.verifier(true)
+	good, bad := p.leaf(6, leafOpts{}), p.leaf(5, leafOpts{})
+	var revoked *RevokedError
+	if err := v.VerifyConnection(p.state(bad)); !errors.As(err, &revoked) {
+		t.Fatal(err)
+	}
+	if err := v.VerifyConnection(p.state(good)); err != nil {
+		t.Fatal(err)
+	}
+	p.serve(nil)
+	p.clock.Advance(24*time.Hour + time.Second)
+	if err := v.VerifyConnection(p.state(good)); err == nil {
+		t.Fatal("HardFail: a CRL past its nextUpdate let a client in")
+	}
+	if err := v.VerifyConnection(p.state(bad)); !errors.As(err, &revoked) {
+		t.Fatalf("the revocation learnt, after the CRL expired: %v", err)
+	}
+	if m := v.CRLMetrics(); m.Held != 0 {
+		t.Fatalf("an expired CRL still held: %+v", m)
+	}
+}
+
+// Handshakes of three CAs' clients while refreshes replace their CRLs,
+// expiries drop them and MaxCRLMemory (room for one) evicts them (run with
+// -race): a good client is never refused under HardFail, a revoked one
+// never accepted.
+func TestVerifierCRLHandshakesDuringRefreshesAndEvictions(t *testing.T) {
+	ps := []*crlPKI{newCRLPKI(t), newCRLPKI(t), newCRLPKI(t)}
+	clk := ps[0].clock
+	for _, p := range ps {
+		p.clock = clk
+		p.serve(p.crl(1, []int64{5}))
+	}
+	v := &Verifier{HardFail: true, FetchTimeout: 10 * time.Second, Time: clk.Now, MaxCRLMemory: 300}
+	type pair struct{ good, bad tls.ConnectionState }
+	var pairs []pair
+	for _, p := range ps {
+		pairs = append(pairs, pair{p.state(p.leaf(6, leafOpts{})), p.state(p.leaf(5, leafOpts{}))})
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 64)
+	for i := range 6 {
+		wg.Go(func() {
+			pr := pairs[i%len(pairs)]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := v.VerifyConnection(pr.good); err != nil {
+					errs <- err
+					return
+				}
+				var revoked *RevokedError
+				if err := v.VerifyConnection(pr.bad); !errors.As(err, &revoked) {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for n := int64(2); n < 12; n++ {
+		time.Sleep(20 * time.Millisecond)
+		for _, p := range ps {
+			p.serve(p.crl(n, []int64{5}))
+		}
+		clk.Advance(61 * time.Minute)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
