@@ -361,7 +361,7 @@ func (f *fleetSource) refresh(m *managed) {
 		s.adopt(m, unvouched, nil, s.clock.Now())
 		installed = nil
 	}
-	if err := f.writeShared(m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
+	if err := f.writeShared(s.ctx, m, next, installed, token); errors.Is(err, cache.ErrLeaseLost) {
 		// Paused past the lease: another server may have taken over and
 		// stored its result, which nothing of ours overwrote. Adopt it.
 		s.log.Info("ocsp: the lease ran out during the query; adopting what the fleet stored", "id", m.ID())
@@ -385,7 +385,7 @@ func (f *fleetSource) refresh(m *managed) {
 // (unfenced: no lease is held for a Test).
 func (f *fleetSource) recorded(m *managed, next time.Time, installed *record.Entry) {
 	if installed == nil {
-		f.writeShared(m, next, nil, "")
+		f.writeShared(f.s.ctx, m, next, nil, "")
 		return
 	}
 	m.mu.Lock()
@@ -409,13 +409,20 @@ const maxShareRetry = time.Minute
 // maxShareRetry; a lease held past twice its lifetime (someone keeps
 // writing it) is not waited for: the response is written without it, over
 // an older one only. Called by the notice workers (shareIfNewer).
-func (f *fleetSource) share(m *managed, fresh *record.Entry) {
+func (f *fleetSource) share(base context.Context, m *managed, fresh *record.Entry) {
 	s := f.s
-	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
+	ctx, cancel := context.WithTimeout(base, f.timeout)
 	defer cancel()
 	ttl := leaseTTL(s.cfg.Load().Timeout())
 	start := time.Now()
 	token, ok, err := f.leaser.Lease(ctx, m.ID(), ttl)
+	if err != nil || ok {
+		// Held past its lifetime counts a lease found held at every try
+		// in a row: not one met long ago, then another just taken.
+		m.mu.Lock()
+		m.shareBlocked = time.Time{}
+		m.mu.Unlock()
+	}
 	if err != nil {
 		f.failed(m, err, start, StoreLease)
 		f.shareLater(m, maxShareRetry)
@@ -450,11 +457,51 @@ func (f *fleetSource) share(m *managed, fresh *record.Entry) {
 		}
 		return
 	}
-	if err := f.writeShared(m, time.Time{}, fresh, token); err != nil {
+	if err := f.writeShared(base, m, time.Time{}, fresh, token); err != nil {
 		f.shareLater(m, maxShareRetry)
 		return
 	}
 	f.shareDone(m)
+}
+
+// noticeRetry is how long after its store was found failing m's notice
+// is read again: storeRetryInterval, or, while m holds a response waiting
+// to be shared, that response's backoff (shareLater), so that a store that
+// fails fast is not dialled once a second for every such certificate.
+func (f *fleetSource) noticeRetry(m *managed) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.unshared {
+		return storeRetryInterval
+	}
+	wait := min(storeRetryInterval<<min(m.shareTries, 6), maxShareRetry)
+	m.shareTries++
+	return wait
+}
+
+// flushShares shares, when the Stapler closes, the responses still waiting
+// to be (a revocation pushed just before Close must reach the fleet), all
+// within one store timeout; what cannot be is logged.
+func (f *fleetSource) flushShares() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.s.ctx), f.timeout)
+	defer cancel()
+	for _, m := range f.s.managedList() {
+		m.mu.Lock()
+		owed, held := m.unshared, m.entry
+		m.mu.Unlock()
+		if !owed || held == nil {
+			continue
+		}
+		if ctx.Err() == nil {
+			f.share(ctx, m, held)
+			m.mu.Lock()
+			owed = m.unshared
+			m.mu.Unlock()
+		}
+		if owed {
+			f.s.log.Warn("ocsp: closing with a response not shared with the fleet", "id", m.ID())
+		}
+	}
 }
 
 // shareLater tries sharing m's response again later, backing off, within
@@ -544,6 +591,9 @@ func (f *fleetSource) vouchWindow() time.Duration {
 	return cfg.QueryInterval() + time.Duration(cfg.MaxTries())*cfg.RecoveryInterval() + f.s.opts.skew
 }
 
+// certificateHold is the revocation reason a CA may take back.
+const certificateHold = 6
+
 // unvouched reports whether shared, a stored response, verified, is one
 // this server cannot vouch for: a good answer, while it knows nothing of
 // the certificate of its own (no verified answer, no query of its own: a
@@ -555,11 +605,13 @@ func (f *fleetSource) unvouched(m *managed, shared *record.Entry, now time.Time)
 	if shared == nil {
 		return false
 	}
-	if shared.Status == record.Revoked {
+	if shared.Status == record.Revoked && shared.RevocationReason != certificateHold {
 		// A signed revocation is adopted whenever it was produced: no
 		// replay of one makes a server staple an answer it should not
 		// (a revoked certificate stays revoked), and a stale responder's
 		// (or edge's) older good answer is then never installed over it.
+		// Not a hold, which the CA may release (RFC 5280 5.3.1): an old
+		// one is vouched for as a good answer is.
 		return false
 	}
 	m.mu.Lock()
@@ -616,9 +668,9 @@ func (f *fleetSource) readShared(ctx context.Context, m *managed) (*record.Entry
 // fenced by it: once the lease is lost nothing is written, and the result
 // is cache.ErrLeaseLost. The writes get a context of their own, so that a
 // holder paused past its context's deadline does not report the store
-// unreachable.
-func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entry, token string) error {
-	s := f.s
+// unreachable; base is what they are cut short by (the Stapler's context,
+// or, for the shares made while it closes, one of their own).
+func (f *fleetSource) writeShared(base context.Context, m *managed, next time.Time, fresh *record.Entry, token string) error {
 	// A removed certificate writes nothing, whether Remove ran during the
 	// query or from the status hook: checked under f.writes, which
 	// forget holds while it deletes, so that no write lands after the
@@ -628,7 +680,7 @@ func (f *fleetSource) writeShared(m *managed, next time.Time, fresh *record.Entr
 	if m.removed.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, f.timeout)
+	ctx, cancel := context.WithTimeout(base, f.timeout)
 	defer cancel()
 	start := time.Now()
 	m.mu.Lock()
@@ -677,13 +729,16 @@ const resyncInterval = 10 * time.Second
 
 // run adopts the changes other servers announce, until ctx ends.
 func (f *fleetSource) run(ctx context.Context) {
-	n, ok := f.store.(cache.Notifier)
-	if !ok {
-		return
-	}
 	var wg sync.WaitGroup
 	for range noticeWorkers {
 		wg.Go(func() { f.adoptNotified(ctx) })
+	}
+	defer f.flushShares()
+	defer wg.Wait()
+	n, ok := f.store.(cache.Notifier)
+	if !ok {
+		<-ctx.Done() // the workers still share what this server gets
+		return
 	}
 	n.Subscribe(ctx, func(key string) {
 		if key == "" {
@@ -696,7 +751,6 @@ func (f *fleetSource) run(ctx context.Context) {
 			f.notices.add(m)
 		}
 	})
-	wg.Wait()
 }
 
 // resync queues every certificate for the notice workers, behind the
@@ -798,7 +852,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		return true // read again if it comes back
 	}
 	if f.isDown(m) {
-		f.notices.later(m, time.Now().Add(storeRetryInterval))
+		f.notices.later(m, time.Now().Add(f.noticeRetry(m)))
 		return true
 	}
 	rctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -810,7 +864,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 			return false
 		}
 		f.failed(m, err, start, StoreRead)
-		f.notices.later(m, time.Now().Add(storeRetryInterval))
+		f.notices.later(m, time.Now().Add(f.noticeRetry(m)))
 		return true
 	}
 	f.ok(m)
@@ -823,8 +877,8 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		shared = nil // its own refresh asks the responder first: now, when it has no staple
 		if base == nil {
 			m.mu.Lock()
-			if m.entry == nil {
-				s.sched.schedule(m, now)
+			if m.entry == nil { // waiting on another server's lease: not for its look
+				s.sched.hasten(m, now)
 			}
 			m.mu.Unlock()
 		}
@@ -864,7 +918,7 @@ func (f *fleetSource) shareIfNewer(m *managed, shared *record.Entry) {
 	if first {
 		f.s.log.Info("ocsp: the store holds an older response than this server's; sharing ours", "id", m.ID())
 	}
-	f.share(m, held)
+	f.share(f.s.ctx, m, held)
 }
 
 // notices is the set of certificates with a change announced and not yet

@@ -67,6 +67,17 @@ func (s *scheduler) scheduleEarlier(m *managed, at time.Time) {
 	}
 }
 
+// hasten moves m's next run to at if m is planned (waiting in the heap,
+// not running) later than at; a certificate being refreshed is left alone.
+func (s *scheduler) hasten(m *managed, at time.Time) {
+	s.mu.Lock()
+	planned := m.index >= 0 && at.UnixNano() < m.due
+	s.mu.Unlock()
+	if planned {
+		s.schedule(m, at)
+	}
+}
+
 // unschedule removes m from the heap: no query is planned.
 // hurry moves m, if it is planned and due by now, ahead of every other
 // certificate: a handshake is waiting for its first staple. The rate limit
