@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,19 +199,7 @@ func TestOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
 // the revocation, and a node started afterwards must not staple good.
 func olderAnswerOverRevocation(t *testing.T, meetEdge func(f *fleet, id string, replayed *atomic.Int32)) {
 	f := newFleet(t, 0, 1)
-	var replay atomic.Pointer[[]byte]
-	var replayed atomic.Int32
-	edge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := replay.Load(); p != nil {
-			replayed.Add(1)
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/ocsp-response")
-			w.Write(*p)
-			return
-		}
-		f.r.ServeHTTP(w, r)
-	}))
-	defer edge.Close()
+	edge, replay, replayed := shareEdge(t, f)
 	addNode := func() *stapler.Stapler {
 		s, err := stapler.New(fleetConfig,
 			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
@@ -257,7 +242,7 @@ func olderAnswerOverRevocation(t *testing.T, meetEdge func(f *fleet, id string, 
 
 	// The stale edge answers the next query with the old good response.
 	replay.Store(&oldGood)
-	meetEdge(f, id, &replayed)
+	meetEdge(f, id, replayed)
 	time.Sleep(200 * time.Millisecond) // its write, if any, is done
 	replay.Store(nil)
 

@@ -38,18 +38,7 @@ func TestAReplayedOldHoldRevocationIsUndoneAtTheStartingNodesFirstRefresh(t *tes
 	leaf := f.leaves[0]
 	id := stapler.CertificateID(leaf.Cert.Raw)
 	ctx := context.Background()
-
-	threeDaysAgo := f.clock.Now().Add(-72 * time.Hour)
-	f.r.SetClock(func() time.Time { return threeDaysAgo })
-	f.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 7 * 24 * time.Hour})
-	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(threeDaysAgo.Add(-time.Hour), ocsp.CertificateHold))
-	oldHold, _, err := fetchDirect(f, leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.r.SetClock(f.clock.Now)
-	f.r.SetWindow(responder.Window{})
-	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	oldHold := liftedHold(t, f, leaf)
 
 	key := New(f.redis.Client(), "fleet:").redisKey(id)
 	replay := func() {

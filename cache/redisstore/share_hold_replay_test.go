@@ -12,17 +12,11 @@ import (
 	"github.com/staplerkit/ocsp/stapler"
 )
 
-// TestAReplayedOldHoldRevocationIsNotAdoptedByAStartingNode protects "a
-// signed revocation is adopted whatever its age, unless it is a hold": a
-// certificateHold revocation from three days ago, since lifted by the CA
-// (RFC 5280 5.3.1), written into Redis by someone who can write it, is
-// vouched for as a good answer is: a starting node asks the responder
-// first, staples good, and writes good over the replay.
-func TestAReplayedOldHoldRevocationIsNotAdoptedByAStartingNode(t *testing.T) {
-	f := newFleet(t, 0, 1)
-	leaf := f.leaves[0]
-	id := stapler.CertificateID(leaf.Cert.Raw)
-	ctx := context.Background()
+// liftedHold is a certificateHold revocation of leaf signed three days
+// ago and valid a week; the responder says good from now on (the hold
+// lifted).
+func liftedHold(t *testing.T, f *fleet, leaf *responder.Leaf) []byte {
+	t.Helper()
 	threeDaysAgo := f.clock.Now().Add(-72 * time.Hour)
 	f.r.SetClock(func() time.Time { return threeDaysAgo })
 	f.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 7 * 24 * time.Hour})
@@ -34,6 +28,21 @@ func TestAReplayedOldHoldRevocationIsNotAdoptedByAStartingNode(t *testing.T) {
 	f.r.SetClock(f.clock.Now)
 	f.r.SetWindow(responder.Window{})
 	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	return oldHold
+}
+
+// TestAReplayedOldHoldRevocationIsNotAdoptedByAStartingNode protects "a
+// signed revocation is adopted whatever its age, unless it is a hold": a
+// certificateHold revocation from three days ago, since lifted by the CA
+// (RFC 5280 5.3.1), written into Redis by someone who can write it, is
+// vouched for as a good answer is: a starting node asks the responder
+// first, staples good, and writes good over the replay.
+func TestAReplayedOldHoldRevocationIsNotAdoptedByAStartingNode(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	leaf := f.leaves[0]
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	ctx := context.Background()
+	oldHold := liftedHold(t, f, leaf)
 	if err := f.redis.Client().Set(ctx, New(f.redis.Client(), "fleet:").redisKey(id), record.Encode(oldHold, f.clock.Now()), 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,35 +17,14 @@ import (
 
 // TestAFleetStartingTogetherStaplesTheAnnouncedResponse is the control of
 // TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode
-// (attack_share_test.go): with responses produced now, three nodes started
+// (share_test.go): with responses produced now, three nodes started
 // together, two of which met the holder's lease and planned a look 11 s
 // later, staple the announced response with the clock standing still, for
 // one responder request.
 func TestAFleetStartingTogetherStaplesTheAnnouncedResponse(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	leaf := f.leaves[0]
-	release := make(chan struct{})
-	var arrived atomic.Int32
-	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if arrived.Add(1) == 1 {
-			<-release
-		}
-		f.r.ServeHTTP(w, r)
-	}))
-	t.Cleanup(gate.Close)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(release)
-		}
-	})
-	for range 3 {
-		f.addEdgeNode(fleetConfig, gate.URL)
-	}
-	f.waitFor("the lease holder's request", func() bool { return arrived.Load() > 0 })
-	time.Sleep(time.Second)
-	close(release)
-	released = true
+	startThreeTogether(t, f)
 	f.waitFor("every node to staple with the clock standing still", func() bool {
 		for i := range f.nodes {
 			if f.staple(i, 0) == nil {

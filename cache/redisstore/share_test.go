@@ -213,28 +213,12 @@ func TestAPushedRevocationReachesTheFleetWhileSomeoneHoldsTheLeaseForever(t *tes
 	}
 }
 
-// TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode
-// protects "a notification is never ignored" against the vouch rule.
-//
-// Many CAs' responders serve pre-signed responses (RFC 5019; producedAt
-// hours or days old, valid for days). Three nodes start together. One
-// takes the lease and stores the responder's answer; it was produced two
-// hours ago, outside query_frequency + the recovery window, so the others,
-// which know nothing of the certificate and found the lease taken, cannot
-// vouch for the announced response (anyone who can write Redis could have
-// announced it). They must not wait for their planned look (with the clock
-// standing still, never: Ready would not return): each asks the responder
-// itself at once. The price of the rule with such a responder is one
-// request per starting node (RELIABILITY.md), not one per fleet.
-func TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode(t *testing.T) {
-	f := newFleet(t, 0, 1)
-	leaf := f.leaves[0]
-	// Responses signed two hours ago, valid a week.
-	f.r.SetClock(func() time.Time { return f.clock.Now().Add(-2 * time.Hour) })
-	f.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 7 * 24 * time.Hour})
-	// The first request (the lease holder's) is held until every node has
-	// started and met its lease: the race a fleet started by one deploy
-	// runs, on any machine.
+// startThreeTogether starts three nodes of f at once, holding the first
+// responder request (the lease holder's) until every node has started and
+// met its lease: the race a fleet started by one deploy runs, on any
+// machine.
+func startThreeTogether(t *testing.T, f *fleet) {
+	t.Helper()
 	release := make(chan struct{})
 	var arrived atomic.Int32
 	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -257,6 +241,28 @@ func TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode
 	time.Sleep(time.Second) // the others meet its lease and plan their look
 	close(release)
 	released = true
+}
+
+// TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode
+// protects "a notification is never ignored" against the vouch rule.
+//
+// Many CAs' responders serve pre-signed responses (RFC 5019; producedAt
+// hours or days old, valid for days). Three nodes start together. One
+// takes the lease and stores the responder's answer; it was produced two
+// hours ago, outside query_frequency + the recovery window, so the others,
+// which know nothing of the certificate and found the lease taken, cannot
+// vouch for the announced response (anyone who can write Redis could have
+// announced it). They must not wait for their planned look (with the clock
+// standing still, never: Ready would not return): each asks the responder
+// itself at once. The price of the rule with such a responder is one
+// request per starting node (RELIABILITY.md), not one per fleet.
+func TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode(t *testing.T) {
+	f := newFleet(t, 0, 1)
+	leaf := f.leaves[0]
+	// Responses signed two hours ago, valid a week.
+	f.r.SetClock(func() time.Time { return f.clock.Now().Add(-2 * time.Hour) })
+	f.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 7 * 24 * time.Hour})
+	startThreeTogether(t, f)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
