@@ -200,31 +200,13 @@ func TestOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
 func olderAnswerOverRevocation(t *testing.T, meetEdge func(f *fleet, id string, replayed *atomic.Int32)) {
 	f := newFleet(t, 0, 1)
 	edge, replay, replayed := shareEdge(t, f)
-	addNode := func() *stapler.Stapler {
-		s, err := stapler.New(fleetConfig,
-			stapler.WithClock(f.clock), stapler.WithLogger(testLogger()),
-			stapler.WithStore(New(f.redis.Client(), "fleet:")),
-			stapler.WithColdWait(10*time.Millisecond), stapler.WithRateLimit(0, 0),
-			stapler.WithResponderURL(edge.URL), stapler.WithPolicy(stapler.Strict))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		f.nodes = append(f.nodes, s)
-		f.cfgs = append(f.cfgs, s.Wrap(&tls.Config{Certificates: []tls.Certificate{f.leaves[0].Certificate}}))
-		return s
-	}
+	addNode := func() *stapler.Stapler { return f.addEdgeNode(fleetConfig, edge.URL) }
 	leaf := f.leaves[0]
 	id := stapler.CertificateID(leaf.Cert.Raw)
 	// A good response from two days ago, valid a week: anyone could have
 	// fetched it then. (Fetched before the nodes start, so that their first
 	// fetch, however late a busy machine runs it, gets a fresh one.)
-	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
-	oldGood, _, err := fetchDirect(f, leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.r.SetWindow(responder.Window{})
+	oldGood := twoDayOldGood(t, f, leaf)
 	addNode()
 	addNode()
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })

@@ -40,6 +40,19 @@ func shareEdge(t *testing.T, f *fleet) (*httptest.Server, *atomic.Pointer[[]byte
 	return edge, &replay, &replayed
 }
 
+// twoDayOldGood is a good response about leaf produced two days ago and
+// valid a week: anyone could have fetched it then.
+func twoDayOldGood(t *testing.T, f *fleet, leaf *responder.Leaf) []byte {
+	t.Helper()
+	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
+	defer f.r.SetWindow(responder.Window{})
+	oldGood, _, err := fetchDirect(f, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return oldGood
+}
+
 // addEdgeNode adds a node of f (Strict, cfg) that asks url.
 func (f *fleet) addEdgeNode(cfg config.OCSP, url string) *stapler.Stapler {
 	f.t.Helper()
@@ -97,12 +110,7 @@ func TestANodeThatReadASignedRevocationNeverStaplesOrSharesAnOlderGoodAnswer(t *
 	leaf := f.leaves[0]
 	id := stapler.CertificateID(leaf.Cert.Raw)
 	// A good answer from two days ago, valid a week (a stale edge's).
-	f.r.SetWindow(responder.Window{Backdate: 48 * time.Hour, Lifetime: 7 * 24 * time.Hour})
-	oldGood, _, err := fetchDirect(f, leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.r.SetWindow(responder.Window{})
+	oldGood := twoDayOldGood(t, f, leaf)
 	a := f.addEdgeNode(fleetConfig, edge.URL)
 	b := f.addEdgeNode(fleetConfig, edge.URL)
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
