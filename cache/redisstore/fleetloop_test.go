@@ -892,8 +892,45 @@ func (l *fleetLoop) responderDown() bool {
 	// Any response fetched since the failed round began is newer than
 	// before (thisUpdate is a minute before the fetch, the round an hour
 	// after before).
-	l.settle("the retry to succeed", time.Second, func() bool { return l.allFresh(before, alone) })
+	// A certificate whose recovery ran out (failed) is asked again at its
+	// next regular query, up to query_frequency away, not at a retry: the
+	// others are counted once their retry is in (the clock moving by
+	// seconds), the failed ones after their next query (by minutes; the
+	// others may meanwhile make their next regular query too).
+	failed := make([]bool, len(f.leaves))
+	for j := range f.leaves {
+		for i := range f.nodes {
+			if st, _ := f.nodes[i].StatusOf(ids[j]); st.State == "failed" {
+				failed[j] = true
+			}
+		}
+	}
+	freshExcept := func(skip []bool) bool {
+		for j := range f.leaves {
+			if skip[j] {
+				continue
+			}
+			for i := range f.nodes {
+				if _, ok := l.fresh(i, j, before); !ok {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	l.settle("the retry to succeed", time.Second, func() bool { return freshExcept(failed) })
 	counts = f.requestsPerLeaf()
+	step := time.Second
+	if slices.Contains(failed, true) {
+		step = time.Minute
+	}
+	l.settle("every certificate to be fresh again, and the same on every node", step, func() bool { return l.allFresh(before, alone) })
+	later := f.requestsPerLeaf()
+	for j, leaf := range f.leaves {
+		if failed[j] {
+			counts[leaf.Cert.SerialNumber.String()] = later[leaf.Cert.SerialNumber.String()]
+		}
+	}
 	got = nil
 	for j, leaf := range f.leaves {
 		n := counts[leaf.Cert.SerialNumber.String()] - base[leaf.Cert.SerialNumber.String()]
