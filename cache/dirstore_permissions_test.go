@@ -13,7 +13,7 @@ import (
 // "anyone could plant or replace values in it". Put refuses it; Get reads
 // whatever another local user planted there (restore then staples it on
 // start-up). Expected: Get refuses such a directory too.
-func TestWorldWritableDirIsReadFrom(t *testing.T) {
+func TestAWorldWritableDirIsNeverReadFrom(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

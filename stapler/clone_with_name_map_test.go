@@ -15,7 +15,7 @@ import (
 // result serves no certificate at all: every handshake fails. Expected: the
 // clone serves what the original did (an empty NameToCertificate selects
 // nothing, so crypto/tls would fall back to the Certificates list).
-func TestCloneWithBuiltNameToCertificateServesNothing(t *testing.T) {
+func TestACloneWithABuiltNameMapServesWhatTheOriginalDid(t *testing.T) {
 	e := newEnv(t, on)
 	wrapped := e.s.Wrap(tlsConfigFor(e.leaf))
 	clone := wrapped.Clone()

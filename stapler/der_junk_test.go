@@ -75,7 +75,7 @@ func TestSigAlgParamsJunkRefusedByTheParser(t *testing.T) {
 // signed nor sent (the class of issue 11's "bytes outside the signature").
 // Expected: refused (a duplicate, or a certificate that is not the
 // signer's, has no business there), or stapled without them.
-func TestDuplicatedCertsInflateTheStaple(t *testing.T) {
+func TestTheStapleCarriesOnlyTheCertificateAClientNeeds(t *testing.T) {
 	e := newEnv(t, on)
 	srv, tamper := tamperingResponder(t, e.r)
 	e.s.opts.responderURL = srv.URL

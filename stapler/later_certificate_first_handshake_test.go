@@ -9,7 +9,7 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// TestFirstHandshakeOfALaterCertificateIsUnstapled: Wrap's doc
+// TestTheFirstHandshakeOfALaterCertificateIsStapled: Wrap's doc
 // says "The certificates in the Certificates list are fetched at once, so
 // the first handshake is stapled". With the defaults (100 requests a
 // second, the cold wait response_timeout/4), a server wrapping 1,000
@@ -21,7 +21,7 @@ import (
 // and c998 stapled). Issue 14's first-herd fix (BenchmarkFirstHerd) covers
 // one certificate only; Ready is the remedy, but the Wrap doc promises
 // otherwise.
-func TestFirstHandshakeOfALaterCertificateIsUnstapled(t *testing.T) {
+func TestTheFirstHandshakeOfALaterCertificateIsStapled(t *testing.T) {
 	e := newEnv(t, on, WithColdWait(0))
 	var certs []tls.Certificate
 	for i := 0; i < 1000; i++ {

@@ -19,7 +19,7 @@ import (
 // served the new leaf with the old leaf's staple (another serial).
 // The same through the application's GetCertificate (sameCertificate also
 // compares addresses only).
-func TestLeafBytesRewrittenInPlaceServesOldStaple(t *testing.T) {
+func TestLeafBytesRewrittenInPlaceNeverServeTheOldStaple(t *testing.T) {
 	for _, viaGet := range []bool{false, true} {
 		name := "listed"
 		if viaGet {

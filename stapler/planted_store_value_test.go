@@ -20,7 +20,7 @@ import (
 // Stapler restores the planted response, makes no query, and staples
 // "good" for a revoked certificate until its next refresh. Expected: the
 // value is refused, the responder is asked, and the staple says revoked.
-func TestRevokedServedGoodFromAPlantedStoreValue(t *testing.T) {
+func TestAPlantedStoreValueNeverServesARevokedCertificateGood(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -59,7 +59,7 @@ func waitHeld(t *testing.T, g *gatedResponder) {
 // after Remove (apply/record never look at m.removed), and its write is
 // queued after the deletion: the removed certificate's response is written
 // back to the store, and Close flushes it to disk.
-func TestRemoveThenInFlightQueryResurrectsDirStoreValue(t *testing.T) {
+func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
 	g := newGatedResponder(t, e.r, 1) // the first query passes; the next is held
@@ -140,7 +140,7 @@ func timeAfterHang() <-chan time.Time { return time.After(hangLimit) }
 // queues the deletion, and the write queued right after it puts the
 // revoked response back. After Close the removed certificate's response is
 // on disk.
-func TestRemoveFromTheStatusHookResurrectsTheStoredValue(t *testing.T) {
+func TestRemoveFromTheStatusHookLeavesNoStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	var s *Stapler
 	removed := make(chan error, 1)

@@ -22,7 +22,7 @@ import (
 // the client falls back to a full handshake, which Strict refuses. (TLS
 // 1.2 holds: crypto/tls's 1.2 server calls GetCertificate before it looks
 // at the ticket; its 1.3 server resumes without calling it.)
-func TestStrictRevokedServedOnResumption(t *testing.T) {
+func TestStrictNeverResumesWhileACertificateIsKnownRevoked(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			e := newEnv(t, on, WithPolicy(Strict))

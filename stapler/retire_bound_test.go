@@ -13,13 +13,13 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// TestBoundRetiresListedCertificatesAtWrap: "Listed certificates
+// TestTheBoundNeverRetiresListedCertificatesAtWrap: "Listed certificates
 // never retire", but Wrap registers its certificates (addAll, which
 // applies the bound) before it marks them listed: wrapping more
 // certificates than WithMaxCertificates allows retires some of the very
 // certificates being listed. They are then neither fetched at Wrap nor
 // protected from retirement, and the first handshakes go unstapled.
-func TestBoundRetiresListedCertificatesAtWrap(t *testing.T) {
+func TestTheBoundNeverRetiresListedCertificatesAtWrap(t *testing.T) {
 	e := newEnv(t, on, WithMaxCertificates(2))
 	var certs []tls.Certificate
 	for i := range 4 {
@@ -52,16 +52,16 @@ func TestBoundRetiresListedCertificatesAtWrap(t *testing.T) {
 	}
 }
 
-// TestBoundWithListedAtTheLimitRecursesForever: with as many listed
+// TestTheBoundNeverRecursesWhenListedCertificatesFillIt: with as many listed
 // certificates as WithMaxCertificates allows, a certificate found on its
 // own (the application's GetCertificate) is retired by the bound in the
 // very add that registers it; serveManaged sees it removed and serves it
 // "afresh": add, retired again, and so on, without end — a stack overflow,
 // fatal to the process, on one handshake for the name. Run in a child
 // process so that the crash fails this test alone.
-func TestBoundWithListedAtTheLimitRecursesForever(t *testing.T) {
+func TestTheBoundNeverRecursesWhenListedCertificatesFillIt(t *testing.T) {
 	if os.Getenv("ATTACK2_CHILD") != "1" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBoundWithListedAtTheLimitRecursesForever$", "-test.timeout=2m")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTheBoundNeverRecursesWhenListedCertificatesFillIt$", "-test.timeout=2m")
 		cmd.Env = append(os.Environ(), "ATTACK2_CHILD=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {

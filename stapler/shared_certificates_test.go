@@ -9,7 +9,7 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// TestSharedCertificatesStapleAnotherCertificate: Wrap now SHARES
+// TestSharedCertificatesNeverStapleAnotherCertificate: Wrap now SHARES
 // the application's Certificates slice when every leaf is parsed, and a
 // certificate's state keeps a pointer into it (its view's orig). The
 // README and Wrap's doc tell the application to "change cfg (or a Clone of
@@ -23,7 +23,7 @@ import (
 // wrapped config (still serving: another listener, connections not yet
 // moved) staples a response for another certificate. (The write also
 // races with the Stapler's workers reading the same memory.)
-func TestSharedCertificatesStapleAnotherCertificate(t *testing.T) {
+func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 	e := newEnv(t, on)
 	old := e.leaf
 	renewed, err := e.srv.Issue(attack4LeafOptions())

@@ -12,13 +12,13 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestHangingMasterHoldsUpARevocationOnALiveMaster: a fleet's
+// TestAHangingMasterHoldsUpNoRevocationOnALiveMaster: a fleet's
 // notices are adopted by ONE worker per server, in the order announced,
 // each read given the store's 10 s timeout, and a resync queues every
 // certificate. With one Cluster master hanging (SIGSTOP: a network cut,
 // a master under failover) and a resync (a subscription made again on a
 // live master: here forced by one oversized PUBLISH from anyone allowed to
-// publish, see TestOneOversizedPublishForcesAResync), the server's
+// publish, see TestOneOversizedPublishForcesNoResync), the server's
 // worker spends ~10 s on each certificate of the hanging master before it
 // reaches a certificate on a live master, so a revocation another server
 // shares for it — a live master's, notified at once — is not stapled for
@@ -27,7 +27,7 @@ import (
 // certificates on the live masters go on"). The clients are go-redis's
 // defaults. Measured: with 18 certificates of the hanging master ahead, the
 // revocation reached node 1 after 3 minutes (the test fails at 1).
-func TestHangingMasterHoldsUpARevocationOnALiveMaster(t *testing.T) {
+func TestAHangingMasterHoldsUpNoRevocationOnALiveMaster(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
 	f := newFleet(t, 0, 45)
 	for range 2 {

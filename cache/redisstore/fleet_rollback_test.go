@@ -26,7 +26,7 @@ import (
 // healthy. Rewritten once an hour, it keeps the fleet unstapled. A node
 // plans its own failures before the held staple expires (beforeExpiry); a
 // state from the store must not plan past it either.
-func TestPlausibleStateOutlivesTheStaple(t *testing.T) {
+func TestAPlausibleStateNeverOutlivesTheStaple(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	// A responder whose responses are valid 90 minutes (thisUpdate a minute
 	// back): the staple is planned for refresh at its half-life, 44 minutes
@@ -101,7 +101,7 @@ func TestPlausibleStateOutlivesTheStaple(t *testing.T) {
 // node's refresh later than its own fetch of the same response would (or a
 // later fetch time alone is no news), so the revocation is stapled within
 // about cache_ttl.
-func TestFreshFetchTimeDefeatsCacheTTL(t *testing.T) {
+func TestAFreshFetchTimeNeverExtendsCacheTTL(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	for range 2 {
 		s, err := stapler.New(fleetConfig,
@@ -179,7 +179,7 @@ func TestFreshFetchTimeDefeatsCacheTTL(t *testing.T) {
 // that starts afterwards (a restart, a scale-up) adopts it and staples good
 // for a revoked certificate, under Strict too. Expected: the store keeps the
 // revocation, and a new node staples revoked.
-func TestOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
+func TestAnOlderAnswerIsNeverWrittenOverTheFleetsRevocation(t *testing.T) {
 	olderAnswerOverRevocation(t, func(f *fleet, id string, _ *atomic.Int32) {
 		f.nodes[0].Test(context.Background(), id) // refused locally as older
 	})
@@ -187,7 +187,7 @@ func TestOlderAnswerWrittenOverTheFleetsRevocation(t *testing.T) {
 
 // The same through the scheduled refresh of the lease holder (refreshFleet
 // writes stapleable(o.e, o.err) after apply refused o.e as older).
-func TestOlderAnswerWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
+func TestAnOlderAnswerIsNeverWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
 	olderAnswerOverRevocation(t, func(f *fleet, id string, replayed *atomic.Int32) {
 		f.settle("a scheduled refresh to meet the stale edge", time.Minute, func() bool { return replayed.Load() > 0 })
 	})

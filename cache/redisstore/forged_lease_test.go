@@ -9,7 +9,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestForgedLeaseStopsTheFleetForever: a server that does not get a
+// TestAForgedLeaseStopsNoQuery: a server that does not get a
 // certificate's lease (SET NX) waits leaseWait and looks again, forever:
 // nothing bounds how long a lease may be held or checks its TTL. The store
 // is "never trusted" (README), yet one lease key written without a TTL (or
@@ -18,7 +18,7 @@ import (
 // certificate: its staple expires on every server (refused under
 // must-staple), while the responder answers. (Control: the same test with
 // the forged lease given a 1 ms TTL passes in 0.3 s.)
-func TestForgedLeaseStopsTheFleetForever(t *testing.T) {
+func TestAForgedLeaseStopsNoQuery(t *testing.T) {
 	f := newFleet(t, 2, 2)
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
 	orig, err := ocsp.ParseResponseForCert(f.staple(0, 0), f.leaves[0].Cert, f.ca.Cert)

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestForgedStateHidesARevocation: the fleet's state is "clamped"
+// TestAForgedStateHidesNoRevocation: the fleet's state is "clamped"
 // (plausible: last_attempt at most now+skew, next at most last_attempt +
 // the query interval + skew), but nothing stops it being written again and
 // again: a writer that keeps the state's next attempt an interval ahead
@@ -22,7 +22,7 @@ import (
 // refresh intervals and more (README: the store is "never trusted").
 // (Control: without the forger the revocation is stapled within the first
 // hour; the test then passes in 1.3 s.)
-func TestForgedStateHidesARevocation(t *testing.T) {
+func TestAForgedStateHidesNoRevocation(t *testing.T) {
 	f := newFleet(t, 2, 1)
 	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
 	leaf := f.leaves[0]

@@ -36,7 +36,7 @@ func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// TestHangingRedisReadGetsTheStoreTimeoutNotTheColdWait: RELIABILITY
+// TestAHangingRedisFirstReadGetsTheColdWaitNotTheStoreTimeout: RELIABILITY
 // claims "a store read that hangs holds up a certificate's first fetch for
 // at most the cold wait (the read is given no longer)". With the fleet
 // (redisstore), a certificate's first fetch reads its shared keys with the
@@ -47,7 +47,7 @@ func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // not started, so they do not wait on): unstapled, or refused under
 // must-staple, for 10 s at every start with Redis unreachable, the
 // responder up all along.
-func TestHangingRedisReadGetsTheStoreTimeoutNotTheColdWait(t *testing.T) {
+func TestAHangingRedisFirstReadGetsTheColdWaitNotTheStoreTimeout(t *testing.T) {
 	f := newFleet(t, 0, 3)
 	client := f.redis.Client()
 	budget := &attack4Budget{}

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestHangingRedisSerializesFirstStaples: store health is per
+// TestAHangingRedisDoesNotSerializeFirstStaples: store health is per
 // certificate, and each certificate's fleet refresh reads its keys with
 // the store's 10 s timeout; a certificate counts as "down" only after its
 // own read failed. With Redis hanging (a network cut, SIGSTOP, a failover
@@ -21,7 +21,7 @@ import (
 // "With Redis down, each server queries the responder on its own ... and
 // never stops stapling". Under must-staple, handshakes for the later
 // certificates are refused all that time.
-func TestHangingRedisSerializesFirstStaples(t *testing.T) {
+func TestAHangingRedisDoesNotSerializeFirstStaples(t *testing.T) {
 	f := newFleet(t, 0, 320)
 	f.redis.Stop()
 	t.Cleanup(f.redis.Continue)

@@ -59,7 +59,7 @@ func attack4Subscribe(t *testing.T, srv *redistest.Server, s *Store) *attack4Rec
 	return r
 }
 
-// TestForgedMessageIDsSuppressARealChange: the subscriber passes on
+// TestForgedMessageIDsSuppressNoChange: the subscriber passes on
 // a numbered message ("sender/n key") once, remembering the last 1,024 IDs,
 // whoever published it. Sender IDs and their counters are in clear on the
 // channel, so anyone allowed to PUBLISH (a Redis ACL can grant the channel
@@ -67,7 +67,7 @@ func attack4Subscribe(t *testing.T, srv *redistest.Server, s *Store) *attack4Rec
 // publishes its next numbers first, with a decoy key: the server's real
 // announcements (a revocation) are then dropped by every subscriber as
 // duplicates. README: "Notifications are never dropped".
-func TestForgedMessageIDsSuppressARealChange(t *testing.T) {
+func TestForgedMessageIDsSuppressNoChange(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	const prefix = "fleet:"
@@ -116,7 +116,7 @@ func TestForgedMessageIDsSuppressARealChange(t *testing.T) {
 	}
 }
 
-// TestOneOversizedPublishForcesAResync: a subscription that is lost
+// TestOneOversizedPublishForcesNoResync: a subscription that is lost
 // and made again is reported as missed changes (the empty key), and every
 // server then reads every certificate's keys again. Anyone allowed to
 // PUBLISH on the channel can make Redis drop every subscriber at will: one
@@ -126,7 +126,7 @@ func TestForgedMessageIDsSuppressARealChange(t *testing.T) {
 // and, since a message published while the subscriber is away is lost,
 // is also what turns real notifications into "missed" ones. An outsider's
 // message should be at most one store read.
-func TestOneOversizedPublishForcesAResync(t *testing.T) {
+func TestOneOversizedPublishForcesNoResync(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	const prefix = "fleet:"
@@ -158,7 +158,7 @@ func TestOneOversizedPublishForcesAResync(t *testing.T) {
 	}
 }
 
-// TestABusyRedisForcesAResync: a subscription silent for a second
+// TestABusyRedisForcesNoResync: a subscription silent for a second
 // is pinged, and a ping unanswered for another second is taken for a dead
 // connection: it is closed, made again a second later, and reported as
 // missed changes, so every server reads every certificate's keys again.
@@ -167,7 +167,7 @@ func TestOneOversizedPublishForcesAResync(t *testing.T) {
 // never: nothing was lost on the connection, yet every server drops it —
 // losing what is published during the second it is away — and then sends
 // its N reads to the Redis that just recovered, all servers at once.
-func TestABusyRedisForcesAResync(t *testing.T) {
+func TestABusyRedisForcesNoResync(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	const prefix = "fleet:"

@@ -8,7 +8,7 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// TestReadyHangsOnANodeJoiningAFailingFleet: a node joins a fleet
+// TestANodeJoiningAFailingFleetIsReady: a node joins a fleet
 // whose responder is failing. Its first attempt reads the fleet's state
 // (another node failed and planned the retry), adopts the failure (Status
 // reports it), and stops there without releasing the certificate's
@@ -16,7 +16,7 @@ import (
 // "failed with a reason that Status reports", blocks until the fleet's
 // retry time (RecoveryInterval later on the clock; here the clock stands
 // still, so forever), and every cold handshake waits its full cold wait.
-func TestReadyHangsOnANodeJoiningAFailingFleet(t *testing.T) {
+func TestANodeJoiningAFailingFleetIsReady(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	f.r.SetSerialFault(f.leaves[0].Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
 	a := f.addNode()

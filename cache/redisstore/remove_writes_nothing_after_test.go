@@ -27,7 +27,7 @@ import (
 // Redis keys have no TTL, so the removed certificate's values stay in the
 // shared Redis for ever: "Remove means forget" does not hold, on a real
 // redis-server.
-func TestRemoveThenInFlightQueryResurrectsRedisValues(t *testing.T) {
+func TestAQueryInFlightAtRemoveWritesNothingToRedis(t *testing.T) {
 	rs := redistest.Start(t)
 	clk := clock.NewManual(time.Now().Truncate(time.Second))
 	ca, err := responder.NewCA(responder.CAOptions{})
@@ -118,7 +118,7 @@ func TestRemoveThenInFlightQueryResurrectsRedisValues(t *testing.T) {
 // apply; Remove deletes both Redis keys before it returns, then the
 // fleet's write of that very response (writeShared, after apply) puts them
 // back, with no TTL.
-func TestRemoveFromTheStatusHookResurrectsRedisValues(t *testing.T) {
+func TestRemoveFromTheStatusHookLeavesNoRedisValues(t *testing.T) {
 	rs := redistest.Start(t)
 	clk := clock.NewManual(time.Now().Truncate(time.Second))
 	ca, err := responder.NewCA(responder.CAOptions{})

@@ -76,11 +76,11 @@ func TestIPTargetChecksTheAddress(t *testing.T) {
 	}
 }
 
-// TestFetchHidesAMissingMustStaple: a must-staple certificate
+// TestFetchKeepsAMissingMustStapleCritical: a must-staple certificate
 // served with no staple is refused by the clients that honour RFC 7633
 // (CRITICAL without -fetch), but with -fetch the probe asks the responder
 // itself, gets a good answer, and says WARNING: the outage is downgraded.
-func TestFetchHidesAMissingMustStaple(t *testing.T) {
+func TestFetchKeepsAMissingMustStapleCritical(t *testing.T) {
 	p := newPKI(t)
 	must, err := p.srv.Issue(responder.LeafOptions{MustStaple: true})
 	if err != nil {
