@@ -5,11 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
-	"github.com/staplerkit/ocsp/internal/ocspcheck"
-	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"math/big"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/responder"
 )
 
@@ -99,7 +100,7 @@ func TestResponderRefusingGETIsAskedByPOST(t *testing.T) {
 				t.Fatalf("after 4 refreshes within the hour: %d GETs, %d POSTs; want 1, 5", gets, posts)
 			}
 			// An hour on, GET is tried again.
-			for !e.clock.Now().After(first.Add(getRetry)) {
+			for !e.clock.Now().After(first.Add(ocspfetch.GetRetry)) {
 				before := e.advanceToNextRefresh(leaf)
 				e.waitQueries(leaf, before+1)
 			}

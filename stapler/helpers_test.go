@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
@@ -221,7 +222,7 @@ func helloFor() *tls.ClientHelloInfo { return &tls.ClientHelloInfo{ServerName: "
 // mustFetchRaw asks e's responder for leaf's response directly.
 func mustFetchRaw(t testing.TB, e *env, l *responder.Leaf) []byte {
 	t.Helper()
-	raw, _, err := fetchResponse(context.Background(), newHTTPClient(), e.srv.URL, l.Cert, e.ca.Cert)
+	raw, _, err := ocspfetch.Query(context.Background(), ocspfetch.NewHTTPClient(), e.srv.URL, l.Cert, e.ca.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}

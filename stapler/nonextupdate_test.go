@@ -3,9 +3,10 @@ package stapler
 import (
 	"crypto/tls"
 	"errors"
-	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 
 	"golang.org/x/crypto/ocsp"
 

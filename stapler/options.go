@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
@@ -110,21 +110,14 @@ func WithResponderOverrides(overrides map[string]string) Option {
 // validateOverrides checks the URLs of WithResponderOverrides.
 func validateOverrides(overrides map[string]string) error {
 	for from, to := range overrides {
-		if !isResponderURL(from) {
+		if !ocspfetch.IsResponderURL(from) {
 			return &config.Error{Code: config.CodeInvalidSchema, Message: fmt.Sprintf("responder override: %q is not an http or https URL", from)}
 		}
-		if to != "" && !isResponderURL(to) {
+		if to != "" && !ocspfetch.IsResponderURL(to) {
 			return &config.Error{Code: config.CodeInvalidSchema, Message: fmt.Sprintf("responder override for %q: %q is not an http or https URL (empty disables fetching)", from, to)}
 		}
 	}
 	return nil
-}
-
-// isResponderURL reports whether u is an absolute http or https URL with a
-// host.
-func isResponderURL(u string) bool {
-	p, err := url.Parse(u)
-	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 // WithResponderURL makes every certificate be queried at url instead of

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/record"
 )
 
@@ -97,7 +98,7 @@ type outcome struct {
 // query fetches and verifies m's response, sharing one request among all
 // callers that ask at the same time.
 func (s *Stapler) query(ctx context.Context, m *managed) *outcome {
-	v, err := s.fetcher.share(ctx, m.ID(), func() any {
+	v, err := s.fetcher.Share(ctx, m.ID(), func() any {
 		start := time.Now()
 		skip := m.settings.Load().stapling.SkipVerify
 		e, err := s.fetchAndVerify(m, skip)
@@ -131,7 +132,7 @@ func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*record.Entry, er
 	}
 	var fetched time.Time
 	now := func() time.Time { fetched = s.clock.Now(); return fetched }
-	e, err := s.fetcher.fetch(ctx, url, m.leaf, issuer, now, skipVerify)
+	e, err := s.fetcher.Fetch(ctx, url, m.leaf, issuer, now, skipVerify)
 	if err != nil {
 		return nil, m.fetchError(url, err)
 	}
@@ -159,7 +160,7 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 	}
 	if issuer == nil {
 		var err error
-		if issuer, err = fetchIssuer(ctx, s.client, m.leaf); err != nil {
+		if issuer, err = ocspfetch.FetchIssuer(ctx, s.client, m.leaf); err != nil {
 			return nil, err
 		}
 	}
@@ -172,7 +173,7 @@ func (s *Stapler) issuerFor(ctx context.Context, m *managed) (*x509.Certificate,
 // verifyFor verifies raw, fetched at fetched, as m's response at now, with
 // m's settings, and sets how long it may be served.
 func (s *Stapler) verifyFor(ctx context.Context, m *managed, issuer *x509.Certificate, raw []byte, fetched, now time.Time) (*record.Entry, error) {
-	e, err := s.fetcher.verify(ctx, raw, m.leaf, issuer, s.urlFor(m), now, m.settings.Load().stapling.SkipVerify)
+	e, err := s.fetcher.Verify(ctx, raw, m.leaf, issuer, s.urlFor(m), now, m.settings.Load().stapling.SkipVerify)
 	if err != nil {
 		return nil, err
 	}

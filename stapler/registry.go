@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"slices"
 
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -231,7 +232,7 @@ func (s *Stapler) urlFor(m *managed) string {
 	if m.leaf == nil {
 		return s.opts.responderURL
 	}
-	return resolveResponder(m.leaf, s.opts.responderURL, s.opts.overrides)
+	return ocspfetch.Resolve(m.leaf, s.opts.responderURL, s.opts.overrides)
 }
 
 // lookup returns the managed certificate with the given ID; an empty ID

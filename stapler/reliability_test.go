@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/responder"
 )
 
@@ -145,7 +146,7 @@ func TestFaultMatrix(t *testing.T) {
 			const maxTries = 2
 			// The Stapler's own client (its redirect rules included),
 			// watched: every exchange must be bounded by response_timeout.
-			client := newHTTPClient()
+			client := ocspfetch.NewHTTPClient()
 			deadlines := &deadlineRecorder{next: client.Transport}
 			client.Transport = deadlines
 			e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, ResponseTimeout: 1, RecoveryFrequency: 60, RecoveryMaxTries: maxTries}, WithHTTPClient(client))

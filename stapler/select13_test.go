@@ -4,8 +4,9 @@ import (
 	"math/rand/v2"
 
 	"crypto/tls"
-	"github.com/staplerkit/ocsp/responder"
 	"testing"
+
+	"github.com/staplerkit/ocsp/responder"
 )
 
 // A hello full of made-up signature schemes must not cost a call into

@@ -13,6 +13,7 @@ import (
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
@@ -58,10 +59,10 @@ type Stapler struct {
 
 	registry // the managed certificates (registry.go)
 
-	fetcher *fetcher   // asks responders and verifies (fetcher.go)
-	limit   *limiter   // paces responder requests; nil without a rate limit
-	sched   *scheduler // when each certificate is queried next (schedule.go)
-	src     source     // the mode: memory, a store, a fleet (source.go)
+	fetcher *ocspfetch.Fetcher // asks responders and verifies (fetcher.go)
+	limit   *limiter           // paces responder requests; nil without a rate limit
+	sched   *scheduler         // when each certificate is queried next (schedule.go)
+	src     source             // the mode: memory, a store, a fleet (source.go)
 
 	// staples delivers staple changes to WithStapleHook (nil without one).
 	staples *stapleNotifier
@@ -137,7 +138,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	}
 	s := &Stapler{opts: o, client: o.client, clock: o.clock, log: o.logger, closeDone: make(chan struct{})}
 	if s.client == nil {
-		s.client = newHTTPClient()
+		s.client = ocspfetch.NewHTTPClient()
 	}
 	s.cfg.Store(&cfg)
 	if !cfg.OCSPFunctionality {
@@ -149,15 +150,20 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.sched = newScheduler(s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fetcher = newFetcher(s.client, ocspcheck.Options{Skew: o.skew, AllowSHA1: o.allowSHA1, Undated: o.undated}, s.ctx,
-		func() time.Duration { return s.cfg.Load().Timeout() }, s.startFetch)
-	s.fetcher.fellBack = func(url string, getErr error, remembered bool) {
-		s.counters.getFallbacks.Add(1)
-		if remembered {
-			s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
-		}
-	}
-	s.fetcher.pace = s.limit.waitNext
+	s.fetcher = ocspfetch.New(ocspfetch.Config{
+		Client:  s.client,
+		Verify:  ocspcheck.Options{Skew: o.skew, AllowSHA1: o.allowSHA1, Undated: o.undated},
+		Base:    s.ctx,
+		Timeout: func() time.Duration { return s.cfg.Load().Timeout() },
+		Begin:   s.startFetch,
+		FellBack: func(url string, getErr error, remembered bool) {
+			s.counters.getFallbacks.Add(1)
+			if remembered {
+				s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
+			}
+		},
+		Pace: s.limit.waitNext,
+	})
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {
 		s.byKey = map[[32]byte]*managed{} // notifications look certificates up by ID

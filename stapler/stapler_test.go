@@ -599,12 +599,14 @@ func (c slowToCancel) RoundTrip(r *http.Request) (*http.Response, error) {
 // so none of them may be on any stack once Close has returned.
 var stapleWork = []string{
 	"stapler.(*scheduler).run",
+	"stapler.(*scheduler).serve",
 	"stapler.(*Stapler).refresh",
 	"stapler.(*Stapler).fetchAndVerify",
-	"stapler.fetchResponse",
-	"stapler.runCoarseClock",
+	"stapler.(*Stapler).runRetirement",
+	"stapler.(*coarseClock).run",
+	"stapler.(*stapleNotifier).run",
 	"stapler.(*persister).run",
-	"stapler.(*Stapler).watchFleet",
+	"stapler.(*fleetSource).run",
 }
 
 func TestCloseLeaksNoGoroutine(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/record"
 )
 
@@ -117,7 +118,7 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	}
 	cs.ResponderURL = s.urlFor(m)
 	if m.leaf != nil {
-		if own := responderURL(m.leaf); own != cs.ResponderURL && s.overridden(m.leaf) {
+		if own := ocspfetch.ResponderURL(m.leaf); own != cs.ResponderURL && s.overridden(m.leaf) {
 			cs.AIAResponderURL = own
 		}
 		cs.Subject = m.leaf.Subject.String()

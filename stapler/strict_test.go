@@ -8,14 +8,16 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"github.com/staplerkit/ocsp/internal/ocspcheck"
-	"github.com/staplerkit/ocsp/internal/ocsptest"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
+	"github.com/staplerkit/ocsp/internal/ocsptest"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -355,9 +357,9 @@ func TestRefusedAnswersKeepTheConnection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			client := newHTTPClient()
+			client := ocspfetch.NewHTTPClient()
 			for range 20 {
-				if _, _, err := fetchResponse(t.Context(), client, srv.URL, leaf.Cert, ca.Cert); err == nil {
+				if _, _, err := ocspfetch.Query(t.Context(), client, srv.URL, leaf.Cert, ca.Cert); err == nil {
 					t.Fatal("a refused answer was accepted")
 				}
 			}

@@ -9,9 +9,12 @@ import (
 	"math/big"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/staplerkit/ocsp/internal/crlcache"
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
+	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/record"
 )
 
@@ -237,8 +240,11 @@ type Verifier struct {
 	MaxCRLMemory int64
 
 	once    sync.Once // makes fetcher, known and crls on first use
-	fetcher *fetcher
-	crls    *crlCache
+	fetcher *ocspfetch.Fetcher
+	crls    *crlcache.Cache
+	// crlFetches counts the CRL downloads by outcome, in the order of
+	// crlFetchOutcomes.
+	crlFetches [len(crlFetchOutcomes)]atomic.Uint64
 
 	mu sync.Mutex // guards known and pruned
 	// known is what the Verifier knows of each certificate, by ID, up to
@@ -252,7 +258,6 @@ type Verifier struct {
 func (v *Verifier) init() {
 	v.once.Do(func() {
 		v.known = map[string]*peerState{}
-		v.crls = &crlCache{points: map[[32]byte]map[string]*crlPoint{}}
 		if v.maxKnown == 0 {
 			v.maxKnown = maxKnownPeers
 		}
@@ -260,10 +265,20 @@ func (v *Verifier) init() {
 		if client == nil {
 			// Its own transport, made on first use as the Stapler's is:
 			// never the process-wide http.DefaultTransport.
-			client = newHTTPClient()
+			client = ocspfetch.NewHTTPClient()
 		}
-		v.fetcher = newFetcher(client, v.verifyOptions(), context.Background(),
-			func() time.Duration { return v.FetchTimeout }, nil)
+		v.fetcher = ocspfetch.New(ocspfetch.Config{
+			Client:  client,
+			Verify:  v.verifyOptions(),
+			Base:    context.Background(),
+			Timeout: func() time.Duration { return v.FetchTimeout },
+		})
+		v.crls = crlcache.New(crlcache.Host{
+			Download: v.downloadCRL,
+			Share:    v.fetcher.Share,
+			Fetched:  v.countCRLFetch,
+			Now:      v.now,
+		})
 	})
 }
 
@@ -512,9 +527,9 @@ func (v *Verifier) verify(ctx context.Context, raw []byte, leaf, issuer *x509.Ce
 	v.init()
 	url := ""
 	if v.FetchTimeout > 0 {
-		url = resolveResponder(leaf, "", v.ResponderOverrides)
+		url = ocspfetch.Resolve(leaf, "", v.ResponderOverrides)
 	}
-	return v.fetcher.verify(ctx, raw, leaf, issuer, url, now, false)
+	return v.fetcher.Verify(ctx, raw, leaf, issuer, url, now, false)
 }
 
 // answer returns the newest valid answer about leaf: a current one known,
@@ -549,7 +564,7 @@ func (v *Verifier) knownOrAsked(ctx context.Context, id string, leaf, issuer *x5
 		}
 	}
 	v.mu.Unlock()
-	url := resolveResponder(leaf, "", v.ResponderOverrides)
+	url := ocspfetch.Resolve(leaf, "", v.ResponderOverrides)
 	if url == "" {
 		return nil, ErrNoResponderURL
 	}
@@ -563,11 +578,11 @@ func (v *Verifier) knownOrAsked(ctx context.Context, id string, leaf, issuer *x5
 		e   *record.Entry
 		err error
 	}
-	r, err := v.fetcher.share(ctx, id, func() any {
+	r, err := v.fetcher.Share(ctx, id, func() any {
 		// The request outlives a caller that gives up: it is shared.
 		fctx, cancel := context.WithTimeout(context.Background(), v.FetchTimeout)
 		defer cancel()
-		e, err := v.fetcher.fetch(fctx, url, leaf, issuer, v.now, false)
+		e, err := v.fetcher.Fetch(fctx, url, leaf, issuer, v.now, false)
 		now := v.now()
 		if err == nil && e.Status != record.Good && e.Status != record.Revoked {
 			// An unknown answer decides nothing: remembered as a failure,

@@ -43,7 +43,7 @@ func TestVerifierCRLHangingFirstPointLeavesTimeForTheNext(t *testing.T) {
 // handshakes after go on without it (soft fail: allowed), as after a
 // hanging responder, whose request ends with FetchTimeout and whose
 // failure is remembered. Found by an attack session: a CRL download is
-// given at least 30 seconds (minCRLFetchTimeout), and every handshake in
+// given at least 30 seconds (crlcache.MinFetchTimeout), and every handshake in
 // those 30 seconds joined it and waited its whole FetchTimeout again: with
 // a leaf's or an intermediate's point hanging, every client's handshake
 // took FetchTimeout, 30 seconds out of every 35, for all clients of the

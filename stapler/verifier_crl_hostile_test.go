@@ -249,18 +249,6 @@ func TestVerifierCRLSerialEncodings(t *testing.T) {
 	}
 }
 
-// A CRL without a number, after one with a number: ordered by
-// thisUpdate, an older one is a rollback.
-func TestVerifierCRLWithoutANumberAfterOneWithIsOrderedByThisUpdate(t *testing.T) {
-	a, b := crlVersion{big.NewInt(5), time.Unix(1000, 0)}, crlVersion{nil, time.Unix(999, 0)}
-	if !b.older(a) || a.older(b) {
-		t.Fatal("an unnumbered CRL of an earlier thisUpdate is not older")
-	}
-	if c := (crlVersion{nil, time.Unix(1001, 0)}); c.older(a) {
-		t.Fatal("an unnumbered CRL of a later thisUpdate is older")
-	}
-}
-
 // A CRL whose thisUpdate is ahead of the clock within ClockSkew is used.
 func TestVerifierCRLThisUpdateAheadWithinSkew(t *testing.T) {
 	p := newCRLPKI(t)
@@ -319,16 +307,7 @@ func TestVerifierCRLHandshakesDuringRefreshes(t *testing.T) {
 }
 
 // crlRefreshing reports whether a refresh of url (any issuer) is under way.
-func (v *Verifier) crlRefreshing(url string) bool {
-	v.crls.mu.Lock()
-	defer v.crls.mu.Unlock()
-	for _, urls := range v.crls.points {
-		if p := urls[url]; p != nil && (p.kinds[0].refreshing || p.kinds[1].refreshing) {
-			return true
-		}
-	}
-	return false
-}
+func (v *Verifier) crlRefreshing(url string) bool { return v.crls.Refreshing(url) }
 
 // Two CAs issue a client certificate of the same serial and name the same
 // CRL URL; only one of them lists it. The known revocation is kept by the

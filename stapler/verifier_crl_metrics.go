@@ -58,35 +58,21 @@ type CRLMetrics struct {
 // CRLMetrics returns the CRL counters and what is held as they stand.
 func (v *Verifier) CRLMetrics() CRLMetrics {
 	v.init()
-	cc := v.crls
-	m := CRLMetrics{Fetches: make(map[CRLFetchOutcome]uint64, len(crlFetchOutcomes)), NextUpdate: map[string]time.Time{}}
+	m := CRLMetrics{Fetches: make(map[CRLFetchOutcome]uint64, len(crlFetchOutcomes))}
 	for i, o := range crlFetchOutcomes {
-		m.Fetches[o] = cc.fetches[i].Load()
+		m.Fetches[o] = v.crlFetches[i].Load()
 	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	m.Held, m.Bytes = cc.held, cc.bytes
-	for _, urls := range cc.points {
-		for url, p := range urls {
-			for _, sl := range p.scopes {
-				if sl.held == nil {
-					continue
-				}
-				if t, ok := m.NextUpdate[url]; !ok || sl.held.NextUpdate.Before(t) {
-					m.NextUpdate[url] = sl.held.NextUpdate
-				}
-			}
-		}
-	}
+	held := v.crls.Held()
+	m.Held, m.Bytes, m.NextUpdate = held.CRLs, held.Bytes, held.NextUpdate
 	return m
 }
 
-// count records the outcome of one CRL download.
-func (cc *crlCache) count(err error) {
+// countCRLFetch records the outcome of one CRL download.
+func (v *Verifier) countCRLFetch(err error) {
 	o := classifyCRLFetch(err)
 	for i, k := range crlFetchOutcomes {
 		if k == o {
-			cc.fetches[i].Add(1)
+			v.crlFetches[i].Add(1)
 		}
 	}
 }

@@ -1,13 +1,14 @@
-package stapler
+package ocspfetch
 
 import (
 	"context"
 	"errors"
-	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/ocspcheck"
 
 	"golang.org/x/crypto/ocsp"
 
@@ -17,7 +18,7 @@ import (
 // TestACancelledCallerDoesNotDecideTheDelegateCheck: a caller that gives up
 // on a delegate check while its request is in flight stops waiting, but the
 // request goes on and its answer (revoked) is what every later caller gets,
-// not an undetermined status cached for delegateRecheck.
+// not an undetermined status cached for DelegateRecheck.
 func TestACancelledCallerDoesNotDecideTheDelegateCheck(t *testing.T) {
 	ca, err := responder.NewCA(responder.CAOptions{})
 	if err != nil {
@@ -39,8 +40,8 @@ func TestACancelledCallerDoesNotDecideTheDelegateCheck(t *testing.T) {
 		r.ServeHTTP(w, req)
 	}))
 	defer srv.Close()
-	f := newFetcher(srv.Client(), ocspcheck.Options{Skew: 5 * time.Minute}, context.Background(),
-		func() time.Duration { return hangLimit }, nil)
+	f := New(Config{Client: srv.Client(), Verify: ocspcheck.Options{Skew: 5 * time.Minute}, Base: context.Background(),
+		Timeout: func() time.Duration { return hangLimit }})
 
 	impatient, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -63,7 +64,11 @@ func TestACancelledCallerDoesNotDecideTheDelegateCheck(t *testing.T) {
 
 	ctx, cancel2 := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel2()
-	if err := f.checkDelegate(ctx, delegate.Cert, ca.Cert, srv.URL, time.Now()); !errors.Is(err, ErrUnauthorizedSigner) {
+	if err := f.checkDelegate(ctx, delegate.Cert, ca.Cert, srv.URL, time.Now()); !errors.Is(err, ocspcheck.ErrUnauthorizedSigner) {
 		t.Fatalf("the next caller: %v, want the delegate's revocation (the cancelled attempt was cached)", err)
 	}
 }
+
+// hangLimit is how long a test waits for what must happen: only a hang
+// reaches it.
+const hangLimit = time.Minute
