@@ -15,6 +15,7 @@ import (
 	"github.com/staplerkit/ocsp/internal/crlcache"
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
+	"github.com/staplerkit/ocsp/internal/prune"
 	"github.com/staplerkit/ocsp/internal/record"
 )
 
@@ -510,7 +511,7 @@ func (v *Verifier) state(id string, now time.Time) *peerState {
 		return st
 	}
 	if len(v.known) >= min(max(2*v.pruned, 64), v.maxKnown) {
-		pruneMap(v.known, v.maxKnown,
+		prune.Map(v.known, v.maxKnown,
 			func(st *peerState) bool { return !now.Before(st.keepUntil) && !now.Before(st.retryAt) },
 			func(st *peerState) bool { return st.newest != nil && st.newest.Status == record.Revoked })
 		v.pruned = len(v.known)
