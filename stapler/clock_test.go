@@ -45,13 +45,13 @@ func TestARemovedCertificateIsNeverScheduledAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a refresh in flight does when its outcome lands after Remove.
-	e.s.sched.schedule(m, e.clock.Now())
-	if due := e.s.sched.dueAt(m); !due.IsZero() {
+	e.s.sched.Schedule(m, e.clock.Now())
+	if due := e.s.sched.DueAt(m); !due.IsZero() {
 		t.Fatalf("a removed certificate was scheduled again, due %v", due)
 	}
 	o := e.s.query(context.Background(), m)
 	e.s.record(m, o)
-	if due := e.s.sched.dueAt(m); !due.IsZero() {
+	if due := e.s.sched.DueAt(m); !due.IsZero() {
 		t.Fatalf("a query's outcome scheduled a removed certificate again, due %v", due)
 	}
 }

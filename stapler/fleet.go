@@ -216,7 +216,7 @@ func (f *fleetSource) refresh(m *managed) {
 	base := m.entry
 	// A notification adopted a result after m fell due, and planned the
 	// next query from it (checked under m.mu, where adopt plans).
-	replanned := s.sched.planned(m)
+	replanned := s.sched.Planned(m)
 	m.mu.Unlock()
 	if replanned {
 		return
@@ -309,7 +309,7 @@ func (f *fleetSource) refresh(m *managed) {
 		// plans, so that neither plan overwrites the other's newer one.
 		m.mu.Lock()
 		if m.entry == base {
-			s.sched.schedule(m, now.Add(leaseWait(cfg.Timeout())))
+			s.sched.Schedule(m, now.Add(leaseWait(cfg.Timeout())))
 		}
 		m.mu.Unlock()
 		return
@@ -337,7 +337,7 @@ func (f *fleetSource) refresh(m *managed) {
 			// Another server just tried: its plan is ours (adopt followed
 			// it), or, when it planned none, look again now.
 			if state.Next <= now.UnixNano() {
-				s.sched.schedule(m, now)
+				s.sched.Schedule(m, now)
 			}
 			return
 		}
@@ -878,7 +878,7 @@ func (f *fleetSource) adoptOne(ctx context.Context, m *managed) bool {
 		if base == nil {
 			m.mu.Lock()
 			if m.entry == nil { // waiting on another server's lease: not for its look
-				s.sched.hasten(m, now)
+				s.sched.Hasten(m, now)
 			}
 			m.mu.Unlock()
 		}

@@ -245,7 +245,7 @@ func (e *env) advanceToNextRefresh(leaf *responder.Leaf) int {
 	var queries int
 	eventually(e.t, "a planned query", func() bool {
 		queries = e.status(leaf).Queries
-		due = e.s.sched.dueAt(m)
+		due = e.s.sched.DueAt(m)
 		return !due.IsZero()
 	})
 	e.clock.Advance(max(0, due.Sub(e.clock.Now())))

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/staplerkit/ocsp/internal/record"
+	"github.com/staplerkit/ocsp/internal/schedule"
 )
 
 // CertificateID is the stable identifier of a certificate: the hex SHA-256
@@ -127,13 +128,9 @@ type managed struct {
 	// two refreshes is counted once.
 	applied *outcome
 
-	// Owned by the scheduler, under its lock: when the next query is due
-	// (Unix nanoseconds; 0 when none is planned), and m's place in the heap.
-	due   int64
-	index int32
-	// urgent: a handshake is waiting for this certificate's first staple;
-	// it is taken before the certificates merely due.
-	urgent bool
+	// task is m's place in the scheduler (owned by it, under its lock):
+	// when its next query is due and whether a handshake waits for it.
+	task schedule.Task
 
 	// keyPrefix is the first 8 bytes of der's SHA-256 (the ID's first 16
 	// hex digits): a lookup by ID compares it before hashing der. The
@@ -512,3 +509,10 @@ func (m *managed) stateLocked() stateCode {
 	}
 	return codeUnknown
 }
+
+// Task is m's place in the scheduler (schedule.Item).
+func (m *managed) Task() *schedule.Task { return &m.task }
+
+// Removed reports whether m was removed or retired (schedule.Item): it is
+// never scheduled again.
+func (m *managed) Removed() bool { return m.removed.Load() }

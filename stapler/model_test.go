@@ -453,7 +453,7 @@ func (w *modelWorld) logf(format string, args ...any) {
 // settle waits until every Stapler has run every query due by now.
 func (w *modelWorld) settle() {
 	for _, ms := range w.st {
-		eventually(w.t, "the Staplers to run every query due", func() bool { return ms.s.sched.quiet() })
+		eventually(w.t, "the Staplers to run every query due", func() bool { return ms.s.sched.Quiet() })
 	}
 }
 

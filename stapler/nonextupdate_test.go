@@ -37,7 +37,7 @@ func TestResponseWithoutNextUpdateIsStapledForItsLifetimeAndRefreshedAtHalf(t *t
 	}
 	// Refreshed at half its life (jittered earlier, never later).
 	m, _ := e.s.lookup(CertificateID(e.leaf.Cert.Raw))
-	due := e.s.sched.dueAt(m)
+	due := e.s.sched.DueAt(m)
 	if half := thisUpdate.Add(DefaultNoNextUpdateLifetime / 2); due.After(half.Add(time.Second)) || due.Before(half.Add(-DefaultNoNextUpdateLifetime/10)) {
 		t.Fatalf("next refresh at %v, want at half the life (%v)", due, half)
 	}

@@ -47,7 +47,7 @@ func TestOlderValidAnswerAfterCacheTTLLeavesNoStaple(t *testing.T) {
 	for {
 		var due time.Time
 		eventually(t, "a planned query", func() bool {
-			due = e.s.sched.dueAt(m)
+			due = e.s.sched.DueAt(m)
 			return !due.IsZero()
 		})
 		if due.After(bound) {
@@ -65,7 +65,7 @@ func TestOlderValidAnswerAfterCacheTTLLeavesNoStaple(t *testing.T) {
 	}
 	if staple == nil {
 		t.Fatalf("%v after the held staple's cache_ttl ran out, with the responder answering every query with a valid good response: no staple (state %s, queries %d, last error %q, next query %s from now)",
-			e.clock.Now().Sub(heldFetched.Add(60*time.Second)), st.State, st.Queries, st.LastError, e.s.sched.dueAt(m).Sub(e.clock.Now()).Round(time.Second))
+			e.clock.Now().Sub(heldFetched.Add(60*time.Second)), st.State, st.Queries, st.LastError, e.s.sched.DueAt(m).Sub(e.clock.Now()).Round(time.Second))
 	}
 	if resp, err := ocsp.ParseResponseForCert(staple, e.leaf.Cert, e.ca.Cert); err != nil || resp.Status != ocsp.Good {
 		t.Fatalf("staple does not verify as good: %v", err)

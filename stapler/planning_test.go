@@ -112,7 +112,7 @@ func TestRetryPlannedBeforeTheStapleExpires(t *testing.T) {
 	}
 	m, _ := e.s.lookup(CertificateID(must.Cert.Raw))
 	var due time.Time
-	eventually(t, "a planned query", func() bool { due = e.s.sched.dueAt(m); return !due.IsZero() })
+	eventually(t, "a planned query", func() bool { due = e.s.sched.DueAt(m); return !due.IsZero() })
 	if !due.Before(expires) {
 		t.Fatalf("tries used up at %v; next query at %v, after the staple expires at %v", e.clock.Now(), due, expires)
 	}
@@ -186,7 +186,7 @@ func TestExpiredLeafRetires(t *testing.T) {
 	e.expectEvent(short, StateGood, StateExpired)
 	before := e.r.CountFor(short.Cert.SerialNumber)
 	m, _ := e.s.lookup(CertificateID(short.Cert.Raw))
-	if due := e.s.sched.dueAt(m); !due.IsZero() {
+	if due := e.s.sched.DueAt(m); !due.IsZero() {
 		t.Fatalf("an expired leaf is still scheduled at %v", due)
 	}
 	e.clock.Advance(7 * 24 * time.Hour)
@@ -227,7 +227,7 @@ func TestSharedQueryIsCountedOnce(t *testing.T) {
 	// Wait until a worker took the re-queued certificate, then give it a
 	// moment to join the fetch in flight.
 	m, _ := e.s.lookup(id)
-	eventually(t, "the re-queued refresh to start", func() bool { return e.s.sched.dueAt(m).IsZero() })
+	eventually(t, "the re-queued refresh to start", func() bool { return e.s.sched.DueAt(m).IsZero() })
 	time.Sleep(50 * time.Millisecond)
 	close(release)
 	eventually(t, "the failure to be recorded", func() bool { return e.status(e.leaf).Queries > 0 })

@@ -12,6 +12,7 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/record"
+	"github.com/staplerkit/ocsp/internal/schedule"
 )
 
 // A refresh, top to bottom: the scheduler (schedule.go) hands a due
@@ -66,7 +67,7 @@ func (s *Stapler) retireExpired(m *managed, now time.Time) bool {
 	if !now.After(m.leaf.NotAfter) {
 		return false
 	}
-	s.sched.unschedule(m)
+	s.sched.Unschedule(m)
 	m.mu.Lock()
 	already := m.expired
 	m.expired = true
@@ -302,7 +303,7 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 		// Another refresh shared this query, recorded it and planned the
 		// next one already: one request, counted once.
 		m.mu.Unlock()
-		return s.sched.next(m), nil
+		return s.sched.Next(m), nil
 	}
 	m.applied = o
 	if err == nil && !o.unverified {
@@ -363,9 +364,9 @@ func (s *Stapler) apply(m *managed, o *outcome) (time.Time, *record.Entry) {
 				m.entry = nil
 				m.publishLocked(s)
 			}
-			next = now.Add(jitter(cfg.QueryInterval()))
+			next = now.Add(schedule.Jitter(cfg.QueryInterval()))
 		} else {
-			next = now.Add(jitter(cfg.RecoveryInterval()))
+			next = now.Add(schedule.Jitter(cfg.RecoveryInterval()))
 		}
 		next = beforeExpiry(m.entry, now, next)
 	}
@@ -413,7 +414,7 @@ func (s *Stapler) settleLocked(m *managed, next time.Time, release bool) {
 	from, to := m.state, m.stateLocked()
 	m.state = to
 	if !next.IsZero() {
-		s.sched.schedule(m, next)
+		s.sched.Schedule(m, next)
 	}
 	m.mu.Unlock()
 	if release {
@@ -519,7 +520,7 @@ func staleBackoff(held *record.Entry, cfg *config.OCSP, now time.Time) time.Dura
 			d = min(d, left/2)
 		}
 	}
-	return max(jitter(d), time.Second)
+	return max(schedule.Jitter(d), time.Second)
 }
 
 // reportChange logs a change of state and calls the status hook.
@@ -569,7 +570,7 @@ func nextRefresh(e *record.Entry, cfg *config.OCSP, st config.Stapling, now time
 		floor = limit
 	}
 	d := max(next.Sub(now), floor.Sub(now), time.Second)
-	return now.Add(max(jitter(d), time.Second))
+	return now.Add(max(schedule.Jitter(d), time.Second))
 }
 
 // fetchError names m and the responder in err.

@@ -102,7 +102,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate, homes []*listEntry) []*manage
 		}
 		if on && m.settings.Load().stapling.Enabled && !s.closed.Load() { // closed: no fetch would open the gate
 			m.arm()
-			s.sched.schedule(m, now)
+			s.sched.Schedule(m, now)
 		}
 	}
 	return out
@@ -113,7 +113,7 @@ func (s *Stapler) addAll(certs []*tls.Certificate, homes []*listEntry) []*manage
 // Callers hold s.mu.
 func (s *Stapler) newManaged(c *tls.Certificate, key [32]byte, home *listEntry) *managed {
 	der := c.Certificate[0]
-	m := &managed{keyPrefix: prefixOf(key), der: der, index: -1}
+	m := &managed{keyPrefix: prefixOf(key), der: der}
 	m.settings.Store(s.defaultSettings)
 	leaf := c.Leaf
 	if leaf == nil || !sameBytes(leaf.Raw, der) || !serialMatches(leaf, der) {
@@ -321,7 +321,7 @@ func (s *Stapler) removeLocked(m *managed) bool {
 		delete(s.byKey, m.key())
 	}
 	s.index.remove(m)
-	s.sched.unschedule(m)
+	s.sched.Unschedule(m)
 	m.disarm()
 	return true
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
-	"github.com/staplerkit/ocsp/stapler/clock"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -418,27 +417,6 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// BenchmarkSchedulerDispatch is the scheduler's own cost per refresh:
-// scheduling a due certificate and handing it to a worker.
-func BenchmarkSchedulerDispatch(b *testing.B) {
-	sched := newScheduler(clock.System{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sched.run(ctx)
-	items := make([]*managed, 1024)
-	for i := range items {
-		items[i] = &managed{index: -1}
-	}
-	now := time.Now()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		sched.schedule(items[i%len(items)], now)
-		<-sched.work
-		i++
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
+	"github.com/staplerkit/ocsp/internal/schedule"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
@@ -59,10 +60,10 @@ type Stapler struct {
 
 	registry // the managed certificates (registry.go)
 
-	fetcher *ocspfetch.Fetcher // asks responders and verifies (fetcher.go)
-	limit   *limiter           // paces responder requests; nil without a rate limit
-	sched   *scheduler         // when each certificate is queried next (schedule.go)
-	src     source             // the mode: memory, a store, a fleet (source.go)
+	fetcher *ocspfetch.Fetcher            // asks responders and verifies (fetcher.go)
+	limit   *limiter                      // paces responder requests; nil without a rate limit
+	sched   *schedule.Scheduler[*managed] // when each certificate is queried next (schedule.go)
+	src     source                        // the mode: memory, a store, a fleet (source.go)
 
 	// staples delivers staple changes to WithStapleHook (nil without one).
 	staples *stapleNotifier
@@ -147,7 +148,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.defaultSettings = &settings{stapling: o.defaultStapling}
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
-	s.sched = newScheduler(s.clock)
+	s.sched = schedule.New[*managed](s.clock)
 	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fetcher = ocspfetch.New(ocspfetch.Config{
@@ -198,12 +199,12 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.wg.Add(1 + o.workers)
 	go func() {
 		defer s.wg.Done()
-		s.sched.run(s.ctx)
+		s.sched.Run(s.ctx)
 	}()
 	for range o.workers {
 		go func() {
 			defer s.wg.Done()
-			s.sched.serve(s.ctx, s.refresh)
+			s.sched.Serve(s.ctx, s.refresh)
 		}()
 	}
 	return s, nil
@@ -364,7 +365,7 @@ func (s *Stapler) reschedule(m *managed, cfg *config.OCSP, refetch bool, now tim
 	case m.entry != nil:
 		at = nextRefresh(m.entry, cfg, m.settings.Load().stapling, now)
 	}
-	s.sched.scheduleEarlier(m, at)
+	s.sched.ScheduleEarlier(m, at)
 	m.mu.Unlock()
 }
 

@@ -598,8 +598,8 @@ func (c slowToCancel) RoundTrip(r *http.Request) (*http.Response, error) {
 // Each runs inside a goroutine whose last act is to tell Close it is done,
 // so none of them may be on any stack once Close has returned.
 var stapleWork = []string{
-	"stapler.(*scheduler).run",
-	"stapler.(*scheduler).serve",
+	"schedule.(*Scheduler[...]).Run",
+	"schedule.(*Scheduler[...]).Serve",
 	"stapler.(*Stapler).refresh",
 	"stapler.(*Stapler).fetchAndVerify",
 	"stapler.(*Stapler).runRetirement",

@@ -144,7 +144,7 @@ func (s *Stapler) statusOf(m *managed) CertificateStatus {
 	cs.Tries = int(m.tries)
 	cs.Queries = int(m.queries)
 	m.mu.Unlock()
-	if next := s.sched.next(m); !next.IsZero() {
+	if next := s.sched.Next(m); !next.IsZero() {
 		// A query due is running now, or about to: never a time past.
 		if next.Before(now) {
 			next = now

@@ -67,7 +67,7 @@ func TestSimulatedWeek(t *testing.T) {
 		now := e.clock.Now()
 		m, _ := e.s.lookup(CertificateID(e.leaf.Cert.Raw))
 		var due time.Time
-		eventually(t, "a planned query", func() bool { due = e.s.sched.dueAt(m); return !due.IsZero() })
+		eventually(t, "a planned query", func() bool { due = e.s.sched.DueAt(m); return !due.IsZero() })
 		// Stop at phase changes and at the staple's expiry on the way.
 		if len(phases) > 0 && !t0.Add(phases[0].at).After(due) {
 			e.clock.Advance(t0.Add(phases[0].at).Sub(now))

@@ -590,7 +590,7 @@ func (s *Stapler) serveManaged(ctx context.Context, m *managed, c *tls.Certifica
 	if !v.hasStaple {
 		if g := m.pending.Load(); g != nil {
 			if g.until.Load() == 0 { // not started: this certificate goes first
-				s.sched.hurry(m)
+				s.sched.Hurry(m)
 			}
 			s.waitCold(ctx, g)
 			v = viewOf(m, c, w, i)
