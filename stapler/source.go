@@ -6,6 +6,7 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/internal/record"
+	"github.com/staplerkit/ocsp/internal/writeback"
 )
 
 // source is how one mode refreshes certificates: in memory alone
@@ -45,8 +46,13 @@ func newSource(s *Stapler, store cache.Store) source {
 	if leaser, ok := store.(cache.Leaser); ok {
 		return newFleetSource(s, store, leaser)
 	}
-	w := newPersister(store, s.log)
-	w.failed = s.counters.storeFailed
+	w := writeback.New(writeback.Config{
+		Store:   store,
+		Log:     s.log,
+		Timeout: storeTimeout,
+		Grace:   closeGrace,
+		Failed:  func(op writeback.Op) { s.counters.storeFailed(StoreOp(op)) },
+	})
 	return &dirSource{s: s, store: store, w: w}
 }
 

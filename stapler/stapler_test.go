@@ -605,7 +605,7 @@ var stapleWork = []string{
 	"stapler.(*Stapler).runRetirement",
 	"stapler.(*coarseClock).run",
 	"stapler.(*stapleNotifier).run",
-	"stapler.(*persister).run",
+	"writeback.(*Writer).Run",
 	"stapler.(*fleetSource).run",
 }
 

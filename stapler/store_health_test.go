@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/internal/writeback"
 )
 
 // flakyStore is a DirStore whose writes fail while broken is set, as a full
@@ -45,4 +46,15 @@ func TestStoreHealthIsInTheMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the store to be up again", func() bool { return e.s.Metrics().Store.Up })
+}
+
+// The writer's operations are counted under the StoreOp of the same name:
+// a failed DirStore read, write or delete shows in Metrics under read,
+// write or delete.
+func TestTheWritersOperationsAreCountedUnderTheirStoreOps(t *testing.T) {
+	for op, want := range map[writeback.Op]StoreOp{writeback.Read: StoreRead, writeback.Write: StoreWrite, writeback.Delete: StoreDelete} {
+		if StoreOp(op) != want {
+			t.Errorf("writeback.%s is counted as %q, want %q", op, StoreOp(op), want)
+		}
+	}
 }
