@@ -48,15 +48,16 @@ type Host[C Cert, O any] interface {
 	// responder known, still managed).
 	Active(c C) bool
 
-	// Held returns the response c holds (nil when none).
+	// Held returns, under c's lock, the response c holds (nil when none).
 	Held(c C) *record.Entry
 	// Due returns, under c's lock, the response c holds and whether its
 	// next query has been planned again since it fell due.
 	Due(c C) (held *record.Entry, planned bool)
-	// Knows reports whether this server knows c of its own: a verified
-	// answer, a verified revocation, or a query of its own.
+	// Knows reports, under c's lock, whether this server knows c of its
+	// own: a verified answer, a verified revocation, or a query of its own.
 	Knows(c C) bool
-	// Recovery returns c's recovery as this server holds it.
+	// Recovery returns, under c's lock, c's recovery as this server holds
+	// it.
 	Recovery(c C) Recovery
 	// Sharing calls fn under c's lock with c's share bookkeeping (kept
 	// with c, for the fleet alone to change), the response c holds and
