@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/staplerkit/ocsp/internal/fleet"
 	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/internal/schedule"
 )
@@ -114,16 +115,11 @@ type managed struct {
 	expired       bool // the leaf is past its NotAfter: retired
 	// ownAttempt: this server has queried the responder about the
 	// certificate itself (successfully or not), so that it may adopt a
-	// stored response it cannot vouch for (see fleetSource.unvouched).
+	// stored response it cannot vouch for (see fleet.Host.Knows).
 	ownAttempt bool
-	// unshared: a response this server got outside a refresh (pushed, or
-	// a Test's) waits to be shared with the fleet (fleetSource.share).
-	unshared bool
-	// shareTries counts the tries to share it that found the lease held
-	// or the store failing (fleetSource.shareLater); shareBlocked is when
-	// (real time) a try first found the lease held.
-	shareTries   int
-	shareBlocked time.Time
+	// share is the fleet's bookkeeping of a response waiting to be shared
+	// with it (fleet.Host.Sharing): the fleet's alone, guarded by mu.
+	share fleet.Share
 	// applied is the last query outcome recorded, so that a query shared by
 	// two refreshes is counted once.
 	applied *outcome
@@ -513,6 +509,6 @@ func (m *managed) stateLocked() stateCode {
 // Task is m's place in the scheduler (schedule.Item).
 func (m *managed) Task() *schedule.Task { return &m.task }
 
-// Removed reports whether m was removed or retired (schedule.Item): it is
-// never scheduled again.
+// Removed reports whether m was removed or retired (schedule.Item,
+// fleet.Cert): it is never scheduled again.
 func (m *managed) Removed() bool { return m.removed.Load() }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/internal/fleet"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/internal/schedule"
@@ -428,7 +429,7 @@ func (s *Stapler) settleLocked(m *managed, next time.Time, release bool) {
 // absent or not plausible); neither counts as a query. It plans the next
 // query from them, and reports whether shared was newer than what m holds
 // (so there is nothing to fetch).
-func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleetState, now time.Time) bool {
+func (s *Stapler) adopt(m *managed, shared *record.Entry, state *fleet.State, now time.Time) bool {
 	cfg := s.cfg.Load()
 	st := m.settings.Load().stapling
 	m.mu.Lock()

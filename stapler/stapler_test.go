@@ -606,7 +606,7 @@ var stapleWork = []string{
 	"stapler.(*coarseClock).run",
 	"stapler.(*stapleNotifier).run",
 	"writeback.(*Writer).Run",
-	"stapler.(*fleetSource).run",
+	"fleet.(*Source[...]).run",
 }
 
 func TestCloseLeaksNoGoroutine(t *testing.T) {

@@ -31,12 +31,7 @@ type peerState struct {
 
 // newer reports whether a is a newer answer than b: a later thisUpdate, or
 // the same and a later producedAt.
-func newer(a, b *record.Entry) bool {
-	if a.ThisUpdate != b.ThisUpdate {
-		return a.ThisUpdate > b.ThisUpdate
-	}
-	return a.ProducedAt > b.ProducedAt
-}
+func newer(a, b *record.Entry) bool { return a.Newer(b) }
 
 // learn records e, a valid answer about leaf, unless a newer one is known.
 // An unknown status decides nothing and is not kept.

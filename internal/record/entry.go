@@ -64,6 +64,15 @@ func (e *Entry) Usable(now time.Time) bool {
 	return e != nil && At(now) < e.Expires
 }
 
+// Newer reports whether e is a newer answer than o: a later thisUpdate,
+// or the same and a later producedAt.
+func (e *Entry) Newer(o *Entry) bool {
+	if e.ThisUpdate != o.ThisUpdate {
+		return e.ThisUpdate > o.ThisUpdate
+	}
+	return e.ProducedAt > o.ProducedAt
+}
+
 // Instant is a point in time in Unix nanoseconds, zero meaning none: a third
 // of the size of a time.Time, which counts at 100,000 entries.
 type Instant int64

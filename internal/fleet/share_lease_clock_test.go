@@ -1,8 +1,7 @@
-package stapler
+package fleet
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
-	"github.com/staplerkit/ocsp/responder"
 )
 
 // scriptedLeaser is a fleet store whose Lease answers what lease says
@@ -43,31 +41,12 @@ func (l *scriptedLeaser) PutLeased(context.Context, string, string, string, []by
 // outage, then a lease another server has just taken (it is querying) is
 // waited for, not bypassed.
 func TestTheLeaseHeldClockStartsAgainAfterAFailedTry(t *testing.T) {
-	ca, err := responder.NewCA(responder.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := responder.NewServer(responder.New(ca))
-	t.Cleanup(srv.Close)
-	leaf, err := srv.Issue(responder.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	held := func() (bool, error) { return false, nil }
 	store := &scriptedLeaser{lease: held}
-	s, err := New(config.OCSP{OCSPFunctionality: true}, WithLogger(quietLogger()), WithStore(store), WithRateLimit(0, 0), WithColdWait(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
-	f := s.src.(*fleetSource)
-	m := s.managedList()[0]
-	blockedSince := func() time.Time {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.shareBlocked
-	}
+	m := &testCert{id: "cert"}
+	host := newTestHost(config.OCSP{OCSPFunctionality: true}, m)
+	f := newTestSource(host, store)
+	blockedSince := func() time.Time { return host.share(m).blocked }
 	f.share(context.Background(), m, nil)
 	if blockedSince().IsZero() {
 		t.Fatal("a lease found held started no count")
