@@ -43,10 +43,11 @@
 //     NotAfter, and never after. One scheduler (a timer heap) refreshes every
 //     certificate at the earliest of query_frequency, cache_ttl and half the
 //     response's validity, with jitter, on a bounded pool of workers.
-//     A refresh reads top to bottom (refresh.go): the mode's source, picked
-//     once in New, queries, restores from a store (persist.go) or adopts
-//     what a fleet shared (fleet.go); the fetcher (fetcher.go) asks and
-//     verifies for the Stapler and the Verifier alike.
+//     A refresh reads top to bottom (refresh.go, then apply.go): the mode's
+//     source, picked once in New, queries, restores from a store
+//     (persist.go) or adopts what a fleet shared (internal/fleet, behind
+//     fleet.go); internal/ocspfetch asks and verifies for the Stapler and
+//     the Verifier alike.
 //   - Failures never replace a good staple: the last good one is served until
 //     it expires while the query is retried every recovery_frequency, up to
 //     recovery_max_tries times; then the certificate is in the failed state

@@ -44,7 +44,6 @@ type fleetError string
 
 func (e fleetError) Error() string { return string(e) }
 
-
 // fleetHost is the Stapler as the fleet sees it (fleet.Host).
 type fleetHost struct{ s *Stapler }
 

@@ -12,8 +12,8 @@ import (
 // source is how one mode refreshes certificates: in memory alone
 // (memorySource), with a store that keeps staples across restarts
 // (dirSource, persist.go), or with a store shared by a fleet of servers
-// (fleetSource, fleet.go: internal/fleet's protocol). New picks one, once; the rest of the Stapler
-// never asks which mode it runs in.
+// (fleetSource, fleet.go: internal/fleet's protocol). New picks one,
+// once; the rest of the Stapler never asks which mode it runs in.
 type source interface {
 	// refresh runs a due refresh of m, an active certificate with an
 	// unexpired leaf: it queries, restores or adopts, and ends in apply or

@@ -60,9 +60,9 @@ type Stapler struct {
 
 	registry // the managed certificates (registry.go)
 
-	fetcher *ocspfetch.Fetcher            // asks responders and verifies (fetcher.go)
+	fetcher *ocspfetch.Fetcher            // asks responders and verifies
 	limit   *limiter                      // paces responder requests; nil without a rate limit
-	sched   *schedule.Scheduler[*managed] // when each certificate is queried next (schedule.go)
+	sched   *schedule.Scheduler[*managed] // when each certificate is queried next
 	src     source                        // the mode: memory, a store, a fleet (source.go)
 
 	// staples delivers staple changes to WithStapleHook (nil without one).
