@@ -48,7 +48,11 @@ func (v *Verifier) learn(id string, leaf *x509.Certificate, e *record.Entry, now
 	st := v.state(id, now)
 	// Newer replaces; at the same times a revocation replaces a good
 	// answer (never the other way round).
-	sameTimes := st.newest != nil && e.ThisUpdate == st.newest.ThisUpdate && e.ProducedAt == st.newest.ProducedAt
+	// A good answer learnt from a CRL (a hold released) is dated by the
+	// CRL's thisUpdate alone: its producedAt (crlProducedAt) only marks
+	// it, and a revocation of that same thisUpdate replaces it.
+	sameTimes := st.newest != nil && e.ThisUpdate == st.newest.ThisUpdate &&
+		(e.ProducedAt == st.newest.ProducedAt || st.newest.Status == record.Good && st.newest.ProducedAt == crlProducedAt)
 	if st.newest == nil || newer(e, st.newest) || sameTimes && e.Status == record.Revoked || !now.Before(st.keepUntil) {
 		kept := *e
 		kept.Raw = nil // the verdict needs the parsed fields only
