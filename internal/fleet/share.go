@@ -124,7 +124,7 @@ func (f *Source[C, O]) flushShares() {
 		f.host.Sharing(m, func(sh *Share, entry *record.Entry, _ bool) {
 			owed, held = sh.unshared, entry
 		})
-		if !owed || held == nil {
+		if !owed || held == nil || held.Unverified { // an unverified answer is never shared
 			continue
 		}
 		if ctx.Err() == nil {
@@ -185,9 +185,15 @@ func (f *Source[C, O]) shareIfNewer(m C, shared *record.Entry) {
 	f.host.Sharing(m, func(sh *Share, entry *record.Entry, queried bool) {
 		held = entry
 		unshared = sh.unshared
-		own = queried && held != nil && !held.Unverified || unshared
+		own = (queried || unshared) && held != nil && !held.Unverified
 		first = sh.tries == 0
 	})
+	if held != nil && held.Unverified && unshared {
+		// What waited to be shared was replaced by an answer installed
+		// unverified (skip_verify), which is neither stored nor shared.
+		f.shareDone(m)
+		return
+	}
 	if held == nil || !own {
 		return
 	}
