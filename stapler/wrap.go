@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/staplerkit/ocsp/internal/certselect"
 )
 
 // Wrap returns a clone of cfg that staples every certificate it serves,
@@ -90,9 +92,11 @@ type wrapper struct {
 	asWrappedAt map[int32]*tls.Certificate
 	// byName is the application's NameToCertificate: a position in list,
 	// or a certificate outside it.
-	byName map[string]nameTarget
-	// names indexes list by the names its leaves are valid for.
-	names *nameIndex
+	byName map[string]certselect.Target
+	// sel chooses from list as crypto/tls would, handing back the chosen
+	// certificate's state (list[i].m as it was at Wrap) when it has it at
+	// hand.
+	sel *certselect.Index[*managed]
 
 	getCertificate       func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	getConfigForClient   func(*tls.ClientHelloInfo) (*tls.Config, error)
@@ -113,13 +117,6 @@ type wrapper struct {
 	// with this config's keys, as crypto/tls's configs for a client use
 	// the original config's.
 	inner *configCache
-}
-
-// nameTarget is where a NameToCertificate entry points: the certificate at
-// position i of the list, or c, a certificate outside it (i < 0).
-type nameTarget struct {
-	i int32
-	c *tls.Certificate
 }
 
 // wrap makes the wrapped clone of cfg, an application config.
@@ -168,9 +165,26 @@ func (s *Stapler) wrap(cfg *tls.Config, tickets *ticketKeys) *tls.Config {
 			m.adopt(l, listed[j])
 		}
 	}
-	if len(w.list) > 1 {
-		w.names = newNameIndex(w)
+	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
+		w.byName = make(map[string]certselect.Target, len(cfg.NameToCertificate))
+		for name, p := range cfg.NameToCertificate {
+			t := certselect.Target{Pos: -1, Cert: p}
+			for i := range captured {
+				if p == &captured[i] {
+					t = certselect.Target{Pos: int32(i)}
+				}
+			}
+			w.byName[name] = t
+		}
 	}
+	var states []*managed // the name table keeps each name's first state at hand
+	if len(w.list) > 1 {
+		states = make([]*managed, len(w.list))
+		for i := range w.list {
+			states[i] = w.list[i].m.Load()
+		}
+	}
+	w.sel = certselect.New(listedCerts(w.list), states, w.byName)
 	// Once the wrapped config is dropped, its entries' own views go too:
 	// the list itself may outlive it (a certificate's view made for one
 	// of its entries points into it until a later config wraps that
@@ -181,19 +195,6 @@ func (s *Stapler) wrap(cfg *tls.Config, tickets *ticketKeys) *tls.Config {
 			list[i].bare.Store(nil)
 		}
 	}, w.list)
-	if cfg.NameToCertificate != nil { // honoured as crypto/tls does
-		w.byName = make(map[string]nameTarget, len(cfg.NameToCertificate))
-		for name, p := range cfg.NameToCertificate {
-			t := nameTarget{i: -1, c: p}
-			for i := range captured {
-				if p == &captured[i] {
-					t = nameTarget{i: int32(i)}
-				}
-			}
-			w.byName[name] = t
-		}
-	}
-
 	c := cfg.Clone()
 	// No certificate of its own: crypto/tls would serve one without asking
 	// GetCertificate when the client sends no SNI.
@@ -216,8 +217,16 @@ func (s *Stapler) wrap(cfg *tls.Config, tickets *ticketKeys) *tls.Config {
 }
 
 // certAt is the certificate at position i of the list, as it was wrapped
-// (with whatever staple its view holds): what selection reads of it.
+// (with whatever staple its view holds).
 func (w *wrapper) certAt(i int) *tls.Certificate { return w.list[i].base() }
+
+// listedCerts is a wrapper's list as selection reads it (a
+// certselect.List): the certificates as they were wrapped, each read from
+// its entry's view, so that selection keeps no copy of them.
+type listedCerts []listEntry
+
+func (l listedCerts) Len() int                  { return len(l) }
+func (l listedCerts) At(i int) *tls.Certificate { return l[i].base() }
 
 // captured is the list as it was wrapped: copies, staples as the
 // application set them.
@@ -267,7 +276,7 @@ func (w *wrapper) serverCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		}
 		return nil, nil // crypto/tls reports that no certificate is configured
 	}
-	i, m, outside := w.choose(hello)
+	i, m, outside := w.sel.Choose(hello)
 	if outside != nil {
 		return w.s.serve(hello.Context(), outside)
 	}
@@ -497,10 +506,10 @@ func (w *wrapper) unwrap(cfg *tls.Config) *tls.Config {
 		if w.byName != nil {
 			c.NameToCertificate = make(map[string]*tls.Certificate, len(w.byName))
 			for name, t := range w.byName {
-				if t.i >= 0 {
-					c.NameToCertificate[name] = &c.Certificates[t.i]
+				if t.Pos >= 0 {
+					c.NameToCertificate[name] = &c.Certificates[t.Pos]
 				} else {
-					c.NameToCertificate[name] = t.c
+					c.NameToCertificate[name] = t.Cert
 				}
 			}
 		}

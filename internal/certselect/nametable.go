@@ -1,4 +1,4 @@
-package stapler
+package certselect
 
 import (
 	"crypto/x509"
@@ -9,13 +9,13 @@ import (
 	"unsafe"
 )
 
-// The exact-name part of the name index (nameIndex.exact) is read on every
+// The exact-name part of an Index (Index.exact) is read on every
 // handshake and holds one entry per certificate name: at 100,000
 // certificates a Go map[string]nameEntry costs about 84 bytes a name, and
 // its lookup is a third of a selection. nameTable is the same mapping,
 // built once and then only read, in a layout made for that:
 //
-//   - the entries (nameSlot, 32 bytes) are kept densely, in insertion
+//   - the entries (nameSlot, 32 bytes when V is a pointer) are kept densely, in insertion
 //     order, with no slice header: a name's further candidates live in one
 //     array shared by the whole table;
 //   - an open-addressing index of 4-byte slots (linear probing, power-of-two
@@ -31,13 +31,14 @@ import (
 // cannot make lookups walk long probe runs.
 
 // nameSlot is what the handshake path needs of the certificates valid for
-// one exact name: the first of them (in list order), with its state and key
-// class kept here so that a hit costs no further cache misses; and where
-// the others, if any, are listed (see nameTable.further).
-type nameSlot struct {
-	key  *byte    // the name's bytes (the leaf's own string)
-	m    *managed // certs[first]'s state; nil when it has none
-	klen uint32   // the name's length
+// one exact name: the first of them (in list order), with the caller's
+// value for it and its key class kept here so that a hit costs no further
+// cache misses; and where the others, if any, are listed (see
+// nameTable.further).
+type nameSlot[V any] struct {
+	key  *byte  // the name's bytes (the leaf's own string)
+	val  V      // the caller's value for certs[first]
+	klen uint32 // the name's length
 	// first is the position of the first certificate valid for the name;
 	// -1 until the builder sets it.
 	first int32
@@ -50,20 +51,20 @@ type nameSlot struct {
 }
 
 // name is the slot's key as a string (no copy).
-func (s *nameSlot) name() string {
+func (s *nameSlot[V]) name() string {
 	return unsafe.String(s.key, int(s.klen))
 }
 
 // nameTable maps lower-case names to nameSlots. It is built by put and
 // addMore, then frozen; after freeze it is never written, so any number of
 // handshakes may read it at once without a lock.
-type nameTable struct {
+type nameTable[V any] struct {
 	seed     maphash.Seed
 	slots    []uint32 // 0: empty; else tag<<idxBits | (entry number + 1)
 	mask     uint64   // len(slots) - 1
 	idxBits  uint     // log2(len(slots)): bits of a slot holding the entry number
 	tagShift uint     // a hash shifted right by it is the slot's tag
-	entries  []nameSlot
+	entries  []nameSlot[V]
 	// overflow holds every name's further candidates, once frozen: at
 	// entries[i].more the count, then the positions.
 	overflow []int32
@@ -90,10 +91,10 @@ const (
 // newNameTable makes an empty table sized for capacityHint names, so that
 // building it with at most that many names never rehashes. The table gets
 // its own random hash seed.
-func newNameTable(capacityHint int) *nameTable {
+func newNameTable[V any](capacityHint int) *nameTable[V] {
 	capacityHint = max(capacityHint, 0)
-	t := &nameTable{seed: maphash.MakeSeed()}
-	t.entries = make([]nameSlot, 0, capacityHint)
+	t := &nameTable[V]{seed: maphash.MakeSeed()}
+	t.entries = make([]nameSlot[V], 0, capacityHint)
 	t.resize(nameTableCap(capacityHint))
 	return t
 }
@@ -104,7 +105,7 @@ func nameTableCap(n int) int {
 	c := nameTableMinCap
 	for uint64(n)*nameTableLoadDen > uint64(c)*nameTableLoadNum {
 		if c >= 1<<31 {
-			panic("stapler: name table too large")
+			panic("certselect: name table too large")
 		}
 		c <<= 1
 	}
@@ -114,7 +115,7 @@ func nameTableCap(n int) int {
 // resize makes an index of capacity c (a power of two) and enters every
 // entry into it again: used when the table grows past its hint, and by
 // freeze to shrink an index sized for a generous hint.
-func (t *nameTable) resize(c int) {
+func (t *nameTable[V]) resize(c int) {
 	t.slots = make([]uint32, c)
 	t.mask = uint64(c - 1)
 	t.idxBits = uint(bits.TrailingZeros(uint(c)))
@@ -126,7 +127,7 @@ func (t *nameTable) resize(c int) {
 
 // link enters entry i, whose name hashes to h, in the index, at the end of
 // its probe run. The name must not be there already.
-func (t *nameTable) link(h uint64, i int) {
+func (t *nameTable[V]) link(h uint64, i int) {
 	v := uint32(h>>t.tagShift)<<t.idxBits | uint32(i+1)
 	for p := h & t.mask; ; p = (p + 1) & t.mask {
 		if t.slots[p] == 0 {
@@ -138,7 +139,7 @@ func (t *nameTable) link(h uint64, i int) {
 
 // get finds name's slot. It allocates nothing and takes no lock: it is on
 // the handshake path. The slot it returns must not be written.
-func (t *nameTable) get(name string) (*nameSlot, bool) {
+func (t *nameTable[V]) get(name string) (*nameSlot[V], bool) {
 	h := maphash.String(t.seed, name)
 	// The shifts are masked so that the compiler need not handle counts
 	// of 64 or more; the slice headers are read once.
@@ -159,14 +160,14 @@ func (t *nameTable) get(name string) (*nameSlot, bool) {
 }
 
 // put finds name's slot, adding one if the name is new (added is true;
-// then first and more are -1, m is nil and class 0, for the caller to
+// then first and more are -1, val is the zero V and class 0, for the caller to
 // set). The slot stays valid only until the next put or freeze: entries
 // move when the table grows. The table keeps a pointer into name's bytes,
 // not a copy. A name longer than 4 GiB (none can come from a certificate)
 // panics.
-func (t *nameTable) put(name string) (s *nameSlot, added bool) {
+func (t *nameTable[V]) put(name string) (s *nameSlot[V], added bool) {
 	if uint64(len(name)) > math.MaxUint32 {
-		panic("stapler: name too long for the name table")
+		panic("certselect: name too long for the name table")
 	}
 	h := maphash.String(t.seed, name)
 	tag := uint32(h >> t.tagShift)
@@ -183,7 +184,7 @@ func (t *nameTable) put(name string) (s *nameSlot, added bool) {
 		}
 	}
 	i := len(t.entries)
-	t.entries = append(t.entries, nameSlot{key: unsafe.StringData(name), klen: uint32(len(name)), first: -1, more: -1})
+	t.entries = append(t.entries, nameSlot[V]{key: unsafe.StringData(name), klen: uint32(len(name)), first: -1, more: -1})
 	if c := nameTableCap(len(t.entries)); c > len(t.slots) {
 		t.resize(c) // enters the new entry too
 	} else {
@@ -196,13 +197,13 @@ func (t *nameTable) put(name string) (s *nameSlot, added bool) {
 // first candidate or already the last further one: a certificate listing
 // a name twice is one candidate. Positions are added ascending (list
 // order), so the candidates stay sorted. Only before freeze.
-func (t *nameTable) addMore(s *nameSlot, pos int32) {
+func (t *nameTable[V]) addMore(s *nameSlot[V], pos int32) {
 	if s.first == pos {
 		return
 	}
 	if s.more < 0 {
 		if len(t.pending) >= math.MaxInt32 {
-			panic("stapler: too many names with several certificates")
+			panic("certselect: too many names with several certificates")
 		}
 		s.more = int32(len(t.pending))
 		t.pending = append(t.pending, []int32{pos})
@@ -218,14 +219,14 @@ func (t *nameTable) addMore(s *nameSlot, pos int32) {
 // overflow array, the entries and the index shrink to what they hold if a
 // generous hint left them larger, and the table is read-only from then on
 // (slots from put are no longer valid; get's are).
-func (t *nameTable) freeze() {
+func (t *nameTable[V]) freeze() {
 	if len(t.pending) > 0 {
 		n := 0
 		for _, l := range t.pending {
 			n += 1 + len(l)
 		}
 		if n > math.MaxInt32 {
-			panic("stapler: too many further candidates for the name table")
+			panic("certselect: too many further candidates for the name table")
 		}
 		t.overflow = make([]int32, 0, n)
 		for i := range t.entries {
@@ -243,7 +244,7 @@ func (t *nameTable) freeze() {
 	// Shrink what a generous hint left unused: an eighth spare is kept
 	// rather than copying 100,000 entries for a few.
 	if n := len(t.entries); cap(t.entries)-n > n/8 {
-		t.entries = append([]nameSlot(nil), t.entries...)
+		t.entries = append([]nameSlot[V](nil), t.entries...)
 	}
 	if c := nameTableCap(len(t.entries)); c < len(t.slots) {
 		t.resize(c)
@@ -253,7 +254,7 @@ func (t *nameTable) freeze() {
 // further is the positions, ascending, of s's candidates after the first:
 // a view into the table's shared array (nil for none), read-only, made
 // without allocating. Only once frozen.
-func (t *nameTable) further(s *nameSlot) []int32 {
+func (t *nameTable[V]) further(s *nameSlot[V]) []int32 {
 	if s.more < 0 {
 		return nil
 	}
@@ -264,26 +265,25 @@ func (t *nameTable) further(s *nameSlot) []int32 {
 // hasMore reports whether s has candidates after the first, without
 // reading the overflow array (the usual case on the handshake path: one
 // certificate for the name).
-func (s *nameSlot) hasMore() bool { return s.more >= 0 }
+func (s *nameSlot[V]) hasMore() bool { return s.more >= 0 }
 
 // len is the number of names in the table.
-func (t *nameTable) len() int { return len(t.entries) }
+func (t *nameTable[V]) len() int { return len(t.entries) }
 
-// buildExact builds the exact-name part of a name index, as newNameIndex
-// does with its map: every plain host name among the leaves' DNS names,
-// lower-cased, mapped to the positions of the leaves valid for it, the
-// first with its state (managedAt[i]) and key class (classes[i]). A nil
-// leaf (not parsed) is skipped. The names are the leaves' own strings
-// (lower-casing a lower-case name makes no copy), kept alive by the
-// leaves.
-func buildExact(leaves []*x509.Certificate, classes []uint32, managedAt []*managed) *nameTable {
+// buildExact builds the exact-name part of an Index: every plain host name
+// among the leaves' DNS names, lower-cased, mapped to the positions of the
+// leaves valid for it, the first with the caller's value (vals[i]; the
+// zero V when vals is nil) and key class (classes[i]). A nil leaf (not
+// parsed) is skipped. The names are the leaves' own strings (lower-casing
+// a lower-case name makes no copy), kept alive by the leaves.
+func buildExact[V any](leaves []*x509.Certificate, classes []uint32, vals []V) *nameTable[V] {
 	hint := 0
 	for _, leaf := range leaves {
 		if leaf != nil {
 			hint += len(leaf.DNSNames) // at least as many as are entered; freeze trims
 		}
 	}
-	t := newNameTable(hint)
+	t := newNameTable[V](hint)
 	for i, leaf := range leaves {
 		if leaf == nil {
 			continue
@@ -295,7 +295,10 @@ func buildExact(leaves []*x509.Certificate, classes []uint32, managedAt []*manag
 			}
 			s, added := t.put(name)
 			if added {
-				s.m, s.first, s.class = managedAt[i], int32(i), classes[i]
+				s.first, s.class = int32(i), classes[i]
+				if vals != nil {
+					s.val = vals[i]
+				}
 			} else {
 				t.addMore(s, int32(i))
 			}

@@ -1,4 +1,4 @@
-package stapler
+package certselect
 
 import (
 	"crypto/ecdsa"
@@ -42,10 +42,10 @@ var (
 )
 
 // supports13 answers hello.SupportsCertificate ignoring the name, for the
-// certificate at position i of w's list, of key class class (not 0). ok
-// is false when it cannot: not TLS 1.3, more than maxVersions13 versions,
-// or the decomposition is off.
-func supports13(hello *tls.ClientHelloInfo, w *wrapper, i int32, class uint32) (supported, ok bool) {
+// certificate at position i of list, of key class class (not 0). ok is
+// false when it cannot: not TLS 1.3, more than maxVersions13 versions, or
+// the decomposition is off.
+func supports13(hello *tls.ClientHelloInfo, list List, i int32, class uint32) (supported, ok bool) {
 	if !tls13Checked || len(hello.SupportedVersions) > maxVersions13 || helloConfigOffset == ^uintptr(0) {
 		return false, false
 	}
@@ -72,7 +72,7 @@ func supports13(hello *tls.ClientHelloInfo, w *wrapper, i int32, class uint32) (
 			if asked++; asked > maxAsks13 {
 				return false, false
 			}
-			suits = schemeSuits(hello, w.certAt(int(i)), class, s)
+			suits = schemeSuits(hello, list.At(int(i)), class, s)
 		}
 		if suits {
 			return true, true

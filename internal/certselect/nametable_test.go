@@ -1,36 +1,37 @@
-package stapler
+package certselect
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 )
 
+// value stands for what a caller keeps per certificate (the stapler
+// package keeps its state): the tests only compare pointers.
+type value struct{ n int }
+
 // mapNameEntry is the value of the map[string]nameEntry that nameTable
 // replaces (nameEntry, 40 bytes), declared here so that the reference and
 // the benchmarks stay when nameEntry goes.
 type mapNameEntry struct {
-	m     *managed
+	val   *value
 	first int32
 	class uint32
 	more  []int32
 }
 
-// addToMapReference enters position pos, with its state and class, for
-// name in ref, as newNameIndex did with its map: the first position is the
-// entry's own; others are appended unless equal to it or to the last.
-func addToMapReference(ref map[string]mapNameEntry, name string, pos int32, m *managed, class uint32) {
+// addToMapReference enters position pos, with its value and class, for
+// name in ref, as the name index did with its map: the first position is
+// the entry's own; others are appended unless equal to it or to the last.
+func addToMapReference(ref map[string]mapNameEntry, name string, pos int32, val *value, class uint32) {
 	e, ok := ref[name]
 	switch {
 	case !ok:
-		ref[name] = mapNameEntry{m: m, first: pos, class: class}
+		ref[name] = mapNameEntry{val: val, first: pos, class: class}
 	case e.first != pos && (len(e.more) == 0 || e.more[len(e.more)-1] != pos):
 		e.more = append(e.more, pos)
 		ref[name] = e
@@ -38,27 +39,28 @@ func addToMapReference(ref map[string]mapNameEntry, name string, pos int32, m *m
 }
 
 // nameOp is one step of building a name table: position pos (with its
-// state and class) is valid for name.
+// value and class) is valid for name.
 type nameOp struct {
 	name  string
 	pos   int32
-	m     *managed
+	val   *value
 	class uint32
 }
 
 // buildNameTableAndMap builds a nameTable and, as the reference, the map
-// newNameIndex builds, from the same steps (positions ascending).
-func buildNameTableAndMap(hint int, ops []nameOp) (*nameTable, map[string]mapNameEntry) {
-	t := newNameTable(hint)
+// the name index built before the table, from the same steps (positions
+// ascending).
+func buildNameTableAndMap(hint int, ops []nameOp) (*nameTable[*value], map[string]mapNameEntry) {
+	t := newNameTable[*value](hint)
 	ref := map[string]mapNameEntry{}
 	for _, op := range ops {
 		s, added := t.put(op.name)
 		if added {
-			s.m, s.first, s.class = op.m, op.pos, op.class
+			s.val, s.first, s.class = op.val, op.pos, op.class
 		} else {
 			t.addMore(s, op.pos)
 		}
-		addToMapReference(ref, op.name, op.pos, op.m, op.class)
+		addToMapReference(ref, op.name, op.pos, op.val, op.class)
 	}
 	t.freeze()
 	return t, ref
@@ -66,7 +68,7 @@ func buildNameTableAndMap(hint int, ops []nameOp) (*nameTable, map[string]mapNam
 
 // checkNameTable fails t unless it holds exactly ref's names and entries,
 // and misses every name in absent that ref lacks.
-func checkNameTable(tb testing.TB, t *nameTable, ref map[string]mapNameEntry, absent []string) {
+func checkNameTable(tb testing.TB, t *nameTable[*value], ref map[string]mapNameEntry, absent []string) {
 	tb.Helper()
 	if t.len() != len(ref) {
 		tb.Fatalf("table holds %d names, map %d", t.len(), len(ref))
@@ -76,8 +78,8 @@ func checkNameTable(tb testing.TB, t *nameTable, ref map[string]mapNameEntry, ab
 		if !ok {
 			tb.Fatalf("get(%.40q) missed", name)
 		}
-		if s.name() != name || s.m != want.m || s.first != want.first || s.class != want.class {
-			tb.Fatalf("get(%.40q) = {%.40q %p %d %d}, want {%p %d %d}", name, s.name(), s.m, s.first, s.class, want.m, want.first, want.class)
+		if s.name() != name || s.val != want.val || s.first != want.first || s.class != want.class {
+			tb.Fatalf("get(%.40q) = {%.40q %p %d %d}, want {%p %d %d}", name, s.name(), s.val, s.first, s.class, want.val, want.first, want.class)
 		}
 		got := t.further(s)
 		if !slices.Equal(got, want.more) || s.hasMore() != (len(want.more) > 0) {
@@ -112,14 +114,14 @@ func randomNameOps(r *rand.Rand, n, distinct int) []nameOp {
 			pool[i] = fmt.Sprintf("c%d.test", r.IntN(distinct*2))
 		}
 	}
-	ms := []*managed{nil, {}, {}}
+	vals := []*value{nil, {1}, {2}}
 	ops := make([]nameOp, n)
 	pos := int32(0)
 	for i := range ops {
 		if r.IntN(3) > 0 {
 			pos++
 		}
-		ops[i] = nameOp{name: pool[r.IntN(len(pool))], pos: pos, m: ms[pos%3], class: uint32(pos) * 7}
+		ops[i] = nameOp{name: pool[r.IntN(len(pool))], pos: pos, val: vals[pos%3], class: uint32(pos) * 7}
 	}
 	return ops
 }
@@ -158,7 +160,7 @@ func TestNameTableMatchesMap(t *testing.T) {
 // the others, along one long run.
 func TestNameTableCollidingNames(t *testing.T) {
 	const n = 200
-	tab := newNameTable(n)
+	tab := newNameTable[*value](n)
 	var ops []nameOp
 	var absent []string
 	for i := 0; len(ops) < n || len(absent) < n; i++ {
@@ -261,70 +263,6 @@ func TestNameTableConcurrentReads(t *testing.T) {
 	wg.Wait()
 }
 
-// TestBuildExactMatchesNewNameIndex builds the exact names of the same
-// leaves with buildExact and with newNameIndex: the same names, the same
-// candidates.
-func TestBuildExactMatchesNewNameIndex(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	const n = 3000
-	pool := []string{"a.test", "A.Test", "*.test", "*.a.test", "b.test.", "1.2.3.4", "-x.test", "x-.test", ""}
-	for i := range 200 {
-		pool = append(pool, fmt.Sprintf("c%d.test", i), fmt.Sprintf("C%d.TEST", i), fmt.Sprintf("*.c%d.test", i))
-	}
-	certs := make([]tls.Certificate, n)
-	leaves := make([]*x509.Certificate, n)
-	managedAt := make([]*managed, n)
-	for i := range certs {
-		if r.IntN(20) == 0 {
-			continue // a leaf that did not parse
-		}
-		leaf := &x509.Certificate{}
-		for range r.IntN(4) {
-			leaf.DNSNames = append(leaf.DNSNames, pool[r.IntN(len(pool))])
-		}
-		if r.IntN(50) == 0 { // a name of its own
-			leaf.DNSNames = append(leaf.DNSNames, fmt.Sprintf("own%d.test", i))
-		}
-		certs[i].Leaf, leaves[i] = leaf, leaf
-		if r.IntN(2) == 0 {
-			managedAt[i] = &managed{}
-		}
-	}
-	w := listOf(ptrs(certs)...)
-	for i, m := range managedAt {
-		if m != nil {
-			w.list[i].m.Store(m)
-			m.view.Store(&view{cert: certs[i], home: &w.list[i]})
-		}
-	}
-	x := newNameIndex(w)
-	tab := buildExact(leaves, x.class, managedAt)
-	// The reference: newNameIndex's map, as it was built before the table
-	// replaced it.
-	ref := map[string]mapNameEntry{}
-	for i, leaf := range leaves {
-		if leaf == nil {
-			continue
-		}
-		for _, name := range leaf.DNSNames {
-			if name = strings.ToLower(name); plainHostname(name) {
-				addToMapReference(ref, name, int32(i), managedAt[i], x.class[i])
-			}
-		}
-	}
-	absent := []string{"A.Test", "*.test", "b.test.", "1.2.3.4", "-x.test", ""}
-	checkNameTable(t, tab, ref, absent)
-	checkNameTable(t, x.exact, ref, absent) // the index's own table
-}
-
-func ptrs(certs []tls.Certificate) []*tls.Certificate {
-	p := make([]*tls.Certificate, len(certs))
-	for i := range certs {
-		p[i] = &certs[i]
-	}
-	return p
-}
-
 // FuzzNameTableMatchesMap builds a table and a map from the same names
 // (the input, split at '|'; a name's byte sum picks its position's step)
 // and compares every lookup, including of the pieces split at '.'.
@@ -344,125 +282,4 @@ func FuzzNameTableMatchesMap(f *testing.F) {
 		tab, ref := buildNameTableAndMap(int(hint), ops)
 		checkNameTable(t, tab, ref, strings.FieldsFunc(input, func(r rune) bool { return r == '.' || r == '|' }))
 	})
-}
-
-// nameBenchNames makes n names like "c12345.test" and, to look them up in
-// turn, 1,000 of them spread evenly over the table (all of them, in
-// turn, when there are fewer).
-func nameBenchNames(n int) (names, probes []string) {
-	names = make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%d.test", i)
-	}
-	probes = make([]string, 1000)
-	for k := range probes {
-		if n < len(probes) {
-			probes[k] = names[k%n]
-		} else {
-			probes[k] = names[k*(n/len(probes))]
-		}
-	}
-	return names, probes
-}
-
-// BenchmarkNameTableGet looks up names present (hit) and absent (miss) in
-// a nameTable and, in the same run, in the map[string]nameEntry it
-// replaces.
-func BenchmarkNameTableGet(b *testing.B) {
-	for _, n := range []int{100, 100_000} {
-		names, probes := nameBenchNames(n)
-		misses := make([]string, len(probes))
-		for k := range misses {
-			misses[k] = fmt.Sprintf("d%d.test", k)
-		}
-		tab := newNameTable(n)
-		ref := make(map[string]mapNameEntry, n)
-		m := &managed{}
-		for i, name := range names {
-			s, _ := tab.put(name)
-			s.m, s.first, s.class = m, int32(i), 1
-			ref[name] = mapNameEntry{m: m, first: int32(i), class: 1}
-		}
-		tab.freeze()
-		for _, c := range []struct {
-			kind  string
-			names []string
-		}{{"hit", probes}, {"miss", misses}} {
-			b.Run(fmt.Sprintf("table/%s/n=%d", c.kind, n), func(b *testing.B) {
-				var sum int32
-				k := 0
-				for b.Loop() {
-					if s, ok := tab.get(c.names[k]); ok {
-						sum += s.first
-					}
-					if k++; k == len(c.names) {
-						k = 0
-					}
-				}
-				runtime.KeepAlive(sum)
-			})
-			b.Run(fmt.Sprintf("map/%s/n=%d", c.kind, n), func(b *testing.B) {
-				var sum int32
-				k := 0
-				for b.Loop() {
-					if e, ok := ref[c.names[k]]; ok {
-						sum += e.first
-					}
-					if k++; k == len(c.names) {
-						k = 0
-					}
-				}
-				runtime.KeepAlive(sum)
-			})
-		}
-	}
-}
-
-// heapAlloc is the live heap after two collections.
-func heapAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
-// BenchmarkNameTableBytes reports the heap a nameTable and a
-// map[string]mapNameEntry take for 100,000 names (one certificate each), not
-// counting the names themselves (the leaves hold them anyway), as
-// bytes/name.
-func BenchmarkNameTableBytes(b *testing.B) {
-	const n = 100_000
-	names, _ := nameBenchNames(n)
-	m := &managed{}
-	b.Run("table", func(b *testing.B) {
-		var perName float64
-		for b.Loop() {
-			before := heapAlloc()
-			tab := newNameTable(n)
-			for i, name := range names {
-				s, _ := tab.put(name)
-				s.m, s.first = m, int32(i)
-			}
-			tab.freeze()
-			perName = float64(heapAlloc()-before) / n
-			runtime.KeepAlive(tab)
-		}
-		b.ReportMetric(perName, "bytes/name")
-	})
-	for _, hint := range []int{0, n} { // 0: as newNameIndex makes it
-		b.Run(fmt.Sprintf("map/hint=%d", hint), func(b *testing.B) {
-			var perName float64
-			for b.Loop() {
-				before := heapAlloc()
-				ref := make(map[string]mapNameEntry, hint)
-				for i, name := range names {
-					ref[name] = mapNameEntry{m: m, first: int32(i)}
-				}
-				perName = float64(heapAlloc()-before) / n
-				runtime.KeepAlive(ref)
-			}
-			b.ReportMetric(perName, "bytes/name")
-		})
-	}
 }

@@ -135,3 +135,21 @@ func TestSelectionByNameAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per selection among two candidates, want 0", n)
 	}
 }
+
+// TestWrappedEmptyEntryChosenByCryptoTLS: for a TLS 1.3 hello with no
+// server name and no signature_algorithms, crypto/tls chooses an empty
+// tls.Certificate{} listed first (no key is looked at), and so does the
+// wrapped config: it serves the entry as it is.
+func TestWrappedEmptyEntryChosenByCryptoTLS(t *testing.T) {
+	e := newEnv(t, on)
+	list := append([]tls.Certificate{{}}, attack6Certs(e)...)
+	cfg := e.s.Wrap(&tls.Config{Certificates: list})
+	h := &tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS13}}
+	if h.SupportsCertificate(&list[0]) != nil {
+		t.Skip("this crypto/tls does not choose the empty entry")
+	}
+	c, err := cfg.GetCertificate(h)
+	if err != nil || c == nil || len(c.Certificate) != 0 {
+		t.Fatalf("served %v (%v), crypto/tls serves the empty entry", c, err)
+	}
+}
