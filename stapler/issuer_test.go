@@ -14,13 +14,6 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// leafOnly drops the issuer from a chain.
-func leafOnly(l *responder.Leaf) tls.Certificate {
-	c := l.Certificate
-	c.Certificate = c.Certificate[:1]
-	return c
-}
-
 func TestIssuerFromAIACAIssuers(t *testing.T) {
 	e := newEnv(t, on)
 	var served atomic.Int64

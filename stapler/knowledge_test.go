@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,89 +26,6 @@ import (
 // not shared between unrelated wrapped configs. Every test here goes
 // through real handshakes on loopback, real signed responses, and the fake
 // clock.
-
-// reportingServer is a TLS server on loopback that reports the server
-// side's handshake result of each connection, in order, and writes one
-// byte after a successful handshake (a client that reads it has taken in
-// the TLS 1.3 session ticket sent before it).
-type reportingServer struct {
-	t       testing.TB
-	addr    string
-	results chan error
-}
-
-func serveReporting(t testing.TB, cfg *tls.Config) *reportingServer {
-	t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &reportingServer{t: t, addr: l.Addr().String(), results: make(chan error, 64)}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(hangLimit))
-				err := conn.(*tls.Conn).Handshake()
-				s.results <- err
-				if err == nil {
-					conn.Write([]byte("x"))
-					conn.Read(make([]byte, 1)) // until the client closes
-				}
-			})
-		}
-	})
-	return s
-}
-
-// connection is one connection's outcome, seen from both ends.
-type connection struct {
-	staple  []byte
-	resumed bool
-	client  error // the client's handshake, or reading the greeting
-	server  error // the server's handshake
-}
-
-// connect dials s with cfg, reads the greeting, and waits for the server
-// side's result of this connection before it returns, so that results
-// never mix between connections.
-func (s *reportingServer) connect(cfg *tls.Config) connection {
-	s.t.Helper()
-	var c connection
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", s.addr, cfg)
-	if err == nil {
-		conn.SetReadDeadline(time.Now().Add(hangLimit))
-		if _, err = conn.Read(make([]byte, 1)); err == nil {
-			st := conn.ConnectionState()
-			c.staple, c.resumed = st.OCSPResponse, st.DidResume
-		}
-		conn.Close()
-	}
-	c.client = err
-	select {
-	case c.server = <-s.results:
-	case <-time.After(hangLimit):
-		s.t.Fatal("the server never finished its handshake")
-	}
-	return c
-}
-
-// clientConfig trusts e's CA and asks for "localhost"; mods adjust it.
-func (e *env) clientConfig(mods ...func(*tls.Config)) *tls.Config {
-	roots := x509.NewCertPool()
-	roots.AddCert(e.ca.Cert)
-	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
-	for _, f := range mods {
-		f(cfg)
-	}
-	return cfg
-}
 
 // isRogue reports whether staple is a response for leaf that e's CA did
 // not authorize: it fails verification against the CA, and verifies with

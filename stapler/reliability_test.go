@@ -44,28 +44,6 @@ var faultMessages = map[responder.FaultKind]string{
 	responder.FaultNoNextUpdate:       "no nextUpdate",
 }
 
-// expectEvent waits for the status hook to report from -> to for leaf,
-// passing over other certificates' events.
-func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
-	e.t.Helper()
-	id := CertificateID(leaf.Cert.Raw)
-	timeout := time.After(hangLimit)
-	for {
-		select {
-		case ev := <-e.events:
-			if ev.ID != id {
-				continue
-			}
-			if ev.From != from || ev.To != to {
-				e.t.Fatalf("status hook saw %s -> %s, want %s -> %s", ev.From, ev.To, from, to)
-			}
-			return
-		case <-timeout:
-			e.t.Fatalf("status hook never saw %s -> %s", from, to)
-		}
-	}
-}
-
 // deadlineRecorder wraps the Stapler's own transport and records the
 // longest time any request to the responder was given: the deadline of its
 // context as it started, which also bounds reading the body.

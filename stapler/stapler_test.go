@@ -320,8 +320,6 @@ func TestUpdateIsAtomicUnderConcurrentHandshakes(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func TestUpdateTakesEffectAtOnce(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: false})
 	addr := e.wrapAndServe(e.leaf.Certificate)

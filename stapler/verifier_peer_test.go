@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,66 +17,6 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 )
-
-// sessionClient is a Go client with a session cache, so that its second
-// connection to a server resumes the first one's session.
-func (e *env) sessionClient(v *Verifier, version uint16) *tls.Config {
-	roots := x509.NewCertPool()
-	roots.AddCert(e.ca.Cert)
-	return &tls.Config{
-		RootCAs:            roots,
-		ServerName:         "localhost",
-		ClientSessionCache: tls.NewLRUClientSessionCache(8),
-		VerifyConnection:   v.VerifyConnection,
-		MinVersion:         version,
-		MaxVersion:         version,
-	}
-}
-
-// serveGreeting runs a TLS server that writes one byte after each
-// handshake, so that a client reading it has taken in the session ticket
-// sent before it (TLS 1.3 sends tickets after the handshake).
-func (e *env) serveGreeting(cfg *tls.Config) string {
-	e.t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	e.t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(hangLimit))
-				if conn.(*tls.Conn).Handshake() == nil {
-					conn.Write([]byte("x"))
-					conn.Read(make([]byte, 1)) // until the client closes
-				}
-			})
-		}
-	})
-	return l.Addr().String()
-}
-
-// dialSession connects with cfg and reads the server's greeting, taking in
-// the session ticket that comes before it.
-func dialSession(addr string, cfg *tls.Config) (resumed bool, err error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", addr, cfg)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(hangLimit))
-	if _, err := conn.Read(make([]byte, 1)); err != nil {
-		return false, err
-	}
-	return conn.ConnectionState().DidResume, nil
-}
 
 func TestVerifierAcceptsAResumedSessionWhoseStapleHasSinceExpired(t *testing.T) {
 	for _, v := range tlsVersions {

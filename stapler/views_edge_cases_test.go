@@ -18,22 +18,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// attack5Leaf issues a leaf for names from e's CA, with e's responder in its
-// AIA, and returns it with its Leaf field cleared when noLeaf (as a
-// certificate built by hand, or loaded with x509keypairleaf=0, has it).
-func attack5Leaf(t *testing.T, e *env, noLeaf bool, names ...string) (*responder.Leaf, tls.Certificate) {
-	t.Helper()
-	l, err := e.srv.Issue(responder.LeafOptions{DNSNames: names})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := l.Certificate
-	if noLeaf {
-		c.Leaf = nil
-	}
-	return l, c
-}
-
 // FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestSNISelectsTheNamedCertificateWithoutLeaf: a config
 // listing two certificates whose Leaf is nil (built by hand, or parsed
 // with GODEBUG x509keypairleaf=0) must serve, to a client asking for the
