@@ -3,9 +3,6 @@ package stapler
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,68 +10,6 @@ import (
 
 	"github.com/staplerkit/ocsp/responder"
 )
-
-func TestIssuerFromAIACAIssuers(t *testing.T) {
-	e := newEnv(t, on)
-	var served atomic.Int64
-	caIssuers := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		w.Write(e.ca.Cert.Raw)
-	}))
-	defer caIssuers.Close()
-	leaf, err := e.srv.Issue(responder.LeafOptions{IssuingCertificateURL: []string{caIssuers.URL + "/ca.der"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := e.wrapAndServe(leafOnly(leaf))
-	staple, _, err := e.handshake(addr, func(c *tls.Config) { c.InsecureSkipVerify = true })
-	if err != nil || staple == nil {
-		t.Fatalf("staple %v, err %v", staple != nil, err)
-	}
-	if _, err := ocsp.ParseResponseForCert(staple, leaf.Cert, e.ca.Cert); err != nil {
-		t.Fatal(err)
-	}
-	if served.Load() != 1 {
-		t.Fatalf("issuer fetched %d times", served.Load())
-	}
-}
-
-func TestIssuerThatDidNotSignTheLeafIsRejected(t *testing.T) {
-	e := newEnv(t, on)
-	other, _ := responder.NewCA(responder.CAOptions{CommonName: "impostor"})
-	caIssuers := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(other.Cert.Raw) }))
-	defer caIssuers.Close()
-	leaf, _ := e.srv.Issue(responder.LeafOptions{IssuingCertificateURL: []string{caIssuers.URL}})
-	wrong := leaf.Certificate
-	wrong.Certificate = [][]byte{leaf.Cert.Raw, other.Cert.Raw} // a chain whose "issuer" did not sign the leaf
-	e.wrapAndServe(wrong)
-	st := e.waitQueries(leaf, 1)
-	if st.Stapled || st.LastError == "" {
-		t.Fatalf("status %+v", st)
-	}
-	if e.r.RequestCount() != 0 {
-		t.Fatal("queried the responder without a verified issuer")
-	}
-}
-
-func TestIssuerFromOption(t *testing.T) {
-	e := newEnv(t, on)
-	e.s.Close()
-	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithIssuer(e.ca.Cert), WithColdWait(hangLimit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e.s = s
-	addr := e.wrapAndServe(leafOnly(e.leaf))
-	staple, _, err := e.handshake(addr, func(c *tls.Config) { c.InsecureSkipVerify = true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ocsp.ParseResponseForCert(staple, e.leaf.Cert, e.ca.Cert); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestClientCertificateIsStapledUnderTLS13(t *testing.T) {
 	e := newEnv(t, on)

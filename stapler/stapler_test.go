@@ -181,57 +181,6 @@ func TestUpdateTakesEffectAtOnce(t *testing.T) {
 	}
 }
 
-func TestNoResponderURL(t *testing.T) {
-	e := newEnv(t, config.OCSP{})
-	noAIA, err := e.ca.Issue(responder.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := e.wrapAndServe(noAIA.Certificate)
-	_, err = e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(true)})
-	var ce *config.Error
-	if !errors.As(err, &ce) || ce.Code != config.CodeNoResponderURL {
-		t.Fatalf("got %v", err)
-	}
-	if e.s.Get().OCSPFunctionality {
-		t.Fatal("rejected update turned OCSP on")
-	}
-	// Test's errors are plain Go errors; the admin package maps them to the
-	// documented no_responder_url (500).
-	var ce2 *config.Error
-	if _, err := e.s.Test(context.Background(), ""); !errors.Is(err, ErrNoResponderURL) || errors.As(err, &ce2) {
-		t.Fatalf("test: %v", err)
-	}
-	if _, err := e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(100)}); err != nil {
-		t.Fatalf("unrelated update refused: %v", err)
-	}
-	e.mustGetNoStaple(addr)
-	if st := e.status(noAIA); st.State != StateNotApplicable {
-		t.Fatalf("state %s", st.State)
-	}
-}
-
-func TestResponderURLOverride(t *testing.T) {
-	e := newEnv(t, on)
-	noAIA, _ := e.ca.Issue(responder.LeafOptions{})
-	e.r.SetStatus(noAIA.Cert.SerialNumber, responder.Good())
-	e.s.Close()
-	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithResponderURL(e.srv.URL), WithColdWait(hangLimit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e.s = s
-	addr := e.wrapAndServe(noAIA.Certificate)
-	e.mustGetStaple(addr, noAIA, ocsp.Good)
-	if s.Get().ResponderURL != e.srv.URL {
-		t.Fatalf("Get reports %q", s.Get().ResponderURL)
-	}
-	if _, err := New(config.OCSP{ResponderURL: "http://x"}); !errors.Is(err, config.ErrInvalidSchema) {
-		t.Fatalf("New accepted responder_url: %v", err)
-	}
-}
-
 // gatedTransport holds every request until open is closed, so that a test
 // decides when the responder is reached (not the scheduler of a busy machine).
 type gatedTransport struct{ open chan struct{} }

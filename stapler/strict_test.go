@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
-	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/internal/ocsptest"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -329,43 +327,5 @@ func TestLargestStapleCompletesTLS12And13(t *testing.T) {
 		if st.Version != v || !bytes.Equal(staple, largest) {
 			t.Fatalf("%s: got version %x and a %d-byte staple, want the %d-byte one", tls.VersionName(v), st.Version, len(staple), len(largest))
 		}
-	}
-}
-
-// TestRefusedAnswersKeepTheConnection: a responder that labels its answers
-// with the wrong content type (or answers an error page) does not cost a
-// new TCP connection per request.
-func TestRefusedAnswersKeepTheConnection(t *testing.T) {
-	for _, kind := range []responder.FaultKind{responder.FaultWrongContentType, responder.FaultHTTP503HTML} {
-		t.Run(kind.String(), func(t *testing.T) {
-			ca, err := responder.NewCA(responder.CAOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := responder.New(ca)
-			r.SetFault(responder.Fault{Kind: kind})
-			var conns atomic.Int32
-			srv := httptest.NewUnstartedServer(r)
-			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-				if st == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
-			leaf, err := ca.Issue(responder.LeafOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := ocspfetch.NewHTTPClient()
-			for range 20 {
-				if _, _, err := ocspfetch.Query(t.Context(), client, srv.URL, leaf.Cert, ca.Cert); err == nil {
-					t.Fatal("a refused answer was accepted")
-				}
-			}
-			if n := conns.Load(); n > 2 {
-				t.Fatalf("20 refused answers opened %d connections", n)
-			}
-		})
 	}
 }
