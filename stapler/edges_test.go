@@ -1,14 +1,9 @@
 package stapler
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ocsp"
@@ -94,53 +89,6 @@ func TestDisabledThenRemovedIsManagedAfresh(t *testing.T) {
 	}
 }
 
-func TestDefaultStaplingIsValidated(t *testing.T) {
-	for _, st := range []config.Stapling{{Enabled: true, CacheTTL: 30}, {Enabled: true, CacheTTL: -1}} {
-		_, err := New(on, WithDefaultStapling(st), WithLogger(quietLogger()))
-		var cerr *config.Error
-		if !errors.As(err, &cerr) || cerr.Code != config.CodeInvalidSchema {
-			t.Errorf("WithDefaultStapling(%+v): got %v, want invalid_schema", st, err)
-		}
-	}
-}
-
-// lockedBuffer is a log sink safe for the Stapler's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func TestOCSPOffIsLoggedOnce(t *testing.T) {
-	var logs lockedBuffer
-	s, err := New(config.OCSP{}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ca, _ := responder.NewCA(responder.CAOptions{})
-	leaf, _ := ca.Issue(responder.LeafOptions{OCSPServer: []string{"http://127.0.0.1:1/"}})
-	cfg := s.Wrap(tlsConfigFor(leaf))
-	for range 3 {
-		cfg.GetCertificate(helloFor())
-	}
-	out := logs.String()
-	if n := strings.Count(out, "OCSP is off"); n != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "ocsp_functionality") {
-		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
-	}
-}
-
 // TestOneLeafInTwoConfigsAllocatesNothing: handshakes alternating between
 // two wrapped configs that list the same leaf take no lock and allocate
 // nothing, and both see a new staple at once.
@@ -170,52 +118,5 @@ func TestOneLeafInTwoConfigsAllocatesNothing(t *testing.T) {
 		if err != nil || resp.Status != ocsp.Revoked {
 			t.Fatalf("the %s config staples %v (%v), want the revocation", name, resp, err)
 		}
-	}
-}
-
-// TestReadyWaitsForEveryFirstAttempt: after Ready, every certificate known
-// has been stapled or has failed with a reason; a hanging responder holds
-// Ready up until its context ends.
-func TestReadyWaitsForEveryFirstAttempt(t *testing.T) {
-	e := newEnv(t, on)
-	down, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"down.test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetSerialFault(down.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP500})
-	var certs []tls.Certificate
-	certs = append(certs, e.leaf.Certificate, down.Certificate)
-	for i := range 20 {
-		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("r%d.test", i)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs = append(certs, l.Certificate)
-	}
-	e.s.Wrap(&tls.Config{Certificates: certs})
-	if err := e.s.Ready(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range e.s.Status() {
-		switch {
-		case st.SNIs[0] == "down.test":
-			if st.Stapled || st.LastError == "" {
-				t.Fatalf("down.test after Ready: %+v", st)
-			}
-		case !st.Stapled:
-			t.Fatalf("%s not stapled after Ready: %+v", st.SNIs[0], st)
-		}
-	}
-
-	hang, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"hang.test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetSerialFault(hang.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHang})
-	e.s.Wrap(tlsConfigFor(hang))
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if err := e.s.Ready(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Ready with a hanging responder and a done context: %v", err)
 	}
 }
