@@ -66,29 +66,6 @@ func brief(id string) string {
 	return id
 }
 
-// TestDisabledThenRemovedIsManagedAfresh: Remove always means "managed
-// afresh when served again", even for a certificate whose stapling was off.
-func TestDisabledThenRemovedIsManagedAfresh(t *testing.T) {
-	e := newEnv(t, on)
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.waitStapled(e.leaf)
-	id := CertificateID(e.leaf.Cert.Raw)
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: false}); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetNoStaple(addr)
-	if err := e.s.Remove(id); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.handshake(addr); err != nil { // served again: managed afresh
-		t.Fatal(err)
-	}
-	e.waitStapled(e.leaf)
-	if st, _ := e.s.Stapling(id); !st.Enabled {
-		t.Fatalf("managed afresh with %+v, want the defaults (enabled)", st)
-	}
-}
-
 // TestOneLeafInTwoConfigsAllocatesNothing: handshakes alternating between
 // two wrapped configs that list the same leaf take no lock and allocate
 // nothing, and both see a new staple at once.

@@ -260,43 +260,6 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestRemoveStopsManagingARotatedCertificate(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300})
-	next, err := e.srv.Issue(responder.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var current atomic.Pointer[tls.Certificate]
-	current.Store(&e.leaf.Certificate)
-	addr := e.serve(e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }}))
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	current.Store(&next.Certificate) // rotation
-	e.mustGetStaple(addr, next, ocsp.Good)
-	old := CertificateID(e.leaf.Cert.Raw)
-	if err := e.s.Remove(old); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.s.StatusOf(old); !errors.Is(err, ErrUnknownCertificate) {
-		t.Fatalf("removed certificate still has a status: %v", err)
-	}
-	before := e.r.CountFor(e.leaf.Cert.SerialNumber)
-	e.clock.Advance(time.Hour)
-	e.waitQueries(next, 2)
-	if n := e.r.CountFor(e.leaf.Cert.SerialNumber); n != before {
-		t.Fatalf("the removed certificate was queried %d more times", n-before)
-	}
-	// Served again, it is managed afresh.
-	current.Store(&e.leaf.Certificate)
-	if _, _, err := e.handshake(addr); err != nil {
-		t.Fatal(err)
-	}
-	e.waitStapled(e.leaf)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	if err := e.s.Remove("nope"); !errors.Is(err, ErrUnknownCertificate) {
-		t.Fatalf("Remove of an unknown id: %v", err)
-	}
-}
-
 func TestClientCertificateIsStapledUnderTLS13(t *testing.T) {
 	e := newEnv(t, on)
 	client, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})

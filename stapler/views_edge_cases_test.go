@@ -134,48 +134,6 @@ func TestEd25519KeysAnyWay(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestServedAgainAfterRemoveAllocatesNothing: Remove, then
-// serve again ("managed afresh, as on first sight"): two configs listing
-// the same leaf with different chains were hits allocating nothing before
-// the Remove, and are served stapled again after it, but from then on
-// every handshake that alternates between them locks and allocates, for
-// ever (until both are wrapped again). The list entries keep the removed
-// state (listEntry.m); serveManaged re-adds their bare copy as a
-// certificate from GetCertificate (w set to nil), so the two entries share
-// the one home-nil view of the new state and viewFor rebuilds it on every
-// switch.
-func TestServedAgainAfterRemoveAllocatesNothing(t *testing.T) {
-	e := newEnv(t, on)
-	a := e.s.Wrap(tlsConfigFor(e.leaf))
-	leafOnly := e.leaf.Certificate
-	leafOnly.Certificate = leafOnly.Certificate[:1:1]
-	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{leafOnly}})
-	e.mustGetStaple(e.serve(a), e.leaf, ocsp.Good)
-	hello := helloFor()
-	pair := func() { a.GetCertificate(hello); b.GetCertificate(hello) }
-	if n := testing.AllocsPerRun(100, pair); n != 0 {
-		t.Fatalf("before Remove: %v allocations, want 0", n)
-	}
-	if err := e.s.Remove(CertificateID(e.leaf.Cert.Raw)); err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range []*tls.Config{a, b} {
-		c, err := cfg.GetCertificate(hello) // waits (cold) for the new state's first staple
-		if err != nil || c.OCSPStaple == nil {
-			t.Fatalf("served again after Remove: not stapled (%v)", err)
-		}
-	}
-	e.waitStapled(e.leaf)
-	ca, _ := a.GetCertificate(hello)
-	cb, _ := b.GetCertificate(hello)
-	if len(ca.Certificate) != 2 || len(cb.Certificate) != 1 {
-		t.Fatalf("after Remove: chains of %d and %d, want 2 and 1", len(ca.Certificate), len(cb.Certificate))
-	}
-	if n := testing.AllocsPerRun(100, pair); n != 0 {
-		t.Fatalf("served again after Remove: %v allocations per pair of stapled handshakes, want 0", n)
-	}
-}
-
 // FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestExpiredStapleTwoConfigsAllocateNothing: the promise
 // TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config
 // (once the staple has expired, the certificate is served without it and

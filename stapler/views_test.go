@@ -174,3 +174,54 @@ func TestAnInPlaceLeafSwapStaysCaughtAfterARefresh(t *testing.T) {
 		t.Fatalf("after a refresh, leaf serial %v served with the staple for serial %v", served.SerialNumber, resp.SerialNumber)
 	}
 }
+
+// A certificate listed with a staple of the application's own is served
+// with that staple while the Stapler staples nothing (stapling disabled for
+// it, or OCSP off), but not once the Stapler has verified a revocation: that
+// staple may be from before it, and nothing GOOD from before a verified
+// revocation is stapled.
+func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *testing.T) {
+	for _, how := range []string{"stapling disabled", "OCSP off"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t, on)
+			front := newGatedFront(t, e.r)
+			leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+			own, err := e.r.Respond(leaf.Cert) // the application's own staple
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert := leaf.Certificate
+			cert.OCSPStaple = own
+			f := &knowledgeFixture{e: e, front: front, leaf: leaf, id: CertificateID(leaf.Cert.Raw)}
+			f.srv = serveReporting(t, e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{cert}}))
+			e.waitStapled(leaf)
+			f.revoke(t)
+			if c := f.srv.connect(e.clientConfig()); c.client != nil || e.stapleStatus(c.staple, leaf) == "good" {
+				t.Fatalf("control: stapling on after the revocation: client %v, stapled good %v", c.client, e.stapleStatus(c.staple, leaf) == "good")
+			}
+
+			switch how {
+			case "stapling disabled":
+				if err := e.s.SetStapling(f.id, config.Stapling{Enabled: false, CacheTTL: 3600}); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				off := false
+				if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &off}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := f.srv.connect(e.clientConfig())
+			if c.client != nil {
+				t.Fatalf("handshake: %v", c.client)
+			}
+			if e.stapleStatus(c.staple, leaf) == "good" {
+				t.Errorf("%s: a GOOD staple signed before the verified revocation is served (the application's own)", how)
+			}
+		})
+	}
+}
