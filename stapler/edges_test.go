@@ -1,12 +1,9 @@
 package stapler
 
 import (
-	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
@@ -64,36 +61,4 @@ func brief(id string) string {
 		return id[:70] + "..."
 	}
 	return id
-}
-
-// TestOneLeafInTwoConfigsAllocatesNothing: handshakes alternating between
-// two wrapped configs that list the same leaf take no lock and allocate
-// nothing, and both see a new staple at once.
-func TestOneLeafInTwoConfigsAllocatesNothing(t *testing.T) {
-	e := newEnv(t, on)
-	a := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
-	for _, cfg := range []*tls.Config{a, b} {
-		if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
-			t.Fatalf("not stapled: %v", err)
-		}
-	}
-	if n := testing.AllocsPerRun(1000, func() { a.GetCertificate(hello); b.GetCertificate(hello) }); n != 0 {
-		t.Fatalf("%v allocations per pair of handshakes, want 0", n)
-	}
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), 1))
-	if _, err := e.s.Test(t.Context(), CertificateID(e.leaf.Cert.Raw)); err != nil {
-		t.Fatal(err)
-	}
-	for name, cfg := range map[string]*tls.Config{"first": a, "second": b} {
-		c, err := cfg.GetCertificate(hello)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := ocsp.ParseResponseForCert(c.OCSPStaple, e.leaf.Cert, e.ca.Cert)
-		if err != nil || resp.Status != ocsp.Revoked {
-			t.Fatalf("the %s config staples %v (%v), want the revocation", name, resp, err)
-		}
-	}
 }

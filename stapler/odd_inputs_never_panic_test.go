@@ -103,44 +103,6 @@ func TestOddListsNeverPanic(t *testing.T) {
 	_ = x509.ParseCertificate
 }
 
-// PASSING PROBE. TestMutateThenCloneAndWrapAgain: the application
-// overwrites its own list in place after Wrap; the wrapped config keeps
-// serving what it held; a Clone of the wrapped config, changed but with
-// no Certificates of its own, wrapped again serves what the first held
-// too, and a Clone with the new list serves the new certificate; the first
-// still serves its own.
-func TestMutateThenCloneAndWrapAgain(t *testing.T) {
-	e := newEnv(t, on)
-	other, err := e.srv.Issue(responder.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := tlsConfigFor(e.leaf)
-	first := e.s.Wrap(app)
-	app.Certificates[0] = other.Certificate // in place
-	e.waitStapled(e.leaf)
-	hello := helloFor()
-	serves := func(cfg *tls.Config, want *x509.Certificate, what string) {
-		t.Helper()
-		c, err := cfg.GetCertificate(hello)
-		if err != nil || c.Leaf == nil || !c.Leaf.Equal(want) {
-			t.Fatalf("%s: served another certificate (%v)", what, err)
-		}
-		if _, err := ocsp.ParseResponseForCert(c.OCSPStaple, want, e.ca.Cert); err != nil {
-			t.Fatalf("%s: staple: %v", what, err)
-		}
-	}
-	serves(first, e.leaf.Cert, "after the in-place change")
-	clone := first.Clone()
-	clone.MinVersion = tls.VersionTLS12
-	serves(e.s.Wrap(clone), e.leaf.Cert, "an unchanged list, wrapped again")
-	withNew := first.Clone()
-	withNew.Certificates = app.Certificates
-	serves(e.s.Wrap(withNew), other.Cert, "a Clone given the new list")
-	serves(e.s.Wrap(app), other.Cert, "the application's config wrapped again")
-	serves(first, e.leaf.Cert, "the first, after all that")
-}
-
 // attack5OddHellos calls cfg's GetCertificate with odd server names and
 // hello shapes (empty, dots, wildcards, NUL, upper case, IP literals, very
 // long, no versions, unknown versions, no schemes), and GetClientCertificate

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // PASSING PROBE. TestReWrapStorm: one goroutine wraps the same leaf
@@ -123,58 +122,5 @@ func TestReWrapStorm(t *testing.T) {
 	wg.Wait()
 	if p := failure.Load(); p != nil {
 		t.Fatalf("a handshake got %s", *p)
-	}
-}
-
-// PASSING PROBE. TestHitsTakeNoLock: with the certificate's lock
-// and the Stapler's lock held, stapled handshakes still complete from the
-// config holding the state's view, from a config whose entry has its own
-// view (after a refresh: rebuilt once, then a hit), and from an
-// application's GetCertificate returning a copy of the listed certificate.
-// (A handshake that took either lock would hang here until hangLimit.)
-func TestHitsTakeNoLock(t *testing.T) {
-	e := newEnv(t, on)
-	first := e.s.Wrap(tlsConfigFor(e.leaf))
-	other := e.leaf.Certificate
-	other.Certificate = slices.Clone(other.Certificate)
-	second := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{other}})
-	appCopy := other
-	app := e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &appCopy, nil }})
-	e.mustGetStaple(e.serve(first), e.leaf, 0)
-	before := e.advanceToNextRefresh(e.leaf)
-	e.waitQueries(e.leaf, before+1)
-	hello := helloFor()
-	for _, cfg := range []*tls.Config{first, second, app} {
-		if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
-			t.Fatalf("not stapled (%v)", err)
-		}
-	}
-	m, err := e.s.lookup(CertificateID(e.leaf.Cert.Raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.s.mu.Lock()
-	m.mu.Lock()
-	done := make(chan string, 1)
-	go func() {
-		for _, cfg := range []*tls.Config{first, second, app, first} {
-			if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
-				done <- "not stapled"
-				return
-			}
-		}
-		done <- ""
-	}()
-	select {
-	case msg := <-done:
-		m.mu.Unlock()
-		e.s.mu.Unlock()
-		if msg != "" {
-			t.Fatal(msg)
-		}
-	case <-time.After(hangLimit):
-		m.mu.Unlock()
-		e.s.mu.Unlock()
-		t.Fatal("a stapled handshake waited for a lock")
 	}
 }

@@ -161,52 +161,6 @@ func TestColdHandshakeWaitIsBounded(t *testing.T) {
 	e.mustGetNoStaple(addr) // after at most the cold wait
 }
 
-func TestMustStaplePolicies(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 100}, WithColdWait(100*time.Millisecond))
-	ms, err := e.srv.Issue(responder.LeafOptions{MustStaple: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
-	addr := e.wrapAndServe(ms.Certificate)
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("must-staple certificate served without a staple")
-	}
-	if st := e.status(ms); st.Policy != "must-staple" {
-		t.Fatalf("policy %s", st.Policy)
-	}
-	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{})
-	if _, err := e.s.Test(context.Background(), CertificateID(ms.Cert.Raw)); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetStaple(addr, ms, ocsp.Good)
-	// Past the staple's expiry with the responder down: refused again.
-	e.srv.Close()
-	e.clock.Advance(25 * time.Hour)
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("must-staple certificate served with an expired staple")
-	}
-}
-
-func TestStrictPolicyRefusesRevoked(t *testing.T) {
-	e := newEnv(t, on, WithPolicy(Strict))
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.Superseded))
-	id := CertificateID(e.leaf.Cert.Raw)
-	if _, err := e.s.Test(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("strict served a revoked certificate")
-	}
-	// A per-certificate override back to lenient staples the revoked response.
-	if err := e.s.SetPolicy(id, Lenient); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
-}
-
 func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
 	e := newEnv(t, on)
 	other, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"other.test"}})
@@ -245,18 +199,6 @@ func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
 	}
 	if len(e.s.Status()) != 2 {
 		t.Fatalf("%d managed certificates", len(e.s.Status()))
-	}
-}
-
-func TestCacheHitAllocatesNothing(t *testing.T) {
-	e := newEnv(t, on)
-	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
-	if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
-		t.Fatalf("not stapled: %v", err)
-	}
-	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
-		t.Fatalf("%v allocations per cache hit, want 0", n)
 	}
 }
 
