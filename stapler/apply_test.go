@@ -453,7 +453,7 @@ func TestSkipVerifyTurnedOffMidQuery(t *testing.T) {
 // recovery periods after cache_ttl ran out, a valid good staple is served
 // again (accepting an older good answer is no rollback when the held good
 // one can no longer be served; at least, retry on the recovery schedule).
-func TestOlderValidAnswerAfterCacheTTLLeavesNoStaple(t *testing.T) {
+func TestOlderGoodAnswerIsStapledAfterCacheTTL(t *testing.T) {
 	e := newEnv(t, on, WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 60}))
 	srv, tamper := tamperingResponder(t, e.r)
 	e.s.opts.responderURL = srv.URL

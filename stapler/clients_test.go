@@ -35,8 +35,8 @@ func TestOpenSSLStatus(t *testing.T) {
 		t.Skip("openssl not installed")
 	}
 	e := newEnv(t, on)
-	a, ca := attack5Leaf(t, e, false, "a.test")
-	_, cb := attack5Leaf(t, e, false, "b.test")
+	a, ca := issueTestLeaf(t, e, false, "a.test")
+	_, cb := issueTestLeaf(t, e, false, "b.test")
 	_ = a
 	addr := e.serve(e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{ca, cb}}))
 	for _, tc := range []struct{ sni, version, wantCN string }{

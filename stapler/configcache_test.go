@@ -238,12 +238,12 @@ func TestConfigCacheUnderChurnServesEachConfigItsOwnCertificate(t *testing.T) {
 	wg.Wait()
 }
 
-// attack5ReWrap wraps a config listing e.leaf (and extra, when not nil),
+// reWrapAndDrop wraps a config listing e.leaf (and extra, when not nil),
 // serves it once, then wraps a config listing e.leaf with another chain
 // (and not extra), and returns weak pointers to the first config's wrapper
 // and to the view its entry for e.leaf keeps of its own, and the second
 // wrapped config (kept alive by the caller).
-func attack5ReWrap(t *testing.T, e *env, extra *responder.Leaf) (weak.Pointer[wrapper], weak.Pointer[view], *tls.Config) {
+func reWrapAndDrop(t *testing.T, e *env, extra *responder.Leaf) (weak.Pointer[wrapper], weak.Pointer[view], *tls.Config) {
 	certs := []tls.Certificate{e.leaf.Certificate}
 	if extra != nil {
 		certs = append(certs, extra.Certificate)
@@ -265,7 +265,7 @@ func attack5ReWrap(t *testing.T, e *env, extra *responder.Leaf) (weak.Pointer[wr
 	return weak.Make(w), weak.Make(own), second
 }
 
-func attack5Collected(v weak.Pointer[view]) bool {
+func viewCollected(v weak.Pointer[view]) bool {
 	for range 5 {
 		runtime.GC()
 		if v.Value() == nil {
@@ -281,8 +281,8 @@ func attack5Collected(v weak.Pointer[view]) bool {
 // are collected.
 func TestReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
 	e := newEnv(t, on)
-	w, own, second := attack5ReWrap(t, e, nil)
-	if !attack5Collected(own) || w.Value() != nil {
+	w, own, second := reWrapAndDrop(t, e, nil)
+	if !viewCollected(own) || w.Value() != nil {
 		t.Fatal("the first wrapped config's view is kept alive after it was dropped")
 	}
 	runtime.KeepAlive(second)
@@ -304,8 +304,8 @@ func TestReWrapDroppingOneKeepsNoOtherView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, own, second := attack5ReWrap(t, e, y)
-	collected := attack5Collected(own)
+	w, own, second := reWrapAndDrop(t, e, y)
+	collected := viewCollected(own)
 	runtime.KeepAlive(second)
 	if !collected {
 		t.Fatalf("the dropped config's own view of X is kept alive (wrapper collected: %v), through Y's view.home", w.Value() == nil)
@@ -320,11 +320,11 @@ func TestReWrapDroppingOneThenRemoveKeepsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, own, second := attack5ReWrap(t, e, y)
+	w, own, second := reWrapAndDrop(t, e, y)
 	if err := e.s.Remove(CertificateID(y.Cert.Raw)); err != nil {
 		t.Fatal(err)
 	}
-	collected := attack5Collected(own)
+	collected := viewCollected(own)
 	runtime.KeepAlive(second)
 	if !collected || w.Value() != nil {
 		t.Fatalf("the dropped config's view is kept alive after Remove of the certificate it alone listed (wrapper collected: %v)", w.Value() == nil)

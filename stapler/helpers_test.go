@@ -404,10 +404,10 @@ func leafOnly(l *responder.Leaf) tls.Certificate {
 	return c
 }
 
-// attack5Leaf issues a leaf for names from e's CA, with e's responder in its
+// issueTestLeaf issues a leaf for names from e's CA, with e's responder in its
 // AIA, and returns it with its Leaf field cleared when noLeaf (as a
 // certificate built by hand, or loaded with x509keypairleaf=0, has it).
-func attack5Leaf(t *testing.T, e *env, noLeaf bool, names ...string) (*responder.Leaf, tls.Certificate) {
+func issueTestLeaf(t *testing.T, e *env, noLeaf bool, names ...string) (*responder.Leaf, tls.Certificate) {
 	t.Helper()
 	l, err := e.srv.Issue(responder.LeafOptions{DNSNames: names})
 	if err != nil {

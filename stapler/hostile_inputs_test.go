@@ -118,11 +118,11 @@ func TestOddListsNeverPanic(t *testing.T) {
 	_ = x509.ParseCertificate
 }
 
-// attack5OddHellos calls cfg's GetCertificate with odd server names and
+// serveOddHellos calls cfg's GetCertificate with odd server names and
 // hello shapes (empty, dots, wildcards, NUL, upper case, IP literals, very
 // long, no versions, unknown versions, no schemes), and GetClientCertificate
 // with odd requests, and returns the first panic, with what caused it.
-func attack5OddHellos(cfg *tls.Config) (caught string) {
+func serveOddHellos(cfg *tls.Config) (caught string) {
 	long := make([]byte, 70000)
 	for i := range long {
 		long[i] = 'a'
@@ -174,12 +174,12 @@ func attack5OddHellos(cfg *tls.Config) (caught string) {
 // nothing panics, server side or client side.
 func TestOddHellosNeverPanic(t *testing.T) {
 	e := newEnv(t, on)
-	_, a := attack5Leaf(t, e, true, "a.test", "*.w.test")
-	_, b := attack5Leaf(t, e, false, "b.test", "*.test")
+	_, a := issueTestLeaf(t, e, true, "a.test", "*.w.test")
+	_, b := issueTestLeaf(t, e, false, "b.test", "*.test")
 	bad := tls.Certificate{Certificate: [][]byte{{0x30, 0x00}}, PrivateKey: e.leaf.Key}
 	certs := []tls.Certificate{a, b, e.leaf.Certificate, bad, a}
 	cfg := e.s.Wrap(&tls.Config{Certificates: certs, NameToCertificate: map[string]*tls.Certificate{"*.n.test": &certs[1], "": &certs[0]}})
-	if p := attack5OddHellos(cfg); p != "" {
+	if p := serveOddHellos(cfg); p != "" {
 		t.Fatalf("panic on %s", p)
 	}
 }
@@ -193,9 +193,9 @@ func TestOddHellosNeverPanic(t *testing.T) {
 // could skip it as unsupported.
 func TestEmptyEntryNeverPanics(t *testing.T) {
 	e := newEnv(t, on)
-	_, a := attack5Leaf(t, e, false, "a.test")
+	_, a := issueTestLeaf(t, e, false, "a.test")
 	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{a, {}}})
-	if p := attack5OddHellos(cfg); p != "" {
+	if p := serveOddHellos(cfg); p != "" {
 		t.Fatalf("panic on %s", p)
 	}
 }

@@ -497,7 +497,7 @@ func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 // (WithStore), the certificate's stored values are deleted too". A
 // shutdown hook that removes certificates as it closes leaves them all on
 // disk, with no error and no log.
-func TestRemoveAfterCloseLeavesTheStoredValue(t *testing.T) {
+func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
 	e.wrapAndServe(e.leaf.Certificate)

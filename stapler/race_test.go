@@ -334,7 +334,7 @@ func TestReaddRaceSharedLeaves(t *testing.T) {
 // stapled; -race must see nothing.
 func TestReWrapStorm(t *testing.T) {
 	e := newEnv(t, on)
-	k := &attack5StapleChecker{t: t, e: e}
+	k := &stapleChecker{t: t, e: e}
 	chains := [][][]byte{e.leaf.Certificate.Certificate, slices.Clone(e.leaf.Certificate.Certificate)}
 	certOf := func(i int) tls.Certificate {
 		c := e.leaf.Certificate
@@ -441,16 +441,16 @@ func TestReWrapStorm(t *testing.T) {
 	}
 }
 
-// attack5StapleChecker verifies staples for one leaf, each distinct staple
+// stapleChecker verifies staples for one leaf, each distinct staple
 // (by its bytes' address) once: a signature check per call would be too
 // slow under -race.
-type attack5StapleChecker struct {
+type stapleChecker struct {
 	t    *testing.T
 	e    *env
 	seen sync.Map // *byte -> struct{}
 }
 
-func (k *attack5StapleChecker) ok(staple []byte) bool {
+func (k *stapleChecker) ok(staple []byte) bool {
 	if staple == nil {
 		return true
 	}
@@ -474,11 +474,11 @@ func (k *attack5StapleChecker) ok(staple []byte) bool {
 // when there is one, must be the leaf's.
 func TestSameLeafConfigsUnderChurn(t *testing.T) {
 	e := newEnv(t, on)
-	k := &attack5StapleChecker{t: t, e: e}
+	k := &stapleChecker{t: t, e: e}
 	full := e.leaf.Certificate
 	// Another chain of the same content (not the leaf alone: a state
 	// registered again, after Remove, from a chain without the issuer is
-	// never stapled; see TestRemoveThenLeafOnlyFirstLosesTheIssuer).
+	// never stapled; see TestRemoveThenLeafOnlyFirstKeepsTheIssuer).
 	leafOnly := full
 	leafOnly.Certificate = slices.Clone(full.Certificate)
 	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
@@ -596,7 +596,7 @@ func TestSameLeafConfigsUnderChurn(t *testing.T) {
 			}
 		}
 		// Served again (after Remove, managed afresh): wait for a staple.
-		attack5Eventually(t, e, fmt.Sprintf("a staple again (round %d)", round), func() bool {
+		eventuallyStatus(t, e, fmt.Sprintf("a staple again (round %d)", round), func() bool {
 			c, err := targets[0].cfg.GetCertificate(helloFor())
 			return err == nil && c.OCSPStaple != nil
 		})
@@ -617,9 +617,9 @@ func TestSameLeafConfigsUnderChurn(t *testing.T) {
 	}
 }
 
-// attack5Eventually is eventually, telling the leaf's status when it
+// eventuallyStatus is eventually, telling the leaf's status when it
 // times out.
-func attack5Eventually(t *testing.T, e *env, what string, cond func() bool) {
+func eventuallyStatus(t *testing.T, e *env, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(hangLimit)
 	for !cond() {

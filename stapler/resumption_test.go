@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestCloneOfAWrappedConfigNeverResumes: the wrapped config's
+// TestACloneOfAWrappedConfigResumes: the wrapped config's
 // UnwrapSession decrypts tickets with the wrapped config itself
 // (c.DecryptTicket on the config Wrap made), while crypto/tls encrypts
 // them with the connection's config. http.Server.ServeTLS (and anyone
@@ -25,7 +25,7 @@ import (
 // it issues ever decrypts, so no session is ever resumed, silently — every
 // connection is a full handshake. Expected: a Clone of a wrapped config
 // resumes as the config itself does.
-func TestCloneOfAWrappedConfigNeverResumes(t *testing.T) {
+func TestACloneOfAWrappedConfigResumes(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			e := newEnv(t, on)
@@ -64,12 +64,12 @@ func TestWrappedConfigResumesControl(t *testing.T) {
 	}
 }
 
-// TestGetConfigForClientNeverResumes: with GetConfigForClient,
+// TestAConfigFromGetConfigForClientResumes: with GetConfigForClient,
 // crypto/tls encrypts tickets with the outer config's keys (unless the
 // returned config sets its own), but the wrapped inner config's
 // UnwrapSession decrypts with the inner wrapped config's keys: no session
 // is ever resumed.
-func TestGetConfigForClientNeverResumes(t *testing.T) {
+func TestAConfigFromGetConfigForClientResumes(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			e := newEnv(t, on)
@@ -108,10 +108,10 @@ func TestGetConfigForClientResumesUnwrappedControl(t *testing.T) {
 	}
 }
 
-// TestHTTPServerNeverResumes: the README's way, http.Server.ServeTLS
+// TestHTTPServerResumesWithAWrappedConfig: the README's way, http.Server.ServeTLS
 // with a wrapped config, which net/http clones: no connection ever
 // resumes a session.
-func TestHTTPServerNeverResumes(t *testing.T) {
+func TestHTTPServerResumesWithAWrappedConfig(t *testing.T) {
 	e := newEnv(t, on)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -201,9 +201,9 @@ func TestTheBoundNeverRetiresListedCertificatesAtWrap(t *testing.T) {
 // fatal to the process, on one handshake for the name. Run in a child
 // process so that the crash fails this test alone.
 func TestTheBoundNeverRecursesWhenListedCertificatesFillIt(t *testing.T) {
-	if os.Getenv("ATTACK2_CHILD") != "1" {
+	if os.Getenv("BOUND_RECURSION_CHILD") != "1" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestTheBoundNeverRecursesWhenListedCertificatesFillIt$", "-test.timeout=2m")
-		cmd.Env = append(os.Environ(), "ATTACK2_CHILD=1")
+		cmd.Env = append(os.Environ(), "BOUND_RECURSION_CHILD=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			if i := bytes.Index(out, []byte("stack overflow")); i >= 0 {
@@ -280,7 +280,7 @@ func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too). TestRemoveThenLeafOnlyFirstLosesTheIssuer: two configs
+// FINDING (fixed), OLDER (fails at a08ca52 too). TestRemoveThenLeafOnlyFirstKeepsTheIssuer: two configs
 // list one leaf, A with its issuer in the chain, B with the leaf alone (a
 // server that sends a short chain to some clients; B is stapled because
 // the state learned the issuer from A's chain). After Remove ("served
@@ -292,7 +292,7 @@ func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 // (see TestAFixedChainIsStapled). Under concurrent handshakes this is
 // a race (TestSameLeafConfigsUnderChurn hit it in 2 runs out of 8
 // before its second chain was made to hold the issuer).
-func TestRemoveThenLeafOnlyFirstLosesTheIssuer(t *testing.T) {
+func TestRemoveThenLeafOnlyFirstKeepsTheIssuer(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))
 	b := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{leafOnly(e.leaf)}})

@@ -312,7 +312,7 @@ func TestTheFirstHandshakeOfALaterCertificateIsStapled(t *testing.T) {
 	errs := make(chan string, len(names))
 	for _, n := range names {
 		go func() {
-			staple, err := attack4HandshakeStaple(t, wrapped, roots, n)
+			staple, err := handshakeStaple(t, wrapped, roots, n)
 			switch {
 			case err != nil:
 				errs <- n + ": " + err.Error()
@@ -334,9 +334,9 @@ func TestTheFirstHandshakeOfALaterCertificateIsStapled(t *testing.T) {
 	}
 }
 
-// attack4HandshakeStaple is one real handshake on loopback; it returns
+// handshakeStaple is one real handshake on loopback; it returns
 // the staple the client got.
-func attack4HandshakeStaple(t *testing.T, server *tls.Config, roots *x509.CertPool, name string) ([]byte, error) {
+func handshakeStaple(t *testing.T, server *tls.Config, roots *x509.CertPool, name string) ([]byte, error) {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {

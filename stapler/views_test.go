@@ -181,8 +181,8 @@ func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *t
 // firstSupported falls back to position 0, the wrong certificate.
 func TestSNISelectsTheNamedCertificateWithoutLeaf(t *testing.T) {
 	e := newEnv(t, on)
-	a, ca := attack5Leaf(t, e, true, "a.test")
-	b, cb := attack5Leaf(t, e, true, "b.test")
+	a, ca := issueTestLeaf(t, e, true, "a.test")
+	b, cb := issueTestLeaf(t, e, true, "b.test")
 	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{ca, cb}})
 	addr := e.serve(cfg)
 	for _, tc := range []struct {
@@ -202,9 +202,9 @@ func TestSNISelectsTheNamedCertificateWithoutLeaf(t *testing.T) {
 	}
 }
 
-// attack5Ed25519 issues an Ed25519 leaf for localhost from e's CA, known
+// issueEd25519Leaf issues an Ed25519 leaf for localhost from e's CA, known
 // good to e's responder.
-func attack5Ed25519(t *testing.T, e *env) (tls.Certificate, *x509.Certificate) {
+func issueEd25519Leaf(t *testing.T, e *env) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -242,7 +242,7 @@ func attack5Ed25519(t *testing.T, e *env) (tls.Certificate, *x509.Certificate) {
 // returned, and the listed certificate's hit allocates nothing.
 func TestEd25519KeysAnyWay(t *testing.T) {
 	e := newEnv(t, on)
-	c, leaf := attack5Ed25519(t, e)
+	c, leaf := issueEd25519Leaf(t, e)
 	priv := c.PrivateKey.(ed25519.PrivateKey)
 	listed := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{c}})
 	leafOnly := c

@@ -322,11 +322,11 @@ func TestLeafBytesRewrittenInPlaceNeverServeTheOldStaple(t *testing.T) {
 		if viaGet {
 			name = "GetCertificate"
 		}
-		t.Run(name, func(t *testing.T) { attack6RewriteBytes(t, viaGet) })
+		t.Run(name, func(t *testing.T) { rewriteLeafBytesInPlace(t, viaGet) })
 	}
 }
 
-func attack6RewriteBytes(t *testing.T, viaGet bool) {
+func rewriteLeafBytesInPlace(t *testing.T, viaGet bool) {
 	e := newEnv(t, on)
 	l, err := e.srv.Issue(responder.LeafOptions{KeyType: responder.ECDSA, DNSNames: []string{"localhost"}})
 	if err != nil {
@@ -403,7 +403,7 @@ func attack6RewriteBytes(t *testing.T, viaGet bool) {
 func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 	e := newEnv(t, on)
 	old := e.leaf
-	renewed, err := e.srv.Issue(attack4LeafOptions())
+	renewed, err := e.srv.Issue(responder.LeafOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,8 +438,6 @@ func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 		t.Fatalf("the old wrapped config served %s with a staple for another certificate: %v", which, err)
 	}
 }
-
-func attack4LeafOptions() responder.LeafOptions { return responder.LeafOptions{} }
 
 // FINDING (fixed), OLDER (fails at a08ca52 too: the wrapper's copy was shallow before too). TestInPlaceLeafSwapNeverGetsTheOldStaple: an
 // application renews a certificate with the same key (certbot
