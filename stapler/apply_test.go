@@ -47,9 +47,9 @@ func TestSupersedes(t *testing.T) {
 	}
 }
 
-// TestOlderGoodNeverReplacesRevoked: after a revoked answer, a good response
-// produced two days earlier and still valid (a stale CDN edge, a replay on
-// the plain-HTTP path) is refused, and Strict keeps refusing the leaf.
+// After a revoked answer, a good response produced two days earlier and
+// still valid (a stale CDN edge, a replay on the plain-HTTP path) is
+// refused, and Strict keeps refusing the leaf.
 func TestOlderGoodNeverReplacesRevoked(t *testing.T) {
 	e := newEnv(t, on, WithPolicy(Strict))
 	srv, tamper := tamperingResponder(t, e.r)
@@ -389,13 +389,12 @@ func TestAFutureDatedUnverifiedStapleDoesNotOutrankAGenuineRevocation(t *testing
 	}
 }
 
-// TestSkipVerifyTurnedOffMidQuery: a query started while
-// skip_verify was on (signature and signer unchecked) ends after
-// SetStapling turned skip_verify off; its answer, signed by a key the CA
-// never authorized, is installed and stapled all the same (and the
-// refetch that SetStapling promises fails without removing it). Expected:
-// once skip_verify is off, no response whose signer was not checked is
-// stapled.
+// A query started while skip_verify was on (signature and signer unchecked)
+// ends after SetStapling turned skip_verify off; its answer, signed by a
+// key the CA never authorized, is installed and stapled all the same (and
+// the refetch that SetStapling promises fails without removing it).
+// Expected: once skip_verify is off, no response whose signer was not
+// checked is stapled.
 func TestSkipVerifyTurnedOffMidQuery(t *testing.T) {
 	e := newEnv(t, on)
 	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
@@ -440,7 +439,7 @@ func TestSkipVerifyTurnedOffMidQuery(t *testing.T) {
 	}
 }
 
-// AttackOlderValidAnswerAfterCacheTTL: a responder behind a CDN whose edges
+// Guards a defect since fixed: a responder behind a CDN whose edges
 // disagree (one edge answers with a response produced earlier, still valid
 // for a day). cache_ttl is 60 s. The Stapler holds the newer response; once
 // cache_ttl has passed it may no longer serve it, and every answer the
@@ -448,11 +447,12 @@ func TestSkipVerifyTurnedOffMidQuery(t *testing.T) {
 // than the one held (which is itself no longer served). Rollback protection
 // refuses it, and staleBackoff, finding nothing left of the held staple,
 // waits 30 minutes: the certificate goes unstapled (must-staple and Strict
-// handshakes refused) for half an hour at a time while the responder answers
-// every query with a valid good response. Expected: within a couple of
-// recovery periods after cache_ttl ran out, a valid good staple is served
-// again (accepting an older good answer is no rollback when the held good
-// one can no longer be served; at least, retry on the recovery schedule).
+// handshakes refused) for half an hour at a time while the responder
+// answers every query with a valid good response. Expected: within a couple
+// of recovery periods after cache_ttl ran out, a valid good staple is
+// served again (accepting an older good answer is no rollback when the held
+// good one can no longer be served; at least, retry on the recovery
+// schedule).
 func TestOlderGoodAnswerIsStapledAfterCacheTTL(t *testing.T) {
 	e := newEnv(t, on, WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 60}))
 	srv, tamper := tamperingResponder(t, e.r)

@@ -25,10 +25,10 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// PASSING PROBE. TestOpenSSLStatus: openssl s_client -status, with
-// and without SNI, TLS 1.2 and 1.3, against a wrapped config listing two
-// certificates for different names: each gets the certificate for its
-// name (the first without SNI) and an OCSP response.
+// openssl s_client -status, with and without SNI, TLS 1.2 and 1.3, against
+// a wrapped config listing two certificates for different names: each gets
+// the certificate for its name (the first without SNI) and an OCSP
+// response.
 func TestOpenSSLStatus(t *testing.T) {
 	path, err := exec.LookPath("openssl")
 	if err != nil {
@@ -64,10 +64,10 @@ func TestOpenSSLStatus(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestMutualTLS: a wrapped client config listing
-// two certificates (the first for a CA the server does not accept), and
-// one with GetClientCertificate, in real mutual TLS 1.2 and 1.3
-// handshakes: the server sees the certificate it accepts, with no panic.
+// A wrapped client config listing two certificates (the first for a CA the
+// server does not accept), and one with GetClientCertificate, in real
+// mutual TLS 1.2 and 1.3 handshakes: the server sees the certificate it
+// accepts, with no panic.
 func TestMutualTLS(t *testing.T) {
 	e := newEnv(t, on)
 	foreignCA, err := responder.NewCA(responder.CAOptions{CommonName: "foreign"})

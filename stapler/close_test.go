@@ -17,12 +17,12 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// PROBE (passes): promise "no panic on any input", "-race clean". On the
-// system clock, Close runs while handshakes go on and configs are wrapped
-// (listed leaves and leaves from GetCertificate, new and known); after
-// Close, new leaves are wrapped and served: every handshake completes.
+// Promise "no panic on any input", "-race clean". On the system clock,
+// Close runs while handshakes go on and configs are wrapped (listed leaves
+// and leaves from GetCertificate, new and known); after Close, new leaves
+// are wrapped and served: every handshake completes.
 func TestWrapAndServeAcrossClose(t *testing.T) {
-	e := newEnv(t, on, WithClock(clock.System{}), WithColdWait(50*time.Millisecond)) // see TestNewCertificateAfterCloseWaitsTheColdWait
+	e := newEnv(t, on, WithClock(clock.System{}), WithColdWait(50*time.Millisecond)) // see TestANewCertificateAfterCloseDoesNotWaitTheColdWait
 	e.r.SetClock(time.Now)
 	issue := func() tls.Certificate {
 		l, err := e.srv.Issue(responder.LeafOptions{})
@@ -69,14 +69,14 @@ func TestWrapAndServeAcrossClose(t *testing.T) {
 	}
 }
 
-// FINDING (fixed; latency, outside the listed promises; found by the probe above
-// with the default test cold wait of a minute): after Close, a certificate
-// seen for the first time gets a cold gate that nothing will ever open (no
-// fetch starts once closed), so every handshake serving it waits the full
-// cold wait (Timeout/4 by default) before being served without a staple.
-// Checked white-box, without a clock: the gate of a certificate added
-// after Close must be open (or absent).
-func TestNewCertificateAfterCloseWaitsTheColdWait(t *testing.T) {
+// A certificate seen for the first time after Close is served at once,
+// without a staple: its cold gate is open (or absent), since no fetch
+// starts once closed. Checked white-box, without a clock. Found by
+// TestWrapAndServeAcrossClose with the default test cold wait of a minute
+// (latency, outside the listed promises): such a certificate got a gate
+// that nothing would ever open, and every handshake serving it waited the
+// full cold wait (Timeout/4 by default).
+func TestANewCertificateAfterCloseDoesNotWaitTheColdWait(t *testing.T) {
 	e := newEnv(t, on)
 	l, err := e.srv.Issue(responder.LeafOptions{})
 	if err != nil {
@@ -94,14 +94,13 @@ func TestNewCertificateAfterCloseWaitsTheColdWait(t *testing.T) {
 	}
 }
 
-// PROBE (passes): promise "a staple is never served past its expiry (with
-// the system clock: withdrawn up to 1 s early; after Close, exact)". A
-// Stapler on the system clock serves a staple that expires a few seconds
-// after it is fetched (the responder then fails every refresh), with
-// handshakes running while it is closed and after. A handshake started
-// after the staple's nextUpdate must not carry it. The pass condition is
-// sound on any machine: a failure means a staple whose nextUpdate is before
-// the handshake began.
+// Promise "a staple is never served past its expiry (with the system clock:
+// withdrawn up to 1 s early; after Close, exact)". A Stapler on the system
+// clock serves a staple that expires a few seconds after it is fetched (the
+// responder then fails every refresh), with handshakes running while it is
+// closed and after. A handshake started after the staple's nextUpdate must
+// not carry it. The pass condition is sound on any machine: a failure means
+// a staple whose nextUpdate is before the handshake began.
 func TestCloseDuringHandshakesNearExpiry(t *testing.T) {
 	e := newEnv(t, on, WithClock(clock.System{}))
 	e.r.SetClock(time.Now)

@@ -275,10 +275,9 @@ func viewCollected(v weak.Pointer[view]) bool {
 	return false
 }
 
-// PASSING PROBE. TestReWrapLeavesNothingOfTheOldConfig: a config
-// wrapped again with another chain for its one leaf: once the application
-// drops the first wrapped config, its wrapper and the view its entry kept
-// are collected.
+// A config wrapped again with another chain for its one leaf: once the
+// application drops the first wrapped config, its wrapper and the view its
+// entry kept are collected.
 func TestReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
 	e := newEnv(t, on)
 	w, own, second := reWrapAndDrop(t, e, nil)
@@ -288,16 +287,15 @@ func TestReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
 	runtime.KeepAlive(second)
 }
 
-// FINDING (fixed) (memory retention; the code before 7e23a27 held the old copy of
-// the list alive the same way, through managed.orig). A config listing X
-// and Y is wrapped again with X only (Y rotated out of the list, not yet
-// Removed, as an application rotating certificates and calling Remove
-// later does): Y's state keeps its view, made for the first config's list
-// entry, and view.home points into the first config's list array, so that
-// the whole array stays reachable, and with it every other entry's own
-// view: here X's chain and key as the dropped config held them. At 100,000
-// certificates a re-Wrap that drops one certificate keeps every view of the
-// old list alive until that certificate is Removed.
+// Guards a defect since fixed: A config listing X and Y is wrapped again
+// with X only (Y rotated out of the list, not yet Removed, as an
+// application rotating certificates and calling Remove later does): Y's
+// state keeps its view, made for the first config's list entry, and
+// view.home points into the first config's list array, so that the whole
+// array stays reachable, and with it every other entry's own view: here X's
+// chain and key as the dropped config held them. At 100,000 certificates a
+// re-Wrap that drops one certificate keeps every view of the old list alive
+// until that certificate is Removed.
 func TestReWrapDroppingOneKeepsNoOtherView(t *testing.T) {
 	e := newEnv(t, on)
 	y, err := e.srv.Issue(responder.LeafOptions{})
@@ -312,8 +310,7 @@ func TestReWrapDroppingOneKeepsNoOtherView(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestReWrapDroppingOneThenRemoveKeepsNothing: as
-// above, and once Y is Removed, nothing of the dropped config remains.
+// As above, and once Y is Removed, nothing of the dropped config remains.
 func TestReWrapDroppingOneThenRemoveKeepsNothing(t *testing.T) {
 	e := newEnv(t, on)
 	y, err := e.srv.Issue(responder.LeafOptions{})

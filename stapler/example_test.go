@@ -292,8 +292,7 @@ func ExampleVerifier_crl() {
 	_ = server // server.ListenAndServeTLS("server.pem", "server.key")
 }
 
-// DEFECT (an Example that does not show what it claims; issue 16 asked for
-// exactly this to be fixed): ExampleVerifier's doc says "a revoked
+// Guards a defect since fixed: ExampleVerifier's doc says "a revoked
 // certificate is refused, and so is a must-staple one that comes without a
 // staple", but the example only shows the revocation; no must-staple
 // certificate appears in it and its Output has no must-staple line. A

@@ -392,9 +392,8 @@ func TestRevokedDelegateIsRefusedWhenItsCheckIsSentAgainByPOST(t *testing.T) {
 	}
 }
 
-// TestRefusedAnswersKeepTheConnection: a responder that labels its answers
-// with the wrong content type (or answers an error page) does not cost a
-// new TCP connection per request.
+// A responder that labels its answers with the wrong content type (or
+// answers an error page) does not cost a new TCP connection per request.
 func TestRefusedAnswersKeepTheConnection(t *testing.T) {
 	for _, kind := range []responder.FaultKind{responder.FaultWrongContentType, responder.FaultHTTP503HTML} {
 		t.Run(kind.String(), func(t *testing.T) {

@@ -29,13 +29,13 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// PASSING PROBE. TestOddListsNeverPanic: a list with an empty
-// entry, entries whose leaf DER is empty, nil or unparsable, the same leaf
-// twice with different chains, and a NameToCertificate pointing inside
-// (at the second copy of the leaf) and outside the list: no panic, the
-// named entry is served with its own chain and its staple, and so is the
-// certificate outside; then the same after OCSP is turned off and on,
-// after Remove, on a Clone wrapped again, and on the client side.
+// A list with an empty entry, entries whose leaf DER is empty, nil or
+// unparsable, the same leaf twice with different chains, and a
+// NameToCertificate pointing inside (at the second copy of the leaf) and
+// outside the list: no panic, the named entry is served with its own chain
+// and its staple, and so is the certificate outside; then the same after
+// OCSP is turned off and on, after Remove, on a Clone wrapped again, and on
+// the client side.
 func TestOddListsNeverPanic(t *testing.T) {
 	e := newEnv(t, on)
 	outside, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"outside.test"}})
@@ -168,10 +168,9 @@ func serveOddHellos(cfg *tls.Config) (caught string) {
 	return caught
 }
 
-// PASSING PROBE. TestOddHellosNeverPanic: the odd hellos against a
-// list with exact and wildcard names, Leaf set and not, the same leaf
-// twice, an unparsable leaf, and a NameToCertificate with a wildcard key:
-// nothing panics, server side or client side.
+// The odd hellos against a list with exact and wildcard names, Leaf set and
+// not, the same leaf twice, an unparsable leaf, and a NameToCertificate
+// with a wildcard key: nothing panics, server side or client side.
 func TestOddHellosNeverPanic(t *testing.T) {
 	e := newEnv(t, on)
 	_, a := issueTestLeaf(t, e, true, "a.test", "*.w.test")
@@ -184,13 +183,12 @@ func TestOddHellosNeverPanic(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too; crypto/tls panics the same way with the unwrapped config). TestEmptyEntryNeverPanics: "nothing panics on any input". A list
-// with an empty tls.Certificate after certificates the hello does not
-// match (any server name the others are not valid for, sent by any remote
-// client) panics the handshake: selectSlowly asks crypto/tls's
-// SupportsCertificate about the empty entry, which indexes
-// Certificate[0]. Wrap knows the entry is empty (listEntry.m == nil) and
-// could skip it as unsupported.
+// Guards a defect since fixed: "nothing panics on any input". A list with
+// an empty tls.Certificate after certificates the hello does not match (any
+// server name the others are not valid for, sent by any remote client)
+// panics the handshake: selectSlowly asks crypto/tls's SupportsCertificate
+// about the empty entry, which indexes Certificate[0]. Wrap knows the entry
+// is empty (listEntry.m == nil) and could skip it as unsupported.
 func TestEmptyEntryNeverPanics(t *testing.T) {
 	e := newEnv(t, on)
 	_, a := issueTestLeaf(t, e, false, "a.test")
@@ -560,10 +558,10 @@ func TestLargestStapleCompletesTLS12And13(t *testing.T) {
 	}
 }
 
-// AttackSigAlgParamsJunk: the AlgorithmIdentifier of the response's
-// signature lies outside the signed ResponseData. The parser accepts any one
-// element there as "parameters", so anyone on the plain-HTTP path (or with
-// write access to the store) can stuff ~14 KB of junk into a CA-signed
+// Guards a defect since fixed: the AlgorithmIdentifier of the response's
+// signature lies outside the signed ResponseData. The parser accepts any
+// one element there as "parameters", so anyone on the plain-HTTP path (or
+// with write access to the store) can stuff ~14 KB of junk into a CA-signed
 // response: it verifies, replaces the staple, and is stapled verbatim. For
 // ECDSA and Ed25519 the parameters must be absent (RFC 5758 3.2, RFC 8410
 // 3), for RSA PKCS#1 v1.5 they must be NULL (RFC 4055 5).
@@ -613,8 +611,8 @@ func TestSigAlgParamsJunkRefusedByTheParser(t *testing.T) {
 	}
 }
 
-// AttackDuplicatedCertsInflateTheStaple: the certs field also lies outside
-// the signature. Every embedded certificate must parse, but nothing stops
+// Guards a defect since fixed: the certs field also lies outside the
+// signature. Every embedded certificate must parse, but nothing stops
 // anyone on the plain-HTTP path from appending the same valid certificate
 // (here the CA's own, 20 times) to a CA-signed response: it verifies, is
 // installed, and every handshake carries kilobytes of bytes the CA never
@@ -650,14 +648,13 @@ func TestTheStapleCarriesOnlyTheCertificateAClientNeeds(t *testing.T) {
 	}
 }
 
-// AttackRenewedDelegateListedAfterItsPredecessor: a delegated responder
-// whose certificate was renewed with the same key (common: the key lives in
-// an HSM) embeds both certificates, the expired one first. checkSigner stops
-// at the first embedded certificate whose key made the signature and
-// refuses the response because that certificate has expired, without
-// trying the next one, which is valid and authorized. Expected: the
-// response verifies (some embedded certificate that made the signature is a
-// valid delegate).
+// Guards a defect since fixed: a delegated responder whose certificate was
+// renewed with the same key (common: the key lives in an HSM) embeds both
+// certificates, the expired one first. checkSigner stops at the first
+// embedded certificate whose key made the signature and refuses the
+// response because that certificate has expired, without trying the next
+// one, which is valid and authorized. Expected: the response verifies (some
+// embedded certificate that made the signature is a valid delegate).
 func TestRenewedDelegateListedAfterItsPredecessor(t *testing.T) {
 	f := ocsptest.NewOCSPFixture(t)
 	d := f.Delegate

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestMetricsCountEveryOutcome: handshakes stapled, unstapled and refused,
-// and queries by outcome and failure kind, each counted once.
+// Handshakes stapled, unstapled and refused, and queries by outcome and
+// failure kind, each counted once.
 func TestMetricsCountEveryOutcome(t *testing.T) {
 	e := newEnv(t, on, WithPolicy(Strict))
 	good := e.leaf

@@ -163,10 +163,9 @@ func TestAFailingOrSlowStoreNeverDelaysAStaple(t *testing.T) {
 	}
 }
 
-// TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait: on start the
-// store is read before the responder is asked; a read that hangs is given
-// up after the cold wait (not the store's own 10 s timeout), and the fetch
-// goes ahead.
+// On start the store is read before the responder is asked; a read that
+// hangs is given up after the cold wait (not the store's own 10 s timeout),
+// and the fetch goes ahead.
 func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 	const coldWait = 200 * time.Millisecond
 	store := &brokenStore{hangGet: true}
@@ -185,9 +184,9 @@ func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 }
 
-// TestRemoveDeletesTheStoredResponse: Remove means forget; with a store,
-// the certificate's stored response is deleted too (on the writer's
-// goroutine, after the writes queued before it; Close flushes it).
+// Remove means forget; with a store, the certificate's stored response is
+// deleted too (on the writer's goroutine, after the writes queued before
+// it; Close flushes it).
 func TestRemoveDeletesTheStoredResponse(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -248,14 +247,14 @@ func TestAnUnverifiedStapleIsNeverStored(t *testing.T) {
 	}
 }
 
-// AttackRevokedServedGoodFromAPlantedStoreValue: OCSP responses are public;
-// anyone can fetch a good one before a certificate is revoked. With a
-// DirStore in a directory writable by others (one DirStore documents it
-// refuses: Put does, Get does not), a local user plants that good response
-// under the certificate's ID. After the revocation the server starts: the
-// Stapler restores the planted response, makes no query, and staples
-// "good" for a revoked certificate until its next refresh. Expected: the
-// value is refused, the responder is asked, and the staple says revoked.
+// Guards a defect since fixed: OCSP responses are public; anyone can fetch
+// a good one before a certificate is revoked. With a DirStore in a
+// directory writable by others (one DirStore documents it refuses: Put
+// does, Get does not), a local user plants that good response under the
+// certificate's ID. After the revocation the server starts: the Stapler
+// restores the planted response, makes no query, and staples "good" for a
+// revoked certificate until its next refresh. Expected: the value is
+// refused, the responder is asked, and the staple says revoked.
 func TestAPlantedStoreValueNeverServesARevokedCertificateGood(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -321,8 +320,7 @@ func waitStarted(t *testing.T, b *blockingDeletes) {
 	}
 }
 
-// TestServedAgainAfterRemoveIsNotRestoredFromTheFileBeingDeleted: a
-// certificate removed and served again at once, while its file is still
+// A certificate removed and served again at once, while its file is still
 // being deleted, is fetched afresh, not restored from that file (Remove
 // means forget).
 func TestServedAgainAfterRemoveIsNotRestoredFromTheFileBeingDeleted(t *testing.T) {
@@ -355,8 +353,8 @@ func TestServedAgainAfterRemoveIsNotRestoredFromTheFileBeingDeleted(t *testing.T
 	store.release()
 }
 
-// TestRemoveRacingCloseIsFlushed: a deletion queued while Close writes
-// the writer's last batch is made before Close returns.
+// A deletion queued while Close writes the writer's last batch is made
+// before Close returns.
 func TestRemoveRacingCloseIsFlushed(t *testing.T) {
 	store := newBlockingDeletes(t)
 	e := newEnv(t, on, WithStore(store))
@@ -440,14 +438,14 @@ func waitHeld(t *testing.T, g *gatedResponder) {
 	}
 }
 
-// DEFECT (resurrection with a DirStore): Remove's doc promises that with a
-// store of the server's own "the response [is] deleted in the background,
-// after any write still pending for it" and persist.go that "the deletion
-// is the last word". But a query already in flight when Remove is called
-// (a Test from the admin API, or a scheduled refresh) is still applied
-// after Remove (apply/record never look at m.removed), and its write is
-// queued after the deletion: the removed certificate's response is written
-// back to the store, and Close flushes it to disk.
+// Guards a defect since fixed: Remove's doc promises that with a store of
+// the server's own "the response [is] deleted in the background, after any
+// write still pending for it" and persist.go that "the deletion is the last
+// word". But a query already in flight when Remove is called (a Test from
+// the admin API, or a scheduled refresh) is still applied after Remove
+// (apply/record never look at m.removed), and its write is queued after the
+// deletion: the removed certificate's response is written back to the
+// store, and Close flushes it to disk.
 func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -490,13 +488,12 @@ func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 	}
 }
 
-// DEFECT (Remove after Close is silently a no-op for the store): Remove
-// returns nil and the certificate leaves Status, yet when the Stapler is
-// closed (or closing) the stored response is never deleted (Remove skips
-// forget when s.closed is set), while its doc says "with a store
-// (WithStore), the certificate's stored values are deleted too". A
-// shutdown hook that removes certificates as it closes leaves them all on
-// disk, with no error and no log.
+// Guards a defect since fixed: Remove returns nil and the certificate
+// leaves Status, yet when the Stapler is closed (or closing) the stored
+// response is never deleted (Remove skips forget when s.closed is set),
+// while its doc says "with a store (WithStore), the certificate's stored
+// values are deleted too". A shutdown hook that removes certificates as it
+// closes leaves them all on disk, with no error and no log.
 func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -522,13 +519,12 @@ func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
 
 func timeAfterHang() <-chan time.Time { return time.After(hangLimit) }
 
-// DEFECT (same root cause, no race needed): the natural use of the status
-// hook, "when a certificate turns revoked, stop managing it", resurrects
-// its stored response every time. The hook runs inside apply, before
-// record hands the installed response to the store; Remove (from the hook)
-// queues the deletion, and the write queued right after it puts the
-// revoked response back. After Close the removed certificate's response is
-// on disk.
+// Guards a defect since fixed: the natural use of the status hook, "when a
+// certificate turns revoked, stop managing it", resurrects its stored
+// response every time. The hook runs inside apply, before record hands the
+// installed response to the store; Remove (from the hook) queues the
+// deletion, and the write queued right after it puts the revoked response
+// back. After Close the removed certificate's response is on disk.
 func TestRemoveFromTheStatusHookLeavesNoStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	var s *Stapler

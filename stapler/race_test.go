@@ -183,11 +183,10 @@ func TestRaceSoak(t *testing.T) {
 	t.Logf("%d handshakes, %d stapled", handshakes.Load(), stapled.Load())
 }
 
-// HELD UP (no race reported under -race).
-// TestRaceHandshakesWrapRemove: real handshakes on several wrapped
-// configs (a Clone per connection with other versions, a GetConfigForClient
-// config) while the application wraps again, removes certificates, changes
-// their settings and the configuration. Run with -race.
+// Real handshakes on several wrapped configs (a Clone per connection with
+// other versions, a GetConfigForClient config) while the application wraps
+// again, removes certificates, changes their settings and the
+// configuration. Run with -race.
 func TestRaceHandshakesWrapRemove(t *testing.T) {
 	e := newEnv(t, on)
 	var certs []tls.Certificate
@@ -246,12 +245,12 @@ func TestRaceHandshakesWrapRemove(t *testing.T) {
 	stop.Store(true)
 }
 
-// PROBE (passes): promises "never another certificate's staple", "no
-// panic", "-race clean". Two wrapped configs list the same two leaves in
-// opposite orders (and a third lists one of them alone) while a goroutine
-// removes the leaves over and over, so that handshakes re-register them
-// (wrapper.readd) from both configs at once. Every staple served must be
-// the served leaf's own; the leaves end up stapled again.
+// Promises "never another certificate's staple", "no panic", "-race clean".
+// Two wrapped configs list the same two leaves in opposite orders (and a
+// third lists one of them alone) while a goroutine removes the leaves over
+// and over, so that handshakes re-register them (wrapper.readd) from both
+// configs at once. Every staple served must be the served leaf's own; the
+// leaves end up stapled again.
 func TestReaddRaceSharedLeaves(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(names ...string) *responder.Leaf { return e.mustIssue(responder.ECDSA, names...) }
@@ -324,14 +323,13 @@ func TestReaddRaceSharedLeaves(t *testing.T) {
 	e.waitStapled(b)
 }
 
-// PASSING PROBE. TestReWrapStorm: one goroutine wraps the same leaf
-// again and again with alternating chains (each a new list entry taking
-// the state's view), a GetConfigForClient returns a new application config
-// on every call (wrapped each time: the view moves on every handshake), and
-// handshakes run on the old wrapped configs, the newest, and real
-// connections, while the staple is refreshed. Every handshake must get the
-// chain its config held, by identity, and a staple of the leaf once
-// stapled; -race must see nothing.
+// One goroutine wraps the same leaf again and again with alternating chains
+// (each a new list entry taking the state's view), a GetConfigForClient
+// returns a new application config on every call (wrapped each time: the
+// view moves on every handshake), and handshakes run on the old wrapped
+// configs, the newest, and real connections, while the staple is refreshed.
+// Every handshake must get the chain its config held, by identity, and a
+// staple of the leaf once stapled; -race must see nothing.
 func TestReWrapStorm(t *testing.T) {
 	e := newEnv(t, on)
 	k := &stapleChecker{t: t, e: e}
@@ -465,13 +463,12 @@ func (k *stapleChecker) ok(staple []byte) bool {
 	return true
 }
 
-// PASSING PROBE. TestSameLeafConfigsUnderChurn: many configs list
-// the same leaf with different chains (and one with another key object),
-// an application GetCertificate hands out fresh copies, a
-// GetConfigForClient alternates between two configs; handshakes race
-// refreshes, re-Wraps, Remove, and OCSP turned off and on. Every handshake
-// must get what its config held (chain and key, by identity), and a staple,
-// when there is one, must be the leaf's.
+// Many configs list the same leaf with different chains (and one with
+// another key object), an application GetCertificate hands out fresh
+// copies, a GetConfigForClient alternates between two configs; handshakes
+// race refreshes, re-Wraps, Remove, and OCSP turned off and on. Every
+// handshake must get what its config held (chain and key, by identity), and
+// a staple, when there is one, must be the leaf's.
 func TestSameLeafConfigsUnderChurn(t *testing.T) {
 	e := newEnv(t, on)
 	k := &stapleChecker{t: t, e: e}

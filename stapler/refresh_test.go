@@ -16,9 +16,9 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestRetryPlannedBeforeTheStapleExpires: with the recovery tries used up,
-// the next query still comes before the held staple expires, so that a
-// must-staple leaf is stapled again as soon as the responder is back.
+// With the recovery tries used up, the next query still comes before the
+// held staple expires, so that a must-staple leaf is stapled again as soon
+// as the responder is back.
 func TestRetryPlannedBeforeTheStapleExpires(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, RecoveryFrequency: 60, RecoveryMaxTries: 2})
 	e.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: 40 * time.Minute})
@@ -55,9 +55,8 @@ func TestRetryPlannedBeforeTheStapleExpires(t *testing.T) {
 	}
 }
 
-// TestStaleResponderIsNotPolled: a responder that keeps serving responses
-// produced four days ago (past their half-life) is asked about twice an
-// hour, not every minute.
+// A responder that keeps serving responses produced four days ago (past
+// their half-life) is asked about twice an hour, not every minute.
 func TestStaleResponderIsNotPolled(t *testing.T) {
 	for _, same := range []bool{false, true} {
 		name := map[bool]string{false: "backdated answers", true: "the very same response"}[same]
@@ -90,7 +89,7 @@ func TestStaleResponderIsNotPolled(t *testing.T) {
 	}
 }
 
-// TestExpiredLeafRetires: a leaf past its NotAfter is no longer queried.
+// A leaf past its NotAfter is no longer queried.
 func TestExpiredLeafRetires(t *testing.T) {
 	e := newEnv(t, on)
 	short, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"short.test"}, NotBefore: e.clock.Now().Add(-time.Hour), NotAfter: e.clock.Now().Add(2 * time.Hour)})
@@ -122,9 +121,8 @@ func TestExpiredLeafRetires(t *testing.T) {
 	}
 }
 
-// TestSharedQueryIsCountedOnce: a certificate re-queued while its fetch
-// hangs (SetStapling) shares that one request, and its failure counts one
-// try, not two.
+// A certificate re-queued while its fetch hangs (SetStapling) shares that
+// one request, and its failure counts one try, not two.
 func TestSharedQueryIsCountedOnce(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 30})
 	var requests atomic.Int32

@@ -16,15 +16,13 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestACloneOfAWrappedConfigResumes: the wrapped config's
-// UnwrapSession decrypts tickets with the wrapped config itself
-// (c.DecryptTicket on the config Wrap made), while crypto/tls encrypts
-// them with the connection's config. http.Server.ServeTLS (and anyone
-// else) serves a Clone of the wrapped config, whose ticket keys are its
-// own (generated on first use, or set by SetSessionTicketKeys): no ticket
-// it issues ever decrypts, so no session is ever resumed, silently — every
-// connection is a full handshake. Expected: a Clone of a wrapped config
-// resumes as the config itself does.
+// A Clone of a wrapped config (what http.Server.ServeTLS serves) resumes
+// sessions as the config itself does. Found when the wrapped config's
+// UnwrapSession decrypted tickets with the wrapped config itself
+// (c.DecryptTicket on the config Wrap made), while crypto/tls encrypts them
+// with the connection's config: a Clone, whose ticket keys are its own
+// (generated on first use, or set by SetSessionTicketKeys), never resumed a
+// session, silently — every connection was a full handshake.
 func TestACloneOfAWrappedConfigResumes(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
@@ -49,7 +47,7 @@ func TestACloneOfAWrappedConfigResumes(t *testing.T) {
 	}
 }
 
-// TestWrappedConfigResumesControl is the control: served as it is, the
+// The control for TestACloneOfAWrappedConfigResumes: served as it is, the
 // wrapped config resumes.
 func TestWrappedConfigResumesControl(t *testing.T) {
 	e := newEnv(t, on)
@@ -64,11 +62,11 @@ func TestWrappedConfigResumesControl(t *testing.T) {
 	}
 }
 
-// TestAConfigFromGetConfigForClientResumes: with GetConfigForClient,
-// crypto/tls encrypts tickets with the outer config's keys (unless the
-// returned config sets its own), but the wrapped inner config's
-// UnwrapSession decrypts with the inner wrapped config's keys: no session
-// is ever resumed.
+// The config a wrapped config's GetConfigForClient returns resumes
+// sessions. Found when crypto/tls encrypted tickets with the outer config's
+// keys (unless the returned config sets its own) while the wrapped inner
+// config's UnwrapSession decrypted them with the inner config's keys: no
+// session was ever resumed.
 func TestAConfigFromGetConfigForClientResumes(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
@@ -108,9 +106,9 @@ func TestGetConfigForClientResumesUnwrappedControl(t *testing.T) {
 	}
 }
 
-// TestHTTPServerResumesWithAWrappedConfig: the README's way, http.Server.ServeTLS
-// with a wrapped config, which net/http clones: no connection ever
-// resumes a session.
+// The README's way, http.Server.ServeTLS with a wrapped config (which
+// net/http clones), resumes sessions. Found when no such connection ever
+// resumed a session.
 func TestHTTPServerResumesWithAWrappedConfig(t *testing.T) {
 	e := newEnv(t, on)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -140,18 +138,18 @@ func TestHTTPServerResumesWithAWrappedConfig(t *testing.T) {
 	}
 }
 
-// AttackStrictRevokedServedOnResumption: Strict (and MustStaple) promise a
-// handshake failure instead of a certificate known to be revoked. A client
-// that resumes a session begun before the revocation skips GetCertificate
+// Guards a defect since fixed: Strict (and MustStaple) promise a handshake
+// failure instead of a certificate known to be revoked. A client that
+// resumes a session begun before the revocation skips GetCertificate
 // entirely (crypto/tls sends no certificate on resumption), so the server
 // goes on authenticating as the revoked certificate for as long as its
 // session tickets live (up to 7 days), with the Stapler knowing it is
-// revoked. Expected: once the Stapler knows the certificate is revoked,
-// a wrapped Strict config refuses to resume sessions for it (for instance
-// by wrapping UnwrapSession / WrapSession, or rotating the ticket keys), so
-// the client falls back to a full handshake, which Strict refuses. (TLS
-// 1.2 holds: crypto/tls's 1.2 server calls GetCertificate before it looks
-// at the ticket; its 1.3 server resumes without calling it.)
+// revoked. Expected: once the Stapler knows the certificate is revoked, a
+// wrapped Strict config refuses to resume sessions for it (for instance by
+// wrapping UnwrapSession / WrapSession, or rotating the ticket keys), so
+// the client falls back to a full handshake, which Strict refuses. (TLS 1.2
+// holds: crypto/tls's 1.2 server calls GetCertificate before it looks at
+// the ticket; its 1.3 server resumes without calling it.)
 func TestStrictNeverResumesWhileACertificateIsKnownRevoked(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {

@@ -21,12 +21,12 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestRotatingLeavesFollowTheLiveSet: an application's GetCertificate hands
-// out a new leaf every day and serves each for three days (rotation, per-
-// tenant certificates loaded on demand). Over a simulated month on the
-// injected clock, the managed certificates, their memory and the responder
-// requests follow the live set, not the total ever served; a listed
-// certificate never retires; a retired leaf served again is managed afresh.
+// An application's GetCertificate hands out a new leaf every day and serves
+// each for three days (rotation, per- tenant certificates loaded on
+// demand). Over a simulated month on the injected clock, the managed
+// certificates, their memory and the responder requests follow the live
+// set, not the total ever served; a listed certificate never retires; a
+// retired leaf served again is managed afresh.
 func TestRotatingLeavesFollowTheLiveSet(t *testing.T) {
 	const day = 24 * time.Hour
 	e := newEnv(t, on, WithIdleRetirement(2*day))
@@ -122,8 +122,8 @@ func TestRotatingLeavesFollowTheLiveSet(t *testing.T) {
 	runtime.KeepAlive(all)
 }
 
-// TestMaxCertificatesRetiresTheLeastRecentlyServed: under a flood of
-// distinct leaves, the bound holds, and the most recently served survive.
+// Under a flood of distinct leaves, the bound holds, and the most recently
+// served survive.
 func TestMaxCertificatesRetiresTheLeastRecentlyServed(t *testing.T) {
 	e := newEnv(t, on, WithMaxCertificates(16), WithIdleRetirement(0))
 	var leaves []*responder.Leaf
@@ -154,11 +154,10 @@ func TestMaxCertificatesRetiresTheLeastRecentlyServed(t *testing.T) {
 	}
 }
 
-// TestTheBoundNeverRetiresListedCertificatesAtWrap: "Listed certificates
-// never retire", but Wrap registers its certificates (addAll, which
-// applies the bound) before it marks them listed: wrapping more
-// certificates than WithMaxCertificates allows retires some of the very
-// certificates being listed. They are then neither fetched at Wrap nor
+// "Listed certificates never retire", but Wrap registers its certificates
+// (addAll, which applies the bound) before it marks them listed: wrapping
+// more certificates than WithMaxCertificates allows retires some of the
+// very certificates being listed. They are then neither fetched at Wrap nor
 // protected from retirement, and the first handshakes go unstapled.
 func TestTheBoundNeverRetiresListedCertificatesAtWrap(t *testing.T) {
 	e := newEnv(t, on, WithMaxCertificates(2))
@@ -193,13 +192,12 @@ func TestTheBoundNeverRetiresListedCertificatesAtWrap(t *testing.T) {
 	}
 }
 
-// TestTheBoundNeverRecursesWhenListedCertificatesFillIt: with as many listed
-// certificates as WithMaxCertificates allows, a certificate found on its
-// own (the application's GetCertificate) is retired by the bound in the
-// very add that registers it; serveManaged sees it removed and serves it
-// "afresh": add, retired again, and so on, without end — a stack overflow,
-// fatal to the process, on one handshake for the name. Run in a child
-// process so that the crash fails this test alone.
+// With as many listed certificates as WithMaxCertificates allows, a
+// certificate found on its own (the application's GetCertificate) is
+// retired by the bound in the very add that registers it; serveManaged sees
+// it removed and serves it "afresh": add, retired again, and so on, without
+// end — a stack overflow, fatal to the process, on one handshake for the
+// name. Run in a child process so that the crash fails this test alone.
 func TestTheBoundNeverRecursesWhenListedCertificatesFillIt(t *testing.T) {
 	if os.Getenv("BOUND_RECURSION_CHILD") != "1" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestTheBoundNeverRecursesWhenListedCertificatesFillIt$", "-test.timeout=2m")
@@ -234,16 +232,15 @@ func TestTheBoundNeverRecursesWhenListedCertificatesFillIt(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too). TestListedServedAgainAfterRemoveNeverRetires: "Listed
-// certificates never retire" (WithMaxCertificates). A listed certificate
-// that was Removed and is then served again by its wrapped config ("managed
-// afresh, as on first sight") is managed afresh as a certificate found on
-// its own: serveManaged's removed branch calls s.add (addAll with no
-// homes), so the new state is not marked listed, while the list entry keeps
-// pointing at the removed state. A flood of certificates from an
-// application's GetCertificate then retires it under the bound, and the
-// listed config's handshakes go cold again (a fetch each time it is
-// retired).
+// Guards a defect since fixed: "Listed certificates never retire"
+// (WithMaxCertificates). A listed certificate that was Removed and is then
+// served again by its wrapped config ("managed afresh, as on first sight")
+// is managed afresh as a certificate found on its own: serveManaged's
+// removed branch calls s.add (addAll with no homes), so the new state is
+// not marked listed, while the list entry keeps pointing at the removed
+// state. A flood of certificates from an application's GetCertificate then
+// retires it under the bound, and the listed config's handshakes go cold
+// again (a fetch each time it is retired).
 func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	e := newEnv(t, on, WithMaxCertificates(2))
 	listed := e.s.Wrap(tlsConfigFor(e.leaf))
@@ -280,18 +277,18 @@ func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too). TestRemoveThenLeafOnlyFirstKeepsTheIssuer: two configs
-// list one leaf, A with its issuer in the chain, B with the leaf alone (a
-// server that sends a short chain to some clients; B is stapled because
-// the state learned the issuer from A's chain). After Remove ("served
-// again, it is managed afresh, as on first sight"), the first handshake to
-// come decides: when it is B's, serveManaged's removed branch registers the
-// state anew from B's chain (s.add of the entry's bare copy, no issuer in
-// it), and from then on neither config is stapled, not even A, whose chain
-// holds the issuer: adopt/viewFor never take the issuer from another chain
-// (see TestAFixedChainIsStapled). Under concurrent handshakes this is
-// a race (TestSameLeafConfigsUnderChurn hit it in 2 runs out of 8
-// before its second chain was made to hold the issuer).
+// Guards a defect since fixed: two configs list one leaf, A with its issuer
+// in the chain, B with the leaf alone (a server that sends a short chain to
+// some clients; B is stapled because the state learned the issuer from A's
+// chain). After Remove ("served again, it is managed afresh, as on first
+// sight"), the first handshake to come decides: when it is B's,
+// serveManaged's removed branch registers the state anew from B's chain
+// (s.add of the entry's bare copy, no issuer in it), and from then on
+// neither config is stapled, not even A, whose chain holds the issuer:
+// adopt/viewFor never take the issuer from another chain (see
+// TestAFixedChainIsStapled). Under concurrent handshakes this is a race
+// (TestSameLeafConfigsUnderChurn hit it in 2 runs out of 8 before its
+// second chain was made to hold the issuer).
 func TestRemoveThenLeafOnlyFirstKeepsTheIssuer(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))
@@ -352,8 +349,8 @@ func TestRemoveStopsManagingARotatedCertificate(t *testing.T) {
 	}
 }
 
-// TestDisabledThenRemovedIsManagedAfresh: Remove always means "managed
-// afresh when served again", even for a certificate whose stapling was off.
+// Remove always means "managed afresh when served again", even for a
+// certificate whose stapling was off.
 func TestDisabledThenRemovedIsManagedAfresh(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.wrapAndServe(e.leaf.Certificate)
@@ -400,16 +397,15 @@ func TestARemovedCertificateIsNeverScheduledAgain(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestServedAgainAfterRemoveAllocatesNothing: Remove, then
-// serve again ("managed afresh, as on first sight"): two configs listing
-// the same leaf with different chains were hits allocating nothing before
-// the Remove, and are served stapled again after it, but from then on
-// every handshake that alternates between them locks and allocates, for
-// ever (until both are wrapped again). The list entries keep the removed
-// state (listEntry.m); serveManaged re-adds their bare copy as a
-// certificate from GetCertificate (w set to nil), so the two entries share
-// the one home-nil view of the new state and viewFor rebuilds it on every
-// switch.
+// Guards a defect since fixed: Remove, then serve again ("managed afresh,
+// as on first sight"): two configs listing the same leaf with different
+// chains were hits allocating nothing before the Remove, and are served
+// stapled again after it, but from then on every handshake that alternates
+// between them locks and allocates, for ever (until both are wrapped
+// again). The list entries keep the removed state (listEntry.m);
+// serveManaged re-adds their bare copy as a certificate from GetCertificate
+// (w set to nil), so the two entries share the one home-nil view of the new
+// state and viewFor rebuilds it on every switch.
 func TestServedAgainAfterRemoveAllocatesNothing(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))

@@ -380,10 +380,9 @@ func TestVerifierMemoryIsBoundedAndKeepsRevocations(t *testing.T) {
 	}
 }
 
-// TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer: a good and a
-// revoked response signed in the same second carry the same times; once the
-// good one is known, the revoked staple is still refused (a valid
-// revocation is final), and the good one is not accepted after it.
+// A good and a revoked response signed in the same second carry the same
+// times; once the good one is known, the revoked staple is still refused (a
+// valid revocation is final), and the good one is not accepted after it.
 func TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer(t *testing.T) {
 	e := newEnv(t, on)
 	good := mustFetchRaw(t, e, e.leaf)
@@ -404,18 +403,18 @@ func TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer(t *testing.T) {
 	}
 }
 
-// AttackResumedSessionWithAMultiResponseStaple: on a resumed session whose
-// restored staple has expired, the Verifier accepts the session when the
-// staple "was a valid good answer when the session began"
-// (checkedWhenSessionBegan). That check first parses the staple with
-// x/crypto's ocsp.ParseResponse(raw, nil), which refuses any response
-// carrying more than one SingleResponse when no certificate is given
-// ("bad number of responses"), although RFC 6960 allows several and the
-// Verifier's own parser accepts them on a full handshake. So for a server
-// whose responder answers with several SingleResponses (batch-signed
-// responses, the whole chain's status), every HardFail or must-staple
-// client is refused on resumption once the first staple has expired.
-// Expected: the same as with a one-answer staple (the control subtest).
+// Guards a defect since fixed: on a resumed session whose restored staple
+// has expired, the Verifier accepts the session when the staple "was a
+// valid good answer when the session began" (checkedWhenSessionBegan). That
+// check first parses the staple with x/crypto's ocsp.ParseResponse(raw,
+// nil), which refuses any response carrying more than one SingleResponse
+// when no certificate is given ("bad number of responses"), although RFC
+// 6960 allows several and the Verifier's own parser accepts them on a full
+// handshake. So for a server whose responder answers with several
+// SingleResponses (batch-signed responses, the whole chain's status), every
+// HardFail or must-staple client is refused on resumption once the first
+// staple has expired. Expected: the same as with a one-answer staple (the
+// control subtest).
 func TestResumedSessionWithAMultiResponseStaple(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

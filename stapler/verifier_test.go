@@ -205,9 +205,8 @@ func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
 	}
 }
 
-// TestZeroVerifierFirstUseIsSafeForConcurrentUse: the zero Verifier is
-// ready to use, and sets itself up once however many connections check
-// with it at the same time.
+// The zero Verifier is ready to use, and sets itself up once however many
+// connections check with it at the same time.
 func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.wrapAndServe(e.leaf.Certificate)
@@ -224,8 +223,8 @@ func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
 	}
 }
 
-// TestClockSkewFieldDefaults: a zero ClockSkew (Verifier, VerifyOptions)
-// is the default 5 minutes, a negative one none.
+// A zero ClockSkew (Verifier, VerifyOptions) is the default 5 minutes, a
+// negative one none.
 func TestClockSkewFieldDefaults(t *testing.T) {
 	for _, tc := range []struct{ in, want time.Duration }{
 		{0, 5 * time.Minute},
@@ -277,13 +276,13 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(r)
 }
 
-// DEFECT (the Client field's doc lies): "If nil, the Verifier uses its own
-// transport ..., as the Stapler does." The Stapler clones a transport of
-// its own (newHTTPClient); the Verifier builds &http.Client{CheckRedirect:
-// ...} with a nil Transport, i.e. the process-wide http.DefaultTransport:
-// its OCSP requests share the application's pool (2 idle connections per
-// host) and go through whatever RoundTripper the application or a library
-// has installed there (a tracing or mocking transport, a proxy dialer).
+// Guards a defect since fixed: "If nil, the Verifier uses its own transport
+// ..., as the Stapler does." The Stapler clones a transport of its own
+// (newHTTPClient); the Verifier builds &http.Client{CheckRedirect: ...}
+// with a nil Transport, i.e. the process-wide http.DefaultTransport: its
+// OCSP requests share the application's pool (2 idle connections per host)
+// and go through whatever RoundTripper the application or a library has
+// installed there (a tracing or mocking transport, a proxy dialer).
 func TestZeroClientVerifierUsesItsOwnTransport(t *testing.T) {
 	ca, err := responder.NewCA(responder.CAOptions{})
 	if err != nil {

@@ -25,11 +25,10 @@ import (
 // The Stapler keeps each listed certificate in its views only (no copy of
 // the list beside them): these tests hold what that must not change.
 
-// TestCopiesOfOneCertificateFromTheApplicationShareAView: an application's
-// GetCertificate that hands out different pointers to the same certificate
-// (a copy per reload, say) is served from one view: no lock and no
-// allocation per handshake, where a view per pointer would rebuild it on
-// every switch.
+// An application's GetCertificate that hands out different pointers to the
+// same certificate (a copy per reload, say) is served from one view: no
+// lock and no allocation per handshake, where a view per pointer would
+// rebuild it on every switch.
 func TestCopiesOfOneCertificateFromTheApplicationShareAView(t *testing.T) {
 	e := newEnv(t, on)
 	a, b := e.leaf.Certificate, e.leaf.Certificate
@@ -67,9 +66,9 @@ func TestCopiesOfOneCertificateFromTheApplicationShareAView(t *testing.T) {
 	}
 }
 
-// TestTurningOCSPOffServesTheApplicationsOwnStaple: with OCSP off, a
-// listed certificate is served as the application had it, the staple it
-// set included; with OCSP on, the Stapler's verified staple replaces it.
+// With OCSP off, a listed certificate is served as the application had it,
+// the staple it set included; with OCSP on, the Stapler's verified staple
+// replaces it.
 func TestTurningOCSPOffServesTheApplicationsOwnStaple(t *testing.T) {
 	e := newEnv(t, on)
 	own := []byte("the application's own staple")
@@ -94,9 +93,9 @@ func TestTurningOCSPOffServesTheApplicationsOwnStaple(t *testing.T) {
 	}
 }
 
-// TestAnExpiredStapleIsLeftOutWithoutAllocating: once the staple has
-// expired (the responder down), the certificate is served without it,
-// as it was wrapped, and such handshakes allocate nothing after the first.
+// Once the staple has expired (the responder down), the certificate is
+// served without it, as it was wrapped, and such handshakes allocate
+// nothing after the first.
 func TestAnExpiredStapleIsLeftOutWithoutAllocating(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
 	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})
@@ -168,17 +167,17 @@ func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *t
 	}
 }
 
-// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestSNISelectsTheNamedCertificateWithoutLeaf: a config
-// listing two certificates whose Leaf is nil (built by hand, or parsed
-// with GODEBUG x509keypairleaf=0) must serve, to a client asking for the
-// second one's name, the second one: crypto/tls's rule, which Wrap
-// promises to keep ("whichever way cfg selects them ... with crypto/tls's
-// own SNI rules"). Since 7e23a27 a certificate seen for the first time
-// gets its view made from the application's copy as it is (Leaf nil; only
-// a certificate already known gets m.leaf filled in, in wrap's adopt
-// branch), and newNameIndex skips entries whose base() has no Leaf ("not
-// parsed: never valid for a name"): the name index is empty and
-// firstSupported falls back to position 0, the wrong certificate.
+// Guards a defect since fixed: a config listing two certificates whose Leaf
+// is nil (built by hand, or parsed with GODEBUG x509keypairleaf=0) must
+// serve, to a client asking for the second one's name, the second one:
+// crypto/tls's rule, which Wrap promises to keep ("whichever way cfg
+// selects them ... with crypto/tls's own SNI rules"). Since 7e23a27 a
+// certificate seen for the first time gets its view made from the
+// application's copy as it is (Leaf nil; only a certificate already known
+// gets m.leaf filled in, in wrap's adopt branch), and newNameIndex skips
+// entries whose base() has no Leaf ("not parsed: never valid for a name"):
+// the name index is empty and firstSupported falls back to position 0, the
+// wrong certificate.
 func TestSNISelectsTheNamedCertificateWithoutLeaf(t *testing.T) {
 	e := newEnv(t, on)
 	a, ca := issueTestLeaf(t, e, true, "a.test")
@@ -234,12 +233,11 @@ func issueEd25519Leaf(t *testing.T, e *env) (tls.Certificate, *x509.Certificate)
 	return tls.Certificate{Certificate: [][]byte{der, e.ca.Cert.Raw}, PrivateKey: priv}, leaf
 }
 
-// PASSING PROBE. TestEd25519KeysAnyWay: an Ed25519 key (a slice:
-// uncomparable inside an interface) listed, listed twice under two
-// configs, and returned by a GetCertificate that converts the key afresh
-// on every call (a new interface data word each time): no panic, real
-// TLS 1.3 and TLS 1.2 handshakes stapled, the key served always the one
-// returned, and the listed certificate's hit allocates nothing.
+// An Ed25519 key (a slice: uncomparable inside an interface) listed, listed
+// twice under two configs, and returned by a GetCertificate that converts
+// the key afresh on every call (a new interface data word each time): no
+// panic, real TLS 1.3 and TLS 1.2 handshakes stapled, the key served always
+// the one returned, and the listed certificate's hit allocates nothing.
 func TestEd25519KeysAnyWay(t *testing.T) {
 	e := newEnv(t, on)
 	c, leaf := issueEd25519Leaf(t, e)
@@ -284,10 +282,10 @@ func TestEd25519KeysAnyWay(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), REGRESSION (passes at a08ca52, before the views). TestExpiredStapleTwoConfigsAllocateNothing: the promise
-// TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config
-// (once the staple has expired, the certificate is served without it and
-// such handshakes allocate nothing after the first) breaks for two configs
+// Guards a defect since fixed: the promise
+// TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config (once
+// the staple has expired, the certificate is served without it and such
+// handshakes allocate nothing after the first) breaks for two configs
 // listing the same leaf with different chains, and likewise with OCSP
 // turned off: the copy without the staple is cached in one slot per
 // certificate (managed.bare), so each switch between the configs' views
@@ -321,14 +319,14 @@ func TestExpiredStapleTwoConfigsAllocateNothing(t *testing.T) {
 	}
 }
 
-// PROBE (passes): promises "no panic", "never another certificate's
-// staple", "never past expiry". Three configs list one leaf (A, then B,
-// then C: the certificate's view is made for C's entry, A's and B's keep
-// their own). B and then C are dropped and their cleanups clear their
-// entries' views while the certificate's view still points into C's list;
-// A then keeps serving across a refresh, a Remove and re-registration,
-// and a GetCertificate config serving the same certificate, each
-// handshake with the leaf's own, current staple.
+// Promises "no panic", "never another certificate's staple", "never past
+// expiry". Three configs list one leaf (A, then B, then C: the
+// certificate's view is made for C's entry, A's and B's keep their own). B
+// and then C are dropped and their cleanups clear their entries' views
+// while the certificate's view still points into C's list; A then keeps
+// serving across a refresh, a Remove and re-registration, and a
+// GetCertificate config serving the same certificate, each handshake with
+// the leaf's own, current staple.
 func TestDroppedConfigsCleanupThenServe(t *testing.T) {
 	e := newEnv(t, on)
 	leaf := e.leaf
@@ -372,9 +370,9 @@ func TestDroppedConfigsCleanupThenServe(t *testing.T) {
 	runtime.KeepAlive(listC)
 }
 
-// TestOneLeafInTwoConfigsAllocatesNothing: handshakes alternating between
-// two wrapped configs that list the same leaf take no lock and allocate
-// nothing, and both see a new staple at once.
+// Handshakes alternating between two wrapped configs that list the same
+// leaf take no lock and allocate nothing, and both see a new staple at
+// once.
 func TestOneLeafInTwoConfigsAllocatesNothing(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
@@ -488,12 +486,12 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestHitsTakeNoLock: with the certificate's lock
-// and the Stapler's lock held, stapled handshakes still complete from the
-// config holding the state's view, from a config whose entry has its own
-// view (after a refresh: rebuilt once, then a hit), and from an
-// application's GetCertificate returning a copy of the listed certificate.
-// (A handshake that took either lock would hang here until hangLimit.)
+// With the certificate's lock and the Stapler's lock held, stapled
+// handshakes still complete from the config holding the state's view, from
+// a config whose entry has its own view (after a refresh: rebuilt once,
+// then a hit), and from an application's GetCertificate returning a copy of
+// the listed certificate. (A handshake that took either lock would hang
+// here until hangLimit.)
 func TestHitsTakeNoLock(t *testing.T) {
 	e := newEnv(t, on)
 	first := e.s.Wrap(tlsConfigFor(e.leaf))
@@ -541,14 +539,13 @@ func TestHitsTakeNoLock(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestPolicyOnEveryView: one leaf served three ways
-// at once (a config whose list entry keeps its own view, the config
-// wrapped last holding the state's view, and an application's
-// GetCertificate returning another chain, which takes the view while it
-// is served): once the staple is revoked, or has expired with the
-// responder down, each is handled per policy (Strict and MustStaple
-// refuse; Lenient serves the revocation, or no staple at all once
-// expired), whichever view it is served from.
+// One leaf served three ways at once (a config whose list entry keeps its
+// own view, the config wrapped last holding the state's view, and an
+// application's GetCertificate returning another chain, which takes the
+// view while it is served): once the staple is revoked, or has expired with
+// the responder down, each is handled per policy (Strict and MustStaple
+// refuse; Lenient serves the revocation, or no staple at all once expired),
+// whichever view it is served from.
 func TestPolicyOnEveryView(t *testing.T) {
 	for _, p := range []Policy{Lenient, Strict, MustStaple} {
 		for _, what := range []string{"revoked", "expired"} {
@@ -603,11 +600,10 @@ func TestPolicyOnEveryView(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestRevokedCountFollowsTheViews: the count of
-// certificates stapled revoked (which turns session resumption off) stays
-// exact while the revoked staple's view moves between configs and an
-// application's certificate, across Remove and serving again, and comes
-// back to 0 once the certificate is removed.
+// The count of certificates stapled revoked (which turns session resumption
+// off) stays exact while the revoked staple's view moves between configs
+// and an application's certificate, across Remove and serving again, and
+// comes back to 0 once the certificate is removed.
 func TestRevokedCountFollowsTheViews(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))

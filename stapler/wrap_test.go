@@ -22,10 +22,9 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain: a config wrapped
-// again with another chain for the same leaf serves its chain, and the
-// config wrapped first keeps serving the chain it held; both get the
-// next staple.
+// A config wrapped again with another chain for the same leaf serves its
+// chain, and the config wrapped first keeps serving the chain it held; both
+// get the next staple.
 func TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain(t *testing.T) {
 	e := newEnv(t, on)
 	first := e.s.Wrap(tlsConfigFor(e.leaf))
@@ -52,10 +51,10 @@ func TestAReWrappedConfigTakesOverAndTheOldKeepsItsChain(t *testing.T) {
 	}
 }
 
-// TestAnInPlaceLeafSwapStaysCaughtAfterARefresh: a leaf the application
-// writes into its chain in place is served with its own staple, also after
-// the old certificate's next refresh (a new view of the old certificate
-// must keep where the old leaf was, not take the chain's new one).
+// A leaf the application writes into its chain in place is served with its
+// own staple, also after the old certificate's next refresh (a new view of
+// the old certificate must keep where the old leaf was, not take the
+// chain's new one).
 func TestAnInPlaceLeafSwapStaysCaughtAfterARefresh(t *testing.T) {
 	e := newEnv(t, on)
 	app := tlsConfigFor(e.leaf)
@@ -88,15 +87,15 @@ func TestAnInPlaceLeafSwapStaysCaughtAfterARefresh(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too). TestAFixedChainIsStapled: an
-// application first wraps a leaf with a broken chain (the issuer missing,
-// no AIA caIssuers to fetch it from), sees it unstapled, fixes its chain
-// and wraps again: the wrapped config now holds the issuer, and must be
-// stapled ("every handshake gets the staple for the certificate it is
-// served"). The issuer is taken from the chain once, at first sight
-// (newManaged -> chainIssuer); adopt (a re-Wrap with another chain) never
-// looks at the new chain, so the certificate stays without a staple until
-// the process restarts (or the certificate is Removed).
+// Guards a defect since fixed: an application first wraps a leaf with a
+// broken chain (the issuer missing, no AIA caIssuers to fetch it from),
+// sees it unstapled, fixes its chain and wraps again: the wrapped config
+// now holds the issuer, and must be stapled ("every handshake gets the
+// staple for the certificate it is served"). The issuer is taken from the
+// chain once, at first sight (newManaged -> chainIssuer); adopt (a re-Wrap
+// with another chain) never looks at the new chain, so the certificate
+// stays without a staple until the process restarts (or the certificate is
+// Removed).
 func TestAFixedChainIsStapled(t *testing.T) {
 	e := newEnv(t, on)
 	broken := leafOnly(e.leaf)
@@ -112,12 +111,11 @@ func TestAFixedChainIsStapled(t *testing.T) {
 	}
 }
 
-// PASSING PROBE. TestMutateThenCloneAndWrapAgain: the application
-// overwrites its own list in place after Wrap; the wrapped config keeps
-// serving what it held; a Clone of the wrapped config, changed but with
-// no Certificates of its own, wrapped again serves what the first held
-// too, and a Clone with the new list serves the new certificate; the first
-// still serves its own.
+// The application overwrites its own list in place after Wrap; the wrapped
+// config keeps serving what it held; a Clone of the wrapped config, changed
+// but with no Certificates of its own, wrapped again serves what the first
+// held too, and a Clone with the new list serves the new certificate; the
+// first still serves its own.
 func TestMutateThenCloneAndWrapAgain(t *testing.T) {
 	e := newEnv(t, on)
 	other, err := e.srv.Issue(responder.LeafOptions{})
@@ -234,12 +232,11 @@ func TestListenAndServeTLSWithFilesWarnsAndLoadKeyPairStaples(t *testing.T) {
 	}
 }
 
-// PROBE (passes): promise "never another certificate's staple". Real
-// handshakes: a listed certificate and one returned by the application's
-// GetCertificate are stapled, then the application writes a renewed leaf
-// (same key, another serial) into each one's chain array in place; every
-// handshake after that must carry no staple or the renewed leaf's own,
-// never the old leaf's.
+// Promise "never another certificate's staple". Real handshakes: a listed
+// certificate and one returned by the application's GetCertificate are
+// stapled, then the application writes a renewed leaf (same key, another
+// serial) into each one's chain array in place; every handshake after that
+// must carry no staple or the renewed leaf's own, never the old leaf's.
 func TestLeafMovedNeverServesOldStaple(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(names ...string) *responder.Leaf { return e.mustIssue(responder.ECDSA, names...) }
@@ -308,14 +305,14 @@ func TestLeafMovedNeverServesOldStaple(t *testing.T) {
 
 func ocspParse(raw []byte) (*ocsp.Response, error) { return ocsp.ParseResponse(raw, nil) }
 
-// FINDING (fixed): promise "never another certificate's staple". view.leafMoved
-// tells a leaf written into the application's chain in place by the
-// address of the leaf's bytes only. An application that renews by writing
-// the new leaf's bytes into the buffer its chain already holds (reading
-// the renewed file into the same buffer: same length, same address) is
-// served the new leaf with the old leaf's staple (another serial).
-// The same through the application's GetCertificate (sameCertificate also
-// compares addresses only).
+// Guards a defect since fixed: promise "never another certificate's
+// staple". view.leafMoved tells a leaf written into the application's chain
+// in place by the address of the leaf's bytes only. An application that
+// renews by writing the new leaf's bytes into the buffer its chain already
+// holds (reading the renewed file into the same buffer: same length, same
+// address) is served the new leaf with the old leaf's staple (another
+// serial). The same through the application's GetCertificate
+// (sameCertificate also compares addresses only).
 func TestLeafBytesRewrittenInPlaceNeverServeTheOldStaple(t *testing.T) {
 	for _, viaGet := range []bool{false, true} {
 		name := "listed"
@@ -386,20 +383,19 @@ func rewriteLeafBytesInPlace(t *testing.T, viaGet bool) {
 	}
 }
 
-// TestSharedCertificatesNeverStapleAnotherCertificate: Wrap now SHARES
-// the application's Certificates slice when every leaf is parsed, and a
-// certificate's state keeps a pointer into it (its view's orig). The
-// README and Wrap's doc tell the application to "change cfg (or a Clone of
-// it) and wrap that again", and promise "cfg and its certificates are
-// never modified" and "a wrapped config serves what cfg held when it was
-// wrapped". An application that renews a certificate in place
-// (cfg.Certificates[0] = renewed; s.Wrap(cfg)) changes the memory the old
-// wrapped config and the old certificate's state read: at the old
+// Wrap now SHARES the application's Certificates slice when every leaf is
+// parsed, and a certificate's state keeps a pointer into it (its view's
+// orig). The README and Wrap's doc tell the application to "change cfg (or
+// a Clone of it) and wrap that again", and promise "cfg and its
+// certificates are never modified" and "a wrapped config serves what cfg
+// held when it was wrapped". An application that renews a certificate in
+// place (cfg.Certificates[0] = renewed; s.Wrap(cfg)) changes the memory the
+// old wrapped config and the old certificate's state read: at the old
 // certificate's next refresh its view is rebuilt from the renewed
-// certificate with the OLD certificate's OCSP response, and the old
-// wrapped config (still serving: another listener, connections not yet
-// moved) staples a response for another certificate. (The write also
-// races with the Stapler's workers reading the same memory.)
+// certificate with the OLD certificate's OCSP response, and the old wrapped
+// config (still serving: another listener, connections not yet moved)
+// staples a response for another certificate. (The write also races with
+// the Stapler's workers reading the same memory.)
 func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 	e := newEnv(t, on)
 	old := e.leaf
@@ -439,16 +435,15 @@ func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 	}
 }
 
-// FINDING (fixed), OLDER (fails at a08ca52 too: the wrapper's copy was shallow before too). TestInPlaceLeafSwapNeverGetsTheOldStaple: an
-// application renews a certificate with the same key (certbot
-// --reuse-key) and writes the new leaf into its certificate in place
-// (cert.Certificate[0] = renewed). The wrapped config shares the chain's
-// backing array with the application (view.cert is a shallow copy), so it
-// now serves the renewed leaf, with the staple of the old one: "every
-// handshake gets the staple for the certificate it is served (never
-// another certificate's staple)" is broken, and a client enforcing the
-// staple (Must-Staple) fails. Either the chain must be copied at Wrap or
-// the view must not serve a leaf other than its state's.
+// Guards a defect since fixed: an application renews a certificate with the
+// same key (certbot --reuse-key) and writes the new leaf into its
+// certificate in place (cert.Certificate[0] = renewed). The wrapped config
+// shares the chain's backing array with the application (view.cert is a
+// shallow copy), so it now serves the renewed leaf, with the staple of the
+// old one: "every handshake gets the staple for the certificate it is
+// served (never another certificate's staple)" is broken, and a client
+// enforcing the staple (Must-Staple) fails. Either the chain must be copied
+// at Wrap or the view must not serve a leaf other than its state's.
 func TestInPlaceLeafSwapNeverGetsTheOldStaple(t *testing.T) {
 	e := newEnv(t, on)
 	app := tlsConfigFor(e.leaf)
