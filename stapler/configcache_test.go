@@ -2,17 +2,17 @@ package stapler
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/tls"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ocsp"
+	"weak"
 
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // collected counts the objects given to track that the garbage collector
@@ -238,28 +238,92 @@ func TestConfigCacheUnderChurnServesEachConfigItsOwnCertificate(t *testing.T) {
 	wg.Wait()
 }
 
-// Two listeners, each with its own wrapped config of the same leaf:
-// their handshakes alternate, and a hit is still lock- and allocation-free.
-func TestAlternatingWrappedConfigsOfOneLeafKeepTheirOwnKeys(t *testing.T) {
-	e := newEnv(t, on)
-	a := e.s.Wrap(tlsConfigFor(e.leaf))
-	b := e.s.Wrap(tlsConfigFor(e.leaf))
-	e.mustGetStaple(e.serve(a), e.leaf, ocsp.Good)
-	e.mustGetStaple(e.serve(b), e.leaf, ocsp.Good)
-	hello := helloFor()
-	if n := testing.AllocsPerRun(1000, func() { a.GetCertificate(hello); b.GetCertificate(hello) }); n != 0 {
-		t.Fatalf("%v allocations per pair of alternating hits, want 0", n)
+// reWrapAndDrop wraps a config listing e.leaf (and extra, when not nil),
+// serves it once, then wraps a config listing e.leaf with another chain
+// (and not extra), and returns weak pointers to the first config's wrapper
+// and to the view its entry for e.leaf keeps of its own, and the second
+// wrapped config (kept alive by the caller).
+func reWrapAndDrop(t *testing.T, e *env, extra *responder.Leaf) (weak.Pointer[wrapper], weak.Pointer[view], *tls.Config) {
+	certs := []tls.Certificate{e.leaf.Certificate}
+	if extra != nil {
+		certs = append(certs, extra.Certificate)
 	}
-	// A different key for the same leaf is not the same certificate.
-	other, err := e.srv.Issue(responder.LeafOptions{})
+	first := e.s.Wrap(&tls.Config{Certificates: certs})
+	first.GetCertificate(helloFor())
+	e.waitStapled(e.leaf)
+	if extra != nil {
+		e.waitStapled(extra) // no fetch of it in flight to hold its state
+	}
+	w := e.s.wrapperOf(first)
+	again := e.leaf.Certificate
+	again.Certificate = slices.Clone(again.Certificate)
+	second := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{again}})
+	own := w.list[0].own.Load()
+	if own == nil {
+		t.Fatal("the first config's entry keeps no view of its own")
+	}
+	return weak.Make(w), weak.Make(own), second
+}
+
+func viewCollected(v weak.Pointer[view]) bool {
+	for range 5 {
+		runtime.GC()
+		if v.Value() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// A config wrapped again with another chain for its one leaf: once the
+// application drops the first wrapped config, its wrapper and the view its
+// entry kept are collected.
+func TestReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
+	e := newEnv(t, on)
+	w, own, second := reWrapAndDrop(t, e, nil)
+	if !viewCollected(own) || w.Value() != nil {
+		t.Fatal("the first wrapped config's view is kept alive after it was dropped")
+	}
+	runtime.KeepAlive(second)
+}
+
+// Guards a defect since fixed: A config listing X and Y is wrapped again
+// with X only (Y rotated out of the list, not yet Removed, as an
+// application rotating certificates and calling Remove later does): Y's
+// state keeps its view, made for the first config's list entry, and
+// view.home points into the first config's list array, so that the whole
+// array stays reachable, and with it every other entry's own view: here X's
+// chain and key as the dropped config held them. At 100,000 certificates a
+// re-Wrap that drops one certificate keeps every view of the old list alive
+// until that certificate is Removed.
+func TestReWrapDroppingOneKeepsNoOtherView(t *testing.T) {
+	e := newEnv(t, on)
+	y, err := e.srv.Issue(responder.LeafOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mixed := e.leaf.Certificate
-	mixed.PrivateKey = other.Key
-	c := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{mixed}})
-	got, err := c.GetCertificate(hello)
-	if k, ok := got.PrivateKey.(interface{ Equal(crypto.PrivateKey) bool }); err != nil || !ok || !k.Equal(other.Key) {
-		t.Fatalf("a config served another config's key: %v", err)
+	w, own, second := reWrapAndDrop(t, e, y)
+	collected := viewCollected(own)
+	runtime.KeepAlive(second)
+	if !collected {
+		t.Fatalf("the dropped config's own view of X is kept alive (wrapper collected: %v), through Y's view.home", w.Value() == nil)
+	}
+}
+
+// As above, and once Y is Removed, nothing of the dropped config remains.
+func TestReWrapDroppingOneThenRemoveKeepsNothing(t *testing.T) {
+	e := newEnv(t, on)
+	y, err := e.srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, own, second := reWrapAndDrop(t, e, y)
+	if err := e.s.Remove(CertificateID(y.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	collected := viewCollected(own)
+	runtime.KeepAlive(second)
+	if !collected || w.Value() != nil {
+		t.Fatalf("the dropped config's view is kept alive after Remove of the certificate it alone listed (wrapper collected: %v)", w.Value() == nil)
 	}
 }

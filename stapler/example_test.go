@@ -6,19 +6,24 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"io/fs"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
+	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
+	"golang.org/x/crypto/ocsp"
 )
 
 // serveHandshakes completes the TLS handshake of every connection to ln.
@@ -202,4 +207,128 @@ func ExampleLoadKeyPair() {
 	srv := &http.Server{Addr: ":8443", TLSConfig: s.Wrap(cfg)}
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 	// Output: no key pair here: true
+}
+
+// These examples are the code blocks of README.md and docs/server.md and
+// docs/verifying.md (examples/docs_test.go holds each block to its
+// example's body): compiled, not run, as each serves or dials for good.
+
+// yourTLSConfig stands for the application's own server configuration.
+var yourTLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+
+// A server with certificate files, stapled: the files are loaded into the
+// config before Wrap, and ListenAndServeTLS is given none (net/http would
+// load them into its own copy of the config, served unstapled).
+func ExampleNew() {
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}) // zero fields take the documented defaults
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := stapler.LoadKeyPair(nil, "chain.pem", "key.pem") // nil: a new config; or yours, cloned
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Addr: ":8443", TLSConfig: s.Wrap(cfg)}
+	s.Ready(context.Background())            // optional: wait for the first fetches
+	log.Fatal(srv.ListenAndServeTLS("", "")) // the files are in cfg: none here
+}
+
+// A server whose tls.Config holds its certificates already, or finds
+// them itself.
+func ExampleStapler_Wrap_config() {
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	srv := &http.Server{Addr: ":8443", TLSConfig: s.Wrap(yourTLSConfig)} // Certificates, GetCertificate or GetConfigForClient
+	s.Ready(context.Background())
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// Staples kept in a directory survive restarts; each is verified again
+// when it is read.
+func ExampleWithStore() {
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithStore(cache.DirStore("/var/lib/myserver/ocsp")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+}
+
+// A client that checks the staple the server sends.
+func ExampleVerifier_VerifyConnection() {
+	v := &stapler.Verifier{} // or HardFail: true, FetchTimeout: 2 * time.Second, Client, ClockSkew, AllowSHA1, Time
+	conn, err := tls.Dial("tcp", "example.com:443", &tls.Config{VerifyConnection: v.VerifyConnection})
+	if err != nil {
+		log.Fatal(err) // a *stapler.RevokedError for a revoked certificate, among others
+	}
+	defer conn.Close()
+}
+
+// An mTLS server whose clients' CA publishes CRLs and runs no OCSP
+// responder.
+func ExampleVerifier_crl() {
+	clientCAs := x509.NewCertPool() // the CA's certificate: clientCAs.AppendCertsFromPEM(caPEM)
+	v := &stapler.Verifier{
+		// The Verifier may fetch each client certificate's CRL (its
+		// http or https CRL distribution point), and this bounds the
+		// whole check of one handshake.
+		FetchTimeout: 3 * time.Second,
+		// Refuse a client whose status could not be established (the
+		// CRL server down, the CRL expired or refused). Without it,
+		// only a known revocation is refused.
+		HardFail: true,
+	}
+	server := &http.Server{
+		Addr: ":8443",
+		TLSConfig: &tls.Config{
+			ClientAuth:       tls.RequireAndVerifyClientCert,
+			ClientCAs:        clientCAs,
+			VerifyConnection: v.VerifyConnection,
+		},
+	}
+	_ = server // server.ListenAndServeTLS("server.pem", "server.key")
+}
+
+// Guards a defect since fixed: ExampleVerifier's doc says "a revoked
+// certificate is refused, and so is a must-staple one that comes without a
+// staple", but the example only shows the revocation; no must-staple
+// certificate appears in it and its Output has no must-staple line. A
+// reader of pkg.go.dev is promised a demonstration that is not there.
+func TestExampleVerifierShowsWhatItsDocPromises(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "example_test.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "ExampleVerifier" {
+			continue
+		}
+		doc := fn.Doc.Text()
+		if !strings.Contains(doc, "must-staple") {
+			return // the doc no longer promises it
+		}
+		var body strings.Builder
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			if id, ok := n.(*ast.Ident); ok {
+				body.WriteString(id.Name + " ")
+			}
+			return true
+		})
+		out := ""
+		for _, cg := range f.Comments {
+			if cg.Pos() > fn.Body.Lbrace && cg.End() < fn.Body.Rbrace && strings.HasPrefix(strings.TrimSpace(cg.Text()), "Output:") {
+				out = cg.Text()
+			}
+		}
+		if !strings.Contains(body.String(), "MustStaple") || !strings.Contains(strings.ToLower(out), "must") {
+			t.Fatalf("ExampleVerifier's doc promises %q, but its code issues no must-staple certificate and its output shows no such refusal:\n%s", strings.TrimSpace(doc), out)
+		}
+		return
+	}
+	t.Fatal("ExampleVerifier not found")
 }

@@ -1,6 +1,7 @@
 package stapler
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,12 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler/clock"
+	"golang.org/x/crypto/ocsp"
 )
 
 func newFakeClock() *clock.Manual {
@@ -250,4 +250,212 @@ func (e *env) advanceToNextRefresh(leaf *responder.Leaf) int {
 	})
 	e.clock.Advance(max(0, due.Sub(e.clock.Now())))
 	return queries
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// reportingServer is a TLS server on loopback that reports the server
+// side's handshake result of each connection, in order, and writes one
+// byte after a successful handshake (a client that reads it has taken in
+// the TLS 1.3 session ticket sent before it).
+type reportingServer struct {
+	t       testing.TB
+	addr    string
+	results chan error
+}
+
+func serveReporting(t testing.TB, cfg *tls.Config) *reportingServer {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &reportingServer{t: t, addr: l.Addr().String(), results: make(chan error, 64)}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(hangLimit))
+				err := conn.(*tls.Conn).Handshake()
+				s.results <- err
+				if err == nil {
+					conn.Write([]byte("x"))
+					conn.Read(make([]byte, 1)) // until the client closes
+				}
+			})
+		}
+	})
+	return s
+}
+
+// connection is one connection's outcome, seen from both ends.
+type connection struct {
+	staple  []byte
+	resumed bool
+	client  error // the client's handshake, or reading the greeting
+	server  error // the server's handshake
+}
+
+// connect dials s with cfg, reads the greeting, and waits for the server
+// side's result of this connection before it returns, so that results
+// never mix between connections.
+func (s *reportingServer) connect(cfg *tls.Config) connection {
+	s.t.Helper()
+	var c connection
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", s.addr, cfg)
+	if err == nil {
+		conn.SetReadDeadline(time.Now().Add(hangLimit))
+		if _, err = conn.Read(make([]byte, 1)); err == nil {
+			st := conn.ConnectionState()
+			c.staple, c.resumed = st.OCSPResponse, st.DidResume
+		}
+		conn.Close()
+	}
+	c.client = err
+	select {
+	case c.server = <-s.results:
+	case <-time.After(hangLimit):
+		s.t.Fatal("the server never finished its handshake")
+	}
+	return c
+}
+
+// clientConfig trusts e's CA and asks for "localhost"; mods adjust it.
+func (e *env) clientConfig(mods ...func(*tls.Config)) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	for _, f := range mods {
+		f(cfg)
+	}
+	return cfg
+}
+
+// sessionClient is a Go client with a session cache, so that its second
+// connection to a server resumes the first one's session.
+func (e *env) sessionClient(v *Verifier, version uint16) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	return &tls.Config{
+		RootCAs:            roots,
+		ServerName:         "localhost",
+		ClientSessionCache: tls.NewLRUClientSessionCache(8),
+		VerifyConnection:   v.VerifyConnection,
+		MinVersion:         version,
+		MaxVersion:         version,
+	}
+}
+
+// serveGreeting runs a TLS server that writes one byte after each
+// handshake, so that a client reading it has taken in the session ticket
+// sent before it (TLS 1.3 sends tickets after the handshake).
+func (e *env) serveGreeting(cfg *tls.Config) string {
+	e.t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	e.t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(hangLimit))
+				if conn.(*tls.Conn).Handshake() == nil {
+					conn.Write([]byte("x"))
+					conn.Read(make([]byte, 1)) // until the client closes
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// dialSession connects with cfg and reads the server's greeting, taking in
+// the session ticket that comes before it.
+func dialSession(addr string, cfg *tls.Config) (resumed bool, err error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", addr, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(hangLimit))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return false, err
+	}
+	return conn.ConnectionState().DidResume, nil
+}
+
+// leafOnly drops the issuer from a chain.
+func leafOnly(l *responder.Leaf) tls.Certificate {
+	c := l.Certificate
+	c.Certificate = c.Certificate[:1]
+	return c
+}
+
+// issueTestLeaf issues a leaf for names from e's CA, with e's responder in its
+// AIA, and returns it with its Leaf field cleared when noLeaf (as a
+// certificate built by hand, or loaded with x509keypairleaf=0, has it).
+func issueTestLeaf(t *testing.T, e *env, noLeaf bool, names ...string) (*responder.Leaf, tls.Certificate) {
+	t.Helper()
+	l, err := e.srv.Issue(responder.LeafOptions{DNSNames: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.Certificate
+	if noLeaf {
+		c.Leaf = nil
+	}
+	return l, c
+}
+
+// expectEvent waits for the status hook to report from -> to for leaf,
+// passing over other certificates' events.
+func (e *env) expectEvent(leaf *responder.Leaf, from, to State) {
+	e.t.Helper()
+	id := CertificateID(leaf.Cert.Raw)
+	timeout := time.After(hangLimit)
+	for {
+		select {
+		case ev := <-e.events:
+			if ev.ID != id {
+				continue
+			}
+			if ev.From != from || ev.To != to {
+				e.t.Fatalf("status hook saw %s -> %s, want %s -> %s", ev.From, ev.To, from, to)
+			}
+			return
+		case <-timeout:
+			e.t.Fatalf("status hook never saw %s -> %s", from, to)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,23 +1,19 @@
 package stapler
 
 import (
-	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"sync"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // What a Stapler has verified of a certificate is kept apart from what it
@@ -28,433 +24,6 @@ import (
 // not shared between unrelated wrapped configs. Every test here goes
 // through real handshakes on loopback, real signed responses, and the fake
 // clock.
-
-// reportingServer is a TLS server on loopback that reports the server
-// side's handshake result of each connection, in order, and writes one
-// byte after a successful handshake (a client that reads it has taken in
-// the TLS 1.3 session ticket sent before it).
-type reportingServer struct {
-	t       testing.TB
-	addr    string
-	results chan error
-}
-
-func serveReporting(t testing.TB, cfg *tls.Config) *reportingServer {
-	t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &reportingServer{t: t, addr: l.Addr().String(), results: make(chan error, 64)}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(hangLimit))
-				err := conn.(*tls.Conn).Handshake()
-				s.results <- err
-				if err == nil {
-					conn.Write([]byte("x"))
-					conn.Read(make([]byte, 1)) // until the client closes
-				}
-			})
-		}
-	})
-	return s
-}
-
-// connection is one connection's outcome, seen from both ends.
-type connection struct {
-	staple  []byte
-	resumed bool
-	client  error // the client's handshake, or reading the greeting
-	server  error // the server's handshake
-}
-
-// connect dials s with cfg, reads the greeting, and waits for the server
-// side's result of this connection before it returns, so that results
-// never mix between connections.
-func (s *reportingServer) connect(cfg *tls.Config) connection {
-	s.t.Helper()
-	var c connection
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: hangLimit}, "tcp", s.addr, cfg)
-	if err == nil {
-		conn.SetReadDeadline(time.Now().Add(hangLimit))
-		if _, err = conn.Read(make([]byte, 1)); err == nil {
-			st := conn.ConnectionState()
-			c.staple, c.resumed = st.OCSPResponse, st.DidResume
-		}
-		conn.Close()
-	}
-	c.client = err
-	select {
-	case c.server = <-s.results:
-	case <-time.After(hangLimit):
-		s.t.Fatal("the server never finished its handshake")
-	}
-	return c
-}
-
-// clientConfig trusts e's CA and asks for "localhost"; mods adjust it.
-func (e *env) clientConfig(mods ...func(*tls.Config)) *tls.Config {
-	roots := x509.NewCertPool()
-	roots.AddCert(e.ca.Cert)
-	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
-	for _, f := range mods {
-		f(cfg)
-	}
-	return cfg
-}
-
-// isRogue reports whether staple is a response for leaf that e's CA did
-// not authorize: it fails verification against the CA, and verifies with
-// the certificate it embeds (FaultUnauthorizedSigner's).
-func (e *env) isRogue(staple []byte, leaf *responder.Leaf) bool {
-	if len(staple) == 0 {
-		return false
-	}
-	if _, err := ocsp.ParseResponseForCert(staple, leaf.Cert, e.ca.Cert); err == nil {
-		return false
-	}
-	r, err := ocsp.ParseResponse(staple, nil)
-	return err == nil && r.Certificate != nil && r.Certificate.Subject.CommonName == "rogue OCSP responder"
-}
-
-// dropFixture is a certificate stapled good (see knowledgeFixture), on a
-// server with WithDropOnFailure and one recovery try.
-type dropFixture struct{ *knowledgeFixture }
-
-func newDropFixture(t *testing.T, policy Policy) dropFixture {
-	t.Helper()
-	return dropFixture{newKnowledgeFixtureWith(t, config.OCSP{OCSPFunctionality: true, RecoveryFrequency: 60, RecoveryMaxTries: 1},
-		WithDropOnFailure(), WithPolicy(policy))}
-}
-
-// revokeAndDrop has the responder revoke the certificate (the revocation
-// installed and stapled by a test query), then fail with HTTP 500 until
-// the recovery tries are used up and the staple is dropped.
-func (f dropFixture) revokeAndDrop(t *testing.T) {
-	t.Helper()
-	e := f.e
-	f.revoke(t)
-	if st := e.status(f.leaf); st.State != StateRevoked || !st.Stapled {
-		t.Fatalf("after the revocation: state %s, stapled %v", st.State, st.Stapled)
-	}
-	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
-	for i := 0; e.status(f.leaf).State != StateFailed; i++ {
-		if i == 10 {
-			t.Fatalf("the recovery tries never ran out: %+v", e.status(f.leaf))
-		}
-		n := e.advanceToNextRefresh(f.leaf)
-		e.waitQueries(f.leaf, n+1)
-	}
-	if st := e.status(f.leaf); st.Stapled {
-		t.Fatalf("WithDropOnFailure kept the staple past the recovery tries: %+v", st)
-	}
-	e.r.SetFault(responder.Fault{})
-}
-
-// The staple of a certificate stapled revoked is dropped when the
-// responder then fails past recovery_max_tries (WithDropOnFailure): Strict
-// still refuses the certificate, Status still says REVOKED, and a session
-// begun before the revocation is not resumed.
-func TestStrictRefusesAKnownRevokedCertificateAfterItsStapleIsDropped(t *testing.T) {
-	for _, v := range tlsVersions {
-		t.Run(v.name, func(t *testing.T) {
-			f := newDropFixture(t, Strict)
-			e := f.e
-			// A session begun while the certificate was good, and resumable.
-			client := e.clientConfig(func(c *tls.Config) {
-				c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-				c.MinVersion, c.MaxVersion = v.version, v.version
-			})
-			if c := f.srv.connect(client); c.client != nil || c.server != nil || c.resumed {
-				t.Fatalf("first connection: %+v", c)
-			}
-			if c := f.srv.connect(client); c.client != nil || !c.resumed {
-				t.Fatalf("control: the session does not resume while the certificate is good: %+v", c)
-			}
-
-			f.revokeAndDrop(t)
-
-			if st := e.status(f.leaf); st.CertStatus != config.CertRevoked || st.State != StateFailed {
-				t.Errorf("after the drop: cert_status %q, state %s; want %s and failed", st.CertStatus, st.State, config.CertRevoked)
-			}
-			if c := f.srv.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
-				t.Errorf("Strict served a certificate known revoked once its staple was dropped: client %v, server %v, staple %d bytes", c.client, c.server, len(c.staple))
-			}
-			if c := f.srv.connect(client); c.client == nil && c.resumed {
-				t.Errorf("a session begun before the revocation resumed after the staple was dropped")
-			} else if c.client == nil || !errors.Is(c.server, ErrRevoked) {
-				t.Errorf("the client with a session: client %v, server %v; want the handshake refused as revoked", c.client, c.server)
-			}
-		})
-	}
-}
-
-// After a revoked staple is dropped (WithDropOnFailure), a good response
-// signed before the revocation, replayed by whatever stands between the
-// server and the responder, is refused: by a test query (ErrOlderResponse)
-// and by the scheduled refreshes, and nothing good is stapled.
-func TestAnOlderGoodReplayIsRefusedAfterARevokedStapleIsDropped(t *testing.T) {
-	for _, policy := range []Policy{Lenient, Strict} {
-		t.Run(policy.String(), func(t *testing.T) {
-			f := newDropFixture(t, policy)
-			e := f.e
-			f.revokeAndDrop(t)
-			f.front.replay(f.good)
-
-			check := func(when string) {
-				t.Helper()
-				if st := e.status(f.leaf); st.Stapled || st.CertStatus != config.CertRevoked {
-					t.Errorf("%s: stapled %v, cert_status %q; want no staple and %s", when, st.Stapled, st.CertStatus, config.CertRevoked)
-				}
-				c := f.srv.connect(e.clientConfig())
-				if len(c.staple) > 0 {
-					if r, err := ocsp.ParseResponseForCert(c.staple, f.leaf.Cert, e.ca.Cert); err == nil && r.Status == ocsp.Good {
-						t.Errorf("%s: the replayed good response is stapled", when)
-					}
-				}
-				switch policy {
-				case Strict:
-					if c.client == nil || !errors.Is(c.server, ErrRevoked) {
-						t.Errorf("%s: Strict handshake: client %v, server %v; want refused as revoked", when, c.client, c.server)
-					}
-				default:
-					if c.client != nil || c.server != nil || len(c.staple) > 0 {
-						t.Errorf("%s: Lenient handshake: client %v, server %v, staple %d bytes; want served without a staple", when, c.client, c.server, len(c.staple))
-					}
-				}
-			}
-
-			if _, err := e.s.Test(t.Context(), f.id); !errors.Is(err, ErrOlderResponse) {
-				t.Errorf("a test query answered with the replay: %v, want ErrOlderResponse", err)
-			}
-			check("after a test query got the replay")
-			n := e.advanceToNextRefresh(f.leaf)
-			e.waitQueries(f.leaf, n+1)
-			check("after a scheduled refresh got the replay")
-		})
-	}
-}
-
-// A response signed by a key the CA never authorized, stapled while
-// skip_verify was on, is no longer served from the moment SetStapling
-// turns skip_verify off, and never again while the responder goes on
-// answering with it.
-func TestTurningSkipVerifyOffStopsServingAnUnverifiedStapleAtOnce(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 3})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	id := CertificateID(e.leaf.Cert.Raw)
-
-	e.clock.Advance(10 * time.Minute) // the rogue answer is newer than the verified one
-	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
-	n := e.status(e.leaf).Queries
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitQueries(e.leaf, n+1)
-	staple, _, err := e.handshake(addr)
-	if err != nil || !e.isRogue(staple, e.leaf) {
-		t.Fatalf("with skip_verify on, the rogue-signed response is not stapled (%v)", err)
-	}
-
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: false, CacheTTL: 3600}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		staple, _, err := e.handshake(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.isRogue(staple, e.leaf) {
-			t.Fatalf("handshake %d after skip_verify was turned off got the rogue-signed staple", i+1)
-		}
-	}
-	// The responder keeps answering rogue-signed: the refetch that turning
-	// skip_verify off asked for, and the retries after it, refuse it.
-	for i := range 3 {
-		n := e.advanceToNextRefresh(e.leaf)
-		e.waitQueries(e.leaf, n+1)
-		staple, _, err := e.handshake(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.isRogue(staple, e.leaf) {
-			t.Fatalf("refresh %d with skip_verify off stapled the rogue-signed response", i+1)
-		}
-	}
-}
-
-// Under skip_verify, an unverified response whose thisUpdate is a few
-// minutes ahead (within the allowed clock skew) is installed; once
-// skip_verify is off, it does not outrank the genuine responder: its
-// revocation, signed now and so with an earlier thisUpdate, is installed,
-// and Strict refuses the certificate.
-func TestAFutureDatedUnverifiedStapleDoesNotOutrankAGenuineRevocation(t *testing.T) {
-	e := newEnv(t, on, WithPolicy(Strict))
-	srv := serveReporting(t, e.s.Wrap(tlsConfigFor(e.leaf)))
-	e.waitStapled(e.leaf)
-	id := CertificateID(e.leaf.Cert.Raw)
-
-	// A rogue-signed good answer dated 4 minutes ahead (the skew allows 5).
-	e.r.SetWindow(responder.Window{Backdate: -4 * time.Minute, Lifetime: 24 * time.Hour})
-	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
-	n := e.status(e.leaf).Queries
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitQueries(e.leaf, n+1)
-	c := srv.connect(e.clientConfig())
-	if c.client != nil || !e.isRogue(c.staple, e.leaf) {
-		t.Fatalf("with skip_verify on, the future-dated rogue answer is not stapled: %v", c.client)
-	}
-	if r, err := ocsp.ParseResponse(c.staple, nil); err != nil || !r.ThisUpdate.After(e.clock.Now()) {
-		t.Fatalf("the staple's thisUpdate is not ahead of the clock: %v", err)
-	}
-
-	// Two minutes on the genuine responder revokes the certificate: its
-	// answer's thisUpdate (a minute ago) is before the rogue one's.
-	e.clock.Advance(2 * time.Minute)
-	e.r.SetFault(responder.Fault{})
-	e.r.SetWindow(responder.Window{})
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
-	n = e.status(e.leaf).Queries
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: false, CacheTTL: 3600}); err != nil {
-		t.Fatal(err)
-	}
-	// The refetch that turning skip_verify off asks for is applied first:
-	// a test query racing it may have its answer installed and then
-	// replaced by the refetch's equal one before Test looks, and Test
-	// then reports ErrOlderResponse (a misreport; what is installed is
-	// right either way).
-	e.waitQueries(e.leaf, n+1)
-	st, err := e.s.Test(t.Context(), id)
-	if err != nil || st.CertStatus != config.CertRevoked {
-		t.Fatalf("the genuine revocation after skip_verify was turned off: %v, cert_status %q", err, st.CertStatus)
-	}
-	if c := srv.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
-		t.Fatalf("Strict handshake after the revocation: client %v, server %v, rogue staple %v", c.client, c.server, e.isRogue(c.staple, e.leaf))
-	}
-	if st := e.status(e.leaf); st.CertStatus != config.CertRevoked || st.State != StateRevoked {
-		t.Fatalf("status after the revocation: cert_status %q, state %s", st.CertStatus, st.State)
-	}
-}
-
-// errRefusedClient is B's verdict on the client certificate it refuses.
-var errRefusedClient = errors.New("this client certificate is refused here")
-
-// One Stapler wraps two unrelated configs: A asks for a client certificate
-// and accepts any, B requires one and refuses a particular client. A
-// session that client began on A does not resume on B (crypto/tls calls no
-// VerifyPeerCertificate on a resumed session, so resuming would let the
-// client in unchecked): B's handshake is a full one, and fails. Copies of
-// A (its Clone, and the config its GetConfigForClient returns) resume A's
-// sessions.
-func TestSessionsDoNotResumeAcrossUnrelatedWrappedConfigs(t *testing.T) {
-	for _, v := range tlsVersions {
-		t.Run(v.name, func(t *testing.T) {
-			e := newEnv(t, on)
-			refused := e.mustIssue(responder.ECDSA, "client.test")
-
-			innerA := &tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}, ClientAuth: tls.RequestClientCert}
-			appA := &tls.Config{
-				Certificates: []tls.Certificate{e.leaf.Certificate},
-				ClientAuth:   tls.RequestClientCert,
-				GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-					if h.ServerName == "inner.test" {
-						return innerA, nil
-					}
-					return nil, nil // the config itself
-				},
-			}
-			appB := &tls.Config{
-				Certificates: []tls.Certificate{e.leaf.Certificate},
-				ClientAuth:   tls.RequireAnyClientCert,
-				VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-					if len(raw) > 0 && bytes.Equal(raw[0], refused.Cert.Raw) {
-						return errRefusedClient
-					}
-					return nil
-				},
-			}
-			wrappedA := e.s.Wrap(appA)
-			fromA, err := wrappedA.GetConfigForClient(&tls.ClientHelloInfo{ServerName: "inner.test"})
-			if err != nil || fromA == nil {
-				t.Fatalf("A's GetConfigForClient: %v, %v", fromA, err)
-			}
-			a := serveReporting(t, wrappedA)
-			b := serveReporting(t, e.s.Wrap(appB))
-			clone := serveReporting(t, wrappedA.Clone())
-			inner := serveReporting(t, fromA)
-			e.waitStapled(e.leaf)
-
-			client := e.clientConfig(func(c *tls.Config) {
-				c.Certificates = []tls.Certificate{refused.Certificate}
-				c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-				c.MinVersion, c.MaxVersion = v.version, v.version
-			})
-			onA := func() {
-				t.Helper()
-				if c := a.connect(client); c.client != nil || c.server != nil {
-					t.Fatalf("A refused the client: client %v, server %v", c.client, c.server)
-				}
-			}
-			onA()
-			if c := clone.connect(client); c.client != nil || c.server != nil || !c.resumed {
-				t.Errorf("a Clone of A does not resume A's session: resumed %v, client %v, server %v", c.resumed, c.client, c.server)
-			}
-			onA()
-			if c := inner.connect(client); c.client != nil || c.server != nil || !c.resumed {
-				t.Errorf("the config A's GetConfigForClient returns does not resume A's session: resumed %v, client %v, server %v", c.resumed, c.client, c.server)
-			}
-			onA()
-			c := b.connect(client)
-			if c.resumed {
-				t.Errorf("B resumed a session begun on A, letting in a client it refuses")
-			}
-			if c.client == nil || !errors.Is(c.server, errRefusedClient) {
-				t.Errorf("B's handshake with the refused client: client %v, server %v; want it refused by B's VerifyPeerCertificate", c.client, c.server)
-			}
-		})
-	}
-}
-
-// A Verifier that asks a responder which answers UNKNOWN remembers the
-// answer as a failure: ten connections within the backoff make one
-// request, and the responder is asked again once the backoff has passed.
-func TestVerifierAsksAboutAnUnknownCertificateOncePerBackoff(t *testing.T) {
-	e := newEnv(t, on)
-	e.r.Forget(e.leaf.Cert.SerialNumber)   // the responder answers unknown
-	plain := e.serve(tlsConfigFor(e.leaf)) // staples nothing: the Verifier asks
-	v := &Verifier{FetchTimeout: hangLimit, Time: e.clock.Now}
-	serial := e.leaf.Cert.SerialNumber
-	for i := range 10 {
-		if err := e.dialVerified(plain, v); err != nil {
-			t.Fatalf("connection %d: soft fail refused: %v", i+1, err)
-		}
-	}
-	if n := e.r.CountFor(serial); n != 1 {
-		t.Fatalf("%d requests for 10 connections with the responder answering unknown, want 1", n)
-	}
-	e.clock.Advance(verifierRetryMin - time.Second)
-	e.dialVerified(plain, v)
-	if n := e.r.CountFor(serial); n != 1 {
-		t.Fatalf("%d requests within the backoff, want 1", n)
-	}
-	e.clock.Advance(2 * time.Second) // past the backoff
-	e.dialVerified(plain, v)
-	if n := e.r.CountFor(serial); n != 2 {
-		t.Fatalf("%d requests after the backoff, want 2 (asked again)", n)
-	}
-}
 
 // A certificate known revoked, removed with Remove and then served again
 // by a handshake (which registers it again), is still known revoked:
@@ -509,39 +78,6 @@ func TestARemovedRevokedCertificateIsStillRevokedWhenServedAgain(t *testing.T) {
 	}
 }
 
-// A response installed under skip_verify is never written to the store:
-// after a restart, only what was verified is there to restore.
-func TestAnUnverifiedStapleIsNeverStored(t *testing.T) {
-	store := cache.DirStore(t.TempDir())
-	e := newEnv(t, on, WithStore(store))
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	id := CertificateID(e.leaf.Cert.Raw)
-
-	e.clock.Advance(10 * time.Minute) // the rogue answer is newer than the verified one
-	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
-	n := e.status(e.leaf).Queries
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitQueries(e.leaf, n+1)
-	if staple, _, err := e.handshake(addr); err != nil || !e.isRogue(staple, e.leaf) {
-		t.Fatalf("with skip_verify on, the rogue-signed response is not stapled (%v)", err)
-	}
-	e.s.Close() // every pending write done
-	value, err := store.Get(t.Context(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _, err := record.Decode(value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ocsp.ParseResponseForCert(raw, e.leaf.Cert, e.ca.Cert); err != nil {
-		t.Fatalf("the store holds a response that does not verify: %v", err)
-	}
-}
-
 // The knowledge of removed certificates is bounded (rememberedLimit, the
 // oldest forgotten first), and a remembered revocation counts in the
 // revoked count exactly while it is remembered.
@@ -587,5 +123,569 @@ func TestRemovedKnowledgeIsBoundedAndCountedWhileRemembered(t *testing.T) {
 	r.restore(again, last.key(), &count)
 	if n := count.Load(); n != 0 || again.known != later || r.of(last.key()).revoked() {
 		t.Fatalf("after restore: count %d, known %v", n, again.known)
+	}
+}
+
+// What is known of a certificate outlives its removal, its retirement
+// and stapling turned off: tests of knowledge across a certificate's
+// management.
+
+// gatedFront is a responder front that can hold its answers (a query kept
+// in flight for as long as a test needs: the answer is the responder's as
+// of the request, sent when released) and replace the bodies it answers (a
+// replaying network position).
+type gatedFront struct {
+	srv     *httptest.Server
+	hold    atomic.Bool
+	arrived chan struct{}
+	release chan struct{}
+	tamper  atomic.Pointer[func([]byte) []byte]
+}
+
+func newGatedFront(t testing.TB, r *responder.Responder) *gatedFront {
+	g := &gatedFront{arrived: make(chan struct{}, 16), release: make(chan struct{})}
+	tampering := tamperingHandler(r, &g.tamper)
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rec := httptest.NewRecorder()
+		tampering(rec, req)
+		if g.hold.Load() {
+			g.arrived <- struct{}{}
+			<-g.release
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(func() {
+		if g.hold.Swap(false) {
+			close(g.release)
+		}
+		g.srv.Close()
+	})
+	return g
+}
+
+// replay makes the front answer raw, whatever the responder says.
+func (g *gatedFront) replay(raw []byte) {
+	f := func([]byte) []byte { return raw }
+	g.tamper.Store(&f)
+}
+
+// knowledgeFixture: a leaf behind a gated front, wrapped and stapled good,
+// and a good response signed then (what a replay serves later).
+type knowledgeFixture struct {
+	e     *env
+	front *gatedFront
+	leaf  *responder.Leaf
+	id    string
+	srv   *reportingServer
+	good  []byte
+}
+
+func newKnowledgeFixture(t *testing.T, opts ...Option) *knowledgeFixture {
+	t.Helper()
+	return newKnowledgeFixtureWith(t, on, opts...)
+}
+
+func newKnowledgeFixtureWith(t *testing.T, cfg config.OCSP, opts ...Option) *knowledgeFixture {
+	t.Helper()
+	e := newEnv(t, cfg, opts...)
+	front := newGatedFront(t, e.r)
+	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	f := &knowledgeFixture{e: e, front: front, leaf: leaf, id: CertificateID(leaf.Cert.Raw)}
+	f.srv = serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
+	e.waitStapled(leaf)
+	if f.good, err = e.r.Respond(leaf.Cert); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// revoke has the responder revoke the leaf ten minutes on (newer than
+// f.good) and a test query install the revocation.
+func (f *knowledgeFixture) revoke(t *testing.T) {
+	t.Helper()
+	e := f.e
+	e.clock.Advance(10 * time.Minute)
+	e.r.SetStatus(f.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
+	if st, err := e.s.Test(t.Context(), f.id); err != nil || st.CertStatus != config.CertRevoked {
+		t.Fatalf("the revocation: %v, %+v", err, st.Status)
+	}
+}
+
+// A revocation verified by a query in flight when the certificate is
+// removed (Test, or a scheduled refresh, started before Remove and answered
+// after it) is remembered: served again, the certificate is still revoked,
+// and a good response signed before the revocation, replayed to its first
+// query, is not stapled.
+func TestARevocationVerifiedAfterRemoveIsRememberedWhenServedAgain(t *testing.T) {
+	f := newKnowledgeFixture(t)
+	e := f.e
+	e.clock.Advance(10 * time.Minute)
+	e.r.SetStatus(f.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
+
+	// A test query in flight when the certificate is removed.
+	f.front.hold.Store(true)
+	type result struct {
+		st  CertificateStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := e.s.Test(t.Context(), f.id)
+		done <- result{st, err}
+	}()
+	select {
+	case <-f.front.arrived:
+	case <-time.After(hangLimit):
+		t.Fatal("the test query never reached the responder")
+	}
+	if err := e.s.Remove(f.id); err != nil {
+		t.Fatal(err)
+	}
+	f.front.hold.Store(false)
+	close(f.front.release)
+	r := <-done
+	if r.err != nil || r.st.CertStatus != config.CertRevoked {
+		t.Fatalf("precondition: the in-flight test query did not verify the revocation: %v, %q", r.err, r.st.CertStatus)
+	}
+
+	// The Stapler has verified REVOKED. A replay of the older good answer
+	// must not be stapled now.
+	f.front.replay(f.good)
+	c := f.srv.connect(e.clientConfig())
+	if c.client != nil || c.server != nil {
+		t.Fatalf("handshake: client %v, server %v", c.client, c.server)
+	}
+	if e.stapleStatus(c.staple, f.leaf) == "good" {
+		t.Errorf("served again after Remove, the certificate is stapled GOOD from a replay older than the revocation the Stapler verified (and reported) after Remove")
+	}
+	if st := e.status(f.leaf); st.CertStatus != config.CertRevoked {
+		t.Errorf("served again after Remove: cert_status %q, state %s; want %s (verified before it was served again)", st.CertStatus, st.State, config.CertRevoked)
+	}
+}
+
+// Strict refuses a certificate known revoked whether or not it is
+// managed: with OCSP off, after Remove, and removed with OCSP off (the
+// knowledge of removed certificates is kept).
+func TestStrictRefusesARemovedKnownRevokedCertificateWithOCSPOff(t *testing.T) {
+	f := newKnowledgeFixture(t, WithPolicy(Strict))
+	e := f.e
+	f.revoke(t)
+	off := false
+	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.srv.connect(e.clientConfig()); !errors.Is(c.server, ErrRevoked) {
+		t.Fatalf("control: OCSP off, not removed: server %v; want refused as revoked", c.server)
+	}
+	if err := e.s.Remove(f.id); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.srv.connect(e.clientConfig()); !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("OCSP off, removed: client %v, server %v; want refused as revoked (what was verified is kept across Remove)", c.client, c.server)
+	}
+	// The same through an application's GetCertificate.
+	app := serveReporting(t, e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return &f.leaf.Certificate, nil
+	}}))
+	if c := app.connect(e.clientConfig()); !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("OCSP off, removed, from GetCertificate: client %v, server %v; want refused as revoked", c.client, c.server)
+	}
+}
+
+// After a revocation, an UNKNOWN answer signed before it (a replay) does
+// not become the certificate's status: Status and the status hook go on
+// saying revoked, since an older answer must not hide a revocation from the
+// operator.
+func TestAnOlderUnknownReplayDoesNotHideARevocationFromStatus(t *testing.T) {
+	e := newEnv(t, on, WithPolicy(Strict))
+	front := newGatedFront(t, e.r)
+	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed before the certificate was registered with the responder.
+	unknown, err := e.r.Respond(leaf.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ocsp.ParseResponseForCert(unknown, leaf.Cert, e.ca.Cert); err != nil || r.Status != ocsp.Unknown {
+		t.Fatalf("precondition: an unknown answer: %v", err)
+	}
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	f := &knowledgeFixture{e: e, front: front, leaf: leaf, id: CertificateID(leaf.Cert.Raw)}
+	f.srv = serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
+	e.waitStapled(leaf)
+	f.revoke(t)
+	for len(e.events) > 0 {
+		<-e.events
+	}
+
+	front.replay(unknown)
+	e.s.Test(t.Context(), f.id) // the replay, as a test query gets it
+	st := e.status(leaf)
+	if st.State != StateRevoked || st.CertStatus != config.CertRevoked {
+		t.Errorf("after an unknown answer older than the revocation: state %s, cert_status %q; want %s and %s", st.State, st.CertStatus, StateRevoked, config.CertRevoked)
+	}
+	for len(e.events) > 0 {
+		if ev := <-e.events; ev.From == StateRevoked {
+			t.Errorf("the status hook reported %s -> %s for a replay older than the revocation", ev.From, ev.To)
+		}
+	}
+	if c := f.srv.connect(e.clientConfig()); !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("Strict handshake: server %v; want refused as revoked", c.server)
+	}
+}
+
+// A certificate known revoked that a strictly newer verified answer says
+// good again leaves the revoked count: sessions resume again, on every
+// wrapped config, including a second config listing the same leaf.
+func TestRevokedCountReturnsToZeroWhenARevokedCertificateTurnsGood(t *testing.T) {
+	f := newKnowledgeFixture(t)
+	e := f.e
+	second := serveReporting(t, e.s.Wrap(tlsConfigFor(f.leaf)))
+	f.revoke(t)
+	if n := e.s.revokedCount.Load(); n != 1 {
+		t.Fatalf("revoked count %d after the revocation, want 1", n)
+	}
+	e.clock.Advance(10 * time.Minute)
+	e.r.SetStatus(f.leaf.Cert.SerialNumber, responder.Good())
+	if st, err := e.s.Test(t.Context(), f.id); err != nil || st.CertStatus != config.CertGood {
+		t.Fatalf("good again: %v, %q", err, st.CertStatus)
+	}
+	if n := e.s.revokedCount.Load(); n != 0 {
+		t.Fatalf("revoked count %d once the certificate is good again, want 0", n)
+	}
+	client := e.clientConfig(func(c *tls.Config) { c.ClientSessionCache = tls.NewLRUClientSessionCache(8) })
+	second.connect(client)
+	if c := second.connect(client); !c.resumed {
+		t.Errorf("sessions do not resume once the revoked certificate is good again: %+v", c)
+	}
+	// Remove, serve again, and the count follows.
+	if err := e.s.Remove(f.id); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.connect(e.clientConfig())
+	if n := e.s.revokedCount.Load(); n != 0 {
+		t.Errorf("revoked count %d after Remove and re-registration of a good certificate, want 0", n)
+	}
+}
+
+// What a Stapler knows of a certificate across its registrations: removed,
+// served or added again, removed again, served with OCSP off. Each test goes
+// through real handshakes on loopback, real signed responses and the fake
+// clock; where a race decides the outcome, a blocking responder front or a
+// blocking status hook (called synchronously, as an application's may block
+// on a slow sink) makes the interleaving deterministic.
+
+// stapleStatus names the status of staple for leaf ("none" when there is
+// none, "invalid" when it does not verify).
+func (e *env) stapleStatus(staple []byte, leaf *responder.Leaf) string {
+	if len(staple) == 0 {
+		return "none"
+	}
+	r, err := ocsp.ParseResponseForCert(staple, leaf.Cert, e.ca.Cert)
+	if err != nil {
+		return "invalid"
+	}
+	switch r.Status {
+	case ocsp.Good:
+		return "good"
+	case ocsp.Revoked:
+		return "revoked"
+	}
+	return "unknown"
+}
+
+// revokeNow has e's responder revoke leaf a minute ago, ten minutes after
+// what was fetched so far (its answer is newer than every earlier one).
+func (e *env) revokeNow(leaf *responder.Leaf) {
+	e.clock.Advance(10 * time.Minute)
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
+}
+
+func (e *env) ocspOff() {
+	e.t.Helper()
+	off := false
+	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: &off}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// A leaf with the RFC 7633 must-staple extension is MustStaple whatever
+// the Stapler's policy. Known revoked, removed, and served with OCSP off
+// by the application's GetCertificate, it is refused, as it is when the
+// wrapped config lists it.
+func TestARemovedMustStapleLeafKnownRevokedIsRefusedWithOCSPOffThroughGetCertificate(t *testing.T) {
+	e := newEnv(t, on) // Lenient: the leaf's extension alone makes it must-staple
+	leaf, err := e.srv.Issue(responder.LeafOptions{MustStaple: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := CertificateID(leaf.Cert.Raw)
+	viaGet := serveReporting(t, e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return &leaf.Certificate, nil
+	}}))
+	viaList := serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
+	if c := viaGet.connect(e.clientConfig()); c.client != nil || c.server != nil || len(c.staple) == 0 {
+		t.Fatalf("first handshake: client %v, server %v, staple %d bytes", c.client, c.server, len(c.staple))
+	}
+
+	e.revokeNow(leaf)
+	if st, err := e.s.Test(t.Context(), id); err != nil || st.CertStatus != config.CertRevoked {
+		t.Fatalf("the revocation: %v, %+v", err, st.Status)
+	}
+	if c := viaGet.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Fatalf("control: the must-staple leaf known revoked is served: client %v, server %v", c.client, c.server)
+	}
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	e.ocspOff()
+
+	if c := viaList.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("control, the wrapped config's list: removed, OCSP off: client %v, server %v; want refused as revoked", c.client, c.server)
+	}
+	if c := viaGet.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("the application's GetCertificate: a must-staple leaf known revoked, removed, OCSP off, is served (client %v, server %v, staple %s); want refused as revoked",
+			c.client, c.server, e.stapleStatus(c.staple, leaf))
+	}
+}
+
+// A wrapped config lists a certificate with a staple of the application's
+// own. The certificate is removed and registered again elsewhere (Add)
+// before any handshake on the first config serves it again, and the new
+// registration verifies a revocation. With OCSP then off, the first
+// config's handshakes (whose list entry still points at the removed state)
+// refuse the certificate under Strict and never serve the application's
+// own, older, good staple: what is known is read from the certificate's
+// registration now.
+func TestAListedCertificateRegisteredAgainElsewhereAndRevokedIsRefusedWithOCSPOff(t *testing.T) {
+	e := newEnv(t, on, WithPolicy(Strict))
+	id := CertificateID(e.leaf.Cert.Raw)
+	own := e.leaf.Certificate
+	own.OCSPStaple = mustFetchRaw(t, e, e.leaf) // good, signed now
+	srv := serveReporting(t, e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{own}}))
+	e.waitStapled(e.leaf)
+	if c := srv.connect(e.clientConfig()); c.client != nil || c.server != nil {
+		t.Fatalf("first handshake: client %v, server %v", c.client, c.server)
+	}
+
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Add(&e.leaf.Certificate); err != nil { // managed again, from elsewhere
+		t.Fatal(err)
+	}
+	e.waitStapled(e.leaf)
+	e.revokeNow(e.leaf)
+	if st, err := e.s.Test(t.Context(), id); err != nil || st.CertStatus != config.CertRevoked {
+		t.Fatalf("the revocation: %v, %+v", err, st.Status)
+	}
+	e.ocspOff()
+
+	c := srv.connect(e.clientConfig())
+	if c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("Strict, OCSP off: the listed certificate known revoked is served (client %v, server %v, staple %s); want refused as revoked",
+			c.client, c.server, e.stapleStatus(c.staple, e.leaf))
+	}
+	if e.stapleStatus(c.staple, e.leaf) == "good" {
+		t.Errorf("the application's own good staple, older than the verified revocation, is served")
+	}
+}
+
+// hookGate blocks the status hook once, on the first change of id to state
+// to after it is armed, until released.
+type hookGate struct {
+	armed   atomic.Bool
+	id      string
+	to      State
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newHookGate(id string, to State) *hookGate {
+	return &hookGate{id: id, to: to, entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *hookGate) hook(c StatusChange) {
+	if c.ID == g.id && c.To == g.to && g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.release
+	}
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(hangLimit):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// A test query is in flight when the certificate is removed, and it
+// verifies a revocation. A handshake serves the certificate again after that
+// query's answer is in, but before the removed state's knowledge is kept (the
+// status hook of the revocation runs in between, and may be slow). The new
+// registration takes the revocation: Test reported it, so a good answer
+// signed before it (replayed) is never stapled and Strict refuses the
+// certificate.
+func TestARevocationLearnedByAQueryInFlightAtRemoveSurvivesARegistrationBeforeItIsRemembered(t *testing.T) {
+	var gateP atomic.Pointer[hookGate]
+	e := newEnv(t, on, WithPolicy(Strict), WithStatusHook(func(c StatusChange) {
+		if g := gateP.Load(); g != nil {
+			g.hook(c)
+		}
+	}))
+	front := newGatedFront(t, e.r)
+	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	id := CertificateID(leaf.Cert.Raw)
+	gate := newHookGate(id, StateRevoked)
+	gateP.Store(gate)
+	srv := serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
+	e.waitStapled(leaf)
+	good, err := e.r.Respond(leaf.Cert) // signed before the revocation
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.revokeNow(leaf)
+	front.hold.Store(true)
+	type result struct {
+		st  CertificateStatus
+		err error
+	}
+	tested := make(chan result, 1)
+	go func() {
+		st, err := e.s.Test(t.Context(), id)
+		tested <- result{st, err}
+	}()
+	waitFor(t, front.arrived, "the test query to reach the responder")
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	gate.armed.Store(true)
+	front.hold.Store(false)
+	close(front.release)
+	waitFor(t, gate.entered, "the late revocation's status hook")
+
+	// The revocation is verified and installed on the removed state; from
+	// here on, whatever stands between the server and the responder
+	// replays the good answer from before it.
+	front.replay(good)
+	first := srv.connect(e.clientConfig()) // registers the certificate again
+	close(gate.release)
+	r := <-tested
+	if r.err != nil || r.st.CertStatus != config.CertRevoked {
+		t.Fatalf("the test query in flight at Remove: %v, %+v; want revoked", r.err, r.st.Status)
+	}
+	if first.client == nil || !errors.Is(first.server, ErrRevoked) {
+		t.Logf("the handshake that registered the certificate again: client %v, server %v, staple %s", first.client, first.server, e.stapleStatus(first.staple, leaf))
+	}
+
+	c := srv.connect(e.clientConfig())
+	if c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("after Test reported the revocation: client %v, server %v, staple %s; want refused as revoked",
+			c.client, c.server, e.stapleStatus(c.staple, leaf))
+	}
+	if st := e.status(leaf); st.CertStatus != config.CertRevoked {
+		t.Errorf("Status after Test reported the revocation: cert_status %q, stapled %v; want %s", st.CertStatus, st.Stapled, config.CertRevoked)
+	}
+	if n := e.s.revokedCount.Load(); n == 0 {
+		t.Errorf("the revoked count is 0 with a revocation verified: sessions resume")
+	}
+}
+
+// A test query is in flight when the certificate is removed, knowing it
+// good; it comes back unknown (nothing learned). Meanwhile (its status hook
+// running) the certificate is served again, its new registration verifies a
+// revocation, and it is removed again: the revocation is remembered, and
+// counts. What the first state knew, kept late, is merged with what is
+// remembered, never put in its place: the revocation stays, the revoked
+// count stays 1, no session begun before the revocation resumes, and served
+// again the certificate staples nothing good from before the revocation.
+func TestALateQueryOnARemovedCertificateDoesNotOverwriteANewerRememberedRevocation(t *testing.T) {
+	var gateP atomic.Pointer[hookGate]
+	e := newEnv(t, on, WithPolicy(Strict), WithStatusHook(func(c StatusChange) {
+		if g := gateP.Load(); g != nil {
+			g.hook(c)
+		}
+	}))
+	front := newGatedFront(t, e.r)
+	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{front.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	id := CertificateID(leaf.Cert.Raw)
+	gate := newHookGate(id, StateUnknown)
+	gateP.Store(gate)
+	srv := serveReporting(t, e.s.Wrap(tlsConfigFor(leaf)))
+	e.waitStapled(leaf)
+	good, err := e.r.Respond(leaf.Cert) // signed before the revocation
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumer := e.clientConfig(func(c *tls.Config) { c.ClientSessionCache = tls.NewLRUClientSessionCache(8) })
+	if c := srv.connect(resumer); c.client != nil || c.server != nil {
+		t.Fatalf("first connection: client %v, server %v", c.client, c.server)
+	}
+	if c := srv.connect(resumer); c.client != nil || !c.resumed {
+		t.Fatalf("control: the session does not resume while the certificate is good: %+v", c)
+	}
+
+	// A test query, in flight at Remove, that the responder answers unknown.
+	e.r.Forget(leaf.Cert.SerialNumber)
+	front.hold.Store(true)
+	tested := make(chan error, 1)
+	go func() {
+		_, err := e.s.Test(t.Context(), id)
+		tested <- err
+	}()
+	waitFor(t, front.arrived, "the test query to reach the responder")
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	e.revokeNow(leaf)
+	gate.armed.Store(true)
+	front.hold.Store(false)
+	close(front.release)
+	waitFor(t, gate.entered, "the late unknown answer's status hook")
+
+	// Served again, verified revoked, removed again: remembered revoked.
+	if c := srv.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Fatalf("served again after the revocation: client %v, server %v, staple %s; want refused as revoked", c.client, c.server, e.stapleStatus(c.staple, leaf))
+	}
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s.revokedCount.Load(); n != 1 {
+		t.Fatalf("control: revoked count %d with the removed certificate remembered revoked, want 1", n)
+	}
+	close(gate.release)
+	<-tested
+
+	if n := e.s.revokedCount.Load(); n != 1 {
+		t.Errorf("revoked count %d after the late query on the first registration, want 1 (the revocation is still what is known)", n)
+	}
+	if c := srv.connect(resumer); c.client == nil && c.resumed {
+		t.Errorf("a session begun before the revocation resumed")
+	}
+	front.replay(good)
+	if c := srv.connect(e.clientConfig()); c.client == nil || !errors.Is(c.server, ErrRevoked) {
+		t.Errorf("served again, the responder's path replaying a good answer from before the revocation: client %v, server %v, staple %s; want refused as revoked",
+			c.client, c.server, e.stapleStatus(c.staple, leaf))
 	}
 }

@@ -1,16 +1,22 @@
 package stapler
 
 import (
+	"bytes"
 	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
-	"golang.org/x/crypto/ocsp"
-
+	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
-// TestMetricsCountEveryOutcome: handshakes stapled, unstapled and refused,
-// and queries by outcome and failure kind, each counted once.
+// Handshakes stapled, unstapled and refused, and queries by outcome and
+// failure kind, each counted once.
 func TestMetricsCountEveryOutcome(t *testing.T) {
 	e := newEnv(t, on, WithPolicy(Strict))
 	good := e.leaf
@@ -45,5 +51,69 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	m = e.s.Metrics()
 	if m.HandshakesStapled != 3 || m.HandshakesRefused != 1 || m.HandshakesUnstapled != 1 {
 		t.Fatalf("handshakes: stapled %d, refused %d, unstapled %d", m.HandshakesStapled, m.HandshakesRefused, m.HandshakesUnstapled)
+	}
+}
+
+// A revocation is logged at WARN, naming the certificate's subject, serial
+// and ID: the line an operator's alerting must not miss.
+func TestARevocationIsLoggedAtWarnNamingTheCertificate(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, on, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), ocsp.KeyCompromise))
+	if _, err := e.s.Test(t.Context(), CertificateID(e.leaf.Cert.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"level=WARN", `msg="ocsp: certificate revoked"`, "id=" + CertificateID(e.leaf.Cert.Raw),
+		"serial=" + fmt.Sprintf("%x", e.leaf.Cert.SerialNumber), "subject="}
+	eventually(t, "the revocation's log line", func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			if ok {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// lockedBuffer is a log sink safe for the Stapler's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestOCSPOffIsLoggedOnce(t *testing.T) {
+	var logs lockedBuffer
+	s, err := New(config.OCSP{}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ca, _ := responder.NewCA(responder.CAOptions{})
+	leaf, _ := ca.Issue(responder.LeafOptions{OCSPServer: []string{"http://127.0.0.1:1/"}})
+	cfg := s.Wrap(tlsConfigFor(leaf))
+	for range 3 {
+		cfg.GetCertificate(helloFor())
+	}
+	out := logs.String()
+	if n := strings.Count(out, "OCSP is off"); n != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "ocsp_functionality") {
+		t.Fatalf("want one Info line naming ocsp_functionality, got:\n%s", out)
 	}
 }

@@ -3,6 +3,11 @@ package stapler
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,10 +163,9 @@ func TestAFailingOrSlowStoreNeverDelaysAStaple(t *testing.T) {
 	}
 }
 
-// TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait: on start the
-// store is read before the responder is asked; a read that hangs is given
-// up after the cold wait (not the store's own 10 s timeout), and the fetch
-// goes ahead.
+// On start the store is read before the responder is asked; a read that
+// hangs is given up after the cold wait (not the store's own 10 s timeout),
+// and the fetch goes ahead.
 func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 	const coldWait = 200 * time.Millisecond
 	store := &brokenStore{hangGet: true}
@@ -180,9 +184,9 @@ func TestAHangingStoreReadHoldsTheFirstFetchForAtMostTheColdWait(t *testing.T) {
 	e.mustGetStaple(addr, e.leaf, ocsp.Good)
 }
 
-// TestRemoveDeletesTheStoredResponse: Remove means forget; with a store,
-// the certificate's stored response is deleted too (on the writer's
-// goroutine, after the writes queued before it; Close flushes it).
+// Remove means forget; with a store, the certificate's stored response is
+// deleted too (on the writer's goroutine, after the writes queued before
+// it; Close flushes it).
 func TestRemoveDeletesTheStoredResponse(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -207,5 +211,347 @@ func TestRemoveDeletesTheStoredResponse(t *testing.T) {
 	}
 	if _, err := store.Get(context.Background(), otherID); err != nil {
 		t.Fatalf("the other certificate's response: %v, want it kept", err)
+	}
+}
+
+// A response installed under skip_verify is never written to the store:
+// after a restart, only what was verified is there to restore.
+func TestAnUnverifiedStapleIsNeverStored(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	e.mustGetStaple(addr, e.leaf, ocsp.Good)
+	id := CertificateID(e.leaf.Cert.Raw)
+
+	e.clock.Advance(10 * time.Minute) // the rogue answer is newer than the verified one
+	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
+	n := e.status(e.leaf).Queries
+	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, SkipVerify: true, CacheTTL: 3600}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitQueries(e.leaf, n+1)
+	if staple, _, err := e.handshake(addr); err != nil || !e.isRogue(staple, e.leaf) {
+		t.Fatalf("with skip_verify on, the rogue-signed response is not stapled (%v)", err)
+	}
+	e.s.Close() // every pending write done
+	value, err := store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := record.Decode(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ocsp.ParseResponseForCert(raw, e.leaf.Cert, e.ca.Cert); err != nil {
+		t.Fatalf("the store holds a response that does not verify: %v", err)
+	}
+}
+
+// Guards a defect since fixed: OCSP responses are public; anyone can fetch
+// a good one before a certificate is revoked. With a DirStore in a
+// directory writable by others (one DirStore documents it refuses: Put
+// does, Get does not), a local user plants that good response under the
+// certificate's ID. After the revocation the server starts: the Stapler
+// restores the planted response, makes no query, and staples "good" for a
+// revoked certificate until its next refresh. Expected: the value is
+// refused, the responder is asked, and the staple says revoked.
+func TestAPlantedStoreValueNeverServesARevokedCertificateGood(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, on, WithStore(cache.DirStore(dir)), WithPolicy(Strict))
+	good := mustFetchRaw(t, e, e.leaf) // public: anyone may ask
+	id := CertificateID(e.leaf.Cert.Raw)
+	if err := os.WriteFile(filepath.Join(dir, id), record.Encode(good, e.clock.Now()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.KeyCompromise))
+	e.clock.Advance(time.Second)
+
+	addr := e.wrapAndServe(e.leaf.Certificate)
+	eventually(t, "a first answer", func() bool { st := e.status(e.leaf); return st.Stapled || st.Queries > 0 })
+	staple, _, err := e.handshake(addr)
+	if err == nil {
+		resp, perr := ocsp.ParseResponseForCert(staple, e.leaf.Cert, e.ca.Cert)
+		if perr == nil && resp.Status == ocsp.Good {
+			t.Fatalf("a revoked certificate is stapled good (from the value planted in a world-writable store directory; responder queries: %d)", e.r.CountFor(e.leaf.Cert.SerialNumber))
+		}
+	}
+}
+
+// blockingDeletes is a DirStore whose Delete waits for release, and says
+// when one has started.
+type blockingDeletes struct {
+	cache.DirStore
+	started chan string
+	gate    chan struct{}
+	release func()
+}
+
+func newBlockingDeletes(t *testing.T) *blockingDeletes {
+	b := &blockingDeletes{DirStore: cache.DirStore(t.TempDir()), started: make(chan string, 10), gate: make(chan struct{})}
+	var once sync.Once
+	b.release = func() { once.Do(func() { close(b.gate) }) }
+	t.Cleanup(b.release)
+	return b
+}
+
+func (b *blockingDeletes) Delete(ctx context.Context, key string) error {
+	b.started <- key
+	select {
+	case <-b.gate:
+	case <-ctx.Done(): // Close gave up on the store
+		return ctx.Err()
+	}
+	return b.DirStore.Delete(ctx, key)
+}
+
+func waitStarted(t *testing.T, b *blockingDeletes) {
+	t.Helper()
+	select {
+	case <-b.started:
+	case <-timeAfterHang():
+		t.Fatal("the deletion never started")
+	}
+}
+
+// A certificate removed and served again at once, while its file is still
+// being deleted, is fetched afresh, not restored from that file (Remove
+// means forget).
+func TestServedAgainAfterRemoveIsNotRestoredFromTheFileBeingDeleted(t *testing.T) {
+	store := newBlockingDeletes(t)
+	e := newEnv(t, on, WithStore(store))
+	t.Cleanup(store.release) // before the Stapler's Close
+	id, err := e.s.Add(&e.leaf.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStapled(e.leaf)
+	eventually(t, "the response stored", func() bool {
+		_, err := store.Get(context.Background(), id)
+		return err == nil
+	})
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, store) // the deletion is under way, the file still there
+	before := e.r.RequestCount()
+	if _, err := e.s.Add(&e.leaf.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.r.RequestCount() == before {
+		t.Fatal("the certificate served again after Remove was restored from the file being deleted, not fetched")
+	}
+	store.release()
+}
+
+// A deletion queued while Close writes the writer's last batch is made
+// before Close returns.
+func TestRemoveRacingCloseIsFlushed(t *testing.T) {
+	store := newBlockingDeletes(t)
+	e := newEnv(t, on, WithStore(store))
+	t.Cleanup(store.release) // before the Stapler's Close
+	a, err := e.s.Add(&e.leaf.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"other.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.s.Add(&other.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a, b} {
+		eventually(t, "the responses stored", func() bool {
+			_, err := store.Get(context.Background(), id)
+			return err == nil
+		})
+	}
+	if err := e.s.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, store) // the writer is busy deleting a
+	closed := make(chan struct{})
+	go func() { e.s.Close(); close(closed) }()
+	eventually(t, "Close begun", e.s.closed.Load)
+	// Close has begun; b's deletion is queued behind a's, or made at once
+	// once the writer has stopped: either way it is made.
+	if err := e.s.Remove(b); err != nil {
+		t.Fatal(err)
+	}
+	store.release()
+	<-closed
+	for _, id := range []string{a, b} {
+		if _, err := store.DirStore.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+			t.Fatalf("%s still stored after Remove and Close: %v", id, err)
+		}
+	}
+}
+
+// gatedResponder serves e's responder, but holds every request after the
+// first `free` ones until release is called, and tells held when one
+// arrives.
+type gatedResponder struct {
+	srv     *httptest.Server
+	n       atomic.Int64
+	free    int64
+	held    chan struct{}
+	gate    chan struct{}
+	release func()
+}
+
+func newGatedResponder(t *testing.T, r *responder.Responder, free int64) *gatedResponder {
+	g := &gatedResponder{free: free, held: make(chan struct{}, 100), gate: make(chan struct{})}
+	var once sync.Once
+	g.release = func() { once.Do(func() { close(g.gate) }) }
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if g.n.Add(1) > g.free {
+			g.held <- struct{}{}
+			<-g.gate
+		}
+		r.ServeHTTP(w, req)
+	}))
+	t.Cleanup(func() { g.release(); g.srv.Close() })
+	return g
+}
+
+// waitHeld waits until a request is held at the gate.
+func waitHeld(t *testing.T, g *gatedResponder) {
+	t.Helper()
+	select {
+	case <-g.held:
+	case <-timeAfterHang():
+		t.Fatal("no request reached the responder")
+	}
+}
+
+// Guards a defect since fixed: Remove's doc promises that with a store of
+// the server's own "the response [is] deleted in the background, after any
+// write still pending for it" and persist.go that "the deletion is the last
+// word". But a query already in flight when Remove is called (a Test from
+// the admin API, or a scheduled refresh) is still applied after Remove
+// (apply/record never look at m.removed), and its write is queued after the
+// deletion: the removed certificate's response is written back to the
+// store, and Close flushes it to disk.
+func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	g := newGatedResponder(t, e.r, 1) // the first query passes; the next is held
+	leaf, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{g.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+	e.wrapAndServe(leaf.Certificate)
+	id := CertificateID(leaf.Cert.Raw)
+	e.waitStapled(leaf)
+	eventually(t, "the response stored", func() bool {
+		_, err := store.Get(context.Background(), id)
+		return err == nil
+	})
+
+	// A Test (POST /v1/ocsp/test) is in flight when the operator removes
+	// the certificate (DELETE /v1/certificates/{id}).
+	testDone := make(chan error, 1)
+	go func() {
+		_, err := e.s.Test(context.Background(), id)
+		testDone <- err
+	}()
+	waitHeld(t, g)
+	if err := e.s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	g.release()
+	select {
+	case err := <-testDone:
+		t.Logf("Test returned %v", err)
+	case <-timeAfterHang():
+		t.Fatal("Test hung")
+	}
+	e.s.Close() // flushes the queued writes and deletions
+
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("the removed certificate's response is back in the store after Remove and Close (err %v), want ErrCacheMiss", err)
+	}
+}
+
+// Guards a defect since fixed: Remove returns nil and the certificate
+// leaves Status, yet when the Stapler is closed (or closing) the stored
+// response is never deleted (Remove skips forget when s.closed is set),
+// while its doc says "with a store (WithStore), the certificate's stored
+// values are deleted too". A shutdown hook that removes certificates as it
+// closes leaves them all on disk, with no error and no log.
+func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	e := newEnv(t, on, WithStore(store))
+	e.wrapAndServe(e.leaf.Certificate)
+	id := CertificateID(e.leaf.Cert.Raw)
+	e.waitStapled(e.leaf)
+	eventually(t, "the response stored", func() bool {
+		_, err := store.Get(context.Background(), id)
+		return err == nil
+	})
+	e.s.Close()
+	err := e.s.Remove(id)
+	if _, serr := e.s.StatusOf(id); serr == nil {
+		t.Fatalf("Remove after Close returned %v but the certificate is still managed", err)
+	}
+	if err != nil {
+		return // refusing is honest
+	}
+	if _, gerr := store.Get(context.Background(), id); !errors.Is(gerr, cache.ErrCacheMiss) {
+		t.Fatalf("Remove after Close returned nil, the certificate left Status, but its stored response remains (Get: %v)", gerr)
+	}
+}
+
+func timeAfterHang() <-chan time.Time { return time.After(hangLimit) }
+
+// Guards a defect since fixed: the natural use of the status hook, "when a
+// certificate turns revoked, stop managing it", resurrects its stored
+// response every time. The hook runs inside apply, before record hands the
+// installed response to the store; Remove (from the hook) queues the
+// deletion, and the write queued right after it puts the revoked response
+// back. After Close the removed certificate's response is on disk.
+func TestRemoveFromTheStatusHookLeavesNoStoredValue(t *testing.T) {
+	store := cache.DirStore(t.TempDir())
+	var s *Stapler
+	removed := make(chan error, 1)
+	e := newEnv(t, on, WithStore(store), WithStatusHook(func(c StatusChange) {
+		if c.To == StateRevoked {
+			removed <- s.Remove(c.ID)
+		}
+	}))
+	s = e.s
+	e.wrapAndServe(e.leaf.Certificate)
+	id := CertificateID(e.leaf.Cert.Raw)
+	e.waitStapled(e.leaf)
+	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now().Add(-time.Minute), 1))
+	if _, err := e.s.Test(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatalf("Remove from the hook: %v", err)
+		}
+	case <-timeAfterHang():
+		t.Fatal("the hook never saw the revocation")
+	}
+	e.s.Close()
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, cache.ErrCacheMiss) {
+		t.Fatalf("the certificate removed from the status hook still has its response in the store (err %v), want ErrCacheMiss", err)
 	}
 }

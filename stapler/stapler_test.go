@@ -3,20 +3,18 @@ package stapler
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/staplerkit/ocsp/cache"
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 func TestFirstHandshakeIsStapled(t *testing.T) {
@@ -79,338 +77,6 @@ func TestDualRSAAndECDSACertificatesEachGetTheirOwnStaple(t *testing.T) {
 		if _, err := ocsp.ParseResponseForCert(staple, tc.leaf.Cert, e.ca.Cert); err != nil {
 			t.Fatalf("%v staple: %v", tc.leaf.Cert.PublicKeyAlgorithm, err)
 		}
-	}
-}
-
-func TestRefreshHappensBeforeExpiry(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600})
-	e.r.SetWindow(responder.Window{Backdate: time.Minute, Lifetime: time.Hour})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	first := e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	st := e.waitQueries(e.leaf, 1)
-	if next := st.NextRefresh.Sub(e.clock.Now()); next > 600*time.Second || next < 540*time.Second {
-		t.Fatalf("next refresh in %v, want query_frequency (600s) less up to 10%% jitter", next)
-	}
-	e.clock.Advance(600 * time.Second)
-	e.waitQueries(e.leaf, 2)
-	second := e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	if !second.ThisUpdate.After(first.ThisUpdate) {
-		t.Fatal("staple was not replaced by the refreshed one")
-	}
-}
-
-func TestRefreshAtHalfTheValidityWhenThatIsSooner(t *testing.T) {
-	e := newEnv(t, on) // query_frequency 3600
-	e.r.SetWindow(responder.Window{Lifetime: 20 * time.Minute})
-	e.wrapAndServe(e.leaf.Certificate)
-	st := e.waitQueries(e.leaf, 1)
-	if next := st.NextRefresh.Sub(e.clock.Now()); next > 10*time.Minute || next < 9*time.Minute {
-		t.Fatalf("next refresh in %v, want half of a 20 minute validity", next)
-	}
-}
-
-func TestResponderDownKeepsLastGoodStapleUntilNextUpdate(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
-	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	good := e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.waitQueries(e.leaf, 1)
-	e.srv.Close()
-
-	queries := 1
-	for e.clock.Now().Before(good.NextUpdate.Add(-time.Minute)) {
-		e.clock.Advance(10 * time.Minute)
-		queries++
-		e.waitQueries(e.leaf, queries)
-		if e.clock.Now().Before(good.NextUpdate) {
-			if got := e.mustGetStaple(addr, e.leaf, ocsp.Good); !got.ThisUpdate.Equal(good.ThisUpdate) {
-				t.Fatal("staple changed while the responder was down")
-			}
-		}
-	}
-	e.clock.Advance(good.NextUpdate.Sub(e.clock.Now()))
-	e.mustGetNoStaple(addr)
-	st := e.status(e.leaf)
-	if st.Stapled || st.LastError == "" || st.Tries == 0 {
-		t.Fatalf("status %+v", st)
-	}
-}
-
-func TestFailedQueryRetriesThenFails(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 3600, RecoveryFrequency: 60, RecoveryMaxTries: 3})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.waitQueries(e.leaf, 1)
-	e.expectEvent(e.leaf, StateNone, StateGood)
-	e.r.SetFault(responder.Fault{Kind: responder.FaultTryLater})
-	e.clock.Advance(time.Hour)
-	st := e.waitQueries(e.leaf, 2)
-	if st.Tries != 1 || !strings.Contains(st.LastError, "tryLater") {
-		t.Fatalf("after first failure: %+v", st)
-	}
-	if d := st.NextRefresh.Sub(e.clock.Now()); d > time.Minute || d < 54*time.Second {
-		t.Fatalf("retry in %v, want recovery_frequency", d)
-	}
-	for i := 0; i < 3; i++ {
-		e.clock.Advance(time.Minute)
-		st = e.waitQueries(e.leaf, 3+i)
-	}
-	if st.State != StateFailed || st.Tries != 0 {
-		t.Fatalf("after the tries: %+v", st)
-	}
-	e.expectEvent(e.leaf, StateGood, StateFailed)
-	// Lenient default: the last good response is still served.
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	if d := st.NextRefresh.Sub(e.clock.Now()); d < 54*time.Minute {
-		t.Fatalf("after failing, next query in %v, want the regular schedule", d)
-	}
-	// Recovery is immediate once the responder is healthy.
-	e.r.SetFault(responder.Fault{})
-	e.clock.Advance(time.Hour)
-	st = e.waitQueries(e.leaf, 6)
-	if st.State != StateGood || st.LastError != "" {
-		t.Fatalf("after recovery: %+v", st)
-	}
-}
-
-func TestDropOnFailureDropsTheStaple(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 1}, WithDropOnFailure())
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.waitQueries(e.leaf, 1)
-	e.r.SetFault(responder.Fault{Kind: responder.FaultHTTP500})
-	e.clock.Advance(time.Hour)
-	e.waitQueries(e.leaf, 2)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.clock.Advance(time.Minute)
-	e.waitQueries(e.leaf, 3)
-	e.mustGetNoStaple(addr)
-}
-
-func TestRevokedReplacesGoodAtOnce(t *testing.T) {
-	e := newEnv(t, on)
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.waitQueries(e.leaf, 1)
-	e.expectEvent(e.leaf, StateNone, StateGood)
-	revokedAt := e.clock.Now().Add(-time.Minute)
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(revokedAt, ocsp.KeyCompromise))
-	st, err := e.s.Test(context.Background(), CertificateID(e.leaf.Cert.Raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.CertStatus != config.CertRevoked || !st.RevocationTime.Equal(revokedAt) {
-		t.Fatalf("test returned %+v", st)
-	}
-	e.expectEvent(e.leaf, StateGood, StateRevoked)
-	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
-}
-
-func TestUnknownIsNotStapled(t *testing.T) {
-	e := newEnv(t, on)
-	stranger, err := e.ca.Issue(responder.LeafOptions{OCSPServer: []string{e.srv.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := e.wrapAndServe(stranger.Certificate)
-	e.mustGetNoStaple(addr)
-	st := e.status(stranger)
-	if st.CertStatus != config.CertUnknown || st.State != StateUnknown || st.Stapled || !strings.Contains(st.LastError, "does not know") {
-		t.Fatalf("status %+v", st)
-	}
-}
-
-func TestSkipVerifyAcceptsUnauthorizedSignerButNotAnotherCertificate(t *testing.T) {
-	e := newEnv(t, on, WithDefaultStapling(config.Stapling{Enabled: true, SkipVerify: true}))
-	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	staple, _, err := e.handshake(addr)
-	if err != nil || staple == nil {
-		t.Fatalf("no staple with skip_verify: %v", err)
-	}
-	e.waitQueries(e.leaf, 1)
-	for i, kind := range []responder.FaultKind{responder.FaultWrongSerial, responder.FaultWrongIssuerHash, responder.FaultNextUpdateInPast, responder.FaultTryLater} {
-		e.r.SetFault(responder.Fault{Kind: kind})
-		e.clock.Advance(2 * time.Hour)
-		st := e.waitQueries(e.leaf, 2+i)
-		if st.LastError == "" {
-			t.Fatalf("%v accepted with skip_verify", kind)
-		}
-	}
-	// Without skip_verify the unauthorized signer is refused.
-	id := CertificateID(e.leaf.Cert.Raw)
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetFault(responder.Fault{Kind: responder.FaultUnauthorizedSigner})
-	var fe *FetchError
-	if _, err := e.s.Test(context.Background(), id); !errors.Is(err, ErrUnauthorizedSigner) || !errors.As(err, &fe) || fe.ID != id {
-		t.Fatalf("got %v", err)
-	}
-}
-
-func TestCacheTTLBelow60IsRejected(t *testing.T) {
-	e := newEnv(t, on)
-	e.wrapAndServe(e.leaf.Certificate)
-	id := CertificateID(e.leaf.Cert.Raw)
-	before, _ := e.s.Stapling(id)
-	if err := e.s.SetStapling(id, config.Stapling{Enabled: true, CacheTTL: 59}); !errors.Is(err, config.ErrInvalidSchema) {
-		t.Fatalf("got %v", err)
-	}
-	if after, _ := e.s.Stapling(id); after != before {
-		t.Fatalf("settings changed to %+v", after)
-	}
-}
-
-func TestCacheTTLCapsTheStaple(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 100}, WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 120}))
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	st := e.waitQueries(e.leaf, 1)
-	if got := st.StapleExpires.Sub(e.clock.Now()); got != 120*time.Second {
-		t.Fatalf("staple expires in %v, want cache_ttl", got)
-	}
-	e.srv.Close()
-	e.clock.Advance(121 * time.Second)
-	e.mustGetNoStaple(addr)
-}
-
-func TestUpdateIsAtomicUnderConcurrentHandshakes(t *testing.T) {
-	e := newEnv(t, on)
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var handshakes atomic.Int64
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, _, err := e.handshake(addr); err != nil {
-					t.Error(err)
-					return
-				}
-				handshakes.Add(1)
-			}
-		}()
-	}
-	for i := 0; i < 50 || handshakes.Load() < 20; i++ {
-		i := i % 1000
-		before := e.s.Get()
-		bad := config.OCSPUpdate{QueryFrequency: ptr(120 + i), RecoveryMaxTries: ptr(1000)}
-		got, err := e.s.Update(bad)
-		if !errors.Is(err, config.ErrInvalidSchema) || got != before || e.s.Get() != before {
-			t.Fatalf("rejected update changed the config: %+v -> %+v (%v)", before, got, err)
-		}
-		got, err = e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(120 + i), ResponseTimeout: ptr(1 + i%5)})
-		if err != nil || got.QueryFrequency != 120+i || got.ResponseTimeout != 1+i%5 || e.s.Get() != got {
-			t.Fatalf("accepted update: %+v %v", got, err)
-		}
-	}
-	close(stop)
-	wg.Wait()
-	if handshakes.Load() == 0 {
-		t.Fatal("no handshakes ran")
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func TestUpdateTakesEffectAtOnce(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: false})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetNoStaple(addr)
-	if e.r.RequestCount() != 0 {
-		t.Fatal("fetched while off")
-	}
-	got, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(true)})
-	if err != nil || !got.OCSPFunctionality || got.ResponderURL != e.srv.URL {
-		t.Fatalf("%+v %v", got, err)
-	}
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	st := e.waitQueries(e.leaf, 1)
-	if d := st.NextRefresh.Sub(e.clock.Now()); d < 50*time.Minute {
-		t.Fatalf("next refresh in %v", d)
-	}
-	// A shorter query_frequency moves the refresh earlier.
-	if _, err := e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(300)}); err != nil {
-		t.Fatal(err)
-	}
-	if d := e.status(e.leaf).NextRefresh.Sub(e.clock.Now()); d > 300*time.Second {
-		t.Fatalf("next refresh in %v after query_frequency 300", d)
-	}
-	e.clock.Advance(300 * time.Second)
-	e.waitQueries(e.leaf, 2)
-	// Off: no staple and no fetching.
-	if _, err := e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(false)}); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetNoStaple(addr)
-	n := e.r.RequestCount()
-	e.clock.Advance(2 * time.Hour)
-	time.Sleep(50 * time.Millisecond)
-	if e.r.RequestCount() != n {
-		t.Fatal("fetched while off")
-	}
-	if st := e.status(e.leaf); st.State != StateDisabled {
-		t.Fatalf("state %s", st.State)
-	}
-}
-
-func TestNoResponderURL(t *testing.T) {
-	e := newEnv(t, config.OCSP{})
-	noAIA, err := e.ca.Issue(responder.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := e.wrapAndServe(noAIA.Certificate)
-	_, err = e.s.Update(config.OCSPUpdate{OCSPFunctionality: ptr(true)})
-	var ce *config.Error
-	if !errors.As(err, &ce) || ce.Code != config.CodeNoResponderURL {
-		t.Fatalf("got %v", err)
-	}
-	if e.s.Get().OCSPFunctionality {
-		t.Fatal("rejected update turned OCSP on")
-	}
-	// Test's errors are plain Go errors; the admin package maps them to the
-	// documented no_responder_url (500).
-	var ce2 *config.Error
-	if _, err := e.s.Test(context.Background(), ""); !errors.Is(err, ErrNoResponderURL) || errors.As(err, &ce2) {
-		t.Fatalf("test: %v", err)
-	}
-	if _, err := e.s.Update(config.OCSPUpdate{QueryFrequency: ptr(100)}); err != nil {
-		t.Fatalf("unrelated update refused: %v", err)
-	}
-	e.mustGetNoStaple(addr)
-	if st := e.status(noAIA); st.State != StateNotApplicable {
-		t.Fatalf("state %s", st.State)
-	}
-}
-
-func TestResponderURLOverride(t *testing.T) {
-	e := newEnv(t, on)
-	noAIA, _ := e.ca.Issue(responder.LeafOptions{})
-	e.r.SetStatus(noAIA.Cert.SerialNumber, responder.Good())
-	e.s.Close()
-	s, err := New(on, WithClock(e.clock), WithLogger(quietLogger()), WithResponderURL(e.srv.URL), WithColdWait(hangLimit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e.s = s
-	addr := e.wrapAndServe(noAIA.Certificate)
-	e.mustGetStaple(addr, noAIA, ocsp.Good)
-	if s.Get().ResponderURL != e.srv.URL {
-		t.Fatalf("Get reports %q", s.Get().ResponderURL)
-	}
-	if _, err := New(config.OCSP{ResponderURL: "http://x"}); !errors.Is(err, config.ErrInvalidSchema) {
-		t.Fatalf("New accepted responder_url: %v", err)
 	}
 }
 
@@ -488,59 +154,6 @@ func TestHerdOfColdHandshakesMakesOneRequest(t *testing.T) {
 	}
 }
 
-func TestColdHandshakeWaitIsBounded(t *testing.T) {
-	e := newEnv(t, on, WithColdWait(100*time.Millisecond))
-	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetNoStaple(addr) // after at most the cold wait
-}
-
-func TestMustStaplePolicies(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, RecoveryMaxTries: 100}, WithColdWait(100*time.Millisecond))
-	ms, err := e.srv.Issue(responder.LeafOptions{MustStaple: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
-	addr := e.wrapAndServe(ms.Certificate)
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("must-staple certificate served without a staple")
-	}
-	if st := e.status(ms); st.Policy != "must-staple" {
-		t.Fatalf("policy %s", st.Policy)
-	}
-	e.r.SetSerialFault(ms.Cert.SerialNumber, responder.Fault{})
-	if _, err := e.s.Test(context.Background(), CertificateID(ms.Cert.Raw)); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetStaple(addr, ms, ocsp.Good)
-	// Past the staple's expiry with the responder down: refused again.
-	e.srv.Close()
-	e.clock.Advance(25 * time.Hour)
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("must-staple certificate served with an expired staple")
-	}
-}
-
-func TestStrictPolicyRefusesRevoked(t *testing.T) {
-	e := newEnv(t, on, WithPolicy(Strict))
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.r.SetStatus(e.leaf.Cert.SerialNumber, responder.Revoked(e.clock.Now(), ocsp.Superseded))
-	id := CertificateID(e.leaf.Cert.Raw)
-	if _, err := e.s.Test(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.handshake(addr); err == nil {
-		t.Fatal("strict served a revoked certificate")
-	}
-	// A per-certificate override back to lenient staples the revoked response.
-	if err := e.s.SetPolicy(id, Lenient); err != nil {
-		t.Fatal(err)
-	}
-	e.mustGetStaple(addr, e.leaf, ocsp.Revoked)
-}
-
 func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
 	e := newEnv(t, on)
 	other, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"other.test"}})
@@ -582,138 +195,212 @@ func TestGetCertificateAndGetConfigForClientAreStapled(t *testing.T) {
 	}
 }
 
-// slowToCancel is a transport that, like a real one stuck in a slow dial,
-// goes on for a while after its request is cancelled.
-type slowToCancel struct{ linger time.Duration }
-
-func (c slowToCancel) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if r.Context().Err() != nil {
-		time.Sleep(c.linger)
-	}
-	return resp, err
-}
-
-// stapleWork names the functions that run the Stapler's background work.
-// Each runs inside a goroutine whose last act is to tell Close it is done,
-// so none of them may be on any stack once Close has returned.
-var stapleWork = []string{
-	"schedule.(*Scheduler[...]).Run",
-	"schedule.(*Scheduler[...]).Serve",
-	"stapler.(*Stapler).refresh",
-	"stapler.(*Stapler).fetchAndVerify",
-	"stapler.(*Stapler).runRetirement",
-	"stapler.(*coarseClock).run",
-	"stapler.(*stapleNotifier).run",
-	"writeback.(*Writer).Run",
-	"fleet.(*Source[...]).run",
-}
-
-func TestCloseLeaksNoGoroutine(t *testing.T) {
-	// A fetch hangs in flight, on a transport that lingers after it is
-	// cancelled, while Close runs: Close must wait for it (the fetch runs
-	// on a goroutine of its own), within response_timeout.
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 5},
-		WithHTTPClient(&http.Client{Transport: slowToCancel{linger: 500 * time.Millisecond}}),
-		WithStore(cache.DirStore(t.TempDir())))
-	addr := e.wrapAndServe(e.leaf.Certificate)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
-	e.clock.Advance(2 * time.Hour)
-	eventually(t, "the hanging request", func() bool { return e.r.RequestCount() >= 2 })
-	e.s.Close()
-	// No polling: at the moment Close returns, none of the Stapler's work
-	// may still run.
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, fn := range stapleWork {
-		if strings.Contains(stacks, fn) {
-			t.Fatalf("%s still running after Close:\n%s", fn, stacks)
-		}
-	}
-}
-
-func TestCacheHitAllocatesNothing(t *testing.T) {
+func TestClientCertificateIsStapledUnderTLS13(t *testing.T) {
 	e := newEnv(t, on)
-	cfg := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{e.leaf.Certificate}})
-	hello := &tls.ClientHelloInfo{ServerName: "localhost"}
-	if c, err := cfg.GetCertificate(hello); err != nil || c.OCSPStaple == nil {
-		t.Fatalf("not stapled: %v", err)
-	}
-	if n := testing.AllocsPerRun(1000, func() { cfg.GetCertificate(hello) }); n != 0 {
-		t.Fatalf("%v allocations per cache hit, want 0", n)
-	}
-}
-
-func TestCoarseClockWithdrawsTheStapleBeforeItExpires(t *testing.T) {
-	s, err := New(on, WithLogger(quietLogger()))
+	client, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"client.test"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if s.coarse == nil {
-		t.Fatal("the system clock should use the coarse clock")
+	serverLeaf, _ := e.srv.Issue(responder.LeafOptions{})
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	got := make(chan []byte, 1)
+	addr := e.serve(&tls.Config{
+		Certificates: []tls.Certificate{serverLeaf.Certificate},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+		MinVersion:   tls.VersionTLS13,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			got <- cs.OCSPResponse
+			return nil
+		},
+	})
+	clientConfig := e.s.Wrap(&tls.Config{Certificates: []tls.Certificate{client.Certificate}, RootCAs: roots, ServerName: "localhost"})
+	e.waitStapled(client)
+	conn, err := tls.Dial("tcp", addr, clientConfig)
+	if err != nil {
+		t.Fatal(err)
 	}
-	expires := time.Now().Add(time.Hour)
-	v := &view{expires: expires.UnixNano()}
-	for _, tc := range []struct {
-		now  time.Time
-		want bool
-	}{
-		{expires.Add(-2 * time.Second), true},
-		{expires.Add(-coarseMargin), false},
-		{expires.Add(-time.Millisecond), false},
-		{expires, false},
-	} {
-		s.coarse.set(tc.now)
-		if got := s.usable(v); got != tc.want {
-			t.Errorf("%v before expiry: usable %v, want %v", expires.Sub(tc.now), got, tc.want)
+	conn.Write([]byte("x")) // the server reads the client's certificate after the client's Finished
+	defer conn.Close()
+	select {
+	case staple := <-got:
+		if _, err := ocsp.ParseResponseForCert(staple, client.Cert, e.ca.Cert); err != nil {
+			t.Fatalf("server did not get the client's staple: %v", err)
+		}
+	case <-time.After(hangLimit):
+		t.Fatal("server never verified the connection")
+	}
+}
+
+// A handshake whose cold wait ends while the first query is under way waits
+// on for that query: a herd that slows the machine down must not give up on
+// the one query that staples it (issue 14).
+func TestAColdHandshakeWaitsPastTheColdWaitForAQueryUnderWay(t *testing.T) {
+	e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 60}, WithColdWait(10*time.Millisecond))
+	e.r.SetFault(responder.Fault{Kind: responder.FaultDelay, Delay: 300 * time.Millisecond})
+	cfg := e.s.Wrap(tlsConfigFor(e.leaf))
+	eventually(t, "the first query reaches the responder", func() bool { return e.r.RequestCount() > 0 })
+	cert, err := cfg.GetCertificate(helloFor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.OCSPStaple == nil {
+		t.Fatal("the handshake went on without a staple while the query was under way")
+	}
+}
+
+// The wait for a query under way is bounded by the query's own deadline
+// (response_timeout) and a cold wait more: a hanging responder holds a
+// handshake for about a second here, never for good.
+// A real handshake on loopback against a hanging responder likewise ends
+// unstapled after at most the cold wait (once TestColdHandshakeWaitIsBounded).
+func TestAColdHandshakeGivesUpWithAHangingQuery(t *testing.T) {
+	t.Run("GetCertificate", func(t *testing.T) {
+		e := newEnv(t, config.OCSP{OCSPFunctionality: true, ResponseTimeout: 1}, WithColdWait(10*time.Millisecond))
+		e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
+		cfg := e.s.Wrap(tlsConfigFor(e.leaf))
+		eventually(t, "the first query reaches the responder", func() bool { return e.r.RequestCount() > 0 })
+		done := make(chan error, 1)
+		go func() {
+			cert, err := cfg.GetCertificate(helloFor())
+			if err == nil && cert.OCSPStaple != nil {
+				t.Error("stapled by a hanging responder")
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(hangLimit):
+			t.Fatal("a handshake waited past the hang limit for a hanging responder")
+		}
+	})
+	t.Run("handshake", func(t *testing.T) {
+		e := newEnv(t, on, WithColdWait(100*time.Millisecond))
+		e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
+		addr := e.wrapAndServe(e.leaf.Certificate)
+		e.mustGetNoStaple(addr) // after at most the cold wait
+	})
+}
+
+// Wrap's doc says "The certificates in the Certificates list are fetched at
+// once, so the first handshake is stapled". With the defaults (100 requests
+// a second, the cold wait response_timeout/4), a server wrapping 1,000
+// certificates fetches most of them seconds later; clients of them arriving
+// right after Wrap wait the cold wait (their fetch has not started, so it
+// is not waited on) and get no staple (a refusal under must-staple), though
+// the responder answers at once. Measured: of ten certificates c200..c999
+// handshaken right after Wrap, 8 unstapled (c999 and c998 stapled). Issue
+// 14's first-herd fix (BenchmarkFirstHerd) covers one certificate only;
+// Ready is the remedy, but the Wrap doc promises otherwise.
+func TestTheFirstHandshakeOfALaterCertificateIsStapled(t *testing.T) {
+	e := newEnv(t, on, WithColdWait(0))
+	var certs []tls.Certificate
+	for i := 0; i < 1000; i++ {
+		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("c%d.test", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, l.Certificate)
+	}
+	wrapped := e.s.Wrap(&tls.Config{Certificates: certs})
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Cert)
+	names := []string{"c999.test", "c998.test", "c900.test", "c800.test", "c700.test", "c600.test", "c500.test", "c400.test", "c300.test", "c200.test"}
+	errs := make(chan string, len(names))
+	for _, n := range names {
+		go func() {
+			staple, err := handshakeStaple(t, wrapped, roots, n)
+			switch {
+			case err != nil:
+				errs <- n + ": " + err.Error()
+			case staple == nil:
+				errs <- n + ": no staple"
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	var bad []string
+	for range names {
+		if m := <-errs; m != "" {
+			bad = append(bad, m)
 		}
 	}
-	// After Close the coarse clock stops, so the real clock decides.
-	s.Close()
-	s.coarse.stop()
-	if !s.usable(v) {
-		t.Fatal("after Close a valid staple is withdrawn")
-	}
-	if s.usable(&view{expires: time.Now().Add(-time.Second).UnixNano()}) {
-		t.Fatal("after Close an expired staple is served")
+	if len(bad) > 0 {
+		t.Fatalf("first handshakes right after Wrap for later listed certificates: %v", bad)
 	}
 }
 
-func TestRemoveStopsManagingARotatedCertificate(t *testing.T) {
-	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 300})
-	next, err := e.srv.Issue(responder.LeafOptions{})
+// handshakeStaple is one real handshake on loopback; it returns
+// the staple the client got.
+func handshakeStaple(t *testing.T, server *tls.Config, roots *x509.CertPool, name string) ([]byte, error) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var current atomic.Pointer[tls.Certificate]
-	current.Store(&e.leaf.Certificate)
-	addr := e.serve(e.s.Wrap(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }}))
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	current.Store(&next.Certificate) // rotation
-	e.mustGetStaple(addr, next, ocsp.Good)
-	old := CertificateID(e.leaf.Cert.Raw)
-	if err := e.s.Remove(old); err != nil {
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().OCSPResponse, nil
+}
+
+// After Ready, every certificate known has been stapled or has failed with
+// a reason; a hanging responder holds Ready up until its context ends.
+func TestReadyWaitsForEveryFirstAttempt(t *testing.T) {
+	e := newEnv(t, on)
+	down, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"down.test"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.StatusOf(old); !errors.Is(err, ErrUnknownCertificate) {
-		t.Fatalf("removed certificate still has a status: %v", err)
+	e.r.SetSerialFault(down.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP500})
+	var certs []tls.Certificate
+	certs = append(certs, e.leaf.Certificate, down.Certificate)
+	for i := range 20 {
+		l, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{fmt.Sprintf("r%d.test", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, l.Certificate)
 	}
-	before := e.r.CountFor(e.leaf.Cert.SerialNumber)
-	e.clock.Advance(time.Hour)
-	e.waitQueries(next, 2)
-	if n := e.r.CountFor(e.leaf.Cert.SerialNumber); n != before {
-		t.Fatalf("the removed certificate was queried %d more times", n-before)
-	}
-	// Served again, it is managed afresh.
-	current.Store(&e.leaf.Certificate)
-	if _, _, err := e.handshake(addr); err != nil {
+	e.s.Wrap(&tls.Config{Certificates: certs})
+	if err := e.s.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	e.waitStapled(e.leaf)
-	e.mustGetStaple(addr, e.leaf, ocsp.Good)
-	if err := e.s.Remove("nope"); !errors.Is(err, ErrUnknownCertificate) {
-		t.Fatalf("Remove of an unknown id: %v", err)
+	for _, st := range e.s.Status() {
+		switch {
+		case st.SNIs[0] == "down.test":
+			if st.Stapled || st.LastError == "" {
+				t.Fatalf("down.test after Ready: %+v", st)
+			}
+		case !st.Stapled:
+			t.Fatalf("%s not stapled after Ready: %+v", st.SNIs[0], st)
+		}
+	}
+
+	hang, err := e.srv.Issue(responder.LeafOptions{DNSNames: []string{"hang.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetSerialFault(hang.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHang})
+	e.s.Wrap(tlsConfigFor(hang))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.s.Ready(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ready with a hanging responder and a done context: %v", err)
 	}
 }

@@ -5,13 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ocsp"
-
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/responder"
+	"golang.org/x/crypto/ocsp"
 )
 
 // dialVerified connects with a Verifier as the client's VerifyConnection.
@@ -204,9 +205,8 @@ func TestVerifierRefusesAStapleSignedByARevokedDelegate(t *testing.T) {
 	}
 }
 
-// TestZeroVerifierFirstUseIsSafeForConcurrentUse: the zero Verifier is
-// ready to use, and sets itself up once however many connections check
-// with it at the same time.
+// The zero Verifier is ready to use, and sets itself up once however many
+// connections check with it at the same time.
 func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
 	e := newEnv(t, on)
 	addr := e.wrapAndServe(e.leaf.Certificate)
@@ -223,8 +223,8 @@ func TestZeroVerifierFirstUseIsSafeForConcurrentUse(t *testing.T) {
 	}
 }
 
-// TestClockSkewFieldDefaults: a zero ClockSkew (Verifier, VerifyOptions)
-// is the default 5 minutes, a negative one none.
+// A zero ClockSkew (Verifier, VerifyOptions) is the default 5 minutes, a
+// negative one none.
 func TestClockSkewFieldDefaults(t *testing.T) {
 	for _, tc := range []struct{ in, want time.Duration }{
 		{0, 5 * time.Minute},
@@ -234,5 +234,101 @@ func TestClockSkewFieldDefaults(t *testing.T) {
 		if got := skewOrDefault(tc.in); got != tc.want {
 			t.Errorf("ClockSkew %v: got %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A Verifier that asks a responder which answers UNKNOWN remembers the
+// answer as a failure: ten connections within the backoff make one
+// request, and the responder is asked again once the backoff has passed.
+func TestVerifierAsksAboutAnUnknownCertificateOncePerBackoff(t *testing.T) {
+	e := newEnv(t, on)
+	e.r.Forget(e.leaf.Cert.SerialNumber)   // the responder answers unknown
+	plain := e.serve(tlsConfigFor(e.leaf)) // staples nothing: the Verifier asks
+	v := &Verifier{FetchTimeout: hangLimit, Time: e.clock.Now}
+	serial := e.leaf.Cert.SerialNumber
+	for i := range 10 {
+		if err := e.dialVerified(plain, v); err != nil {
+			t.Fatalf("connection %d: soft fail refused: %v", i+1, err)
+		}
+	}
+	if n := e.r.CountFor(serial); n != 1 {
+		t.Fatalf("%d requests for 10 connections with the responder answering unknown, want 1", n)
+	}
+	e.clock.Advance(verifierRetryMin - time.Second)
+	e.dialVerified(plain, v)
+	if n := e.r.CountFor(serial); n != 1 {
+		t.Fatalf("%d requests within the backoff, want 1", n)
+	}
+	e.clock.Advance(2 * time.Second) // past the backoff
+	e.dialVerified(plain, v)
+	if n := e.r.CountFor(serial); n != 2 {
+		t.Fatalf("%d requests after the backoff, want 2 (asked again)", n)
+	}
+}
+
+type countingTransport struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// Guards a defect since fixed: "If nil, the Verifier uses its own transport
+// ..., as the Stapler does." The Stapler clones a transport of its own
+// (newHTTPClient); the Verifier builds &http.Client{CheckRedirect: ...}
+// with a nil Transport, i.e. the process-wide http.DefaultTransport: its
+// OCSP requests share the application's pool (2 idle connections per host)
+// and go through whatever RoundTripper the application or a library has
+// installed there (a tracing or mocking transport, a proxy dialer).
+func TestZeroClientVerifierUsesItsOwnTransport(t *testing.T) {
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := responder.NewServer(responder.New(ca))
+	t.Cleanup(srv.Close)
+	leaf, err := srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A server that staples nothing: a Verifier with FetchTimeout asks
+	// the responder.
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+
+	counting := &countingTransport{next: http.DefaultTransport}
+	old := http.DefaultTransport
+	http.DefaultTransport = counting
+	t.Cleanup(func() { http.DefaultTransport = old })
+
+	v := &Verifier{FetchTimeout: time.Minute}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost", VerifyConnection: v.VerifyConnection})
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	conn.Close()
+	if srv.Responder.RequestCount() == 0 {
+		t.Fatal("the Verifier did not ask the responder")
+	}
+	if n := counting.n.Load(); n > 0 {
+		t.Fatalf("the Verifier with a nil Client sent %d request(s) through http.DefaultTransport, not a transport of its own", n)
 	}
 }

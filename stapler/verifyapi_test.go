@@ -68,10 +68,10 @@ func readCert(t *testing.T, name string) *x509.Certificate {
 	return c
 }
 
-// TestVerifyResponseRefusesAnIssuerWithAnotherName: OpenSSL's WSNIC vector,
-// a response checked against an issuer with the right key but another
-// name. x/crypto's ParseResponseForCert accepts it (it matches the serial
-// and the signature); VerifyResponse matches the full CertID and refuses.
+// OpenSSL's WSNIC vector, a response checked against an issuer with the
+// right key but another name. x/crypto's ParseResponseForCert accepts it
+// (it matches the serial and the signature); VerifyResponse matches the
+// full CertID and refuses.
 func TestVerifyResponseRefusesAnIssuerWithAnotherName(t *testing.T) {
 	raw := readVector(t, "ND1.ors")
 	leaf := readCert(t, "ND1_Cert_EE.pem")
