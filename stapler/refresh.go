@@ -116,7 +116,7 @@ func (s *Stapler) fetchAndVerify(m *managed, skipVerify bool) (*record.Entry, er
 	if url == "" {
 		return nil, m.fetchError(url, ErrNoResponderURL)
 	}
-	if err := s.limit.wait(s.ctx); err != nil {
+	if err := s.limit.Wait(s.ctx); err != nil {
 		return nil, m.fetchError(url, err)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Load().Timeout())

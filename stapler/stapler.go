@@ -14,6 +14,7 @@ import (
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/ocspcheck"
 	"github.com/staplerkit/ocsp/internal/ocspfetch"
+	"github.com/staplerkit/ocsp/internal/ratelimit"
 	"github.com/staplerkit/ocsp/internal/schedule"
 	"github.com/staplerkit/ocsp/stapler/clock"
 )
@@ -61,7 +62,7 @@ type Stapler struct {
 	registry // the managed certificates (registry.go)
 
 	fetcher *ocspfetch.Fetcher            // asks responders and verifies
-	limit   *limiter                      // paces responder requests; nil without a rate limit
+	limit   *ratelimit.Limiter            // paces responder requests; nil without a rate limit
 	sched   *schedule.Scheduler[*managed] // when each certificate is queried next
 	src     source                        // the mode: memory, a store, a fleet (source.go)
 
@@ -149,7 +150,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 	s.index = newCertIndex()
 	s.issuers = map[string]*x509.Certificate{}
 	s.sched = schedule.New[*managed](s.clock)
-	s.limit = newLimiter(o.ratePerSecond, o.rateBurst)
+	s.limit = ratelimit.New(o.ratePerSecond, o.rateBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fetcher = ocspfetch.New(ocspfetch.Config{
 		Client:  s.client,
@@ -163,7 +164,7 @@ func New(cfg config.OCSP, opts ...Option) (*Stapler, error) {
 				s.log.Info("ocsp: the responder refused a GET and answered a POST; asking it by POST for an hour", "url", url, "get_error", getErr)
 			}
 		},
-		Pace: s.limit.waitNext,
+		Pace: s.limit.WaitNext,
 	})
 	s.src = newSource(s, o.store)
 	if _, fleet := s.src.(*fleetSource); fleet {

@@ -1,4 +1,8 @@
-package stapler
+// Package ratelimit paces requests to a responder: evenly at a set rate,
+// a burst at once, and a follow-up request (the POST after a refused GET)
+// ahead of the requests still waiting. It runs on the real clock, since it
+// protects a real server, and knows nothing of what the requests are.
+package ratelimit
 
 import (
 	"context"
@@ -6,10 +10,10 @@ import (
 	"time"
 )
 
-// limiter spaces responder requests evenly at a set rate, letting a burst
+// Limiter spaces requests evenly at a set rate, letting a burst
 // through at once: a token bucket kept as the time of the next free slot.
 // It runs on the real clock, since it protects a real responder.
-type limiter struct {
+type Limiter struct {
 	interval time.Duration
 	burst    time.Duration // how far behind now the next slot may lag: burst-1 intervals
 
@@ -17,17 +21,19 @@ type limiter struct {
 	next time.Time
 }
 
-// newLimiter returns nil (no limit) when perSecond is not positive.
-func newLimiter(perSecond float64, burst int) *limiter {
+// New returns a Limiter of perSecond requests a second, burst of them at
+// once; nil (no limit, whose waits return at once) when perSecond is not
+// positive.
+func New(perSecond float64, burst int) *Limiter {
 	if perSecond <= 0 {
 		return nil
 	}
 	interval := time.Duration(float64(time.Second) / perSecond)
-	return &limiter{interval: interval, burst: time.Duration(max(burst, 1)-1) * interval}
+	return &Limiter{interval: interval, burst: time.Duration(max(burst, 1)-1) * interval}
 }
 
-// wait blocks until a request may be sent, or ctx ends.
-func (l *limiter) wait(ctx context.Context) error {
+// Wait blocks until a request may be sent, or ctx ends.
+func (l *Limiter) Wait(ctx context.Context) error {
 	if l == nil {
 		return nil
 	}
@@ -57,14 +63,14 @@ func sleepUntil(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// waitNext blocks until a request that follows up one just sent (the POST
+// WaitNext blocks until a request that follows up one just sent (the POST
 // after a refused GET) may be sent, or ctx ends. It takes the slot after
 // the last one whose time has come, ahead of the requests still waiting
 // for theirs, which all move back by one interval: the rate holds over
 // time, and the follow-up is never queued behind every other
-// certificate's first request. With no request waiting, it waits as wait
+// certificate's first request. With no request waiting, it waits as Wait
 // does.
-func (l *limiter) waitNext(ctx context.Context) error {
+func (l *Limiter) WaitNext(ctx context.Context) error {
 	if l == nil {
 		return nil
 	}
@@ -73,7 +79,7 @@ func (l *limiter) waitNext(ctx context.Context) error {
 	waiting := l.next.Sub(now) > l.interval
 	if !waiting {
 		l.mu.Unlock()
-		return l.wait(ctx)
+		return l.Wait(ctx)
 	}
 	// The slots are next-interval, next-2×interval, ...: the last one at
 	// or before now is reached, the one after it is taken.
@@ -82,4 +88,15 @@ func (l *limiter) waitNext(ctx context.Context) error {
 	l.next = l.next.Add(l.interval)
 	l.mu.Unlock()
 	return sleepUntil(ctx, slot.Sub(now))
+}
+
+// Backlog is how long a request asked for now would wait for its slot
+// (zero or less when one is free now).
+func (l *Limiter) Backlog() time.Duration {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Until(l.next)
 }

@@ -1,0 +1,63 @@
+package ratelimit
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A limiter lets a burst through at once and spaces the rest; no rate is
+// no limit; a wait ends with its context.
+func TestLimiterSpacesRequests(t *testing.T) {
+	l := New(200, 5)
+	start := time.Now()
+	for range 25 {
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 5 go at once, the other 20 one every 5 ms: at least 95 ms. (Only a
+	// lower bound: a slow machine may take longer, never shorter.)
+	if elapsed := time.Since(start); elapsed < 95*time.Millisecond {
+		t.Fatalf("25 requests at 200/s with a burst of 5 took only %v", elapsed)
+	}
+	if New(0, 0) != nil {
+		t.Fatal("rate 0 should mean no limit")
+	}
+	var none *Limiter
+	if err := none.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	slow := New(0.001, 1)
+	slow.Wait(ctx) // takes the burst
+	if err := slow.Wait(ctx); err == nil {
+		t.Fatal("wait ignored a cancelled context")
+	}
+}
+
+// Backlog is how long the next request would wait: nothing while the
+// burst lasts, then an interval more for each request asked.
+func TestBacklogIsTheNextRequestsWait(t *testing.T) {
+	l := New(1, 2) // one a second, two at once
+	if b := l.Backlog(); b > 0 {
+		t.Fatalf("a fresh limiter has a backlog of %v", b)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the waits below only take their slots
+	start := time.Now()
+	for range 4 {
+		l.Wait(ctx)
+	}
+	// The first wait, at t >= start, took the slot a second before t (the
+	// burst); then t, t+1s and t+2s: the next free slot is t+3s. (Checked
+	// against start, so that a slow machine cannot fail it.)
+	b := l.Backlog()
+	if elapsed := time.Since(start); b > 3*time.Second || b+elapsed < 3*time.Second {
+		t.Fatalf("backlog %v, %v after the first request, at 1/s with a burst of 2: want the slot 3s after it", b, elapsed)
+	}
+	if (*Limiter)(nil).Backlog() != 0 {
+		t.Fatal("no limit has a backlog")
+	}
+}
