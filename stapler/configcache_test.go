@@ -11,6 +11,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/staplerkit/ocsp/internal/weakcache"
 	"github.com/staplerkit/ocsp/responder"
 	"golang.org/x/crypto/ocsp"
 )
@@ -74,7 +75,7 @@ func TestConfigsFromGetConfigForClientAreNotPinned(t *testing.T) {
 	}
 	apps.wait(t, "application configs", n)
 	wrapped.wait(t, "wrapped configs", n-1)
-	eventually(t, "the entries of collected configs to go", func() bool { runtime.GC(); return e.s.wrapperOf(cfg).inner.len() == 0 })
+	eventually(t, "the entries of collected configs to go", func() bool { runtime.GC(); return e.s.wrapperOf(cfg).inner.Len() == 0 })
 }
 
 func TestAStableConfigFromGetConfigForClientIsWrappedOnce(t *testing.T) {
@@ -97,17 +98,17 @@ func TestAStableConfigFromGetConfigForClientIsWrappedOnce(t *testing.T) {
 	}
 	// Over a process's life, many configs came and went: more than the cache holds.
 	fresh.Store(true)
-	for range 3 * configSlots {
+	for range 3 * weakcache.Slots {
 		get()
 	}
-	if got := e.s.wrapperOf(cfg).inner.len(); got > configSlots {
-		t.Fatalf("%d configs remembered, bound %d", got, configSlots)
+	if got := e.s.wrapperOf(cfg).inner.Len(); got > weakcache.Slots {
+		t.Fatalf("%d configs remembered, bound %d", got, weakcache.Slots)
 	}
 	// A stable config is still wrapped once, and stays so while fresh ones churn.
 	fresh.Store(false)
 	first := get()
 	seen := map[*tls.Config]bool{first: true}
-	for range 2 * configSlots {
+	for range 2 * weakcache.Slots {
 		fresh.Store(true)
 		get()
 		fresh.Store(false)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/staplerkit/ocsp/internal/certselect"
+	"github.com/staplerkit/ocsp/internal/weakcache"
 )
 
 // Wrap returns a clone of cfg that staples every certificate it serves,
@@ -112,7 +113,7 @@ type wrapper struct {
 	// GetConfigForClient returns (nil without one): they seal tickets
 	// with this config's keys, as crypto/tls's configs for a client use
 	// the original config's.
-	inner *configCache
+	inner *weakcache.Cache[tls.Config, tls.Config]
 }
 
 // wrap makes the wrapped clone of cfg, an application config.
@@ -131,7 +132,7 @@ func (s *Stapler) wrap(cfg *tls.Config, tickets *ticketKeys) *tls.Config {
 		tickets:              tickets,
 	}
 	if w.getConfigForClient != nil {
-		w.inner = newConfigCache()
+		w.inner = weakcache.New[tls.Config, tls.Config]()
 	}
 	w.probe = &wrapperProbe{w}
 	var listed []*tls.Certificate
@@ -392,7 +393,7 @@ func (w *wrapper) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certi
 // wrapInner wraps a config returned by GetConfigForClient, remembering it
 // so that a config returned again is not cloned again.
 func (w *wrapper) wrapInner(inner *tls.Config) *tls.Config {
-	if c := w.inner.get(inner); c != nil {
+	if c := w.inner.Get(inner); c != nil {
 		return c
 	}
 	s := w.s
@@ -405,7 +406,7 @@ func (w *wrapper) wrapInner(inner *tls.Config) *tls.Config {
 	} else {
 		c = s.wrap(inner, w.tickets)
 	}
-	return w.inner.put(inner, c)
+	return w.inner.Put(inner, c)
 }
 
 // LoadKeyPair returns a clone of cfg (a new config when cfg is nil) with
