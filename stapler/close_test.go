@@ -309,10 +309,21 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	e.r.SetFault(responder.Fault{Kind: responder.FaultHang})
 	e.clock.Advance(2 * time.Hour)
 	eventually(t, "the hanging request", func() bool { return e.r.RequestCount() >= 2 })
+	// The names are those of the code that runs: each that this set-up
+	// starts (no coarse clock on a manual clock, no staple hook, no fleet)
+	// is on a stack now, so that a rename cannot leave the check below
+	// looking for a function that no longer exists.
+	buf := make([]byte, 1<<20)
+	running := string(buf[:runtime.Stack(buf, true)])
+	for _, fn := range stapleWork {
+		started := fn != "stapler.(*coarseClock).run" && fn != "stapler.(*stapleNotifier).run" && fn != "fleet.(*Source[...]).run"
+		if started && !strings.Contains(running, fn) {
+			t.Fatalf("%s is not running before Close: is it still the name of the Stapler's work?\n%s", fn, running)
+		}
+	}
 	e.s.Close()
 	// No polling: at the moment Close returns, none of the Stapler's work
 	// may still run.
-	buf := make([]byte, 1<<20)
 	stacks := string(buf[:runtime.Stack(buf, true)])
 	for _, fn := range stapleWork {
 		if strings.Contains(stacks, fn) {
