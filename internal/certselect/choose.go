@@ -88,7 +88,7 @@ func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 		leaves[i] = leaf
 		x.class[i] = keyClass(c)
 		for _, name := range leaf.DNSNames {
-			name = strings.ToLower(name)
+			name = lowerASCII(name)
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
 			}
@@ -96,6 +96,26 @@ func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 	}
 	x.exact = buildExact(leaves, x.class, vals)
 	return x
+}
+
+// lowerASCII is name with its ASCII letters in lower case, as x509's
+// VerifyHostname folds a leaf's names (and no other characters: with
+// strings.ToLower, U+212A KELVIN SIGN would become 'k', and "\u212a.test"
+// a name for "k.test", which x509 finds it is not). A name with no upper
+// case ASCII letter is returned as it is, without a copy.
+func lowerASCII(name string) string {
+	for i := 0; i < len(name); i++ {
+		if 'A' <= name[i] && name[i] <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
 }
 
 func appendOnce(list []int32, i int32) []int32 {
