@@ -51,6 +51,11 @@ type Index[V any] struct {
 	list   List
 	n      int
 	byName map[string]Target
+	// byWildcard holds byName's entries that crypto/tls's wildcard
+	// lookup can find ("*", and "*." and more), each under what follows
+	// the '*': the lookup of "*" + the server name from its first '.' on
+	// is then made without building that string.
+	byWildcard map[string]Target
 
 	exact    *nameTable[V]
 	wildcard map[string][]int32
@@ -72,6 +77,14 @@ type Index[V any] struct {
 // byName, and neither may change afterwards.
 func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 	x := &Index[V]{list: list, n: list.Len(), byName: byName}
+	for name, t := range byName {
+		if name == "*" || strings.HasPrefix(name, "*.") {
+			if x.byWildcard == nil {
+				x.byWildcard = map[string]Target{}
+			}
+			x.byWildcard[name[1:]] = t
+		}
+	}
 	if x.n < 2 {
 		return x
 	}
@@ -174,9 +187,14 @@ func (x *Index[V]) Choose(hello *tls.ClientHelloInfo) (pos int, v V, outside *tl
 		name := strings.ToLower(hello.ServerName)
 		t, ok := x.byName[name]
 		if !ok && len(name) > 0 {
-			labels := strings.Split(name, ".")
-			labels[0] = "*"
-			t, ok = x.byName[strings.Join(labels, ".")]
+			// crypto/tls looks up the name with its first label made
+			// "*" (strings.Split, then Join): "*" and the rest from the
+			// first '.' on, or "*" alone for a single label.
+			rest := ""
+			if i := strings.IndexByte(name, '.'); i >= 0 {
+				rest = name[i:]
+			}
+			t, ok = x.byWildcard[rest]
 		}
 		if ok {
 			if t.Pos >= 0 {
