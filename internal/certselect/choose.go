@@ -51,6 +51,11 @@ type Index[V any] struct {
 	list   List
 	n      int
 	byName map[string]Target
+	// byWildcard holds byName's entries that crypto/tls's wildcard
+	// lookup can find ("*", and "*." and more), each under what follows
+	// the '*': the lookup of "*" + the server name from its first '.' on
+	// is then made without building that string.
+	byWildcard map[string]Target
 
 	exact    *nameTable[V]
 	wildcard map[string][]int32
@@ -72,6 +77,14 @@ type Index[V any] struct {
 // byName, and neither may change afterwards.
 func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 	x := &Index[V]{list: list, n: list.Len(), byName: byName}
+	for name, t := range byName {
+		if name == "*" || strings.HasPrefix(name, "*.") {
+			if x.byWildcard == nil {
+				x.byWildcard = map[string]Target{}
+			}
+			x.byWildcard[name[1:]] = t
+		}
+	}
 	if x.n < 2 {
 		return x
 	}
@@ -88,7 +101,7 @@ func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 		leaves[i] = leaf
 		x.class[i] = keyClass(c)
 		for _, name := range leaf.DNSNames {
-			name = strings.ToLower(name)
+			name = lowerASCII(name)
 			if rest, ok := strings.CutPrefix(name, "*."); ok {
 				x.wildcard[rest] = appendOnce(x.wildcard[rest], int32(i))
 			}
@@ -96,6 +109,26 @@ func New[V any](list List, vals []V, byName map[string]Target) *Index[V] {
 	}
 	x.exact = buildExact(leaves, x.class, vals)
 	return x
+}
+
+// lowerASCII is name with its ASCII letters in lower case, as x509's
+// VerifyHostname folds a leaf's names (and no other characters: with
+// strings.ToLower, U+212A KELVIN SIGN would become 'k', and "\u212a.test"
+// a name for "k.test", which x509 finds it is not). A name with no upper
+// case ASCII letter is returned as it is, without a copy.
+func lowerASCII(name string) string {
+	for i := 0; i < len(name); i++ {
+		if 'A' <= name[i] && name[i] <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
 }
 
 func appendOnce(list []int32, i int32) []int32 {
@@ -154,9 +187,14 @@ func (x *Index[V]) Choose(hello *tls.ClientHelloInfo) (pos int, v V, outside *tl
 		name := strings.ToLower(hello.ServerName)
 		t, ok := x.byName[name]
 		if !ok && len(name) > 0 {
-			labels := strings.Split(name, ".")
-			labels[0] = "*"
-			t, ok = x.byName[strings.Join(labels, ".")]
+			// crypto/tls looks up the name with its first label made
+			// "*" (strings.Split, then Join): "*" and the rest from the
+			// first '.' on, or "*" alone for a single label.
+			rest := ""
+			if i := strings.IndexByte(name, '.'); i >= 0 {
+				rest = name[i:]
+			}
+			t, ok = x.byWildcard[rest]
 		}
 		if ok {
 			if t.Pos >= 0 {

@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
-	"strings"
 	"unsafe"
 )
 
@@ -271,7 +270,8 @@ func (s *nameSlot[V]) hasMore() bool { return s.more >= 0 }
 func (t *nameTable[V]) len() int { return len(t.entries) }
 
 // buildExact builds the exact-name part of an Index: every plain host name
-// among the leaves' DNS names, lower-cased, mapped to the positions of the
+// among the leaves' DNS names, lower-cased as x509 folds them (ASCII
+// only: lowerASCII), mapped to the positions of the
 // leaves valid for it, the first with the caller's value (vals[i]; the
 // zero V when vals is nil) and key class (classes[i]). A nil leaf (not
 // parsed) is skipped. The names are the leaves' own strings (lower-casing
@@ -289,7 +289,7 @@ func buildExact[V any](leaves []*x509.Certificate, classes []uint32, vals []V) *
 			continue
 		}
 		for _, name := range leaf.DNSNames {
-			name = strings.ToLower(name)
+			name = lowerASCII(name)
 			if !plainHostname(name) { // only a plain name can equal a plain server name
 				continue
 			}

@@ -125,7 +125,13 @@ func helloFingerprint(h *tls.ClientHelloInfo, cfg *tls.Config) uint64 {
 	const k = 0x9e3779b97f4a7c15
 	var fp uint64 = 1
 	if cfg != nil {
-		fp = (uint64(cfg.MinVersion)<<16 | uint64(cfg.MaxVersion) | 1<<32) * k
+		// A nil CipherSuites is crypto/tls's defaults, an empty one no
+		// TLS 1.2 suite at all: their hashes are alike, so say which.
+		var noSuites uint64
+		if cfg.CipherSuites != nil && len(cfg.CipherSuites) == 0 {
+			noSuites = 1 << 33
+		}
+		fp = (uint64(cfg.MinVersion)<<16 | uint64(cfg.MaxVersion) | 1<<32 | noSuites) * k
 		fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(cfg.CipherSuites))) * k
 		fp = (fp ^ maphash.Bytes(fingerprintSeed, uint16Bytes(cfg.CurvePreferences))) * k
 	}
