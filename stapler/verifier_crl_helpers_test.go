@@ -35,11 +35,14 @@ type crlPKI struct {
 	srv   *httptest.Server
 	url   string // the CRL's URL
 
-	mu        sync.Mutex
-	body      []byte // the CRL served; nil: 404
-	status    int    // when set, the CRL's answer
-	chunked   bool   // no Content-Length
-	hang      chan struct{}
+	mu      sync.Mutex
+	body    []byte // the CRL served; nil: 404
+	status  int    // when set, the CRL's answer
+	chunked bool   // no Content-Length
+	hang    chan struct{}
+	// gate, when set, holds each answer until it is closed, then serves
+	// the CRL set then.
+	gate      chan struct{}
 	hits      int
 	ocspState int // -1: the responder fails; -2: it hangs; else ocsp.Good or ocsp.Revoked
 	ocspHits  int
@@ -53,6 +56,16 @@ func newCRLPKI(t testing.TB) *crlPKI {
 	mux.HandleFunc("/ca.crl", func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.hits++
+		gate := p.gate
+		p.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		p.mu.Lock()
 		body, status, chunked, hang := p.body, p.status, p.chunked, p.hang
 		p.mu.Unlock()
 		if hang != nil {

@@ -83,10 +83,20 @@ func TestVerifierCRLHeldUntilNextUpdateAndRefreshedBeforeIt(t *testing.T) {
 		t.Fatalf("before the refresh: %v, %d downloads", err, p.crlHits())
 	}
 	p.clock.Advance(2 * time.Minute) // an hour after the download
-	// The CRL held answers at once, and a refresh starts behind it.
+	// The CRL held answers at once, and a refresh starts behind it (held
+	// at the server until the check has answered, so that the check sees
+	// the CRL held and not the refreshed one).
+	gate := make(chan struct{})
+	p.mu.Lock()
+	p.gate = gate
+	p.mu.Unlock()
 	if err := v.VerifyConnection(p.state(leaf)); err != nil {
 		t.Fatalf("the CRL held, due for refresh: %v", err)
 	}
+	p.mu.Lock()
+	p.gate = nil
+	p.mu.Unlock()
+	close(gate)
 	var revoked *RevokedError
 	eventually(t, "the refreshed CRL", func() bool { return errors.As(v.VerifyConnection(p.state(leaf)), &revoked) })
 	if n := p.crlHits(); n != 2 {
