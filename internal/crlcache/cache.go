@@ -216,7 +216,7 @@ func (cc *Cache) Lookup(opts Options, issuer [32]byte, url []byte, issuerCert *x
 	f := &p.kinds[kind]
 	if !now.Before(p.scopes[scope].refreshAt) && !now.Before(f.retryAt) && !f.refreshing {
 		f.refreshing = true
-		go cc.shared(context.Background(), opts, issuer, p.url, issuerCert, kind)
+		go cc.shared(context.Background(), opts, issuer, p.url, issuerCert, kind, false)
 	}
 	return held
 }
@@ -226,29 +226,20 @@ func (cc *Cache) Lookup(opts Options, issuer [32]byte, url []byte, issuerCert *x
 // one fetched for every caller that asks meanwhile, waited for until ctx
 // ends.
 func (cc *Cache) Get(ctx context.Context, opts Options, issuer [32]byte, url string, issuerCert *x509.Certificate, kind Kind) (*crl.CRL, error) {
-	now := cc.host.Now()
+	if c, err, known := cc.known(opts, issuer, url, kind); known {
+		return c, err
+	}
 	cc.mu.Lock()
-	if p := cc.points[issuer][url]; p != nil {
-		if held, _ := p.current(kind, now, opts.Skew); held != nil {
-			cc.mu.Unlock()
-			return held, nil
-		}
-		if f := &p.kinds[kind]; f.failed != nil && now.Before(f.retryAt) {
-			err := fmt.Errorf("%w (remembered; asked again at %s)", f.failed, f.retryAt.UTC().Format(time.RFC3339))
-			cc.mu.Unlock()
-			return nil, err
-		}
-		if f := &p.kinds[kind]; f.stalled != nil {
-			err := fmt.Errorf("%w (remembered until that download ends)", f.stalled)
-			cc.mu.Unlock()
-			return nil, err
-		}
+	if p := cc.points[issuer][url]; p != nil && p.kinds[kind].stalled != nil {
+		err := fmt.Errorf("%w (remembered until that download ends)", p.kinds[kind].stalled)
+		cc.mu.Unlock()
+		return nil, err
 	}
 	cc.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 		return nil, fmt.Errorf("no time left to fetch it: %w", context.DeadlineExceeded)
 	}
-	c, err := cc.shared(ctx, opts, issuer, url, issuerCert, kind)
+	c, err := cc.shared(ctx, opts, issuer, url, issuerCert, kind, true)
 	if c == nil && ctx.Err() != nil {
 		// This caller waited its whole share and the download goes on: the
 		// callers after do not wait for it again.
@@ -256,6 +247,26 @@ func (cc *Cache) Get(ctx context.Context, opts Options, issuer [32]byte, url str
 		cc.stall(issuer, url, kind, err)
 	}
 	return c, err
+}
+
+// known returns what Get answers without a download for issuer's point
+// url and certificates of kind: the newest current CRL held that covers
+// them, or a failure whose backoff holds (known is false when neither).
+func (cc *Cache) known(opts Options, issuer [32]byte, url string, kind Kind) (c *crl.CRL, err error, known bool) {
+	now := cc.host.Now()
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	p := cc.points[issuer][url]
+	if p == nil {
+		return nil, nil, false
+	}
+	if held, _ := p.current(kind, now, opts.Skew); held != nil {
+		return held, nil, true
+	}
+	if f := &p.kinds[kind]; f.failed != nil && now.Before(f.retryAt) {
+		return nil, fmt.Errorf("%w (remembered; asked again at %s)", f.failed, f.retryAt.UTC().Format(time.RFC3339)), true
+	}
+	return nil, nil, false
 }
 
 // stall remembers err as the failure of issuer's point url for
@@ -278,13 +289,21 @@ func (cc *Cache) downloading(issuer [32]byte, url string, kind Kind, now time.Ti
 }
 
 // shared is fetch, once for every caller that asks while it runs, waited
-// for until ctx ends.
-func (cc *Cache) shared(ctx context.Context, opts Options, issuer [32]byte, url string, issuerCert *x509.Certificate, kind Kind) (*crl.CRL, error) {
+// for until ctx ends. A caller's download (recheck, not a background
+// refresh) first looks again at what Get looked at: a download that ended
+// between Get's look and this one may have brought a CRL, or a failure
+// whose backoff holds, and then nothing is downloaded again.
+func (cc *Cache) shared(ctx context.Context, opts Options, issuer [32]byte, url string, issuerCert *x509.Certificate, kind Kind, recheck bool) (*crl.CRL, error) {
 	type result struct {
 		c   *crl.CRL
 		err error
 	}
 	r, err := cc.host.Share(ctx, flightKey(issuer, url, kind), func() any {
+		if recheck {
+			if c, err, known := cc.known(opts, issuer, url, kind); known {
+				return result{c, err}
+			}
+		}
 		c, err := cc.fetch(opts, issuer, url, issuerCert, kind)
 		return result{c, err}
 	})
