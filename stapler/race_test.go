@@ -225,7 +225,7 @@ func TestRaceHandshakesWrapRemove(t *testing.T) {
 						c.MaxVersion = tls.VersionTLS12
 					}
 				}
-				attack4Handshake(t, srv, roots, "a.example.com", client)
+				loopbackHandshake(t, srv, roots, "a.example.com", client)
 			}
 		})
 	}

@@ -124,3 +124,75 @@ func TestSelectionByNameAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestANameIsValidOnlyWhereX509FoldsItsCase: x509's VerifyHostname folds
+// ASCII case only, so a leaf name with a character whose Unicode lower
+// case is ASCII (U+212A KELVIN SIGN, whose lower case is 'k') is valid
+// for no plain server name: "\u212a.test" is not "k.test", nor is
+// "*.\u212a.test" a wildcard of "a.k.test". Such a name cannot come from a
+// parsed certificate (x509 refuses a dNSName that is not IA5), but it can
+// from a Leaf an application set itself, which crypto/tls reads as it is:
+// the certificate must never be chosen for the name crypto/tls does not
+// find valid.
+func TestANameIsValidOnlyWhereX509FoldsItsCase(t *testing.T) {
+	withNames := func(names ...string) tls.Certificate {
+		c := issue(t, p256, "zz.test")
+		leaf := *c.Leaf
+		leaf.DNSNames = names
+		c.Leaf = &leaf
+		return c
+	}
+	certs := certList{
+		issue(t, p256, "other.test"),
+		withNames("\u212a.test"),
+		withNames("*.\u212a.test"),
+	}
+	x := New[*value](certs, nil, nil)
+	for _, name := range []string{"k.test", "a.k.test"} {
+		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+			h := &tls.ClientHelloInfo{
+				ServerName:        name,
+				SupportedVersions: []uint16{v},
+				CipherSuites:      []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+				SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+				SupportedCurves:   []tls.CurveID{tls.CurveP256},
+				SupportedPoints:   []uint8{0},
+			}
+			want := cryptoTLSChoice(h, certs)
+			if got, _, _ := x.Choose(h); got != want {
+				var err error
+				if got > 0 {
+					err = certs[got].Leaf.VerifyHostname(name)
+				}
+				t.Errorf("%q (version %#x): chose certificate %d (%q; x509: %v), crypto/tls chooses %d",
+					name, v, got, certs[got].Leaf.DNSNames, err, want)
+			}
+		}
+	}
+}
+
+// TestAChoiceByAWildcardNameToCertificateEntryAllocatesNothing: a config
+// whose NameToCertificate was built from its leaves (BuildNameToCertificate,
+// as legacy code calls it) holds a wildcard leaf's name as "*.b.test": a
+// server name it covers ("x.b.test") misses the exact entry and is found
+// under the wildcard's. That is a choice by server name like any other,
+// and must allocate nothing either; so must a name found in neither.
+func TestAChoiceByAWildcardNameToCertificateEntryAllocatesNothing(t *testing.T) {
+	certs := sixCerts(t)
+	byName := map[string]Target{"a.test": {Pos: 2}, "*.b.test": {Pos: 3}, "other.test": {Pos: 0}, "c.test": {Pos: 5}}
+	x := New[*value](certs, nil, byName)
+	for _, tc := range []struct {
+		name string
+		want int
+	}{{"x.b.test", 3}, {"a.test", 2}, {"none.test", 0}} {
+		hello := &tls.ClientHelloInfo{ServerName: tc.name, SupportedVersions: []uint16{tls.VersionTLS13},
+			SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedCurves: []tls.CurveID{tls.X25519}}
+		setHelloConfig(t, hello, &tls.Config{})
+		if got, _, _ := x.Choose(hello); got != tc.want {
+			t.Fatalf("%s: chose %d, want %d", tc.name, got, tc.want)
+		}
+		if n := testing.AllocsPerRun(1000, func() { x.Choose(hello) }); n != 0 {
+			t.Errorf("%s: %v allocations per choice, want 0", tc.name, n)
+		}
+	}
+}
