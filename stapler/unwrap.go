@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 NameToCertificate is deprecated, but an application may still set it: unwrapping gives back the map the application had.
+
 package stapler
 
 import (
