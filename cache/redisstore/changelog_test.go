@@ -18,7 +18,7 @@ func TestALostSubscriptionCatchesUpFromTheLog(t *testing.T) {
 	const prefix = "fleet:"
 	b := New(srv.Client(), prefix)
 	c := New(srv.Client(), prefix)
-	r := attack4Subscribe(t, srv, b)
+	r := subscribeRecorder(t, srv, b)
 	admin := srv.Client()
 
 	if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
@@ -28,7 +28,7 @@ func TestALostSubscriptionCatchesUpFromTheLog(t *testing.T) {
 	if err := c.Put(ctx, "during", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	attack4Wait(t, "b hearing the change made while it was away", func() bool { return r.count("during") == 1 })
+	waitFor(t, "b hearing the change made while it was away", func() bool { return r.count("during") == 1 })
 	if n := r.count(""); n > 0 {
 		t.Fatalf("a subscription lost for a moment reported missed changes %d time(s)", n)
 	}
@@ -40,7 +40,7 @@ func TestALostSubscriptionCatchesUpFromTheLog(t *testing.T) {
 	if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	attack4Wait(t, "b reporting missed changes", func() bool { return r.count("") == 1 })
+	waitFor(t, "b reporting missed changes", func() bool { return r.count("") == 1 })
 }
 
 // TestALeaseWithoutTTLIsCutToTheLeaseTTL: a lease key written by hand

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-func attack4Goroutines(substr string) int {
+// goroutinesRunning counts the goroutines whose stack mentions substr.
+func goroutinesRunning(substr string) int {
 	buf := make([]byte, 1<<22)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
@@ -19,21 +20,20 @@ func attack4Goroutines(substr string) int {
 	return n
 }
 
-// HELD UP.
 // TestCloseDuringResubscriptionLeaksNothing: Close while the
 // subscription is being made again (Redis stopped answering, then killed)
 // leaves no subscriber goroutine behind.
 func TestCloseDuringResubscriptionLeaksNothing(t *testing.T) {
 	f := newFleet(t, 0, 2)
 	s := f.addNode()
-	attack4Wait(t, "a subscriber", func() bool { return attack4Goroutines("redisstore.(*Store).listen") > 0 })
+	waitFor(t, "a subscriber", func() bool { return goroutinesRunning("redisstore.(*Store).listen") > 0 })
 	f.redis.Stop()
 	time.Sleep(2500 * time.Millisecond) // a ping goes unanswered: resubscribing
 	f.redis.Continue()
 	f.redis.Kill()
 	time.Sleep(500 * time.Millisecond)
 	s.Close()
-	attack4Wait(t, "the subscriber goroutines to end after Close", func() bool {
-		return attack4Goroutines("redisstore.(*Store).listen") == 0 && attack4Goroutines("redisstore.(*Store).Subscribe") == 0
+	waitFor(t, "the subscriber goroutines to end after Close", func() bool {
+		return goroutinesRunning("redisstore.(*Store).listen") == 0 && goroutinesRunning("redisstore.(*Store).Subscribe") == 0
 	})
 }

@@ -9,20 +9,20 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// attack4Budget is a go-redis hook on a real client that records the
+// deadlineRecorder is a go-redis hook on a real client that records the
 // longest deadline a command was given (instrumentation, not a mock: the
 // commands still go to the real server).
-type attack4Budget struct {
+type deadlineRecorder struct {
 	mu  sync.Mutex
 	max time.Duration
 	n   int
 }
 
-func (b *attack4Budget) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (b *attack4Budget) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (b *deadlineRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (b *deadlineRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (b *deadlineRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if cmd.Name() == "getrange" {
 			if d, ok := ctx.Deadline(); ok {
@@ -50,7 +50,7 @@ func (b *attack4Budget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func TestAHangingRedisFirstReadGetsTheColdWaitNotTheStoreTimeout(t *testing.T) {
 	f := newFleet(t, 0, 3)
 	client := f.redis.Client()
-	budget := &attack4Budget{}
+	budget := &deadlineRecorder{}
 	client.AddHook(budget)
 	f.redis.Stop()
 	t.Cleanup(f.redis.Continue)

@@ -13,15 +13,15 @@ import (
 	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 )
 
-// attack4Recorder subscribes a Store and records every key it passes on.
-type attack4Recorder struct {
+// keyRecorder records every key a subscribed Store passes on.
+type keyRecorder struct {
 	mu    sync.Mutex
 	heard []string
 }
 
-func (r *attack4Recorder) add(k string) { r.mu.Lock(); r.heard = append(r.heard, k); r.mu.Unlock() }
+func (r *keyRecorder) add(k string) { r.mu.Lock(); r.heard = append(r.heard, k); r.mu.Unlock() }
 
-func (r *attack4Recorder) count(k string) (n int) {
+func (r *keyRecorder) count(k string) (n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, h := range r.heard {
@@ -32,27 +32,18 @@ func (r *attack4Recorder) count(k string) (n int) {
 	return n
 }
 
-func attack4Wait(t *testing.T, what string, cond func() bool) {
+// subscribeRecorder subscribes s to a keyRecorder and returns it once the
+// subscription is live.
+func subscribeRecorder(t *testing.T, srv *redistest.Server, s *Store) *keyRecorder {
 	t.Helper()
-	deadline := time.Now().Add(hangLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func attack4Subscribe(t *testing.T, srv *redistest.Server, s *Store) *attack4Recorder {
-	t.Helper()
-	r := &attack4Recorder{}
+	r := &keyRecorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Subscribe(ctx, r.add) }()
 	t.Cleanup(func() { cancel(); <-done })
 	// The subscription is live when it says that what came before it was
 	// not heard; the recorder forgets that report.
-	attack4Wait(t, "the subscription", func() bool { return r.count("") == 1 })
+	waitFor(t, "the subscription", func() bool { return r.count("") == 1 })
 	r.mu.Lock()
 	r.heard = nil
 	r.mu.Unlock()
@@ -71,10 +62,10 @@ func TestForgedMessageIDsSuppressNoChange(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	const prefix = "fleet:"
-	a := New(srv.Client(), prefix)   // the server that announces
-	b := New(srv.Client(), prefix)   // a server that listens
-	c := New(srv.Client(), prefix)   // another server, for a marker
-	r := attack4Subscribe(t, srv, b) // b hears a's changes
+	a := New(srv.Client(), prefix)    // the server that announces
+	b := New(srv.Client(), prefix)    // a server that listens
+	c := New(srv.Client(), prefix)    // another server, for a marker
+	r := subscribeRecorder(t, srv, b) // b hears a's changes
 
 	// The attacker listens too, to learn a's sender ID.
 	spy := srv.Client()
@@ -92,7 +83,7 @@ func TestForgedMessageIDsSuppressNoChange(t *testing.T) {
 	}
 	from, _, _ := strings.Cut(msg.Payload, " ")
 	sender, _, _ := strings.Cut(from, "/")
-	attack4Wait(t, "b hearing a's first change", func() bool { return r.count("first") == 1 })
+	waitFor(t, "b hearing a's first change", func() bool { return r.count("first") == 1 })
 
 	// The attacker claims a's next ten numbers (base 36, as a counts).
 	for n := 2; n <= 11; n++ {
@@ -100,7 +91,7 @@ func TestForgedMessageIDsSuppressNoChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	attack4Wait(t, "b hearing the decoys", func() bool { return r.count("decoy") == 10 })
+	waitFor(t, "b hearing the decoys", func() bool { return r.count("decoy") == 10 })
 
 	// a announces a real change (its number 2), then c a marker: b hears
 	// the marker after a's message, whatever became of it.
@@ -110,7 +101,7 @@ func TestForgedMessageIDsSuppressNoChange(t *testing.T) {
 	if err := c.Put(ctx, "marker", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	attack4Wait(t, "the marker", func() bool { return r.count("marker") == 1 })
+	waitFor(t, "the marker", func() bool { return r.count("marker") == 1 })
 	if r.count("REVOKED") != 1 {
 		t.Fatal("a real change was dropped as a duplicate of an outsider's forged message ID")
 	}
@@ -132,7 +123,7 @@ func TestOneOversizedPublishForcesNoResync(t *testing.T) {
 	const prefix = "fleet:"
 	b := New(srv.Client(), prefix)
 	c := New(srv.Client(), prefix)
-	r := attack4Subscribe(t, srv, b)
+	r := subscribeRecorder(t, srv, b)
 	spy := redis.NewClient(&redis.Options{Addr: srv.Addr(), WriteTimeout: hangLimit, ReadTimeout: hangLimit})
 	defer spy.Close()
 
@@ -144,7 +135,7 @@ func TestOneOversizedPublishForcesNoResync(t *testing.T) {
 		}
 		// Markers until b hears one (b may be away for its pause).
 		marker := fmt.Sprintf("marker%d", i)
-		attack4Wait(t, "b hearing "+marker, func() bool {
+		waitFor(t, "b hearing "+marker, func() bool {
 			if r.count(marker) > 0 {
 				return true
 			}
@@ -173,7 +164,7 @@ func TestABusyRedisForcesNoResync(t *testing.T) {
 	const prefix = "fleet:"
 	b := New(srv.Client(), prefix)
 	c := New(srv.Client(), prefix)
-	r := attack4Subscribe(t, srv, b)
+	r := subscribeRecorder(t, srv, b)
 	busy := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: hangLimit})
 	defer busy.Close()
 	// Redis is busy for 2.5 s: a script, well under lua-time-limit (5 s).
@@ -185,7 +176,7 @@ end`
 	if err := busy.Eval(ctx, script, nil).Err(); err != nil {
 		t.Fatal(err)
 	}
-	attack4Wait(t, "b hearing a marker", func() bool {
+	waitFor(t, "b hearing a marker", func() bool {
 		c.Put(ctx, "marker", []byte("v"))
 		time.Sleep(100 * time.Millisecond)
 		return r.count("marker") > 0
