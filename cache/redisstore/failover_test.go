@@ -7,60 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
-
-// storeRetryInterval is how long a server that failed to reach a
-// certificate's keys goes on alone for it before it tries the store again
-// (the stapler's, unexported).
-const storeRetryInterval = time.Second
-
-// hangLimit ends a wait that would otherwise hang; it is no budget.
-const hangLimit = time.Minute
-
-// waitFor polls cond in real time, without moving the clock, until it
-// holds, failing the test at the hang limit.
-func (f *fleet) waitFor(what string, cond func() bool) {
-	f.t.Helper()
-	deadline := time.Now().Add(hangLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("timed out waiting for %s (%s)", what, f.why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// storeErrors maps node i's certificate IDs to their store_error.
-func (f *fleet) storeErrors(i int) map[string]string {
-	errs := map[string]string{}
-	for _, st := range f.nodes[i].Status() {
-		errs[st.ID] = st.StoreError
-	}
-	return errs
-}
-
-// revokedEverywhere reports whether every node staples leaf j revoked.
-func (f *fleet) revokedEverywhere(j int) bool {
-	for i := range f.nodes {
-		resp, err := ocsp.ParseResponseForCert(f.staple(i, j), f.leaves[j].Cert, f.ca.Cert)
-		if err != nil || resp.Status != ocsp.Revoked {
-			f.why = fmt.Sprintf("node %d does not staple c%d revoked", i, j)
-			return false
-		}
-	}
-	return true
-}
-
-// leafKey is where leaf j's response lives in Redis.
-func (f *fleet) leafKey(j int) string {
-	return "fleet:{" + stapler.CertificateID(f.leaves[j].Cert.Raw) + "}"
-}
 
 // TestClusterMasterKilledAndBack: three servers on a 3-master Cluster,
 // certificates spread over the slots, one master killed. The store's

@@ -70,24 +70,6 @@ func (f *fleet) addEdgeNode(cfg config.OCSP, url string) *stapler.Stapler {
 	return s
 }
 
-// storedStatus is the status of leaf j's response in Redis (-1: none that
-// verifies).
-func (f *fleet) storedStatus(j int) (int, time.Time) {
-	v, err := New(f.redis.Client(), "fleet:").Get(context.Background(), stapler.CertificateID(f.leaves[j].Cert.Raw))
-	if err != nil {
-		return -1, time.Time{}
-	}
-	raw, _, err := record.Decode(v)
-	if err != nil {
-		return -1, time.Time{}
-	}
-	r, err := ocsp.ParseResponseForCert(raw, f.leaves[j].Cert, f.ca.Cert)
-	if err != nil {
-		return -1, time.Time{}
-	}
-	return r.Status, r.ThisUpdate
-}
-
 // TestANodeThatReadASignedRevocationNeverStaplesOrSharesAnOlderGoodAnswer
 // protects "no node ever staples (or shares into Redis) an older answer over
 // a known revocation" and "the store never goes back to an older answer"

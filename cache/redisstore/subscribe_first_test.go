@@ -85,15 +85,3 @@ func TestAResponseAnnouncedBeforeTheSubscriptionIsLiveIsAdopted(t *testing.T) {
 		t.Fatalf("a subscription made at the start was logged as missed notifications %d time(s)", n)
 	}
 }
-
-// waitFor waits, in real time, for cond (bounded by hangLimit).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hangLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
