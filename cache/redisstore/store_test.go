@@ -74,45 +74,6 @@ func TestLease(t *testing.T) {
 	}
 }
 
-func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
-	r := redistest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a, b := New(r.Client(), "test:"), New(r.Client(), "test:")
-	got := make(chan string, 10)
-	done := make(chan error, 1)
-	go func() { done <- a.Subscribe(ctx, func(key string) { got <- key }) }()
-	// The subscription says when it is live: what was announced before it
-	// may have been missed (the empty key).
-	select {
-	case key := <-got:
-		if key != "" {
-			t.Fatalf("notified of %q before the subscription was live", key)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the subscription never started")
-	}
-	a.Put(ctx, "own", []byte("x"))
-	b.Put(ctx, "theirs", []byte("y"))
-	select {
-	case key := <-got:
-		if key != "theirs" {
-			t.Fatalf("notified of %q", key)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("no notification")
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Subscribe returned %v", err)
-	}
-	select {
-	case key := <-got:
-		t.Fatalf("notified of %q", key)
-	default:
-	}
-}
-
 // TestHugeValuesAreNotRead: a 32 MiB value written by anyone is refused
 // after reading at most cache.MaxValueBytes+1 bytes of it.
 func TestHugeValuesAreNotRead(t *testing.T) {
