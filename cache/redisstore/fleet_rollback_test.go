@@ -4,15 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
 	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
-	"golang.org/x/crypto/ocsp"
 )
 
 // AttackPlausibleStateOutlivesTheStaple: the fleet state is not signed, and
@@ -165,91 +165,5 @@ func TestAFreshFetchTimeNeverExtendsCacheTTL(t *testing.T) {
 			t.Fatalf("3 h after a revocation, with cache_ttl 3600 s: %d responder requests in all, and the fleet still staples good, kept fresh by re-announced fetch times", len(f.r.Requests()))
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// AttackOlderAnswerWrittenOverTheFleetsRevocation: a lease holder (or an
-// admin's POST /v1/ocsp/test) that gets an answer older than the one held
-// refuses it locally (ErrOlderResponse), yet writes that very response to
-// the store: stapleable(o.e, o.err) looks at the query's error only, not at
-// apply's verdict. So a stale CDN edge, or anyone replaying on the plain-HTTP
-// OCSP path a good response captured before the revocation (OCSP responses
-// are public), makes an honest node overwrite the fleet's revoked record
-// with an older good one. Running nodes refuse to adopt it, but every node
-// that starts afterwards (a restart, a scale-up) adopts it and staples good
-// for a revoked certificate, under Strict too. Expected: the store keeps the
-// revocation, and a new node staples revoked.
-func TestAnOlderAnswerIsNeverWrittenOverTheFleetsRevocation(t *testing.T) {
-	olderAnswerOverRevocation(t, func(f *fleet, id string, _ *atomic.Int32) {
-		f.nodes[0].Test(context.Background(), id) // refused locally as older
-	})
-}
-
-// The same through the scheduled refresh of the lease holder (refreshFleet
-// writes stapleable(o.e, o.err) after apply refused o.e as older).
-func TestAnOlderAnswerIsNeverWrittenOverTheFleetsRevocationByARefresh(t *testing.T) {
-	olderAnswerOverRevocation(t, func(f *fleet, id string, replayed *atomic.Int32) {
-		f.settle("a scheduled refresh to meet the stale edge", time.Minute, func() bool { return replayed.Load() > 0 })
-	})
-}
-
-// olderAnswerOverRevocation is the body of both tests above and below:
-// every node knows the revocation, then meetEdge makes a node query the
-// stale edge (which counts its replays in replayed); the store must keep
-// the revocation, and a node started afterwards must not staple good.
-func olderAnswerOverRevocation(t *testing.T, meetEdge func(f *fleet, id string, replayed *atomic.Int32)) {
-	f := newFleet(t, 0, 1)
-	edge, replay, replayed := shareEdge(t, f)
-	addNode := func() *stapler.Stapler { return f.addEdgeNode(fleetConfig, edge.URL) }
-	leaf := f.leaves[0]
-	id := stapler.CertificateID(leaf.Cert.Raw)
-	// A good response from two days ago, valid a week: anyone could have
-	// fetched it then. (Fetched before the nodes start, so that their first
-	// fetch, however late a busy machine runs it, gets a fresh one.)
-	oldGood := twoDayOldGood(t, f, leaf)
-	addNode()
-	addNode()
-	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-
-	f.clock.Advance(time.Minute)
-	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
-	if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	revokedOn := func(i int) bool {
-		c, err := f.cfgs[i].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"})
-		return err != nil && c == nil // Strict refuses a revoked leaf
-	}
-	f.settle("every node to know the revocation", time.Millisecond, func() bool { return revokedOn(0) && revokedOn(1) })
-
-	// The stale edge answers the next query with the old good response.
-	replay.Store(&oldGood)
-	meetEdge(f, id, replayed)
-	time.Sleep(200 * time.Millisecond) // its write, if any, is done
-	replay.Store(nil)
-
-	value, err := New(f.redis.Client(), "fleet:").Get(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, _, err := record.Decode(value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := ocsp.ParseResponseForCert(stored, leaf.Cert, f.ca.Cert); err == nil && resp.Status == ocsp.Good {
-		t.Errorf("the store's revoked record was overwritten with an older good response by a node that refused it itself")
-	}
-	// A node that starts now.
-	addNode()
-	n := len(f.nodes) - 1
-	f.settle("the new node to decide", time.Millisecond, func() bool {
-		st, _ := f.nodes[n].StatusOf(id)
-		return st.Stapled || st.Queries > 0
-	})
-	if c, err := f.cfgs[n].GetCertificate(&tls.ClientHelloInfo{ServerName: "c0.test"}); err == nil {
-		resp, perr := ocsp.ParseResponseForCert(c.OCSPStaple, leaf.Cert, f.ca.Cert)
-		if perr == nil && resp.Status == ocsp.Good {
-			t.Fatalf("a node started after the revocation serves the revoked certificate under Strict, stapled good (thisUpdate %s)", resp.ThisUpdate)
-		}
 	}
 }

@@ -466,52 +466,6 @@ func TestRecoveryIsCountedFleetWide(t *testing.T) {
 	}
 }
 
-// TestOlderResponseInTheStoreNeverRollsBack: a valid good response produced
-// before a revocation, written to Redis with a fetch time in the future and
-// announced, is adopted by no node: "newer" is decided by the responses'
-// own times, never by store metadata.
-func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
-	f := newFleet(t, 3, 1)
-	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-	leaf := f.leaves[0]
-	oldGood, _, err := fetchDirect(f, leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(2 * time.Minute)
-	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
-	id := stapler.CertificateID(leaf.Cert.Raw)
-	if _, err := f.nodes[0].Test(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	isRevoked := func(i int) bool {
-		resp, err := ocsp.ParseResponseForCert(f.staple(i, 0), leaf.Cert, f.ca.Cert)
-		return err == nil && resp.Status == ocsp.Revoked
-	}
-	f.settle("every node to staple the revocation", time.Millisecond, func() bool {
-		for i := range f.nodes {
-			if !isRevoked(i) {
-				return false
-			}
-		}
-		return true
-	})
-	raw := New(f.redis.Client(), "fleet:")
-	if err := raw.Put(context.Background(), id, record.Encode(oldGood, f.clock.Now().Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	// The replay is announced; give every node time to read it, then check.
-	time.Sleep(300 * time.Millisecond)
-	for i := range f.nodes {
-		if !isRevoked(i) {
-			t.Fatalf("node %d adopted an older good response over the revocation", i)
-		}
-		if st, _ := f.nodes[i].StatusOf(id); st.State != stapler.StateRevoked {
-			t.Fatalf("node %d reports %s", i, st.State)
-		}
-	}
-}
-
 // TestStaleLeaseHolderWritesNothing: a lease holder paused past its lease
 // (here: its lease is taken from under it while its query hangs) and then
 // resumed with a failure writes nothing over the result of the server that

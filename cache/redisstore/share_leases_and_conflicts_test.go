@@ -3,7 +3,6 @@ package redisstore
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,30 +13,6 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
-
-// TestAFleetStartingTogetherStaplesTheAnnouncedResponse is the control of
-// TestAFleetStartingAgainstAPreSigningResponderStaplesAtOnceAskingOncePerNode
-// (share_test.go): with responses produced now, three nodes started
-// together, two of which met the holder's lease and planned a look 11 s
-// later, staple the announced response with the clock standing still, for
-// one responder request.
-func TestAFleetStartingTogetherStaplesTheAnnouncedResponse(t *testing.T) {
-	f := newFleet(t, 0, 1)
-	leaf := f.leaves[0]
-	startThreeTogether(t, f)
-	f.waitFor("every node to staple with the clock standing still", func() bool {
-		for i := range f.nodes {
-			if f.staple(i, 0) == nil {
-				f.why = fmt.Sprintf("node %d staples nothing", i)
-				return false
-			}
-		}
-		return true
-	})
-	if n := f.r.CountFor(leaf.Cert.SerialNumber); n != 1 {
-		t.Fatalf("%d responder requests, want 1", n)
-	}
-}
 
 // TestAWrongTypeLeaseKeyDelaysAPushedRevocationAtMostOneLeaseTTL: someone
 // writes a hash, with no expiry, where a certificate's lease belongs. The
