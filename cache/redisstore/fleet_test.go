@@ -1,11 +1,9 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +21,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/staplerkit/ocsp/config"
-	"github.com/staplerkit/ocsp/internal/record"
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
@@ -296,122 +293,6 @@ func (f *fleet) handshakeLoop(i int) func() int {
 			ln.Close()
 		})
 		return count
-	}
-}
-
-func TestTamperedValuesAreRejectedAndReplaced(t *testing.T) {
-	f := newFleet(t, 3, 2)
-	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-	ctx := context.Background()
-	raw := New(f.redis.Client(), "fleet:")
-	id0 := stapler.CertificateID(f.leaves[0].Cert.Raw)
-	stateKey := id0 + ".state"
-	other, _ := raw.Get(ctx, stapler.CertificateID(f.leaves[1].Cert.Raw))
-	f.r.SetWindow(responder.Window{Backdate: 3 * time.Hour, Lifetime: time.Hour})
-	expired, _, _ := fetchDirect(f, f.leaves[0])
-	f.r.SetWindow(responder.Window{})
-	value := func(v []byte) func() []byte { return func() []byte { return v } }
-	// A state that claims the latest attempt, made when it is written.
-	state := func(tries int, next func() time.Time) func() []byte {
-		return func() []byte {
-			return fmt.Appendf(nil, `{"tries": %d, "failed": true, "last_error": "tampered", "last_attempt": %d, "next": %d}`,
-				tries, f.clock.Now().UnixNano(), next().UnixNano())
-		}
-	}
-	// Values no server could have written, put there with Redis commands.
-	wrongType := func(key string) func() {
-		return func() {
-			k := raw.redisKey(key)
-			if err := f.redis.Client().Del(ctx, k).Err(); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.redis.Client().HSet(ctx, k, "field", "value").Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	oversized := func(key string) func() {
-		return func() {
-			if err := f.redis.Client().Set(ctx, raw.redisKey(key), bytes.Repeat([]byte("k"), 40<<10), 0).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, tc := range []struct {
-		name, key string
-		value     func() []byte
-		write     func() // instead of value
-	}{
-		{"a hash where the response belongs", id0, nil, wrongType(id0)},
-		{"a hash where the state belongs", stateKey, nil, wrongType(stateKey)},
-		{"a 40 KiB value", id0, nil, oversized(id0)},
-		{"a 40 KiB state", stateKey, nil, oversized(stateKey)},
-		{"garbage", id0, value([]byte("garbage")), nil},
-		{"another certificate's response", id0, value(other), nil},
-		{"an expired response", id0, value(record.Encode(expired, f.clock.Now().Add(-3*time.Hour))), nil},
-		// The fleet state is not signed; one no server could have written
-		// must not be adopted either.
-		{"a garbage state", stateKey, value([]byte("{garbage")), nil},
-		{"a state with the next query in the year 2200", stateKey, state(1, func() time.Time { return time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) }), nil},
-		{"a state with more tries than recovery_max_tries", stateKey, state(1000, func() time.Time { return f.clock.Now().Add(time.Minute) }), nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.write != nil {
-				tc.write()
-			} else if err := raw.Put(ctx, tc.key, tc.value()); err != nil {
-				t.Fatal(err)
-			}
-			// The tampered value is announced; no node adopts it.
-			time.Sleep(100 * time.Millisecond)
-			good := f.staple(0, 0)
-			for i, s := range f.nodes {
-				if !bytes.Equal(f.staple(i, 0), good) {
-					t.Fatalf("node %d adopted the tampered value", i)
-				}
-				if st, _ := s.StatusOf(id0); st.State != stapler.StateGood || st.Tries != 0 || st.LastError != "" {
-					t.Fatalf("node %d adopted the tampered state: %+v", i, st)
-				}
-			}
-			// At the next refresh it is replaced by a fresh response and a
-			// sound state, for one request, and no node calls it a store
-			// outage.
-			before := f.clock.Now()
-			requests := f.r.CountFor(f.leaves[0].Cert.SerialNumber)
-			f.clock.Advance(refreshDue)
-			f.settle("the refresh", time.Second, func() bool { return f.allStapledSince(before) })
-			if n := f.r.CountFor(f.leaves[0].Cert.SerialNumber) - requests; n != 1 {
-				t.Fatalf("the refresh made %d requests, want 1", n)
-			}
-			for i, s := range f.nodes {
-				if st, _ := s.StatusOf(id0); st.StoreError != "" {
-					t.Fatalf("node %d calls the value a store outage: %s", i, st.StoreError)
-				}
-			}
-			value, err := raw.Get(ctx, id0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stored, _, err := record.Decode(value)
-			if err != nil {
-				t.Fatalf("store not repaired: %v", err)
-			}
-			if _, err := ocsp.ParseResponseForCert(stored, f.leaves[0].Cert, f.ca.Cert); err != nil {
-				t.Fatalf("store holds a bad response: %v", err)
-			}
-			// The holder writes the state after the response: wait for it.
-			f.settle("the state to be repaired", 0, func() bool {
-				value, err := raw.Get(ctx, stateKey)
-				var repaired struct {
-					Tries     int    `json:"tries"`
-					Failed    bool   `json:"failed"`
-					LastError string `json:"last_error"`
-					Next      int64  `json:"next"`
-				}
-				f.why = fmt.Sprintf("%s (%v)", value, err)
-				return err == nil && json.Unmarshal(value, &repaired) == nil &&
-					repaired.Tries == 0 && !repaired.Failed && repaired.LastError == "" && repaired.Next == 0
-			})
-		})
 	}
 }
 

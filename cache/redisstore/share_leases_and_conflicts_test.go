@@ -14,45 +14,6 @@ import (
 	"github.com/staplerkit/ocsp/stapler"
 )
 
-// TestAWrongTypeLeaseKeyDelaysAPushedRevocationAtMostOneLeaseTTL: someone
-// writes a hash, with no expiry, where a certificate's lease belongs. The
-// lease script cuts it to the lease TTL, so a revocation pushed to one node
-// reaches the other within about one lease TTL (6 s here), with the clock
-// standing still, and the pushing node reports no store error.
-func TestAWrongTypeLeaseKeyDelaysAPushedRevocationAtMostOneLeaseTTL(t *testing.T) {
-	cfg := fleetConfig
-	cfg.ResponseTimeout = 2
-	f := newFleet(t, 0, 1)
-	f.addNodeWith(cfg)
-	f.addNodeWith(cfg)
-	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-	f.waitFor("no lease held", func() bool {
-		return f.redis.Client().Exists(context.Background(), f.leafKey(0)+":lease").Val() == 0
-	})
-	ctx := context.Background()
-	if err := f.redis.Client().HSet(ctx, f.leafKey(0)+":lease", "x", "y").Err(); err != nil {
-		t.Fatal(err)
-	}
-	leaf := f.leaves[0]
-	f.clock.Advance(time.Minute)
-	f.r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(f.clock.Now(), ocsp.KeyCompromise))
-	revoked, _, err := fetchDirect(f, leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := f.nodes[0].Push(ctx, stapler.CertificateID(leaf.Cert.Raw), revoked); err != nil {
-		t.Fatal(err)
-	}
-	f.waitFor("the revocation on node 1", func() bool { return f.revokedEverywhere(0) })
-	if took := time.Since(start); took > 20*time.Second {
-		t.Fatalf("the pushed revocation took %v to reach node 1 (lease TTL 6 s)", took)
-	}
-	if st, _ := f.nodes[0].StatusOf(stapler.CertificateID(leaf.Cert.Raw)); st.StoreError != "" {
-		t.Fatalf("store_error %q after the forged lease expired", st.StoreError)
-	}
-}
-
 // TestConflictingPushesAtTheSameTimesSettleOnTheRevocationWithoutPingPong:
 // a good and a revoked answer with the same thisUpdate and producedAt
 // (the responder's clock stood still while the status changed) pushed to
