@@ -2,7 +2,11 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +17,128 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
 )
+
+func TestRedisDownAndBack(t *testing.T) {
+	f := newFleet(t, 3, 5)
+	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
+	f.expectRequestsPerLeaf(1)
+
+	// Real handshakes run against node 0 all through the outage and the
+	// restart, and every one of them gets a staple.
+	stopHandshakes := f.handshakeLoop(0)
+	defer stopHandshakes()
+
+	f.redis.Kill()
+	// Handshakes keep their staples.
+	for i := range f.nodes {
+		for j := range f.leaves {
+			if f.staple(i, j) == nil {
+				t.Fatalf("node %d lost c%d's staple when Redis died", i, j)
+			}
+		}
+	}
+	// A refresh with Redis down: every node asks on its own, and says why.
+	before := f.clock.Now()
+	f.clock.Advance(refreshDue)
+	f.settle("the refresh without Redis", time.Second, func() bool {
+		for i := range f.nodes {
+			for j, l := range f.leaves {
+				resp, err := ocsp.ParseResponseForCert(f.staple(i, j), l.Cert, f.ca.Cert)
+				if err != nil || resp.ThisUpdate.Before(before) {
+					f.why = fmt.Sprintf("node %d c%d: %v", i, j, err)
+					if resp != nil {
+						f.why = fmt.Sprintf("node %d c%d: thisUpdate %v, before %v", i, j, resp.ThisUpdate, before)
+					}
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for i, s := range f.nodes {
+		if st := s.Status()[0]; st.StoreError == "" {
+			t.Fatalf("node %d does not report the store outage: %+v", i, st)
+		}
+	}
+	counts := f.requestsPerLeaf()
+	for _, l := range f.leaves {
+		if n := counts[l.Cert.SerialNumber.String()]; n < 2 || n > 4 {
+			t.Fatalf("%d requests during the outage", n)
+		}
+	}
+
+	// Redis is back (empty): coordination resumes by itself, within
+	// a second (the store's retry interval the README documents).
+	f.redis.Restart()
+	time.Sleep(time.Second + 100*time.Millisecond)
+	f.r.ResetRequests()
+	before = f.clock.Now()
+	f.clock.Advance(refreshDue)
+	f.settle("the refresh with Redis back", time.Second, func() bool { return f.allStapledSince(before) })
+	f.expectRequestsPerLeaf(1)
+	for i, s := range f.nodes {
+		if st := s.Status()[0]; st.StoreError != "" {
+			t.Fatalf("node %d still reports %q", i, st.StoreError)
+		}
+	}
+	if n := stopHandshakes(); n == 0 {
+		t.Fatal("no handshakes ran")
+	}
+}
+
+// handshakeLoop serves node i's config on loopback and does real
+// handshakes against it until the returned function is called, failing the
+// test on any handshake without a staple. The function returns how many ran.
+func (f *fleet) handshakeLoop(i int) func() int {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", f.cfgs[i])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(f.ca.Cert)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "c0.test"})
+			if err != nil {
+				f.t.Errorf("handshake failed: %v", err)
+				return
+			}
+			if conn.ConnectionState().OCSPResponse == nil {
+				f.t.Errorf("a handshake lost its staple")
+			}
+			conn.Close()
+			n++
+		}
+	}()
+	var once sync.Once
+	count := 0
+	return func() int {
+		once.Do(func() {
+			close(stop)
+			count = <-done
+			ln.Close()
+		})
+		return count
+	}
+}
 
 // TestSentinelFailover: three servers behind a real Sentinel (a master, a
 // replica, a sentinel). The master is cut off (SIGSTOP: its connections
