@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -169,57 +168,6 @@ func TestClosedHolderHandsOverAtOnce(t *testing.T) {
 	f.addNode()
 	f.addNode()
 	f.settle("another node to fetch", time.Second, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-}
-
-func TestRecoveryIsCountedFleetWide(t *testing.T) {
-	f := newFleet(t, 3, 1)
-	f.settle("every node to staple", 500*time.Millisecond, func() bool { return f.allStapledSince(f.clock.Now().Add(-time.Hour)) })
-	leaf := f.leaves[0]
-	f.r.SetSerialFault(leaf.Cert.SerialNumber, responder.Fault{Kind: responder.FaultHTTP503HTML})
-	f.r.ResetRequests()
-	statuses := func() []stapler.CertificateStatus {
-		var out []stapler.CertificateStatus
-		for _, s := range f.nodes {
-			out = append(out, s.Status()[0])
-		}
-		return out
-	}
-	same := func(want func(stapler.CertificateStatus) bool) func() bool {
-		return func() bool {
-			all := statuses()
-			for _, st := range all {
-				if !want(st) || st.Tries != all[0].Tries || st.State != all[0].State || st.LastError != all[0].LastError {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	// The regular refresh fails, then each retry: one request each, fleet-wide,
-	// and every node reports the same count. The clock moves only to the
-	// next attempt, and stands still while the fleet agrees (through Redis),
-	// so that a slow machine cannot let a further retry slip in.
-	f.clock.Advance(refreshDue)
-	for try := 1; try <= fleetConfig.RecoveryMaxTries; try++ {
-		f.settle(fmt.Sprintf("every node to report try %d", try), 0, same(func(st stapler.CertificateStatus) bool {
-			return st.Tries == try && strings.Contains(st.LastError, "503")
-		}))
-		if n := f.r.RequestCount(); n != try {
-			t.Fatalf("after try %d, %d requests fleet-wide", try, n)
-		}
-		f.clock.Advance(fleetConfig.RecoveryInterval())
-	}
-	f.settle("every node to report failed", 0, same(func(st stapler.CertificateStatus) bool {
-		return st.State == stapler.StateFailed
-	}))
-	if n := f.r.RequestCount(); n != fleetConfig.RecoveryMaxTries+1 {
-		t.Fatalf("%d requests fleet-wide for a query and %d retries", n, fleetConfig.RecoveryMaxTries)
-	}
-	for i := range f.nodes {
-		if f.staple(i, 0) == nil {
-			t.Fatalf("node %d dropped the good staple", i)
-		}
-	}
 }
 
 // TestStaleLeaseHolderWritesNothing: a lease holder paused past its lease
