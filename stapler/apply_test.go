@@ -439,20 +439,14 @@ func TestSkipVerifyTurnedOffMidQuery(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: a responder behind a CDN whose edges
-// disagree (one edge answers with a response produced earlier, still valid
-// for a day). cache_ttl is 60 s. The Stapler holds the newer response; once
-// cache_ttl has passed it may no longer serve it, and every answer the
-// responder gives is a valid good response for the certificate, only older
-// than the one held (which is itself no longer served). Rollback protection
-// refuses it, and staleBackoff, finding nothing left of the held staple,
-// waits 30 minutes: the certificate goes unstapled (must-staple and Strict
-// handshakes refused) for half an hour at a time while the responder
-// answers every query with a valid good response. Expected: within a couple
-// of recovery periods after cache_ttl ran out, a valid good staple is
-// served again (accepting an older good answer is no rollback when the held
-// good one can no longer be served; at least, retry on the recovery
-// schedule).
+// Once the held staple's cache_ttl has run out, an older but valid good
+// answer is stapled again within a few recovery periods: with a responder
+// behind a CDN whose edges disagree (one edge answers with a response
+// produced earlier, still valid for a day) and cache_ttl 60 s, accepting an
+// older good answer is no rollback when the held good one can no longer be
+// served. Found when rollback protection refused every such answer and the
+// certificate went unstapled (must-staple and Strict handshakes refused)
+// for half an hour at a time.
 func TestOlderGoodAnswerIsStapledAfterCacheTTL(t *testing.T) {
 	e := newEnv(t, on, WithDefaultStapling(config.Stapling{Enabled: true, CacheTTL: 60}))
 	srv, tamper := tamperingResponder(t, e.r)

@@ -288,15 +288,13 @@ func TestReWrapLeavesNothingOfTheOldConfig(t *testing.T) {
 	runtime.KeepAlive(second)
 }
 
-// Guards a defect since fixed: A config listing X and Y is wrapped again
-// with X only (Y rotated out of the list, not yet Removed, as an
-// application rotating certificates and calling Remove later does): Y's
-// state keeps its view, made for the first config's list entry, and
-// view.home points into the first config's list array, so that the whole
-// array stays reachable, and with it every other entry's own view: here X's
-// chain and key as the dropped config held them. At 100,000 certificates a
-// re-Wrap that drops one certificate keeps every view of the old list alive
-// until that certificate is Removed.
+// A config listing X and Y, wrapped again with X only (Y rotated out of the
+// list, not yet Removed, as an application rotating certificates and
+// calling Remove later does), keeps no view of the dropped config alive:
+// Y's state does not hold the first config's list array, and with it every
+// other entry's view (here X's chain and key as the dropped config held
+// them). Found when, at 100,000 certificates, such a re-Wrap kept every
+// view of the old list alive until the dropped certificate was Removed.
 func TestReWrapDroppingOneKeepsNoOtherView(t *testing.T) {
 	e := newEnv(t, on)
 	y, err := e.srv.Issue(responder.LeafOptions{})

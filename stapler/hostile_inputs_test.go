@@ -183,12 +183,11 @@ func TestOddHellosNeverPanic(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: "nothing panics on any input". A list with
-// an empty tls.Certificate after certificates the hello does not match (any
-// server name the others are not valid for, sent by any remote client)
-// panics the handshake: selectSlowly asks crypto/tls's SupportsCertificate
-// about the empty entry, which indexes Certificate[0]. Wrap knows the entry
-// is empty (listEntry.m == nil) and could skip it as unsupported.
+// An empty tls.Certificate in a wrapped config's list panics no handshake
+// ("nothing panics on any input"), also when it comes after certificates
+// the hello does not match (any server name the others are not valid for,
+// sent by any remote client). Found when selection asked crypto/tls's
+// SupportsCertificate about the empty entry, which indexes Certificate[0].
 func TestEmptyEntryNeverPanics(t *testing.T) {
 	e := newEnv(t, on)
 	_, a := issueTestLeaf(t, e, false, "a.test")
@@ -558,13 +557,14 @@ func TestLargestStapleCompletesTLS12And13(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: the AlgorithmIdentifier of the response's
-// signature lies outside the signed ResponseData. The parser accepts any
-// one element there as "parameters", so anyone on the plain-HTTP path (or
-// with write access to the store) can stuff ~14 KB of junk into a CA-signed
-// response: it verifies, replaces the staple, and is stapled verbatim. For
-// ECDSA and Ed25519 the parameters must be absent (RFC 5758 3.2, RFC 8410
-// 3), for RSA PKCS#1 v1.5 they must be NULL (RFC 4055 5).
+// A response with junk in its signature's AlgorithmIdentifier parameters is
+// refused (ErrMalformedResponse) and never replaces the staple. The
+// AlgorithmIdentifier lies outside the signed ResponseData, so anyone on
+// the plain-HTTP path (or with write access to the store) can stuff
+// kilobytes of junk into a CA-signed response; for ECDSA and Ed25519 the
+// parameters must be absent (RFC 5758 3.2, RFC 8410 3), for RSA PKCS#1 v1.5
+// they must be NULL (RFC 4055 5). Found when such a response verified and
+// was stapled verbatim.
 func TestSigAlgParamsJunkNeverReplacesTheStaple(t *testing.T) {
 	e := newEnv(t, on)
 	srv, tamper := tamperingResponder(t, e.r)
@@ -611,14 +611,14 @@ func TestSigAlgParamsJunkRefusedByTheParser(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: the certs field also lies outside the
-// signature. Every embedded certificate must parse, but nothing stops
-// anyone on the plain-HTTP path from appending the same valid certificate
-// (here the CA's own, 20 times) to a CA-signed response: it verifies, is
-// installed, and every handshake carries kilobytes of bytes the CA never
-// signed nor sent (the class of issue 11's "bytes outside the signature").
-// Expected: refused (a duplicate, or a certificate that is not the
-// signer's, has no business there), or stapled without them.
+// The staple carries only the certificates a client needs: a CA-signed
+// response to which anyone on the plain-HTTP path appended copies of a
+// valid certificate (here the CA's own, 20 times) in the certs field, which
+// also lies outside the signature, is refused (a duplicate, or a
+// certificate that is not the signer's, has no business there) or stapled
+// without them (the class of issue 11's "bytes outside the signature").
+// Found when such a response was installed and every handshake carried
+// kilobytes the CA never signed nor sent.
 func TestTheStapleCarriesOnlyTheCertificateAClientNeeds(t *testing.T) {
 	e := newEnv(t, on)
 	srv, tamper := tamperingResponder(t, e.r)
@@ -648,13 +648,12 @@ func TestTheStapleCarriesOnlyTheCertificateAClientNeeds(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: a delegated responder whose certificate was
-// renewed with the same key (common: the key lives in an HSM) embeds both
-// certificates, the expired one first. checkSigner stops at the first
-// embedded certificate whose key made the signature and refuses the
-// response because that certificate has expired, without trying the next
-// one, which is valid and authorized. Expected: the response verifies (some
-// embedded certificate that made the signature is a valid delegate).
+// A response verifies when some embedded certificate that made the
+// signature is a valid delegate: a delegated responder whose certificate
+// was renewed with the same key (common: the key lives in an HSM) embeds
+// both certificates, the expired one first. Found when the signer check
+// stopped at the first embedded certificate with the signing key and
+// refused the response because that one had expired.
 func TestRenewedDelegateListedAfterItsPredecessor(t *testing.T) {
 	f := ocsptest.NewOCSPFixture(t)
 	d := f.Delegate

@@ -247,14 +247,14 @@ func TestAnUnverifiedStapleIsNeverStored(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: OCSP responses are public; anyone can fetch
-// a good one before a certificate is revoked. With a DirStore in a
-// directory writable by others (one DirStore documents it refuses: Put
-// does, Get does not), a local user plants that good response under the
-// certificate's ID. After the revocation the server starts: the Stapler
-// restores the planted response, makes no query, and staples "good" for a
-// revoked certificate until its next refresh. Expected: the value is
-// refused, the responder is asked, and the staple says revoked.
+// A good response planted in the store never serves a revoked certificate
+// good. OCSP responses are public: anyone can fetch a good one before a
+// certificate is revoked, and with a DirStore in a directory writable by
+// others (one DirStore documents it refuses: Put does, Get does not) a
+// local user can plant it under the certificate's ID. When the server
+// starts after the revocation, the value is refused, the responder is
+// asked, and the staple says revoked. Found when the planted response was
+// restored without a query and stapled until the next refresh.
 func TestAPlantedStoreValueNeverServesARevokedCertificateGood(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -438,14 +438,13 @@ func waitHeld(t *testing.T, g *gatedResponder) {
 	}
 }
 
-// Guards a defect since fixed: Remove's doc promises that with a store of
-// the server's own "the response [is] deleted in the background, after any
-// write still pending for it" and persist.go that "the deletion is the last
-// word". But a query already in flight when Remove is called (a Test from
-// the admin API, or a scheduled refresh) is still applied after Remove
-// (apply/record never look at m.removed), and its write is queued after the
-// deletion: the removed certificate's response is written back to the
-// store, and Close flushes it to disk.
+// A query in flight when Remove is called (a Test from the admin API, or a
+// scheduled refresh) writes nothing to the store after the deletion, as
+// Remove's doc promises (with a store of the server's own, "the response
+// [is] deleted in the background, after any write still pending for it")
+// and persist.go says ("the deletion is the last word"): after Close the
+// removed certificate's response is not on disk. Found when the query's
+// write was queued after the deletion and Close flushed it to disk.
 func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -488,12 +487,12 @@ func TestAQueryInFlightAtRemoveWritesNothingToTheDirStore(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: Remove returns nil and the certificate
-// leaves Status, yet when the Stapler is closed (or closing) the stored
-// response is never deleted (Remove skips forget when s.closed is set),
-// while its doc says "with a store (WithStore), the certificate's stored
-// values are deleted too". A shutdown hook that removes certificates as it
-// closes leaves them all on disk, with no error and no log.
+// Remove on a closed (or closing) Stapler still deletes the certificate's
+// stored response, as its doc says ("with a store (WithStore), the
+// certificate's stored values are deleted too"): a shutdown hook that
+// removes certificates as it closes leaves none of them on disk. Found when
+// Remove returned nil and skipped the deletion once the Stapler was closed,
+// with no error and no log.
 func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	e := newEnv(t, on, WithStore(store))
@@ -519,12 +518,11 @@ func TestRemoveAfterCloseDeletesTheStoredValue(t *testing.T) {
 
 func timeAfterHang() <-chan time.Time { return time.After(hangLimit) }
 
-// Guards a defect since fixed: the natural use of the status hook, "when a
-// certificate turns revoked, stop managing it", resurrects its stored
-// response every time. The hook runs inside apply, before record hands the
-// installed response to the store; Remove (from the hook) queues the
-// deletion, and the write queued right after it puts the revoked response
-// back. After Close the removed certificate's response is on disk.
+// Removing a certificate from the status hook (its natural use: "when a
+// certificate turns revoked, stop managing it") leaves no stored response:
+// after Close the removed certificate's response is not on disk. Found when
+// the hook's Remove, running inside apply, queued the deletion before the
+// write of the revoked response, which put it back.
 func TestRemoveFromTheStatusHookLeavesNoStoredValue(t *testing.T) {
 	store := cache.DirStore(t.TempDir())
 	var s *Stapler

@@ -138,18 +138,15 @@ func TestHTTPServerResumesWithAWrappedConfig(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: Strict (and MustStaple) promise a handshake
-// failure instead of a certificate known to be revoked. A client that
-// resumes a session begun before the revocation skips GetCertificate
-// entirely (crypto/tls sends no certificate on resumption), so the server
-// goes on authenticating as the revoked certificate for as long as its
-// session tickets live (up to 7 days), with the Stapler knowing it is
-// revoked. Expected: once the Stapler knows the certificate is revoked, a
-// wrapped Strict config refuses to resume sessions for it (for instance by
-// wrapping UnwrapSession / WrapSession, or rotating the ticket keys), so
-// the client falls back to a full handshake, which Strict refuses. (TLS 1.2
-// holds: crypto/tls's 1.2 server calls GetCertificate before it looks at
-// the ticket; its 1.3 server resumes without calling it.)
+// Strict (and MustStaple) refuse a handshake rather than authenticate as a
+// certificate known to be revoked, on resumption too: once the Stapler
+// knows the certificate is revoked, a wrapped Strict config resumes no
+// session begun before the revocation, so the client falls back to a full
+// handshake, which Strict refuses. A resuming client skips GetCertificate
+// (crypto/tls's 1.3 server resumes without calling it; its 1.2 server calls
+// it before it looks at the ticket), so the server would otherwise go on
+// authenticating as the revoked certificate for as long as its session
+// tickets live (up to 7 days).
 func TestStrictNeverResumesWhileACertificateIsKnownRevoked(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {

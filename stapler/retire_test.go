@@ -232,15 +232,13 @@ func TestTheBoundNeverRecursesWhenListedCertificatesFillIt(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: "Listed certificates never retire"
-// (WithMaxCertificates). A listed certificate that was Removed and is then
-// served again by its wrapped config ("managed afresh, as on first sight")
-// is managed afresh as a certificate found on its own: serveManaged's
-// removed branch calls s.add (addAll with no homes), so the new state is
-// not marked listed, while the list entry keeps pointing at the removed
-// state. A flood of certificates from an application's GetCertificate then
-// retires it under the bound, and the listed config's handshakes go cold
-// again (a fetch each time it is retired).
+// "Listed certificates never retire" (WithMaxCertificates) holds for a
+// listed certificate that was Removed and is then served again by its
+// wrapped config ("managed afresh, as on first sight"): it is stapled
+// again, and a flood of certificates from an application's GetCertificate
+// does not retire it under the bound. Found when it came back as a
+// certificate found on its own, not marked listed, and the listed config's
+// handshakes went cold again each time it retired.
 func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	e := newEnv(t, on, WithMaxCertificates(2))
 	listed := e.s.Wrap(tlsConfigFor(e.leaf))
@@ -277,16 +275,15 @@ func TestListedServedAgainAfterRemoveNeverRetires(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: two configs list one leaf, A with its issuer
-// in the chain, B with the leaf alone (a server that sends a short chain to
-// some clients; B is stapled because the state learned the issuer from A's
-// chain). After Remove ("served again, it is managed afresh, as on first
-// sight"), the first handshake to come decides: when it is B's,
-// serveManaged's removed branch registers the state anew from B's chain
-// (s.add of the entry's bare copy, no issuer in it), and from then on
-// neither config is stapled, not even A, whose chain holds the issuer:
-// adopt/viewFor never take the issuer from another chain (see
-// TestAFixedChainIsStapled). Under concurrent handshakes this is a race
+// Two configs list one leaf, A with its issuer in the chain, B with the
+// leaf alone (a server that sends a short chain to some clients; B is
+// stapled because the state learned the issuer from A's chain). After
+// Remove ("served again, it is managed afresh, as on first sight"), A is
+// stapled again even when B's handshake comes first: the state is not
+// registered anew from B's bare chain, without the issuer (adopt and
+// viewFor never take the issuer from another chain; see
+// TestAFixedChainIsStapled). Found when neither config was stapled after
+// B's handshake came first, a race under concurrent handshakes
 // (TestSameLeafConfigsUnderChurn hit it in 2 runs out of 8 before its
 // second chain was made to hold the issuer).
 func TestRemoveThenLeafOnlyFirstKeepsTheIssuer(t *testing.T) {
@@ -397,15 +394,12 @@ func TestARemovedCertificateIsNeverScheduledAgain(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: Remove, then serve again ("managed afresh,
-// as on first sight"): two configs listing the same leaf with different
-// chains were hits allocating nothing before the Remove, and are served
-// stapled again after it, but from then on every handshake that alternates
-// between them locks and allocates, for ever (until both are wrapped
-// again). The list entries keep the removed state (listEntry.m);
-// serveManaged re-adds their bare copy as a certificate from GetCertificate
-// (w set to nil), so the two entries share the one home-nil view of the new
-// state and viewFor rebuilds it on every switch.
+// Two configs listing the same leaf with different chains, hits that
+// allocate nothing before a Remove, are served stapled again after it
+// ("managed afresh, as on first sight") and still allocate nothing when
+// handshakes alternate between them. Found when the list entries kept the
+// removed state and both shared one view of the new state, rebuilt (locking
+// and allocating) on every switch until both were wrapped again.
 func TestServedAgainAfterRemoveAllocatesNothing(t *testing.T) {
 	e := newEnv(t, on)
 	a := e.s.Wrap(tlsConfigFor(e.leaf))

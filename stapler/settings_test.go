@@ -120,15 +120,12 @@ func TestDefaultStaplingIsValidated(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: issue 16 asked for "one option convention";
-// the Verifier's and VerifyOptions' ClockSkew say "zero means 5 minutes; a
-// negative value allows none", but the Stapler's WithClockSkew ignores a
-// negative value (keeping 5 minutes) and takes zero as none, and its doc
-// says neither. A user who writes ClockSkew: -1 on the Verifier and
-// WithClockSkew(-1) on the Stapler, to allow no skew on both sides, gets 5
-// minutes on the server: a response whose thisUpdate is a minute in the
-// future is stapled, where VerifyResponse with the same setting refuses it
-// (ErrNotYetValid).
+// WithClockSkew follows the convention of the Verifier's and VerifyOptions'
+// ClockSkew (issue 16's "one option convention": zero means 5 minutes; a
+// negative value allows none): with WithClockSkew(-1), a response whose
+// thisUpdate is a minute in the future is not stapled, as VerifyResponse
+// with ClockSkew -1 refuses it (ErrNotYetValid). Found when the Stapler
+// ignored a negative value (keeping 5 minutes) and took zero as none.
 func TestWithClockSkewNegativeMeansNoneAsOnTheVerifier(t *testing.T) {
 	e := newEnv(t, on, WithClockSkew(-1))
 	// The responder's clock runs two minutes ahead: thisUpdate (backdated a

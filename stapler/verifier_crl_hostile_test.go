@@ -26,8 +26,7 @@ import (
 // Hostile CRL servers and odd CRLs the Verifier withstands: the size cap,
 // lying lengths, redirects, slow bodies, non-HTTP points, scope, sibling
 // CAs, serial encodings, ordering without numbers, clock skew, refreshes
-// under load. From an attacker session on issue 29 (CRL checking), whose
-// attacks these were; kept as tests of what they protect.
+// under load. Found when attacking issue 29's CRL checking.
 
 // A hostile CRL server answers with a gzip bomb (32 MiB of zeros in a few
 // kilobytes, Content-Encoding: gzip): the transport inflates it, and the
@@ -592,11 +591,10 @@ func TestVerifierNegativeMaxCRLBytesTurnsCRLsOff(t *testing.T) {
 	}
 }
 
-// MaxCRLBytes set to math.MaxInt64 (an operator's "no cap") reads the CRL.
-// Found by an attack session: limit+1 overflowed in downloadCRL, and
-// io.LimitReader with a negative limit read nothing, so every CRL was
-// refused as malformed: a revoked client was accepted under soft fail,
-// every client refused under HardFail.
+// MaxCRLBytes set to math.MaxInt64 (an operator's "no cap") reads the CRL:
+// a revoked client is refused. Found when limit+1 overflowed and every CRL
+// was refused as malformed (a revoked client accepted under soft fail,
+// every client refused under HardFail).
 func TestVerifierCRLHugeMaxCRLBytesStillReadsTheCRL(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(1, []int64{5}))
@@ -611,9 +609,8 @@ func TestVerifierCRLHugeMaxCRLBytesStillReadsTheCRL(t *testing.T) {
 // A certificate that names neither an OCSP responder nor an http(s) CRL
 // distribution point (LDAP only) is refused under HardFail with an error
 // that matches ErrNoCRLDistributionPoint, so that the operator is told the
-// LDAP points were skipped. Found by an attack session: ask() dropped it
-// whenever the responder had failed, and it always had ("no OCSP
-// responder URL").
+// LDAP points were skipped. Found when that error was dropped whenever the
+// responder had failed, which it always had ("no OCSP responder URL").
 func TestVerifierCRLNoHTTPPointIsNamedInTheRefusal(t *testing.T) {
 	p := newCRLPKI(t)
 	leaf := p.leaf(5, leafOpts{points: []string{"ldap://ldap.test/cn=CA?certificateRevocationList"}})

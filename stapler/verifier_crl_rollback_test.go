@@ -18,17 +18,15 @@ import (
 )
 
 // A revocation a CRL lists is not undone by an OCSP answer older than the CRL.
-// From an attacker session's findings on issue 29 (CRL checking).
 
-// Found by an attack session: a revocation that the Verifier established from a CRL is not
-// remembered as a known revocation, so a revoked mTLS client (TLS 1.3
-// clients may staple for their own certificate) that is refused once gets
-// in on its next handshake by stapling the good OCSP response it was given
-// before its revocation (still within its nextUpdate). An OCSP revocation
-// the Verifier learnt is kept and refuses such an older good staple (see
-// the Verifier's doc); a CRL's must too: the CRL held is newer than the
-// staple (its thisUpdate, and the entry's revocation date, are after the
-// staple's thisUpdate).
+// A revocation the Verifier established from a CRL is kept as a known
+// revocation, as an OCSP revocation it learnt is (see the Verifier's doc):
+// a revoked mTLS client (TLS 1.3 clients may staple for their own
+// certificate) refused once does not get in on its next handshake by
+// stapling the good OCSP response it was given before its revocation (still
+// within its nextUpdate), since the CRL held is newer than the staple (its
+// thisUpdate, and the entry's revocation date, are after the staple's
+// thisUpdate).
 func TestVerifierCRLRevocationIsNotUndoneByAStapleOlderThanTheCRL(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(1, []int64{5})) // revoked an hour ago; thisUpdate a minute ago
@@ -59,15 +57,14 @@ func TestVerifierCRLRevocationIsNotUndoneByAStapleOlderThanTheCRL(t *testing.T) 
 	}
 }
 
-// Found by an attack session (the same as the staple's, through the responder): the
-// Verifier holds a CRL that lists the client; an attacker at the OCSP
-// responder's host replays a good answer the CA signed before the
-// revocation (still within its nextUpdate). The responder is asked before
-// the CRL held, its good answer is taken, and the revoked client gets in.
-// A CRL held is an answer known without a request: it should be read
-// before a live OCSP request (the order the issue quotes: a valid staple,
-// a cached answer, the CRL, then a live request), and an older OCSP
-// answer should never outvote a newer CRL's revocation.
+// A CRL held is an answer known without a request: it is read before a live
+// OCSP request (the order issue 29 quotes: a valid staple, a cached answer,
+// the CRL, then a live request), and an older OCSP answer never outvotes a
+// newer CRL's revocation. So when the Verifier holds a CRL that lists the
+// client and an attacker at the OCSP responder's host replays a good answer
+// the CA signed before the revocation (still within its nextUpdate), the
+// revoked client stays refused. Found when the responder was asked before
+// the CRL held and its good answer let the client in.
 func TestVerifierCRLRevocationHeldIsNotUndoneByAReplayedOlderOCSPAnswer(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(1, []int64{5}))
@@ -152,10 +149,9 @@ func TestVerifierCRLRevocationGivesWayOnlyToAStrictlyNewerGoodAnswer(t *testing.
 // revocation occurred; a later one is a CA's bug or a revocation planned
 // ahead). The revocation learnt is dated by the CRL's thisUpdate, not by
 // that date: a good answer strictly newer than the CRL replaces it, as for
-// any CRL revocation. Found by an attack session: dated by the later of
-// the two, an entry dated ten years ahead made a revocation no good answer
-// could ever be newer than, for the life of the certificate. The
-// RevokedError still reports the date as listed.
+// any CRL revocation. The RevokedError still reports the date as listed.
+// Found when the revocation was dated by the later of the two, and an entry
+// dated ten years ahead made one no good answer could ever replace.
 func TestVerifierCRLRevocationIsNotDatedAfterTheCRLThatListsIt(t *testing.T) {
 	p := newCRLPKI(t)
 	crlThisUpdate := p.clock.Now().Add(-time.Minute)
@@ -186,15 +182,14 @@ func TestVerifierCRLRevocationIsNotDatedAfterTheCRLThatListsIt(t *testing.T) {
 }
 
 // Several distribution points of one issuer: the newest CRL held decides.
-// From an attacker session's findings on issue 29 (CRL checking).
 
-// Found by an attack session: rollback across the distribution points of one issuer. The CRL
-// number orders the CRLs of one issuer and scope, not of one URL; but the
-// Verifier orders them per URL and answers from the first point that holds
-// a CRL. A certificate naming two mirrors of its CA's CRL stays accepted
-// through an attacker's mirror that keeps serving an older (still current)
-// CRL, while the Verifier holds the newer CRL, from the other mirror,
-// which lists it.
+// The CRL number orders the CRLs of one issuer and scope, not of one URL:
+// the newest CRL held decides across the issuer's distribution points. A
+// certificate naming two mirrors of its CA's CRL is refused once the
+// Verifier holds the newer CRL, from one mirror, which lists it, although
+// an attacker's mirror keeps serving an older (still current) CRL. Found
+// when the CRLs were ordered per URL and the first point holding a CRL
+// answered.
 func TestVerifierCRLOlderCRLOfOneMirrorDoesNotOutvoteANewerOneHeldFromAnother(t *testing.T) {
 	p := newCRLPKI(t)
 	s := newPointServer(t)
@@ -225,19 +220,14 @@ func TestVerifierCRLOlderCRLOfOneMirrorDoesNotOutvoteANewerOneHeldFromAnother(t 
 }
 
 // A certificate on hold (certificateHold, RFC 5280 5.3.1) that its CA
-// releases: the only revocation a CRL lists that may be taken back. From
-// an attacker session's findings on issue 29 (CRL checking).
+// releases: the only revocation a CRL lists that may be taken back.
 
 // A certificate on hold (reasonCode certificateHold) that the CA releases
-// is no longer listed by the CA's next CRL (ADCS's "unrevoke", openssl
-// ca's hold removal). The current CRL held, newer than the one that
-// listed the hold, that no longer lists the client lets it back in.
-// Found by an attack session: the hold was learnt as a known revocation
-// kept until NotAfter that only a strictly newer OCSP answer replaced, so
-// with a CRL-only CA the client was locked out for the life of its
-// certificate (also when an on-path attacker at the plain-HTTP point
-// replayed an old, still current CRL that listed the hold to a Verifier
-// that had just started).
+// is no longer listed by the CA's next CRL (ADCS's "unrevoke", openssl ca's
+// hold removal). The current CRL held, newer than the one that listed the
+// hold, that no longer lists the client lets it back in. Found when the
+// hold was kept as a known revocation until NotAfter, so that with a
+// CRL-only CA the client was locked out for the life of its certificate.
 func TestVerifierCRLHoldReleasedByANewerCRLLetsTheClientBackIn(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(1, []int64{5}, func(rl *x509.RevocationList) {
@@ -264,10 +254,9 @@ func TestVerifierCRLHoldReleasedByANewerCRLLetsTheClientBackIn(t *testing.T) {
 
 // The hold of an intermediate CA: the root's CRL puts the issuing CA on
 // hold (certificateHold) and the next root CRL, fetched once the one that
-// listed the hold has expired, releases it. Found by an attack session:
-// the intermediate's revocation was kept until its NotAfter (years), so
-// every client of that CA stayed refused after the release, under every
-// policy.
+// listed the hold has expired, releases it, and the intermediate's clients
+// are let back in. Found when the intermediate's revocation was kept until
+// its NotAfter (years), every client of that CA refused under every policy.
 func TestVerifierCRLIntermediateHoldReleasedLetsItsClientsBackIn(t *testing.T) {
 	p := newCRLPKI(t)
 	cs := intermediateChain(t, p, newPointServer(t))
@@ -287,12 +276,11 @@ func TestVerifierCRLIntermediateHoldReleasedLetsItsClientsBackIn(t *testing.T) {
 }
 
 // A hold a CRL listed gives way to a good answer from the responder
-// strictly newer than that CRL, not only to a staple (which TLS 1.2
-// clients cannot send at all): with FetchTimeout, the responder is asked
-// about a hold (see TestVerifierCRLHoldIsAskedAboutAtTheResponderWithTheBackoff).
-// Found by an attack session: once a CRL revocation was known, run refused
-// before asking, and the responder's newer good answer was never seen,
-// until NotAfter.
+// strictly newer than that CRL, not only to a staple (which TLS 1.2 clients
+// cannot send at all): with FetchTimeout, the responder is asked about a
+// hold (see TestVerifierCRLHoldIsAskedAboutAtTheResponderWithTheBackoff).
+// Found when a known CRL revocation was refused before the responder was
+// asked, until NotAfter.
 func TestVerifierCRLRevocationGivesWayToAStrictlyNewerGoodAnswerFromTheResponder(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(1, []int64{5}, func(rl *x509.RevocationList) {

@@ -321,10 +321,10 @@ func TestVerifierRevocationSourcesMatrix(t *testing.T) {
 
 // How CRL downloads are counted in CRLMetrics.
 
-// A distribution point whose TLS handshake fails (an https CRL server
-// with a certificate the Verifier does not trust) is counted as
+// A distribution point whose TLS handshake fails (an https CRL server with
+// a certificate the Verifier does not trust) is counted as
 // CRLFetchConnection, as its doc says ("DNS, refused, reset, a TLS
-// failure"). Found by an attack session: it was counted as "other".
+// failure"). Found when it was counted as "other".
 func TestVerifierCRLTLSFailureIsCountedAsAConnectionFailure(t *testing.T) {
 	p := newCRLPKI(t)
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(p.crl(1, nil)) }))
@@ -339,15 +339,13 @@ func TestVerifierCRLTLSFailureIsCountedAsAConnectionFailure(t *testing.T) {
 }
 
 // How the deadline of one check is shared between distribution points.
-// From an attacker session's findings on issue 29 (CRL checking).
 
 // One hanging distribution point does not take the whole deadline: each
-// point is waited for at most its share of the time left. Found by an
-// attack session: a certificate naming two points, the first hanging (an
-// attacker's mirror, or one down), never had its second asked before the
-// deadline: every handshake of a good client was refused under HardFail,
-// and a revoked one accepted without it, although the second point
-// answered at once.
+// point is waited for at most its share of the time left, so a certificate
+// naming two points, the first hanging (an attacker's mirror, or one down),
+// is decided by the second. Found when the second was never asked before
+// the deadline: a good client refused under HardFail, a revoked one
+// accepted under soft fail.
 func TestVerifierCRLHangingFirstPointLeavesTimeForTheNext(t *testing.T) {
 	p := newCRLPKI(t)
 	s := newPointServer(t)
@@ -371,14 +369,12 @@ func TestVerifierCRLHangingFirstPointLeavesTimeForTheNext(t *testing.T) {
 
 // A hanging distribution point costs one handshake its wait, then the
 // handshakes after go on without it (soft fail: allowed), as after a
-// hanging responder, whose request ends with FetchTimeout and whose
-// failure is remembered. Found by an attack session: a CRL download is
-// given at least 30 seconds (crlcache.MinFetchTimeout), and every handshake in
-// those 30 seconds joined it and waited its whole FetchTimeout again: with
-// a leaf's or an intermediate's point hanging, every client's handshake
-// took FetchTimeout, 30 seconds out of every 35, for all clients of the
-// CA. The bound is half of a FetchTimeout of seconds: a handshake that
-// does not wait takes milliseconds, even on a loaded machine.
+// hanging responder, whose request ends with FetchTimeout and whose failure
+// is remembered. The bound is half of a FetchTimeout of seconds: a
+// handshake that does not wait takes milliseconds, even on a loaded
+// machine. Found when every handshake during a download's 30 seconds
+// (crlcache.MinFetchTimeout) joined it and waited its whole FetchTimeout
+// again: 30 seconds out of every 35 for all clients of the CA.
 func TestVerifierCRLHangingPointIsNotWaitedForByEveryHandshakeAfter(t *testing.T) {
 	const timeout = 3 * time.Second
 	// The reference: a hanging responder.
@@ -484,16 +480,15 @@ const hangSlack = 2 * time.Second
 // CRLs of different scopes (all, user or CA certificates) at one point: a CRL
 // that does not cover the kind of certificate checked is neither held nor
 // remembered, and the scopes are held apart.
-// From an attacker session's findings on issue 29 (CRL checking).
 
 // A CRL that does not cover the kinds of certificates the CRL held covers
-// does not displace it (ErrCRLScope). Found by an attack session: an
-// attacker at the distribution point replays the CA's authority
-// revocation list (issuingDistributionPoint with onlyContainsCACerts and
-// no name, so no URL to mismatch; a higher CRL number than the user CRL
-// when the CA numbers all its CRLs from one counter); the refresh took it
-// in place of the user CRL held, the clients that CRL listed were
-// accepted (soft fail), and the user CRL was then refused as a rollback.
+// does not displace it (ErrCRLScope): when an attacker at the distribution
+// point replays the CA's authority revocation list
+// (issuingDistributionPoint with onlyContainsCACerts and no name, so no URL
+// to mismatch; a higher CRL number than the user CRL when the CA numbers
+// all its CRLs from one counter), the clients the user CRL held lists stay
+// refused. Found when a refresh took the ARL in place of the user CRL held,
+// and then refused the user CRL as a rollback.
 func TestVerifierCRLOfAnotherScopeDoesNotDisplaceTheUserCRLHeld(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(5, []int64{5, 7}))
@@ -517,17 +512,15 @@ func TestVerifierCRLOfAnotherScopeDoesNotDisplaceTheUserCRLHeld(t *testing.T) {
 	}
 }
 
-// An authority revocation list (onlyContainsCACerts, no name in its
-// issuing distribution point) served at the user CRL's URL to a leaf's
-// check is refused (ErrCRLScope) and neither held nor remembered as the
-// point's newest CRL: the CA's user CRL, served after it, decides. Found
-// by an attack session: the ARL served first (a Verifier just started, or
-// the point's CRL expired or dropped by MaxCRLMemory, and an on-path
-// attacker at the plain-HTTP point, or a misconfigured mirror, serving the
-// CA's current ARL once) was held and recorded as the newest version, so
-// when the CA numbered its ARL above its user CRL every user CRL was
-// refused as a rollback for as long as the Verifier lived: soft fail then
-// accepted every revoked client, and HardFail refused every client.
+// An authority revocation list (onlyContainsCACerts, no name in its issuing
+// distribution point) served at the user CRL's URL to a leaf's check is
+// refused (ErrCRLScope) and neither held nor remembered as the point's
+// newest CRL: the CA's user CRL, served after it, decides. Found when an
+// ARL served once first (a Verifier just started, or the point's CRL
+// expired or dropped by MaxCRLMemory; an on-path attacker at the plain-HTTP
+// point, or a misconfigured mirror) was recorded as the point's newest
+// version, and every user CRL numbered below it was refused as a rollback
+// for as long as the Verifier lived.
 func TestVerifierCRLAuthorityListServedFirstDoesNotLockOutTheUserCRL(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(500, nil, func(rl *x509.RevocationList) { rl.ExtraExtensions = []pkix.Extension{idpCAOnly()} }))
@@ -546,13 +539,13 @@ func TestVerifierCRLAuthorityListServedFirstDoesNotLockOutTheUserCRL(t *testing.
 	}
 }
 
-// The same, without CRL numbers in play: the CA's user CRL carries an
-// issuing distribution point with onlyContainsUserCerts (as ADCS and
-// EJBCA can be set to) and a higher number than the ARL. Found by an
-// attack session: the ARL held first made keep refuse it (ErrCRLScope:
-// "fewer kinds than the CRL held"), so the leaf had no CRL until the
-// ARL's nextUpdate (an offline root's ARL: months), although the ARL
-// never covered it.
+// The same (an ARL does not keep the user CRL out), without CRL numbers in
+// play: the CA's user CRL carries an issuing distribution point with
+// onlyContainsUserCerts (as ADCS and EJBCA can be set to) and a higher
+// number than the ARL, and the ARL held does not refuse it, since the ARL
+// never covered the leaf. Found when it was refused (ErrCRLScope: "fewer
+// kinds than the CRL held"), leaving the leaf without a CRL until the ARL's
+// nextUpdate (an offline root's: months).
 func TestVerifierCRLAuthorityListHeldDoesNotRefuseTheUserOnlyCRLOfThePoint(t *testing.T) {
 	p := newCRLPKI(t)
 	p.serve(p.crl(5, nil, func(rl *x509.RevocationList) { rl.ExtraExtensions = []pkix.Extension{idpCAOnly()} }))
@@ -602,7 +595,6 @@ func TestVerifierCRLUserCRLAndAuthorityListOfOnePointAreHeldApart(t *testing.T) 
 }
 
 // The CA certificates of a client's chain are checked against their CRLs.
-// From an attacker session's findings on issue 29 (CRL checking).
 
 // intermediateChain is the connection state of a client (serial 5) whose
 // certificate an intermediate (serial 77, whose CRL distribution point is
@@ -633,10 +625,10 @@ func intermediateChain(t *testing.T, p *crlPKI, s *pointServer) tls.ConnectionSt
 // Each CA certificate below the root is checked against the CRL of its own
 // distribution points, as nginx (ssl_crl: X509_V_FLAG_CRL_CHECK_ALL) and
 // Envoy (unless only_verify_leaf_cert_crl) do: a client whose certificate
-// was issued by an intermediate CA that the root has revoked (listed on
-// the root's CRL, at the intermediate's CRL distribution point) is
-// refused, under soft fail too (a revocation is refused whatever the
-// policy). Found by an attack session: only the leaf was checked.
+// was issued by an intermediate CA that the root has revoked (listed on the
+// root's CRL, at the intermediate's CRL distribution point) is refused,
+// under soft fail too (a revocation is refused whatever the policy). Found
+// when only the leaf was checked.
 func TestVerifierCRLRevokedIntermediateIsRefused(t *testing.T) {
 	p := newCRLPKI(t)
 	cs := intermediateChain(t, p, newPointServer(t))

@@ -403,18 +403,15 @@ func TestVerifierRefusesARevocationWithTheSameTimesAsAGoodAnswer(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: on a resumed session whose restored staple
-// has expired, the Verifier accepts the session when the staple "was a
-// valid good answer when the session began" (checkedWhenSessionBegan). That
-// check first parses the staple with x/crypto's ocsp.ParseResponse(raw,
-// nil), which refuses any response carrying more than one SingleResponse
-// when no certificate is given ("bad number of responses"), although RFC
-// 6960 allows several and the Verifier's own parser accepts them on a full
-// handshake. So for a server whose responder answers with several
-// SingleResponses (batch-signed responses, the whole chain's status), every
-// HardFail or must-staple client is refused on resumption once the first
-// staple has expired. Expected: the same as with a one-answer staple (the
-// control subtest).
+// A resumed session whose restored staple has expired is accepted when the
+// staple was a valid good answer when the session began
+// (checkedWhenSessionBegan), also when the staple carries several
+// SingleResponses (RFC 6960 allows several: batch-signed responses, the
+// whole chain's status), as with a one-answer staple (the control subtest),
+// for HardFail and must-staple clients alike. Found when that check parsed
+// the staple with x/crypto's ocsp.ParseResponse(raw, nil), which refuses
+// more than one SingleResponse when no certificate is given ("bad number of
+// responses").
 func TestResumedSessionWithAMultiResponseStaple(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

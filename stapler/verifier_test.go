@@ -276,13 +276,13 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(r)
 }
 
-// Guards a defect since fixed: "If nil, the Verifier uses its own transport
-// ..., as the Stapler does." The Stapler clones a transport of its own
-// (newHTTPClient); the Verifier builds &http.Client{CheckRedirect: ...}
-// with a nil Transport, i.e. the process-wide http.DefaultTransport: its
-// OCSP requests share the application's pool (2 idle connections per host)
-// and go through whatever RoundTripper the application or a library has
-// installed there (a tracing or mocking transport, a proxy dialer).
+// A Verifier with a nil Client uses a transport of its own, as its doc says
+// ("If nil, the Verifier uses its own transport ..., as the Stapler does"):
+// its OCSP requests never go through http.DefaultTransport, so they neither
+// share the application's pool (2 idle connections per host) nor pass
+// through whatever RoundTripper the application or a library installed
+// there (a tracing or mocking transport, a proxy dialer). Found when it
+// built an http.Client with a nil Transport.
 func TestZeroClientVerifierUsesItsOwnTransport(t *testing.T) {
 	ca, err := responder.NewCA(responder.CAOptions{})
 	if err != nil {

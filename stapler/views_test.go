@@ -167,17 +167,13 @@ func TestStaplingOffNeverServesAnOlderGoodStapleForAKnownRevokedCertificate(t *t
 	}
 }
 
-// Guards a defect since fixed: a config listing two certificates whose Leaf
-// is nil (built by hand, or parsed with GODEBUG x509keypairleaf=0) must
-// serve, to a client asking for the second one's name, the second one:
-// crypto/tls's rule, which Wrap promises to keep ("whichever way cfg
-// selects them ... with crypto/tls's own SNI rules"). Since 7e23a27 a
-// certificate seen for the first time gets its view made from the
-// application's copy as it is (Leaf nil; only a certificate already known
-// gets m.leaf filled in, in wrap's adopt branch), and newNameIndex skips
-// entries whose base() has no Leaf ("not parsed: never valid for a name"):
-// the name index is empty and firstSupported falls back to position 0, the
-// wrong certificate.
+// A config listing two certificates whose Leaf is nil (built by hand, or
+// parsed with GODEBUG x509keypairleaf=0) serves, to a client asking for the
+// second one's name, the second one, with its own staple: crypto/tls's
+// rule, which Wrap promises to keep ("whichever way cfg selects them ...
+// with crypto/tls's own SNI rules"). Found when (since 7e23a27) the name
+// index skipped entries without a Leaf and selection fell back to the first
+// certificate.
 func TestSNISelectsTheNamedCertificateWithoutLeaf(t *testing.T) {
 	e := newEnv(t, on)
 	a, ca := issueTestLeaf(t, e, true, "a.test")
@@ -282,14 +278,13 @@ func TestEd25519KeysAnyWay(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: the promise
-// TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config (once
-// the staple has expired, the certificate is served without it and such
-// handshakes allocate nothing after the first) breaks for two configs
-// listing the same leaf with different chains, and likewise with OCSP
-// turned off: the copy without the staple is cached in one slot per
-// certificate (managed.bare), so each switch between the configs' views
-// makes a new copy (bareOf).
+// Once the staple has expired, the certificate is served without it and
+// such handshakes allocate nothing after the first (the promise
+// TestAnExpiredStapleIsLeftOutWithoutAllocating holds for one config), also
+// for two configs listing the same leaf with different chains, and likewise
+// with OCSP turned off. Found when the copy without the staple was cached
+// in one slot per certificate, so each switch between the configs' views
+// made a new copy.
 func TestExpiredStapleTwoConfigsAllocateNothing(t *testing.T) {
 	e := newEnv(t, config.OCSP{OCSPFunctionality: true, QueryFrequency: 600, RecoveryFrequency: 60, RecoveryMaxTries: 100})
 	e.r.SetWindow(responder.Window{Lifetime: 2 * time.Hour})

@@ -87,15 +87,12 @@ func TestAnInPlaceLeafSwapStaysCaughtAfterARefresh(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: an application first wraps a leaf with a
-// broken chain (the issuer missing, no AIA caIssuers to fetch it from),
-// sees it unstapled, fixes its chain and wraps again: the wrapped config
-// now holds the issuer, and must be stapled ("every handshake gets the
-// staple for the certificate it is served"). The issuer is taken from the
-// chain once, at first sight (newManaged -> chainIssuer); adopt (a re-Wrap
-// with another chain) never looks at the new chain, so the certificate
-// stays without a staple until the process restarts (or the certificate is
-// Removed).
+// A leaf first wrapped with a broken chain (the issuer missing, no AIA
+// caIssuers to fetch it from), then wrapped again with its chain fixed, is
+// stapled: the wrapped config now holds the issuer ("every handshake gets
+// the staple for the certificate it is served"). Found when the issuer was
+// taken from the chain at first sight only, so the certificate stayed
+// without a staple until the process restarted or it was Removed.
 func TestAFixedChainIsStapled(t *testing.T) {
 	e := newEnv(t, on)
 	broken := leafOnly(e.leaf)
@@ -305,14 +302,12 @@ func TestLeafMovedNeverServesOldStaple(t *testing.T) {
 
 func ocspParse(raw []byte) (*ocsp.Response, error) { return ocsp.ParseResponse(raw, nil) }
 
-// Guards a defect since fixed: promise "never another certificate's
-// staple". view.leafMoved tells a leaf written into the application's chain
-// in place by the address of the leaf's bytes only. An application that
-// renews by writing the new leaf's bytes into the buffer its chain already
-// holds (reading the renewed file into the same buffer: same length, same
-// address) is served the new leaf with the old leaf's staple (another
-// serial). The same through the application's GetCertificate
-// (sameCertificate also compares addresses only).
+// "Never another certificate's staple" holds for an application that renews
+// by writing the new leaf's bytes into the buffer its chain already holds
+// (reading the renewed file into the same buffer: same length, same
+// address): the new leaf is never served with the old leaf's staple, in a
+// wrapped config or through the application's GetCertificate. Found when a
+// leaf written in place was told apart by the address of its bytes only.
 func TestLeafBytesRewrittenInPlaceNeverServeTheOldStaple(t *testing.T) {
 	for _, viaGet := range []bool{false, true} {
 		name := "listed"
@@ -435,15 +430,14 @@ func TestSharedCertificatesNeverStapleAnotherCertificate(t *testing.T) {
 	}
 }
 
-// Guards a defect since fixed: an application renews a certificate with the
-// same key (certbot --reuse-key) and writes the new leaf into its
-// certificate in place (cert.Certificate[0] = renewed). The wrapped config
-// shares the chain's backing array with the application (view.cert is a
-// shallow copy), so it now serves the renewed leaf, with the staple of the
-// old one: "every handshake gets the staple for the certificate it is
-// served (never another certificate's staple)" is broken, and a client
-// enforcing the staple (Must-Staple) fails. Either the chain must be copied
-// at Wrap or the view must not serve a leaf other than its state's.
+// A certificate renewed with the same key (certbot --reuse-key), whose new
+// leaf the application writes into its certificate in place
+// (cert.Certificate[0] = renewed), is never served with the old leaf's
+// staple: "every handshake gets the staple for the certificate it is served
+// (never another certificate's staple)", or a client enforcing the staple
+// (Must-Staple) fails. Found when the wrapped config shared the chain's
+// backing array with the application and served the renewed leaf with the
+// old one's staple.
 func TestInPlaceLeafSwapNeverGetsTheOldStaple(t *testing.T) {
 	e := newEnv(t, on)
 	app := tlsConfigFor(e.leaf)

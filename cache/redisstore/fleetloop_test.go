@@ -651,7 +651,7 @@ func (l *fleetLoop) step() {
 	}
 	if l.cluster != nil && l.paused != nil && l.roundsPaused > 0 && !*fleetLoopKnown {
 		// A master paused for long trips the whole store's breaker
-		// (TestCertificatesOnLiveMastersCostOneRequestAfterAMasterHungForLong):
+		// (TestClusterMasterHangingCostsOneRequestForCertificatesOnLiveMasters):
 		// resume it after one round.
 		l.heal()
 		return

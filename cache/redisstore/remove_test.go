@@ -2,12 +2,21 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/staplerkit/ocsp/cache"
+	"github.com/staplerkit/ocsp/cache/redisstore/redistest"
+	"github.com/staplerkit/ocsp/config"
+	"github.com/staplerkit/ocsp/responder"
 	"github.com/staplerkit/ocsp/stapler"
+	"github.com/staplerkit/ocsp/stapler/clock"
 )
 
 // TestRemoveDeletesTheSharedValues: Remove means forget, in a fleet too:
@@ -41,5 +50,161 @@ func TestRemoveDeletesTheSharedValues(t *testing.T) {
 	}
 	if f.staple(1, 0) == nil {
 		t.Fatal("the other node stopped stapling the removed certificate")
+	}
+}
+
+// DEFECT (resurrection in a shared store): Remove deletes the certificate's
+// shared response and fleet state "before Remove returns", but a query
+// already in flight for it (a Test from the admin API here; a lease
+// holder's scheduled refresh the same way) is still applied after Remove
+// and writes both keys back (writeShared never looks at m.removed). The
+// Redis keys have no TTL, so the removed certificate's values stay in the
+// shared Redis for ever: "Remove means forget" does not hold, on a real
+// redis-server.
+func TestAQueryInFlightAtRemoveWritesNothingToRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	clk := clock.NewManual(time.Now().Truncate(time.Second))
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := responder.New(ca)
+	r.SetClock(clk.Now)
+	var n atomic.Int64
+	held := make(chan struct{}, 10)
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if n.Add(1) > 1 { // the first query passes; the next is held
+			held <- struct{}{}
+			<-gate
+		}
+		r.ServeHTTP(w, req)
+	}))
+	t.Cleanup(func() { release(); srv.Close() })
+	leaf, err := ca.Issue(responder.LeafOptions{OCSPServer: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetStatus(leaf.Cert.SerialNumber, responder.Good())
+
+	s, err := stapler.New(config.OCSP{OCSPFunctionality: true},
+		stapler.WithClock(clk), stapler.WithLogger(testLogger()),
+		stapler.WithStore(New(rs.Client(), "fleet:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Wrap(&tls.Config{Certificates: []tls.Certificate{leaf.Certificate}})
+	id := stapler.CertificateID(leaf.Cert.Raw)
+	ctx := context.Background()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	raw := New(rs.Client(), "fleet:")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := raw.Get(ctx, id); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the response never reached Redis")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	testDone := make(chan error, 1)
+	go func() {
+		_, err := s.Test(ctx, id)
+		testDone <- err
+	}()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("the Test's query never reached the responder")
+	}
+	if err := s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{id, id + ".state"} {
+		if _, err := raw.Get(ctx, key); !errors.Is(err, cache.ErrCacheMiss) {
+			t.Fatalf("%s right after Remove: %v, want ErrCacheMiss", key, err)
+		}
+	}
+	release()
+	select {
+	case err := <-testDone:
+		t.Logf("Test returned %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Test hung")
+	}
+	s.Close()
+	for _, key := range []string{id, id + ".state"} {
+		if _, err := raw.Get(ctx, key); !errors.Is(err, cache.ErrCacheMiss) {
+			t.Errorf("%s of the removed certificate is back in Redis (no TTL: for good): %v, want ErrCacheMiss", key, err)
+		}
+	}
+}
+
+// DEFECT (same root cause, deterministic, in a fleet): a status hook that
+// removes a certificate once it is revoked ("stop serving it") runs inside
+// apply; Remove deletes both Redis keys before it returns, then the
+// fleet's write of that very response (writeShared, after apply) puts them
+// back, with no TTL.
+func TestRemoveFromTheStatusHookLeavesNoRedisValues(t *testing.T) {
+	rs := redistest.Start(t)
+	clk := clock.NewManual(time.Now().Truncate(time.Second))
+	ca, err := responder.NewCA(responder.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := responder.New(ca)
+	r.SetClock(clk.Now)
+	srv := responder.NewServer(r)
+	t.Cleanup(srv.Close)
+	leaf, err := srv.Issue(responder.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *stapler.Stapler
+	removed := make(chan error, 1)
+	s, err = stapler.New(config.OCSP{OCSPFunctionality: true},
+		stapler.WithClock(clk), stapler.WithLogger(testLogger()),
+		stapler.WithStore(New(rs.Client(), "fleet:")),
+		stapler.WithStatusHook(func(c stapler.StatusChange) {
+			if c.To == stapler.StateRevoked {
+				removed <- s.Remove(c.ID)
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	id, err := s.Add(&leaf.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.SetStatus(leaf.Cert.SerialNumber, responder.Revoked(clk.Now().Add(-time.Minute), 1))
+	if _, err := s.Test(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatalf("Remove from the hook: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the hook never saw the revocation")
+	}
+	raw := New(rs.Client(), "fleet:")
+	for _, key := range []string{id, id + ".state"} {
+		if _, err := raw.Get(ctx, key); !errors.Is(err, cache.ErrCacheMiss) {
+			t.Errorf("%s of the certificate removed from the status hook is in Redis: %v, want ErrCacheMiss", key, err)
+		}
 	}
 }

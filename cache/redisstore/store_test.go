@@ -74,42 +74,32 @@ func TestLease(t *testing.T) {
 	}
 }
 
-func TestSubscribeSeesOthersChangesOnly(t *testing.T) {
-	r := redistest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a, b := New(r.Client(), "test:"), New(r.Client(), "test:")
-	got := make(chan string, 10)
-	done := make(chan error, 1)
-	go func() { done <- a.Subscribe(ctx, func(key string) { got <- key }) }()
-	// The subscription says when it is live: what was announced before it
-	// may have been missed (the empty key).
-	select {
-	case key := <-got:
-		if key != "" {
-			t.Fatalf("notified of %q before the subscription was live", key)
+// TestALeaseWithoutTTLIsCutToTheLeaseTTL: a lease key written by hand
+// without a TTL, or with a longer one, is cut to the TTL asked for by the
+// next Lease, which does not get it; a shorter one is left alone.
+func TestALeaseWithoutTTLIsCutToTheLeaseTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s := New(srv.Client(), "fleet:")
+	rc := srv.Client()
+	const ttl = 5 * time.Second
+	for _, forged := range []time.Duration{0, time.Hour} {
+		rc.Set(ctx, s.leaseKey("c"), "forged", forged)
+		if _, ok, err := s.Lease(ctx, "c", ttl); err != nil || ok {
+			t.Fatalf("Lease over a forged lease: ok %v, err %v", ok, err)
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("the subscription never started")
-	}
-	a.Put(ctx, "own", []byte("x"))
-	b.Put(ctx, "theirs", []byte("y"))
-	select {
-	case key := <-got:
-		if key != "theirs" {
-			t.Fatalf("notified of %q", key)
+		if left := rc.PTTL(ctx, s.leaseKey("c")).Val(); left <= 0 || left > ttl {
+			t.Fatalf("a forged lease (TTL %v) lives %v after Lease(%v)", forged, left, ttl)
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("no notification")
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Subscribe returned %v", err)
+	rc.Set(ctx, s.leaseKey("c"), "held", time.Second)
+	s.Lease(ctx, "c", ttl)
+	if left := rc.PTTL(ctx, s.leaseKey("c")).Val(); left > time.Second {
+		t.Fatalf("a shorter lease was lengthened to %v", left)
 	}
-	select {
-	case key := <-got:
-		t.Fatalf("notified of %q", key)
-	default:
+	rc.Del(ctx, s.leaseKey("c"))
+	if _, ok, err := s.Lease(ctx, "c", ttl); err != nil || !ok {
+		t.Fatalf("a free lease was not taken: ok %v, err %v", ok, err)
 	}
 }
 
