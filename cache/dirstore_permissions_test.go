@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// AttackWorldWritableDirIsReadFrom: DirStore documents that a directory
-// writable by group or others "is refused with ErrInsecureDir" because
-// "anyone could plant or replace values in it". Put refuses it; Get reads
-// whatever another local user planted there (restore then staples it on
-// start-up). Expected: Get refuses such a directory too.
+// A DirStore never reads from a directory writable by group or others, as
+// it never writes to one: it "is refused with ErrInsecureDir" because
+// "anyone could plant or replace values in it". Found when Put refused it
+// and Get read whatever another local user planted there (which restore
+// then stapled on start-up).
 func TestAWorldWritableDirIsNeverReadFrom(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {

@@ -14,14 +14,13 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// FINDING (fixed): promise "a cache hit allocates nothing". allows13's slot index
-// is (minV ^ maxV*0x9e3779b97f4a7c15) >> 60: Go's * binds tighter than ^,
-// and minV < 1<<16 never reaches the top four bits, so the slot depends on
-// MaxVersion alone. Two configs with the same MaxVersion and different
-// MinVersion (the usual pair: MinVersion left at 0, and MinVersion
-// TLS 1.2) share one slot and evict each other; handshakes alternating
-// between them ask crypto/tls (which allocates) on every TLS 1.3 hello.
-// Control: the same pair of configs with equal bounds allocates nothing.
+// Two configs with the same MaxVersion and different MinVersion (the usual
+// pair: MinVersion left at 0, and MinVersion TLS 1.2) keep their own slots
+// in the allowed-versions cache, so handshakes alternating between them
+// allocate nothing. Found when the slot index, (minV ^ maxV*0x9e3779b97f4a7c15)
+// >> 60, depended on MaxVersion alone (* binds tighter than ^), and the two
+// configs evicted each other on every TLS 1.3 hello. Control: the same pair
+// with equal bounds.
 func TestAllowedCacheSlotIgnoresMinVersion(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(names ...string) *responder.Leaf { return e.mustIssue(responder.ECDSA, names...) }

@@ -190,11 +190,11 @@ func leafWithKey(t *testing.T, e *env, key crypto.Signer, names ...string) tls.C
 	return tls.Certificate{Certificate: [][]byte{der, e.ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
 }
 
-// TestSelectionTable: real handshakes, wrapped against crypto/tls
-// alone, over certificates of every key kind (P-384, Ed25519, RSA limited
-// to PKCS #1, RSA, P-256) for one name, server configs that are Clones of
-// one wrapped config (all alive) with other versions, curves and suites,
-// and clients of several kinds. HELD UP unless it fails.
+// A wrapped config chooses as crypto/tls alone does, over real handshakes:
+// certificates of every key kind (P-384, Ed25519, RSA limited to PKCS #1,
+// RSA, P-256) for one name, server configs that are Clones of one wrapped
+// config (all alive) with other versions, curves and suites, and clients
+// of several kinds.
 func TestSelectionTable(t *testing.T) {
 	e := newEnv(t, on)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -268,14 +268,13 @@ func TestSelectionTable(t *testing.T) {
 	_ = keep
 }
 
-// AttackCloneWithBuiltNameToCertificate: a wrapped config has no
-// Certificates, so BuildNameToCertificate on a Clone of it (legacy code
-// calls it on every config it assembles) sets NameToCertificate to an
-// empty, non-nil map. Wrap then treats the clone as one whose certificate
-// selection was changed, drops the certificates captured at Wrap, and the
-// result serves no certificate at all: every handshake fails. Expected: the
-// clone serves what the original did (an empty NameToCertificate selects
-// nothing, so crypto/tls would fall back to the Certificates list).
+// A Clone of a wrapped config on which BuildNameToCertificate was called
+// (legacy code calls it on every config it assembles) serves what the
+// original did: the wrapped config has no Certificates, so the map is
+// empty, and an empty NameToCertificate selects nothing (crypto/tls falls
+// back to the Certificates list). Found when Wrap took the empty map for a
+// changed selection, dropped the certificates captured at Wrap, and every
+// handshake failed.
 func TestACloneWithABuiltNameMapServesWhatTheOriginalDid(t *testing.T) {
 	e := newEnv(t, on)
 	wrapped := e.s.Wrap(tlsConfigFor(e.leaf))

@@ -358,17 +358,16 @@ func TestOlderResponseInTheStoreNeverRollsBack(t *testing.T) {
 	}
 }
 
-// AttackOlderAnswerWrittenOverTheFleetsRevocation: a lease holder (or an
-// admin's POST /v1/ocsp/test) that gets an answer older than the one held
-// refuses it locally (ErrOlderResponse), yet writes that very response to
-// the store: stapleable(o.e, o.err) looks at the query's error only, not at
-// apply's verdict. So a stale CDN edge, or anyone replaying on the plain-HTTP
-// OCSP path a good response captured before the revocation (OCSP responses
-// are public), makes an honest node overwrite the fleet's revoked record
-// with an older good one. Running nodes refuse to adopt it, but every node
-// that starts afterwards (a restart, a scale-up) adopts it and staples good
-// for a revoked certificate, under Strict too. Expected: the store keeps the
-// revocation, and a new node staples revoked.
+// An answer older than the one a node holds is never written over the
+// fleet's revocation: the store keeps the revocation, and a node that
+// starts afterwards (a restart, a scale-up) staples revoked, under Strict
+// too. Found when a lease holder (or an admin's POST /v1/ocsp/test) that
+// got an older answer refused it locally (ErrOlderResponse) yet wrote it to
+// the store (stapleable looked at the query's error, not at apply's
+// verdict): a stale CDN edge, or a replay on the plain-HTTP OCSP path of a
+// good response captured before the revocation, made an honest node
+// overwrite the fleet's revoked record, and every starting node adopted
+// it.
 func TestAnOlderAnswerIsNeverWrittenOverTheFleetsRevocation(t *testing.T) {
 	olderAnswerOverRevocation(t, func(f *fleet, id string, _ *atomic.Int32) {
 		f.nodes[0].Test(context.Background(), id) // refused locally as older

@@ -263,17 +263,16 @@ func TestAForgedStateHidesNoRevocation(t *testing.T) {
 	}
 }
 
-// AttackPlausibleStateOutlivesTheStaple: the fleet state is not signed, and
-// a state passes as plausible when its next attempt is within one
-// query_frequency (plus skew) of its last attempt. Written shortly before
-// the regular refresh (here 40 minutes after a fetch of a response valid 90 minutes), a
-// state claiming an attempt "now" and the next one query_frequency later
-// is adopted by every node, and no node queries before it: the staple every
-// node holds expires at cache_ttl and the whole fleet serves no staple for
-// about 45 minutes (must-staple handshakes refused), with the responder
-// healthy. Rewritten once an hour, it keeps the fleet unstapled. A node
-// plans its own failures before the held staple expires (beforeExpiry); a
-// state from the store must not plan past it either.
+// A fleet state from the store (unsigned: anyone who can write to Redis can
+// write one) never plans a node's next query past the expiry of the staple
+// it holds, as a node's own failures never do (beforeExpiry). Found when a
+// state claiming an attempt "now" and the next one query_frequency later,
+// written shortly before the regular refresh (here 40 minutes after a
+// fetch of a response valid 90 minutes), passed as plausible and was
+// adopted by every node: no node queried, every staple expired at
+// cache_ttl, and the fleet served no staple for about 45 minutes
+// (must-staple handshakes refused) with the responder healthy; rewritten
+// once an hour, it kept the fleet unstapled.
 func TestAPlausibleStateNeverOutlivesTheStaple(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	// A responder whose responses are valid 90 minutes (thisUpdate a minute
@@ -337,18 +336,14 @@ func TestAPlausibleStateNeverOutlivesTheStaple(t *testing.T) {
 	}
 }
 
-// AttackFreshFetchTimeDefeatsCacheTTL: the record's fetch time is store
-// metadata, yet a node adopts the very response it holds again when the
-// store says it was fetched later, and plans its next query (and the
-// staple's cache_ttl expiry) from that time. Anyone who can write to Redis
-// re-announces the current good response with "fetched: now" every 20
-// minutes: no node ever queries again before the response's half-life
-// (12 h for a one-day response; 3.5 days for a 7-day one), so a revocation
-// is not picked up within cache_ttl (3600 s here), which is what an
-// operator sets cache_ttl for. Expected: a store's fetch time never moves a
-// node's refresh later than its own fetch of the same response would (or a
-// later fetch time alone is no news), so the revocation is stapled within
-// about cache_ttl.
+// A fetch time in the store (metadata: anyone who can write to Redis can
+// set it) never moves a node's next query later than its own fetch of the
+// same response would, so a revocation is stapled within about cache_ttl
+// (3600 s here), which is what an operator sets cache_ttl for. Found when a
+// node adopted the very response it held again when the store said it was
+// fetched later, and planned from that time: re-announcing the current good
+// response with "fetched: now" every 20 minutes kept every node from
+// querying before the response's half-life (12 h for a one-day response).
 func TestAFreshFetchTimeNeverExtendsCacheTTL(t *testing.T) {
 	f := newFleet(t, 0, 1)
 	for range 2 {

@@ -53,14 +53,13 @@ func TestRemoveDeletesTheSharedValues(t *testing.T) {
 	}
 }
 
-// DEFECT (resurrection in a shared store): Remove deletes the certificate's
-// shared response and fleet state "before Remove returns", but a query
-// already in flight for it (a Test from the admin API here; a lease
-// holder's scheduled refresh the same way) is still applied after Remove
-// and writes both keys back (writeShared never looks at m.removed). The
-// Redis keys have no TTL, so the removed certificate's values stay in the
-// shared Redis for ever: "Remove means forget" does not hold, on a real
-// redis-server.
+// A query in flight when Remove runs (a Test from the admin API here; a
+// lease holder's scheduled refresh the same way) writes nothing to Redis
+// once it ends: Remove deletes the certificate's shared response and fleet
+// state before it returns, and they stay deleted ("Remove means forget";
+// the keys have no TTL). Found when the query was applied after Remove and
+// wrote both keys back (writeShared never looked at whether the
+// certificate was removed).
 func TestAQueryInFlightAtRemoveWritesNothingToRedis(t *testing.T) {
 	rs := redistest.Start(t)
 	clk := clock.NewManual(time.Now().Truncate(time.Second))
@@ -147,11 +146,11 @@ func TestAQueryInFlightAtRemoveWritesNothingToRedis(t *testing.T) {
 	}
 }
 
-// DEFECT (same root cause, deterministic, in a fleet): a status hook that
-// removes a certificate once it is revoked ("stop serving it") runs inside
-// apply; Remove deletes both Redis keys before it returns, then the
-// fleet's write of that very response (writeShared, after apply) puts them
-// back, with no TTL.
+// A status hook that removes a certificate once it is revoked ("stop
+// serving it") leaves no Redis values behind, although it runs inside
+// apply, before the fleet writes that very response. Found when the
+// fleet's write (writeShared, after apply) put back both keys that Remove
+// had deleted.
 func TestRemoveFromTheStatusHookLeavesNoRedisValues(t *testing.T) {
 	rs := redistest.Start(t)
 	clk := clock.NewManual(time.Now().Truncate(time.Second))

@@ -8,17 +8,15 @@ import (
 	"github.com/staplerkit/ocsp/responder"
 )
 
-// DEFECT (PUT /v1/ocsp refuses the documented body on a running server):
-// OCSP is already on and stapling a certificate that has a responder; the
-// server also serves a certificate without an AIA OCSP URL (an internal
-// CA's, or any Let's Encrypt certificate since 2025), which New accepted
-// with OCSP on. The documented PUT example body (which repeats
-// "ocsp_functionality": true) only changes the intervals, and a client that
-// GETs the object, edits it and PUTs it back does the same; both are
-// refused 400 no_responder_url and change nothing, although a responder
-// URL is known (GET /v1/ocsp shows it) and OCSP is not being enabled (it is
-// on). The spec's no_responder_url is "tried to enable OCSP while no
-// responder URL is known".
+// PUT /v1/ocsp with the documented body (which repeats
+// "ocsp_functionality": true) is accepted on a running server whose OCSP is
+// already on, although one of its certificates has no AIA OCSP URL (an
+// internal CA's, or any Let's Encrypt certificate since 2025): the spec's
+// no_responder_url is "tried to enable OCSP while no responder URL is
+// known", and OCSP is not being enabled. The same holds for a client that
+// GETs the object, edits the intervals and PUTs it back. Found when both
+// were refused 400 no_responder_url while GET /v1/ocsp showed a responder
+// URL.
 func TestPutDocumentedBodyRefusedWhileOCSPIsOn(t *testing.T) {
 	e := newEnv(t, on)
 	noAIA, err := e.ca.Issue(responder.LeafOptions{DNSNames: []string{"internal.test"}})
@@ -44,13 +42,12 @@ func TestPutDocumentedBodyRefusedWhileOCSPIsOn(t *testing.T) {
 	}
 }
 
-// DEFECT (POST /v1/ocsp/test off the documented codes): a server whose
-// certificates come from GetCertificate (autocert, say) has none managed
-// until its first handshake; GET /v1/ocsp then shows "responder_url": "".
-// The documented answer to testing with no responder URL is 500
-// no_responder_url; the handler answers 404 not_found with the message
+// POST /v1/ocsp/test on a server that manages no certificate yet (its
+// certificates come from GetCertificate, autocert say, and no handshake has
+// happened) answers the documented 500 no_responder_url: GET /v1/ocsp shows
+// "responder_url": "" then. Found when it answered 404 not_found with
 // `stapler: unknown certificate ""`, a code the documented endpoint never
-// returns, for a request that named no certificate at all.
+// returns.
 func TestTestWithNoCertificateIsNotNoResponderURL(t *testing.T) {
 	e := newEnv(t, on)
 	c := newAdmin(t, e)
@@ -64,15 +61,13 @@ func TestTestWithNoCertificateIsNotNoResponderURL(t *testing.T) {
 	}
 }
 
-// DEFECT (POST /v1/ocsp/test reports an answer it did not cache): the
-// documented endpoint "queries the responder now, caches the answer when
-// OCSP is on, and returns it". When the responder answers with a response
-// older than the one held (a stale cache or a replay: GOOD, thisUpdate two
-// hours back, after a REVOKED one), the Stapler rightly refuses to install
-// it (ErrOlderResponse), yet Test returns it with 200 and no error: the
-// operator reads cert_status GOOD from the test while the server keeps
-// stapling REVOKED and GET /v1/ocsp/status says REVOKED. The refusal to
-// roll back is invisible on the wire.
+// POST /v1/ocsp/test "queries the responder now, caches the answer when
+// OCSP is on, and returns it": an answer older than the one held (a stale
+// cache or a replay: GOOD, thisUpdate two hours back, after a REVOKED one)
+// is refused by the Stapler (ErrOlderResponse), and the test reports that
+// refusal, not the answer as if it were cached. Found when the test
+// answered 200 with cert_status GOOD while the server kept stapling REVOKED
+// and GET /v1/ocsp/status said REVOKED.
 func TestTestReportsAnOlderAnswerItDidNotCache(t *testing.T) {
 	e := newEnv(t, on)
 	e.wrap(e.leaf.Certificate)
@@ -93,15 +88,12 @@ func TestTestReportsAnOlderAnswerItDidNotCache(t *testing.T) {
 	}
 }
 
-// DEFECT (GET /v1/ocsp/status off the documented object): config.Status
-// documents cert_status as "CertGood, CertRevoked or CertUnknown" and the
-// spec's enum is GOOD, REVOKED, UNKNOWN; the spec lists
-// invalid_ocsp_response as GET /v1/ocsp/status's error when the responder
-// returned something that is not a valid OCSP response. After exactly that
-// (OCSP turned on, the responder answers garbage, nothing cached), the
-// handler answers 200 with "cert_status": "" — neither a documented status
-// nor the documented error. A client switching on the three values (as the
-// Redis Enterprise UI does) falls through.
+// GET /v1/ocsp/status stays on the documented object after the responder
+// answered something that is not a valid OCSP response (OCSP on, nothing
+// cached): the documented error invalid_ocsp_response, never a cert_status
+// outside GOOD, REVOKED and UNKNOWN (a client switching on the three values,
+// as the Redis Enterprise UI does, would fall through). Found when it
+// answered 200 with "cert_status": "".
 func TestStatusAfterAnInvalidResponseIsOffTheDocumentedObject(t *testing.T) {
 	e := newEnv(t, config.OCSP{})
 	e.wrap(e.leaf.Certificate)
