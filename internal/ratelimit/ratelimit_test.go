@@ -68,7 +68,7 @@ func TestBacklogIsTheNextRequestsWait(t *testing.T) {
 // requests at once, at a burst of one).
 func TestAFollowUpAheadOfTheQueueMovesTheWaitingBack(t *testing.T) {
 	const interval = 2 * time.Second
-	l := New(float64(time.Second)/float64(interval), 1) // one every 2 s, one at once
+	l := New(float64(time.Second)/float64(interval), 1)  // one every 2 s, one at once
 	if err := l.Wait(context.Background()); err != nil { // the burst: sent now
 		t.Fatal(err)
 	}
