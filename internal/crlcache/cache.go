@@ -292,25 +292,49 @@ func (cc *Cache) downloading(issuer [32]byte, url string, kind Kind, now time.Ti
 // for until ctx ends. A caller's download (recheck, not a background
 // refresh) first looks again at what Get looked at: a download that ended
 // between Get's look and this one may have brought a CRL, or a failure
-// whose backoff holds, and then nothing is downloaded again.
+// whose backoff holds, and then nothing is downloaded again. A refresh
+// that joined such a look, which downloaded nothing, asks once more (its
+// own download, as a rule); should that download nothing either, the
+// kind is left free for the next lookup's refresh: a refresh is never
+// dropped with the kind marked refreshing.
 func (cc *Cache) shared(ctx context.Context, opts Options, issuer [32]byte, url string, issuerCert *x509.Certificate, kind Kind, recheck bool) (*crl.CRL, error) {
 	type result struct {
-		c   *crl.CRL
-		err error
+		c          *crl.CRL
+		err        error
+		downloaded bool
 	}
-	r, err := cc.host.Share(ctx, flightKey(issuer, url, kind), func() any {
-		if recheck {
-			if c, err, known := cc.known(opts, issuer, url, kind); known {
-				return result{c, err}
+	for try := 0; ; try++ {
+		r, err := cc.host.Share(ctx, flightKey(issuer, url, kind), func() any {
+			if recheck {
+				if c, err, known := cc.known(opts, issuer, url, kind); known {
+					return result{c, err, false}
+				}
 			}
+			c, err := cc.fetch(opts, issuer, url, issuerCert, kind)
+			return result{c, err, true}
+		})
+		if err != nil {
+			return nil, err
 		}
-		c, err := cc.fetch(opts, issuer, url, issuerCert, kind)
-		return result{c, err}
-	})
-	if err != nil {
-		return nil, err
+		res := r.(result)
+		if recheck || res.downloaded {
+			return res.c, res.err
+		}
+		if try > 0 {
+			cc.refreshed(issuer, url, kind)
+			return res.c, res.err
+		}
 	}
-	return r.(result).c, r.(result).err
+}
+
+// refreshed marks the background refresh of issuer's point url for
+// certificates of kind as ended.
+func (cc *Cache) refreshed(issuer [32]byte, url string, kind Kind) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if p := cc.points[issuer][url]; p != nil {
+		p.kinds[kind].refreshing = false
+	}
 }
 
 // flightKey is the key of a download for certificates of kind among the

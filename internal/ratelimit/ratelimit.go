@@ -19,6 +19,15 @@ type Limiter struct {
 
 	mu   sync.Mutex
 	next time.Time
+	// waiting are the requests asleep until their slots, which WaitNext
+	// moves back when it takes a slot ahead of them.
+	waiting []*waiter
+}
+
+// waiter is a request asleep until its slot.
+type waiter struct {
+	slot  time.Time     // guarded by mu
+	moved chan struct{} // told (without blocking) when slot moves back
 }
 
 // New returns a Limiter of perSecond requests a second, burst of them at
@@ -44,22 +53,50 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 	slot := l.next
 	l.next = l.next.Add(l.interval)
-	l.mu.Unlock()
-	return sleepUntil(ctx, slot.Sub(now))
+	return l.sleep(ctx, slot, now)
 }
 
-// sleepUntil waits d (nothing when it is not positive), or until ctx ends.
-func sleepUntil(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
+// sleep waits until slot, or until ctx ends; l.mu is held, and released.
+// A request that sleeps is among l.waiting until it wakes, so that
+// WaitNext can move its slot back.
+func (l *Limiter) sleep(ctx context.Context, slot, now time.Time) error {
+	if !slot.After(now) {
+		l.mu.Unlock()
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	w := &waiter{slot: slot, moved: make(chan struct{}, 1)}
+	l.waiting = append(l.waiting, w)
+	for {
+		d := time.Until(w.slot)
+		if d <= 0 {
+			l.leave(w)
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-w.moved:
+		case <-ctx.Done():
+			t.Stop()
+			l.mu.Lock()
+			l.leave(w)
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+		t.Stop()
+		l.mu.Lock()
+	}
+}
+
+// leave removes w from l.waiting; l.mu is held.
+func (l *Limiter) leave(w *waiter) {
+	for i, o := range l.waiting {
+		if o == w {
+			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -86,8 +123,16 @@ func (l *Limiter) WaitNext(ctx context.Context) error {
 	pending := (l.next.Sub(now) + l.interval - 1) / l.interval
 	slot := l.next.Add(-time.Duration(pending) * l.interval).Add(l.interval)
 	l.next = l.next.Add(l.interval)
-	l.mu.Unlock()
-	return sleepUntil(ctx, slot.Sub(now))
+	for _, w := range l.waiting {
+		if !w.slot.Before(slot) {
+			w.slot = w.slot.Add(l.interval)
+			select {
+			case w.moved <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return l.sleep(ctx, slot, now)
 }
 
 // Backlog is how long a request asked for now would wait for its slot

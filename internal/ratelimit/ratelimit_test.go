@@ -61,3 +61,37 @@ func TestBacklogIsTheNextRequestsWait(t *testing.T) {
 		t.Fatal("no limit has a backlog")
 	}
 }
+
+// WaitNext puts a follow-up ahead of the requests still waiting, which
+// "all move back by one interval": the follow-up and the first request
+// waiting are not both let through at the slot that one had taken (two
+// requests at once, at a burst of one).
+func TestAFollowUpAheadOfTheQueueMovesTheWaitingBack(t *testing.T) {
+	const interval = 2 * time.Second
+	l := New(float64(time.Second)/float64(interval), 1)  // one every 2 s, one at once
+	if err := l.Wait(context.Background()); err != nil { // the burst: sent now
+		t.Fatal(err)
+	}
+	done := make(chan string, 2)
+	go func() {
+		l.Wait(context.Background()) // waiting for the next slot
+		done <- "the request waiting"
+	}()
+	// It has taken its slot: the next free one is two intervals away.
+	for l.Backlog() <= interval+interval/2 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		l.WaitNext(context.Background())
+		done <- "the follow-up"
+	}()
+	first := <-done
+	// The second is an interval after the first; half of one is the
+	// margin for a slow machine.
+	select {
+	case second := <-done:
+		t.Fatalf("%s and %s were let through together, at a rate of one every %v with a burst of 1", first, second, interval)
+	case <-time.After(interval / 2):
+	}
+	<-done
+}
