@@ -1,6 +1,3 @@
-// Package ocsptest holds the fixture the tests of OCSP verification share:
-// a test CA, a leaf, a delegated responder and signed responses about the
-// leaf. For tests only.
 package ocsptest
 
 import (

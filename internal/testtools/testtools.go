@@ -1,5 +1,3 @@
-// Package testtools is what the test binaries of the modules share about
-// the outside tools some tests need (openssl, redis-server).
 package testtools
 
 import (
