@@ -8,12 +8,11 @@ import (
 	"testing"
 )
 
-// DEFECT (the package doc lies after issue 16): config's doc says "Error is
-// the documented error body, with its codes and HTTP statuses", but issue
-// 16 took the HTTP statuses out of config (they are decided in
-// stapler/admin, which alone speaks HTTP): Error has no status field and
-// nothing in config maps a code to a status. A Store or handler author
-// reading go doc looks for a status that is not there.
+// config's package doc promises no HTTP statuses: Error is the documented
+// error body and its codes, and the statuses are stapler/admin's (which
+// alone speaks HTTP). Found when the doc still said "with its codes and
+// HTTP statuses" after they had moved, and a handler author reading go doc
+// looked for a status that is not there.
 func TestPackageDocPromisesNoHTTPStatuses(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "doc.go", nil, parser.ParseComments|parser.PackageClauseOnly)

@@ -9,8 +9,8 @@ import (
 	"github.com/staplerkit/ocsp/stapler"
 )
 
-// attack2Serve serves leaf through a Stapler-wrapped config changed by mod.
-func attack2Serve(t *testing.T, leaf *responder.Leaf, mod func(*tls.Config)) string {
+// serveWrapped serves leaf through a Stapler-wrapped config changed by mod.
+func serveWrapped(t *testing.T, leaf *responder.Leaf, mod func(*tls.Config)) string {
 	t.Helper()
 	s, err := stapler.New(config.OCSP{OCSPFunctionality: true}, stapler.WithColdWait(hangLimit))
 	if err != nil {
@@ -46,7 +46,7 @@ func attack2Serve(t *testing.T, leaf *responder.Leaf, mod func(*tls.Config)) str
 func TestTLS13OnlyServerIsNotUnknown(t *testing.T) {
 	p := newPKI(t)
 	good, _ := p.srv.Issue(responder.LeafOptions{})
-	addr := attack2Serve(t, good, func(c *tls.Config) { c.MinVersion = tls.VersionTLS13 })
+	addr := serveWrapped(t, good, func(c *tls.Config) { c.MinVersion = tls.VersionTLS13 })
 	if code, obj := runCheck(t, "-connect", addr, "-servername", "localhost", "-CAfile", p.caFile, "-warn", "1h"); code != exitOK {
 		t.Fatalf("a TLS 1.3-only server stapling a good response: exit %d, want %d (OK): %v", code, exitOK, obj)
 	}
@@ -57,7 +57,7 @@ func TestTLS13OnlyServerIsNotUnknown(t *testing.T) {
 func TestTLS12OnlyServerIsNotUnknown(t *testing.T) {
 	p := newPKI(t)
 	good, _ := p.srv.Issue(responder.LeafOptions{})
-	addr := attack2Serve(t, good, func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 })
+	addr := serveWrapped(t, good, func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 })
 	if code, obj := runCheck(t, "-connect", addr, "-servername", "localhost", "-CAfile", p.caFile, "-warn", "1h"); code != exitOK {
 		t.Fatalf("a TLS 1.2-only server stapling a good response: exit %d, want %d (OK): %v", code, exitOK, obj)
 	}
@@ -70,7 +70,7 @@ func TestTLS12OnlyServerIsNotUnknown(t *testing.T) {
 func TestIPTargetChecksTheAddress(t *testing.T) {
 	p := newPKI(t)
 	other, _ := p.srv.Issue(responder.LeafOptions{DNSNames: []string{"somewhere-else.test"}})
-	addr := attack2Serve(t, other, func(*tls.Config) {})
+	addr := serveWrapped(t, other, func(*tls.Config) {})
 	if code, obj := runCheck(t, "-connect", addr, "-CAfile", p.caFile, "-warn", "1h"); code != exitCritical {
 		t.Fatalf("a certificate not valid for the address dialled: exit %d, want %d (CRITICAL): %v", code, exitCritical, obj)
 	}
