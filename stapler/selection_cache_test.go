@@ -99,11 +99,7 @@ func servedLeaf(t *testing.T, roots *x509.CertPool, addr, name string, mod func(
 func TestSupportCacheSharedAcrossClones(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(kt responder.KeyType, names ...string) tls.Certificate {
-		l, err := e.srv.Issue(responder.LeafOptions{KeyType: kt, DNSNames: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l.Certificate
+		return e.mustIssue(kt, names...).Certificate
 	}
 	certs := []tls.Certificate{
 		issue(responder.ECDSA, "other.test"),
@@ -163,11 +159,7 @@ type signerOnly struct{ crypto.Signer }
 func TestSupportCacheIgnoresThePrivateKey(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(kt responder.KeyType, names ...string) tls.Certificate {
-		l, err := e.srv.Issue(responder.LeafOptions{KeyType: kt, DNSNames: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l.Certificate
+		return e.mustIssue(kt, names...).Certificate
 	}
 	signOnly := issue(responder.RSA, "www.example.com")
 	signOnly.PrivateKey = signerOnly{signOnly.PrivateKey.(crypto.Signer)}
@@ -253,11 +245,7 @@ func loopbackHandshake(t *testing.T, server *tls.Config, roots *x509.CertPool, n
 func TestSupportCacheConfigAddressReused(t *testing.T) {
 	e := newEnv(t, on)
 	issue := func(kt responder.KeyType, names ...string) tls.Certificate {
-		l, err := e.srv.Issue(responder.LeafOptions{KeyType: kt, DNSNames: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l.Certificate
+		return e.mustIssue(kt, names...).Certificate
 	}
 	certs := []tls.Certificate{
 		issue(responder.ECDSA, "other.test"),
